@@ -1,0 +1,40 @@
+"""The `llmbench` command line: one group, one module per command under `llmbench.commands`."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from llmbench import __version__
+from llmbench.errors import BadInput
+
+
+class _Group(click.Group):
+    """Turns a BadInput anywhere below into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context):  # noqa: D401 - click's hook
+        try:
+            return super().invoke(ctx)
+        except BadInput as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="llmbench")
+def main() -> None:
+    """Profile LLMs on this machine and turn the measurements into a deployment decision."""
+
+
+def _register() -> None:
+    # Imported here so that `llmbench --help` stays fast: each module imports its heavy
+    # libraries inside its command functions.
+    from llmbench.commands import cache, compare, compress, hardware, plan, quantize, recommend, report, run
+
+    for module in (run, hardware, quantize, compress, cache, plan, recommend, report, compare):
+        for obj in vars(module).values():
+            if isinstance(obj, click.Command) and getattr(obj, "__module__", None) == module.__name__:
+                main.add_command(obj)
+
+
+_register()

@@ -1,0 +1,1 @@
+"""Where candidate models come from: local folders, hub ids, and architecture cards."""
