@@ -33,7 +33,7 @@ def _register() -> None:
 
     for module in (run, hardware, quantize, compress, cache, plan, recommend, report, compare):
         for obj in vars(module).values():
-            if isinstance(obj, click.Command) and getattr(obj, "__module__", None) == module.__name__:
+            if isinstance(obj, click.Command) and getattr(obj.callback, "__module__", None) == module.__name__:
                 main.add_command(obj)
 
 

@@ -1,0 +1,46 @@
+"""The request record: one per measured request, and the derived per-request metrics."""
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, computed_field
+
+
+class RequestRecord(BaseModel):
+    """One line of requests.jsonl. It doubles as a production interaction log entry."""
+
+    timestamp: float = Field(description="wall-clock time the request was sent (unix seconds)")
+    run_id: str
+    model: str
+    variant: str
+    scenario: str
+    point: str = Field(description="scenario point, e.g. 'batch=4' or 'clients=2'")
+    request_id: int
+    prompt_tokens: int
+    output_tokens: int
+    ttft_ms: float | None = None
+    e2el_ms: float | None = None
+    itl_ms: list[float] = Field(default_factory=list)
+    queue_ms: float = 0.0
+    batch_size: int = 1
+    cost: float = Field(0.0, description="USD attributed to this request (its share of the busy machine)")
+    prompt_length: int = Field(0, description="prompt length in characters")
+    template: str | None = None
+    template_version: str | None = None
+    dataset: str | None = None
+    status: str = "ok"
+    error: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tpot_ms(self) -> float | None:
+        """(E2EL - TTFT) / (output_tokens - 1); undefined for a single output token."""
+        if self.status != "ok" or self.output_tokens < 2 or self.ttft_ms is None or self.e2el_ms is None:
+            return None
+        return (self.e2el_ms - self.ttft_ms) / (self.output_tokens - 1)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def cell(self) -> tuple[str, str, str, str]:
+        return (self.model, self.variant, self.scenario, self.point)

@@ -1,0 +1,15 @@
+"""One registry of scenarios, keyed by the config's `kind`."""
+from __future__ import annotations
+
+from llmbench.scenarios.base import Scenario
+from llmbench.scenarios.batch import BatchScenario
+from llmbench.scenarios.concurrency import ConcurrencyScenario
+from llmbench.scenarios.single_stream import SingleStreamScenario
+
+SCENARIOS: dict[str, type[Scenario]] = {s.kind: s for s in (SingleStreamScenario, BatchScenario, ConcurrencyScenario)}
+
+
+def make_scenario(config, seed: int = 0) -> Scenario:
+    """The scenario object for one config entry."""
+    cls = SCENARIOS[config.kind]
+    return cls(config, seed=seed) if cls is ConcurrencyScenario else cls(config)
