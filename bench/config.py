@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmbench.errors import BadInput
 
@@ -67,7 +67,12 @@ class LengthDist(Strict):
         return self
 
 
-Length = Annotated[Union[int, LengthDist], Field(union_mode="left_to_right")]
+def _fixed(value: Any) -> Any:
+    # A bare number means a fixed length; one type keeps validation errors about the real problem.
+    return {"dist": "fixed", "value": value} if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Length = Annotated[LengthDist, BeforeValidator(_fixed)]
 
 
 class DatasetSpec(Strict):
@@ -92,7 +97,7 @@ class Workload(Strict):
     """What is sent: synthetic lengths, a dataset, or templates; `requests` per scenario point."""
 
     prompt_tokens: Length = LengthDist(dist="lognormal", mean=96, sigma=0.5, min=8, max=512)
-    output_tokens: Length = 32
+    output_tokens: Length = LengthDist(value=32)
     requests: int = Field(8, ge=1)
     dataset: DatasetSpec | None = None
     templates: TemplateSpec | None = None

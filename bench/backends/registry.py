@@ -33,3 +33,12 @@ def _torch() -> type[Backend]:
 
 
 register("torch", _torch)
+
+
+def _onnx() -> type[Backend]:
+    from llmbench.backends.onnx_backend import OnnxBackend
+
+    return OnnxBackend
+
+
+register("onnx", _onnx)

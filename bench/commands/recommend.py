@@ -1,1 +1,47 @@
-"""Placeholder: filled in by the issue that owns this command."""
+"""`llmbench recommend RUN_DIR [--slo ...] [--quality-floor Q] [--rps R] [--budget USD] [--out DIR] [--json]`."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--slo", help="e.g. ttft_p95=500ms,e2el_p95=5s (default: the run config's)")
+@click.option("--quality-floor", type=float, help="lowest quality kept, as a share of the reference (e.g. 0.99)")
+@click.option("--rps", type=float, help="target load in requests/s (default: plan.rps of the config, else half the best measured throughput)")
+@click.option("--budget", type=float, help="most USD per month to spend")
+@click.option("--out", type=click.Path(file_okay=False), help="folder for the outputs (default RUN_DIR)")
+@click.option("--json", "as_json", is_flag=True, help="print the recommendation as one JSON document on stdout")
+def recommend(run_dir: str, slo: str | None, quality_floor: float | None, rps: float | None, budget: float | None,
+              out: str | None, as_json: bool) -> None:
+    """Recommend a deployment from RUN_DIR's measurements; write recommendation.json,
+    deployment.yaml and gateway/litellm.yaml."""
+    from rich.console import Console
+
+    from llmbench.errors import BadInput
+    from llmbench.export.writer import write_exports
+    from llmbench.recommend.engine import recommend as build
+    from llmbench.recommend.inputs import load_run
+    from llmbench.recommend.show import summary_lines
+    from llmbench.slo import parse_slo
+
+    if quality_floor is not None and not 0 < quality_floor <= 1:
+        raise BadInput(f"--quality-floor {quality_floor:g}: must be in (0, 1], a share of the reference quality")
+    if rps is not None and rps <= 0:
+        raise BadInput(f"--rps {rps:g}: must be > 0")
+    if budget is not None and budget <= 0:
+        raise BadInput(f"--budget {budget:g}: must be > 0 (USD per month)")
+    slos = parse_slo(slo)
+    data = load_run(run_dir)
+    rec = build(data, slos or None, quality_floor, rps, budget)
+    paths = write_exports(rec, Path(out) if out else data.path)
+    console = Console(stderr=as_json)
+    for line in summary_lines(rec):
+        console.print(line, highlight=False)
+    console.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+    if as_json:
+        sys.stdout.write(json.dumps(rec, default=str) + "\n")

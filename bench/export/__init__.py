@@ -1,0 +1,1 @@
+"""Exporters: recommendation.json, deployment.yaml and gateway/litellm.yaml from a recommendation."""

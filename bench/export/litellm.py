@@ -1,0 +1,98 @@
+"""gateway/litellm.yaml: a LiteLLM proxy config (model_list, router_settings, litellm_settings).
+
+Self-hosted options are reached as `openai/<served name>` on an OpenAI-compatible server
+(vLLM, llama.cpp's llama-server, TGI...) whose URL is a placeholder to replace; API keys are only
+ever `os.environ/NAME` references, never values.
+"""
+from __future__ import annotations
+
+from llmbench.export.servers import servers
+from llmbench.export.yamlio import dump
+
+EMBEDDING_ALIAS = "llmbench-embedding"
+EMBEDDING_PORT = 8090
+# The cache simulation embeds with all-MiniLM-L6-v2 (384-d); the gateway must embed the same way
+# for the measured threshold to mean the same thing.
+EMBEDDING_MODEL, EMBEDDING_DIM = "all-MiniLM-L6-v2", 384
+UNMEASURED_THRESHOLD = 0.95  # conservative: few false hits, used only when no simulation ran
+
+
+def _entry(alias: str, s: dict) -> dict:
+    params: dict = {"model": s["litellm_model"]}
+    if s.get("api_base"):
+        params["api_base"] = s["api_base"]
+    if s.get("api_key_env"):
+        params["api_key"] = f"os.environ/{s['api_key_env']}"
+    if s.get("rpm"):
+        params["rpm"] = s["rpm"]
+    if s.get("tpm"):
+        params["tpm"] = s["tpm"]
+    params["input_cost_per_token"] = float(s["input_cost_per_token"])
+    params["output_cost_per_token"] = float(s["output_cost_per_token"])
+    info = {"id": f"{alias}/{s['option']}", "llmbench_option": s["option"], "llmbench_role": s["role"]}
+    if s.get("replicas") is not None:
+        info["replicas"] = s["replicas"]
+    return {"model_name": alias, "litellm_params": params, "model_info": info}
+
+
+def _cache_settings(rec: dict) -> dict:
+    cache = rec.get("cache")
+    measured = bool(cache and cache.get("threshold") is not None)
+    threshold = float(cache["threshold"]) if measured else UNMEASURED_THRESHOLD
+    # On only where the simulation measured a saving; otherwise the block is there to switch on.
+    on = bool(measured and (cache.get("hit_rate") or 0) > 0)
+    return {
+        "cache": on,
+        "cache_params": {
+            "type": "qdrant-semantic",
+            "similarity_threshold": threshold,
+            "qdrant_semantic_cache_embedding_model": EMBEDDING_ALIAS,
+            "qdrant_semantic_cache_vector_size": EMBEDDING_DIM,
+            "qdrant_collection_name": "llmbench-semantic-cache",
+            "qdrant_quantization_config": "binary",
+        },
+    }
+
+
+def litellm_config(rec: dict) -> dict:
+    """The config as plain data (what LiteLLM's proxy reads from YAML)."""
+    srv, fallbacks = servers(rec)
+    model_list = [_entry(alias, s) for s in srv for alias in s["aliases"]]
+    model_list.append({
+        "model_name": EMBEDDING_ALIAS,
+        "litellm_params": {"model": f"openai/{EMBEDDING_MODEL}", "api_base": f"http://localhost:{EMBEDDING_PORT}/v1",
+                           "api_key": "os.environ/LLMBENCH_EMBEDDING_API_KEY",
+                           "input_cost_per_token": 0.0, "output_cost_per_token": 0.0},
+        "model_info": {"id": EMBEDDING_ALIAS, "mode": "embedding", "llmbench_role": "semantic-cache embedder"},
+    })
+    return {
+        "model_list": model_list,
+        "router_settings": {
+            # simple-shuffle weights deployments of a group by their rpm/tpm: replicas of unequal
+            # capacity get traffic in proportion, with no shared state (no Redis) needed.
+            "routing_strategy": "simple-shuffle",
+            "num_retries": 2,
+            "allowed_fails": 3,
+            "cooldown_time": 30,
+            "fallbacks": [{alias: fbs} for alias, fbs in fallbacks.items()],
+        },
+        "litellm_settings": _cache_settings(rec),
+    }
+
+
+def litellm_yaml(rec: dict) -> str:
+    cache = rec.get("cache")
+    cache_line = (f"semantic cache: threshold {cache['threshold']} from the cache simulation (hit rate {cache['hit_rate']:.1%}, "
+                  f"false hits {cache['false_hit_rate']:.1%})" if cache and cache.get("threshold") is not None
+                  else f"semantic cache: not measured in this run, left off; {UNMEASURED_THRESHOLD} is a conservative default")
+    header = f"""LiteLLM proxy config written by llmbench for run {rec['run_id']} (mode: {rec['mode']}).
+{rec['choice']['answer']}
+Aliases: 'llmbench' takes any request; in routing mode 'llmbench-<class>' take each request class
+(route by prompt length in the client or a pre-call hook); 'llmbench-fallback-*' are fallback targets.
+api_base http://localhost:80NN/v1 is a placeholder: point it at the OpenAI-compatible server
+(vLLM, llama.cpp llama-server, TGI) serving that model. Keys are read from the environment only
+(os.environ/NAME); set LLMBENCH_*_API_KEY to your servers' keys (any value if they need none).
+Self-hosted per-token costs split each request's measured cost between prefill and decode time.
+{cache_line}; qdrant-semantic reads QDRANT_API_BASE / QDRANT_API_KEY from the environment.
+Run: litellm --config gateway/litellm.yaml"""
+    return dump(litellm_config(rec), header)

@@ -1,0 +1,115 @@
+"""The cheapest option meeting the SLO, the quality floor and the budget, with every reason.
+
+When nothing meets every constraint this is an answer too (exit 0): it names the constraint that
+binds, the option that comes closest and how far it misses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llmbench.recommend.facts import RANDOM_WEIGHTS
+from llmbench.recommend.option import Option
+from llmbench.slo import SLO, row_meets
+
+
+@dataclass
+class Constraints:
+    """What the user asked for; None means "no limit"."""
+
+    slos: list[SLO] = field(default_factory=list)
+    quality_floor: float | None = None
+    budget_usd_month: float | None = None
+    rps: float | None = None
+
+    def describe(self) -> dict:
+        return {"slo": [str(s) for s in self.slos], "quality_floor": self.quality_floor,
+                "budget_usd_per_month": self.budget_usd_month, "rps": self.rps}
+
+
+def _slo_failures(o: Option, plan: dict | None, slos: list[SLO]) -> list[tuple[str, str]]:
+    fails = []
+    for s in slos:
+        stats = o.latency.get(f"{s.metric}_ms") or {}
+        if stats.get(f"p{s.percentile:g}") is None:
+            fails.append((str(s), f"{s.metric} p{s.percentile:g} not measured for this option"))
+            continue
+        for miss in row_meets(o.latency, [s]):
+            fails.append((str(s), miss))
+    if not fails and slos and plan and plan.get("meets_slo") is False:
+        # Measured latencies pass, but queueing at the target load does not (per the planner).
+        binding = plan.get("binding") or "slo under load"
+        fails.append((str(binding), f"the planner predicts a miss under load ({'; '.join(map(str, plan.get('notes') or [])) or 'no replica count meets it'})"))
+    return fails
+
+
+def failures(o: Option, plan: dict | None, c: Constraints) -> list[tuple[str, str]]:
+    """(constraint, why) for every constraint this option misses."""
+    fails = _slo_failures(o, plan, c.slos)
+    if o.gate == "fail":
+        fails.append(("quality gate", f"the variant failed the quality gate ({o.quality:.3f} of its reference)"))
+    if c.quality_floor is not None and o.quality < c.quality_floor:
+        fails.append(("quality floor", f"quality {o.quality:.3f} < floor {c.quality_floor:g}"))
+    if c.budget_usd_month is not None:
+        cpm = (plan or {}).get("cost_per_month")
+        if cpm is None:
+            fails.append(("budget", "monthly cost not known (no plan)"))
+        elif cpm > c.budget_usd_month:
+            fails.append(("budget", f"${cpm:,.2f}/month > budget ${c.budget_usd_month:,.2f}"))
+    if o.cost_per_1k_usd is None:
+        fails.append(("cost", "cost per request not measured"))
+    return fails
+
+
+def cost_key(o: Option, plan: dict | None) -> tuple:
+    """Cheapest first: the planned monthly cost at the target load (replica rounding included),
+    then the cost per 1k requests, then the faster, then the better option."""
+    cpm = (plan or {}).get("cost_per_month")
+    inf = float("inf")
+    return (inf if cpm is None else cpm, inf if o.cost_per_1k_usd is None else o.cost_per_1k_usd,
+            inf if o.p95_ms is None else o.p95_ms, -o.quality)
+
+
+def _binding(fails: dict[str, list[tuple[str, str]]]) -> tuple[list[str], str | None]:
+    # A constraint binds when dropping it alone would make some option feasible; if no single
+    # one does, the closest option's whole set of misses binds jointly.
+    names = {n for f in fails.values() for n, _ in f}
+    single = sorted(n for n in names if any({m for m, _ in f} <= {n} for f in fails.values()))
+    closest = min(fails, key=lambda k: len(fails[k]), default=None)
+    if single:
+        return single, closest
+    return sorted({n for n, _ in fails[closest]}) if closest else [], closest
+
+
+def choose(options: list[Option], plans: dict[str, dict | None], c: Constraints) -> dict:
+    """{chosen, meets_all, answer, binding, closest, verdicts[]} over every option."""
+    fails = {o.id: failures(o, plans.get(o.id), c) for o in options}
+    feasible = sorted((o for o in options if not fails[o.id]), key=lambda o: cost_key(o, plans.get(o.id)))
+    chosen = feasible[0] if feasible else None
+    verdicts = []
+    for o in sorted(options, key=lambda o: cost_key(o, plans.get(o.id))):
+        plan = plans.get(o.id) or {}
+        if chosen is not None and o.id == chosen.id:
+            status, reasons = "chosen", ["cheapest option meeting every constraint"]
+            if o.random_weights or o.quality_status == RANDOM_WEIGHTS:
+                reasons.append(f"quality {RANDOM_WEIGHTS}: the floor was checked against an unverified figure")
+        elif not fails[o.id]:
+            status, reasons = "feasible", [f"meets every constraint but costs more than {chosen.id}"]  # type: ignore[union-attr]
+        else:
+            status, reasons = "rejected", [why for _, why in fails[o.id]]
+        verdicts.append({"id": o.id, "status": status, "reasons": reasons, "cost_per_1k_usd": o.cost_per_1k_usd,
+                         "cost_per_month_usd": plan.get("cost_per_month"), "replicas": plan.get("replicas"),
+                         "quality": o.quality, "p95_ms": o.p95_ms})
+    if chosen is not None:
+        plan = plans.get(chosen.id) or {}
+        cpm = plan.get("cost_per_month")
+        money = f"${cpm:,.2f}/month at {c.rps:g} req/s" if cpm is not None and c.rps else f"${chosen.cost_per_1k_usd:.4f} per 1k requests"
+        answer = f"{chosen.id} is the cheapest option meeting every constraint ({money})"
+        return {"chosen": chosen.id, "meets_all": True, "answer": answer, "binding": [], "closest": None, "verdicts": verdicts}
+    binding, closest = _binding(fails)
+    if not options:
+        answer = "no option was measured successfully, so nothing can be recommended"
+    else:
+        misses = "; ".join(why for _, why in fails[closest]) if closest else ""
+        answer = (f"no option meets every constraint; binding: {', '.join(binding)}. "
+                  f"Closest: {closest} ({misses})")
+    return {"chosen": None, "meets_all": False, "answer": answer, "binding": binding, "closest": closest, "verdicts": verdicts}

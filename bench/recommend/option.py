@@ -1,0 +1,67 @@
+"""One deployable option: a way to serve the workload, with its cost, quality and latency."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+LATENCY_METRICS = ("ttft_ms", "tpot_ms", "e2el_ms", "itl_ms")
+
+
+@dataclass
+class Option:
+    """A candidate x variant x device x batch size (x cache x compression), or an API model.
+
+    Figures are per request at the option's measured operating point; `latency` holds the
+    percentile dicts of the summary row (possibly adjusted for compression), used for SLO checks.
+    """
+
+    id: str
+    kind: str  # "self-hosted" or "api"
+    model: str
+    variant: str | None = None
+    device: str | None = None
+    hardware: str | None = None
+    batch_size: int | None = None
+    scenario: str | None = None
+    point: str | None = None
+    cache: dict | None = None
+    compression: dict | None = None
+    cost_per_1k_usd: float | None = None
+    cost_note: str = ""
+    quality: float = 1.0
+    quality_status: str = "not measured: taken as the reference (1.0)"
+    gate: str | None = None
+    latency: dict = field(default_factory=dict)
+    latency_source: str = "measured"
+    throughput_req_s: float | None = None
+    output_tok_s: float | None = None
+    prompt_tokens_mean: float | None = None
+    output_tokens_mean: float | None = None
+    parameters: int | None = None
+    random_weights: bool = False
+    prices: dict | None = None  # API models: usd per 1M input/output tokens, date, source
+    notes: list[str] = field(default_factory=list)
+    base_id: str | None = None  # the plain option a cache/compression option is built on
+
+    @property
+    def p95_ms(self) -> float | None:
+        """p95 end-to-end latency: what a user waits for a whole answer."""
+        return (self.latency.get("e2el_ms") or {}).get("p95")
+
+    @property
+    def cell(self) -> tuple:
+        """The (model, variant, scenario, point) whose request records this option was measured on."""
+        return (self.model, self.variant, self.scenario, self.point)
+
+    def strength(self) -> tuple:
+        """Ordering for fallbacks: higher quality, then a verified figure, then a larger model.
+
+        API models count as the largest: they are the usual safety net when a local model fails.
+        """
+        verified = self.quality_status == "measured"
+        size = float("inf") if self.kind == "api" else float(self.parameters or 0)
+        return (round(self.quality, 4), verified, size)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["p95_ms"] = self.p95_ms
+        return d

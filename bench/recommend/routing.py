@@ -1,0 +1,110 @@
+"""A routing policy: each request class goes to the cheapest option meeting that class's
+constraints, with a fallback to a stronger option; and what that saves against one option for all."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import replace
+
+import numpy as np
+
+from llmbench.recommend.choose import Constraints, failures
+from llmbench.recommend.classes import RequestClass
+from llmbench.recommend.facts import quality_by_difficulty, quality_of
+from llmbench.recommend.inputs import RunData
+from llmbench.recommend.option import LATENCY_METRICS, Option
+from llmbench.stats import describe
+
+
+def _cell_records(data: RunData) -> dict[tuple, list]:
+    cells: dict[tuple, list] = defaultdict(list)
+    for r in data.records:
+        if r.ok:
+            cells[r.cell].append(r)
+    return cells
+
+
+def class_view(o: Option, cls: RequestClass, cells: dict[tuple, list], rows: dict[tuple, dict]) -> Option:
+    """The option as it serves this class: latency and cost from that class's own requests."""
+    if o.kind == "api":
+        prices = o.prices or {}
+        cost = 1000.0 * (cls.prompt_tokens_mean * prices.get("input_usd_per_1m", 0) + cls.output_tokens_mean * prices.get("output_usd_per_1m", 0)) / 1e6
+        return replace(o, cost_per_1k_usd=cost)
+    recs = cells.get(o.cell, [])
+    mine = [r for r in recs if cls.holds(r.prompt_tokens)]
+    view = replace(o, notes=list(o.notes), latency=dict(o.latency))
+    if not mine or not recs:
+        view.notes.append(f"no request of class {cls.name!r} measured: overall figures used")
+        return view
+    stats = {"ttft_ms": describe([r.ttft_ms for r in mine]), "tpot_ms": describe([r.tpot_ms for r in mine]),
+             "e2el_ms": describe([r.e2el_ms for r in mine])}
+    shift = (o.compression or {}).get("latency_change_ms") or 0.0
+    for m, s in stats.items():
+        if s and m in LATENCY_METRICS:
+            view.latency[m] = {k: (v + shift if shift and m != "tpot_ms" and k.startswith("p") and isinstance(v, float) else v) for k, v in s.items()}
+    # A class's share of a self-hosted machine is its share of busy time: cost scales with E2EL.
+    if o.cost_per_1k_usd is not None:
+        view.cost_per_1k_usd = o.cost_per_1k_usd * float(np.mean([r.e2el_ms for r in mine])) / float(np.mean([r.e2el_ms for r in recs]))
+    row = rows.get(o.cell, {})
+    by_diff = quality_by_difficulty(row)
+    if cls.difficulty and cls.difficulty in by_diff:
+        # Keep what cache or compression took off the variant's own quality.
+        base_q = quality_of(row)["value"] or 1.0
+        view.quality = by_diff[cls.difficulty] * o.quality / base_q
+    return view
+
+
+def _deployment(o: Option) -> tuple:
+    # Cache and compression settings of one model run on the same servers: a fallback must be
+    # another deployment to help when the first one is down or overloaded.
+    return (o.model, o.variant, o.device)
+
+
+def route(data: RunData, options: list[Option], classes: list[RequestClass], c: Constraints,
+          single_best: Option | None) -> dict:
+    """{classes: [{class, share, option, cost_per_1k_usd, fallbacks, why}], saving: {...}}."""
+    cells = _cell_records(data)
+    rows = {(r["model"], r["variant"], r["scenario"], r["point"]): r for r in data.rows if "model" in r}
+    class_c = Constraints(slos=c.slos, quality_floor=c.quality_floor)  # the budget applies to the whole plan
+    out, routed_cost = [], 0.0
+    for cls in classes:
+        views = [class_view(o, cls, cells, rows) for o in options]
+        ok = sorted((v for v in views if not failures(v, None, class_c)),
+                    key=lambda v: (v.cost_per_1k_usd, v.p95_ms if v.p95_ms is not None else float("inf")))
+        entry: dict = {"class": cls.to_dict()}
+        if not ok:
+            entry.update(option=None, why="no option meets this class's SLO and quality floor", fallbacks=[])
+            out.append(entry)
+            routed_cost = float("nan")
+            continue
+        primary = ok[0]
+        stronger = [v for v in views if _deployment(v) != _deployment(primary) and v.strength() > primary.strength()
+                    and v.cost_per_1k_usd is not None]
+        stronger.sort(key=lambda v: (bool(failures(v, None, class_c)), v.cost_per_1k_usd))
+        others = [v for v in ok[1:] if _deployment(v) != _deployment(primary) and v not in stronger]
+        fallbacks = [v.id for v in (stronger + others)][:2]
+        entry.update(option=primary.id, cost_per_1k_usd=primary.cost_per_1k_usd, p95_ms=primary.p95_ms, quality=primary.quality,
+                     why=f"cheapest of {len(ok)} options meeting this class's constraints", fallbacks=fallbacks,
+                     fallback_note="stronger option" if stronger else ("another feasible deployment" if fallbacks else "none available"))
+        out.append(entry)
+        routed_cost += cls.share * primary.cost_per_1k_usd
+    return {"classes": out, "routed_cost_per_1k_usd": None if np.isnan(routed_cost) else routed_cost,
+            "saving": _saving(data, options, classes, cells, rows, routed_cost, single_best, c)}
+
+
+def _saving(data, options, classes, cells, rows, routed: float, single_best: Option | None, c: Constraints) -> dict:
+    """Routed cost against serving every class with one option: the chosen one and the strongest."""
+    def all_traffic(o: Option) -> float | None:
+        costs = [(cls.share, class_view(o, cls, cells, rows).cost_per_1k_usd) for cls in classes]
+        return None if any(v is None for _, v in costs) else sum(s * v for s, v in costs)
+
+    slo_ok = [o for o in options if not failures(o, None, Constraints(slos=c.slos)) and o.cost_per_1k_usd is not None]
+    strongest = max(slo_ok or [o for o in options if o.cost_per_1k_usd is not None], key=lambda o: o.strength(), default=None)
+    out: dict = {}
+    for label, ref in (("vs_single_best", single_best), ("vs_strongest", strongest)):
+        base = all_traffic(ref) if ref is not None else None
+        if base is None or np.isnan(routed) or base <= 0:
+            out[label] = {"option": ref.id if ref else None, "saving_pct": None, "note": "not computed (no reference option, or a class no option serves)"}
+            continue
+        out[label] = {"option": ref.id, "cost_per_1k_usd": base, "routed_cost_per_1k_usd": routed,
+                      "saving_pct": round(100.0 * (base - routed) / base, 2)}
+    return out

@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny models made here (nothing is downloaded), and a CLI runner."""
+from __future__ import annotations
+
+import os
+
+# Nothing in the suite may reach a model hub; this makes any attempt fail fast instead.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def make_tiny_llama(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+    """A tiny random-weight Llama with the shipped tokenizer, saved with save_pretrained."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llmbench.models.tokenizer import load_shipped_tokenizer
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=4096, hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    load_shipped_tokenizer().save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    # Card weights and variants go to a per-session cache unless the caller chose one.
+    if "LLMBENCH_CACHE" not in os.environ:
+        os.environ["LLMBENCH_CACHE"] = str(tmp_path_factory.mktemp("llmbench-cache"))
+    yield
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    return SHARED / "data"

@@ -1,0 +1,80 @@
+"""Metric definitions against hand-computed examples (DESIGN.md)."""
+import math
+
+import pytest
+
+from llmbench.backends.base import Generation
+from llmbench.metrics import summarize_cell, window_s
+from llmbench.records import RequestRecord
+from llmbench.scenarios.base import CellContext, Point, to_records
+from llmbench.stats import describe
+from llmbench.workload import Prompt
+
+
+def rec(ts, ttft, e2el, out, **kw):
+    return RequestRecord(timestamp=ts, run_id="r", model="m", variant="v", scenario="s", point="p", request_id=0,
+                         prompt_tokens=10, output_tokens=out, ttft_ms=ttft, e2el_ms=e2el, **kw)
+
+
+def test_tpot_is_decode_time_over_tokens_after_the_first():
+    assert rec(0, 100.0, 400.0, 4).tpot_ms == pytest.approx(100.0)
+
+
+def test_tpot_undefined_for_one_output_token():
+    assert rec(0, 50.0, 50.0, 1).tpot_ms is None
+
+
+def test_batch_rows_end_at_their_own_last_token():
+    gen = Generation(start=10.0, token_times=[10.1, 10.2, 10.3, 10.4], prompt_tokens=[5, 5])
+    prompts = [Prompt(ids=[1] * 5, output_tokens=2), Prompt(ids=[1] * 5, output_tokens=4)]
+    ids = iter(range(10))
+    ctx = CellContext("r", "m", "v", "batch", Point("batch=2", 2), usd_per_second=1.0, next_id=lambda: next(ids))
+    a, b = to_records(gen, prompts, [9.9, 10.0], ctx)
+    assert a.ttft_ms == pytest.approx(200.0) and a.e2el_ms == pytest.approx(300.0)
+    assert a.queue_ms == pytest.approx(100.0)
+    assert a.tpot_ms == pytest.approx(100.0) and a.itl_ms == pytest.approx([100.0])
+    assert b.ttft_ms == pytest.approx(100.0) and b.e2el_ms == pytest.approx(400.0)
+    assert b.tpot_ms == pytest.approx(100.0) and len(b.itl_ms) == 3
+    # The batch's busy time (0.4 s at $1/s) is shared by its two rows.
+    assert a.cost == pytest.approx(0.2) and b.cost == pytest.approx(0.2)
+
+
+def test_throughput_cost_and_window():
+    # Two requests: sent at t=0 and t=1, each 4 tokens, finishing at 2 s and 3 s.
+    rows = [rec(0.0, 500.0, 2000.0, 4), rec(1.0, 500.0, 2000.0, 4)]
+    assert window_s(rows) == pytest.approx(3.0)
+    s = summarize_cell(rows, usd_per_hour=3.6)
+    assert s["output_throughput_tok_s"] == pytest.approx(8 / 3, rel=1e-3)
+    assert s["request_throughput_req_s"] == pytest.approx(2 / 3, rel=1e-3)
+    # 1e6 * $3.6/h / (3600 * 8/3 tok/s) = $375 per 1M tokens; $0.001/s / (2/3 req/s) = $0.0015.
+    assert s["cost_per_1m_output_tokens_usd"] == pytest.approx(375.0, rel=1e-3)
+    assert s["cost_per_request_usd"] == pytest.approx(0.0015, rel=1e-3)
+    assert s["tpot_ms"]["p50"] == pytest.approx(500.0)
+    assert s["per_user_tok_s"] == pytest.approx(2.0)
+
+
+def test_failed_requests_are_counted_not_averaged():
+    rows = [rec(0.0, 10.0, 40.0, 4), rec(0.0, None, None, 0, status="error", error="boom")]
+    s = summarize_cell(rows, usd_per_hour=1.0)
+    assert s["failed"] == 1 and s["ttft_ms"]["n"] == 1
+
+
+def test_describe_percentiles_spread_and_ci():
+    d = describe(list(range(1, 101)))
+    assert d["p50"] == pytest.approx(50.5) and d["p99"] == pytest.approx(99.01)
+    assert d["n"] == 100 and d["mean"] == pytest.approx(50.5)
+    assert d["std"] == pytest.approx(29.0115, rel=1e-4)
+    assert d["cv_pct"] == pytest.approx(100 * 29.0115 / 50.5, rel=1e-3)
+    lo, hi = d["p50_ci95"]
+    assert lo < 50.5 < hi and hi - lo < 25
+    assert describe([]) is None
+    assert describe([None, 3.0])["n"] == 1
+
+
+def test_goodput_counts_requests_meeting_every_slo():
+    from llmbench.slo import parse_slo
+
+    rows = [rec(0.0, 100.0, 400.0, 4), rec(1.0, 900.0, 1200.0, 4)]
+    s = summarize_cell(rows, usd_per_hour=1.0, slos=parse_slo("ttft_p95=500ms"))
+    assert s["slo_met_share"] == 0.5
+    assert math.isclose(s["goodput_req_s"], 1 / window_s(rows), rel_tol=1e-3)
