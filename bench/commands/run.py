@@ -23,7 +23,8 @@ def run(config: str | None, out: str | None, as_json: bool, resume: str | None) 
     from llmbench.stages import STAGES
     from llmbench.summary import build_summary, summary_table, write_summary
 
-    console = Console(stderr=True)
+    # Piped output gets a wide table instead of rich's 80-column fallback.
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
     if resume:
         run_dir = RunDir(Path(resume))
         meta = run_dir.read_json("run.json")
@@ -54,7 +55,7 @@ def run(config: str | None, out: str | None, as_json: bool, resume: str | None) 
         if stage_errors:
             summary["stage_errors"] = stage_errors
             write_summary(run_dir, summary)
-    (console.print if as_json else Console().print)(summary_table(summary))
+    (console.print if as_json else Console(width=None if sys.stdout.isatty() else 160).print)(summary_table(summary))
     for failure in runner.failed_cells:
         console.print(f"[red]failed cell: {failure}[/red]")
     if as_json:
