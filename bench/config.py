@@ -157,6 +157,8 @@ class QualityConfig(Strict):
     golden_set: Path | None = None
     min_share: float = Field(0.99, gt=0, le=1)
     max_new_tokens: int = Field(16, ge=1)
+    max_ppl_increase: float | None = Field(None, ge=0, description="also fail when perplexity rises more (0.02 = 2%)")
+    max_kl: float | None = Field(None, ge=0, description="also fail when the mean next-token KL (nats) is higher")
 
 
 class CompressionConfig(Strict):
@@ -175,11 +177,15 @@ class CacheConfig(Strict):
 
 
 class PlanConfig(Strict):
-    """Capacity planning at the end of a run."""
+    """Capacity planning at the end of a run (`llmbench plan` takes the same settings as options)."""
 
-    rps: float | None = Field(None, gt=0)
-    trace: Path | None = None
-    slo: str | None = None
+    rps: float | None = Field(None, gt=0, description="target load; default: half the best measured throughput")
+    trace: Path | None = Field(None, description="replay this trace (Azure format) instead of Poisson at rps")
+    slo: str | None = Field(None, description="default: the run's slo")
+    goodput: float | None = Field(None, gt=0, le=1, description="also require this share of requests to meet every SLO")
+    max_replicas: int = Field(1024, ge=1)
+    max_batch: int | None = Field(None, ge=1, description="default: the largest batch measured")
+    policy: Literal["jsq", "round-robin"] = "jsq"
 
 
 # ---- the whole run -----------------------------------------------------------------------------
@@ -242,6 +248,8 @@ def _resolve_paths(config: RunConfig, base: Path) -> None:
     if wl.templates:
         wl.templates.file = fix(wl.templates.file) or wl.templates.file
         wl.templates.variables = fix(wl.templates.variables) or wl.templates.variables
+    if config.quality and config.quality.golden_set:
+        config.quality.golden_set = fix(config.quality.golden_set) or config.quality.golden_set
     for cand in config.candidates:
         m = str(cand.model)
         if m.startswith(("./", "../")):

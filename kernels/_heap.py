@@ -73,7 +73,6 @@ def merge_sorted(cand_s, cand_i, k):
     for j in range(m):
         if cand_i[j] != EMPTY:
             heap_push(hs, hi, cand_s[j], cand_i[j])
-    # Heap-sort in place: repeatedly move the worst to the back.
     n_real = 0
     for j in range(hs.shape[0]):
         if hi[j] != EMPTY:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from llmbench.kernels._heap import EMPTY, FASTMATH, heap_clear, heap_push, merge_sorted
+from llmbench.kernels._heap import FASTMATH, heap_clear, heap_push, merge_sorted
 
 ROW_TILE = 64  # rows per tile in the batched kernel: 64 x 384 x 4 B = 96 KiB, L2-resident
 
@@ -30,6 +30,43 @@ def dot_f32(m, r, q):
     return acc
 
 
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _dot_rows4(m, r0, r1, r2, r3, q):
+    """Rows r0..r3 of m dotted with q in one pass: each load of q serves four rows."""
+    s0 = np.float32(0.0)
+    s1 = np.float32(0.0)
+    s2 = np.float32(0.0)
+    s3 = np.float32(0.0)
+    for j in range(q.shape[0]):
+        qj = q[j]
+        s0 += m[r0, j] * qj
+        s1 += m[r1, j] * qj
+        s2 += m[r2, j] * qj
+        s3 += m[r3, j] * qj
+    return s0, s1, s2, s3
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def scan_rows_f32(m, lo, hi_row, q, hs, hi):
+    """Offer rows lo..hi_row-1 of m, scored against q, to the heap (hs, hi).
+
+    Rows go four at a time, which halves the loads per multiply-add (the scan then keeps up with
+    the parallel reader under load). The last group repeats its final row rather than taking
+    another code path, so every row's score comes from the same arithmetic and identical rows tie
+    exactly (then the lower index wins).
+    """
+    last = hi_row - 1
+    for r in range(lo, hi_row, 4):
+        s0, s1, s2, s3 = _dot_rows4(m, r, min(r + 1, last), min(r + 2, last), min(r + 3, last), q)
+        heap_push(hs, hi, s0, np.int64(r))
+        if r + 1 <= last:
+            heap_push(hs, hi, s1, np.int64(r + 1))
+        if r + 2 <= last:
+            heap_push(hs, hi, s2, np.int64(r + 2))
+        if r + 3 <= last:
+            heap_push(hs, hi, s3, np.int64(r + 3))
+
+
 @njit(cache=True, fastmath=FASTMATH, parallel=True)
 def topk_f32_single(m, n, q, k, n_threads):
     """Top-k rows of m[:n] by inner product with q: (scores float32[<=k], indices int64[<=k])."""
@@ -38,14 +75,23 @@ def topk_f32_single(m, n, q, k, n_threads):
     hi = np.empty((n_threads, kk), dtype=np.int64)
     for t in prange(n_threads):
         heap_clear(hs[t], hi[t])
-        lo = t * n // n_threads
-        hi_row = (t + 1) * n // n_threads
-        s_t = hs[t]
-        i_t = hi[t]
-        for r in range(lo, hi_row):
-            s = dot_f32(m, r, q)
-            heap_push(s_t, i_t, s, np.int64(r))
+        scan_rows_f32(m, t * n // n_threads, (t + 1) * n // n_threads, q, hs[t], hi[t])
     out_s, out_i = merge_sorted(hs.ravel(), hi.ravel(), kk)
+    if k == 0:
+        return out_s[:0], out_i[:0]
+    return out_s, out_i
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def topk_f32_serial(m, n, q, k):
+    """topk_f32_single on the calling thread: for small indexes, where waking a thread pool costs
+    more than the scan (and, on a busy machine, a descheduled worker stalls the whole lookup)."""
+    kk = max(k, 1)
+    hs = np.empty(kk, dtype=np.float32)
+    hi = np.empty(kk, dtype=np.int64)
+    heap_clear(hs, hi)
+    scan_rows_f32(m, 0, n, q, hs, hi)
+    out_s, out_i = merge_sorted(hs, hi, kk)
     if k == 0:
         return out_s[:0], out_i[:0]
     return out_s, out_i
@@ -102,10 +148,8 @@ def topk_f32_batch(m, n, qs, k, n_threads, row_tile):
                     heap_push(h1s, h1i, s1, ri)
                     heap_push(h2s, h2i, s2, ri)
                     heap_push(h3s, h3i, s3, ri)
-            for a in range(nq4, nq):
-                q = qs[a]
-                for r in range(r0, r1):
-                    heap_push(hs[t, a], hi[t, a], dot_f32(m, r, q), np.int64(r))
+            for a in range(nq4, nq):  # the last nq % 4 queries, one at a time
+                scan_rows_f32(m, r0, r1, qs[a], hs[t, a], hi[t, a])
     kout = min(kk, n)
     out_s = np.full((nq, kout), -np.inf, dtype=np.float32)
     out_i = np.full((nq, kout), -1, dtype=np.int64)

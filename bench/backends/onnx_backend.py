@@ -9,6 +9,7 @@ in the torch backend, so every scenario runs through it unchanged.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -46,13 +47,28 @@ def providers_for(device: str) -> list:
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
 
 
-def make_session(model_file: str, device: str):
+def spinning_default() -> bool:
+    """Whether onnxruntime's idle threads spin between operators: yes (its default) unless LLMBENCH_ORT_SPINNING=0.
+
+    A decode step is hundreds of short operators, and waking a sleeping thread for each parallel
+    one costs more than the operator: llama-110m int4 decoded at 278 tok/s spinning and 189 not
+    on this 2-core machine with a load average of 4. On a heavily shared machine it turns around
+    (40 against 80 tok/s at a load of 8), because spinning threads take the cores the working
+    ones need. Deployments run with the default, so measurements do too; 0 is for shared machines.
+    """
+    return os.environ.get("LLMBENCH_ORT_SPINNING", "1") != "0"
+
+
+def make_session(model_file: str, device: str, spinning: bool | None = None):
     """An InferenceSession with every graph optimization (fusions cut the per-token operator count)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only: warnings would interleave with the progress display
+    spin = spinning_default() if spinning is None else spinning
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
     return ort.InferenceSession(model_file, opts, providers=providers_for(device))
 
 
@@ -69,6 +85,8 @@ class KVDecoder:
         if missing or "input_ids" not in inputs or not self.past_names:
             raise RuntimeError(f"not a causal LM graph with past key values (missing {missing or 'inputs'})")
         self.has_positions = "position_ids" in inputs
+        # Graphs from llmbench's export can skip the output layer for all but the last positions.
+        self.has_logits_start = "logits_start" in inputs
         first = inputs[self.past_names[0]]
         self.kv_heads, self.head_dim = first.shape[1], first.shape[3]
         self.kv_dtype = _NP_DTYPES.get(first.type, np.float32)
@@ -76,11 +94,13 @@ class KVDecoder:
         self.kv_device = "cuda" if device.startswith("cuda") else "cpu"
         self.device_id = int(device.split(":", 1)[1]) if ":" in device else 0
 
-    def _bind(self, binding, ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past) -> None:
+    def _bind(self, binding, ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past, logits_start: int) -> None:
         binding.bind_cpu_input("input_ids", ids)
         binding.bind_cpu_input("attention_mask", mask)
         if self.has_positions:
             binding.bind_cpu_input("position_ids", pos)
+        if self.has_logits_start:
+            binding.bind_cpu_input("logits_start", np.array([logits_start], dtype=np.int64))
         for name, value in zip(self.past_names, past):
             if isinstance(value, np.ndarray):
                 binding.bind_cpu_input(name, value)
@@ -90,13 +110,16 @@ class KVDecoder:
         for name in self.present_names:
             binding.bind_output(name, self.kv_device, self.device_id)
 
-    def forward(self, ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past=None):
-        """One step: returns (logits as numpy [batch, seq, vocab], present values for the next step)."""
+    def forward(self, ids: np.ndarray, mask: np.ndarray, pos: np.ndarray, past=None, last_only: bool = False):
+        """One step: (logits as numpy [batch, seq, vocab], present values for the next step).
+
+        `last_only`: logits of the last position only ([batch, 1, vocab]) where the graph allows it.
+        """
         if past is None:
             empty = np.zeros((ids.shape[0], self.kv_heads, 0, self.head_dim), dtype=self.kv_dtype)
             past = [empty] * len(self.past_names)
         binding = self.session.io_binding()
-        self._bind(binding, ids, mask, pos, past)
+        self._bind(binding, ids, mask, pos, past, ids.shape[1] - 1 if last_only else 0)
         self.session.run_with_iobinding(binding)
         outs = dict(zip(self.output_names, binding.get_outputs()))
         return outs["logits"].numpy(), [outs[n] for n in self.present_names]
@@ -111,7 +134,7 @@ class KVDecoder:
         times: list[float] = []
         clock = time.perf_counter
         start = clock()
-        logits, past = self.forward(ids, mask, pos)
+        logits, past = self.forward(ids, mask, pos, last_only=True)
         token = logits[:, -1, :].argmax(-1)
         steps[:, 0] = token
         if timed:
@@ -137,6 +160,13 @@ class OnnxBackend(Backend):
 
     kind = "onnx"
 
+    @classmethod
+    def check_variant(cls, variant: str) -> None:
+        """BadInput for a variant name no recipe builds (onnx-int5), before anything is measured."""
+        from llmbench.optimizers.quantize.recipes import onnx_recipe
+
+        onnx_recipe(variant)
+
     def load(self) -> None:
         from transformers import AutoConfig, AutoTokenizer
 
@@ -154,7 +184,8 @@ class OnnxBackend(Backend):
         self.info.size_bytes = build.size_bytes
         self.info.dtype = {"fp32": "float32", "int8": "int8", "int4": "int4"}.get(build.recipe.get("precision"), "float32")
         self.info.extra = build.facts() | {"session_load_s": round(session_s, 3),
-                                           "provider": self.session.get_providers()[0]}
+                                           "provider": self.session.get_providers()[0],
+                                           "ort_spinning": spinning_default()}
         self.build = build
 
     def generate(self, prompts: list[list[int]], new_tokens: int, timed: bool = True) -> Generation:

@@ -20,7 +20,7 @@ def run(config: str | None, out: str | None, as_json: bool, resume: str | None) 
     from llmbench.config import load_config, parse_config
     from llmbench.results import RunDir
     from llmbench.runner import Runner, prepare, start_run
-    from llmbench.stages import STAGES
+    from llmbench.stages import load_stages
     from llmbench.summary import build_summary, summary_table, write_summary
 
     # Piped output gets a wide table instead of rich's 80-column fallback.
@@ -46,7 +46,7 @@ def run(config: str | None, out: str | None, as_json: bool, resume: str | None) 
     write_summary(run_dir, summary)
     stage_errors = {}
     if not interrupted:
-        for name, stage in STAGES:
+        for name, stage in load_stages():
             try:
                 stage(run_dir, meta, summary, console)
             except Exception as exc:  # a later stage failing never loses the measurements

@@ -27,8 +27,9 @@ def _entry(alias: str, s: dict) -> dict:
         params["rpm"] = s["rpm"]
     if s.get("tpm"):
         params["tpm"] = s["tpm"]
-    params["input_cost_per_token"] = float(s["input_cost_per_token"])
-    params["output_cost_per_token"] = float(s["output_cost_per_token"])
+    # Six significant digits: a price, not a measurement artefact.
+    params["input_cost_per_token"] = float(f"{s['input_cost_per_token']:.6g}")
+    params["output_cost_per_token"] = float(f"{s['output_cost_per_token']:.6g}")
     info = {"id": f"{alias}/{s['option']}", "llmbench_option": s["option"], "llmbench_role": s["role"]}
     if s.get("replicas") is not None:
         info["replicas"] = s["replicas"]

@@ -52,6 +52,8 @@ def _server(o: dict, role: str, plan: dict | None, load: float | None, port: int
     cost_month = plan.get("cost_per_month")
     if self_hosted and role == "fallback":
         cost_month = (plan.get("cost_per_hour") or 0) / max(1, plan.get("replicas") or 1) * 730.0 if plan.get("cost_per_hour") else None
+    elif role == "fallback":
+        cost_month = None  # an API fallback is paid per request it actually takes
     cpr = None
     if self_hosted and load and plan.get("cost_per_hour") is not None and role != "fallback":
         cpr = plan["cost_per_hour"] / (load * 3600.0)

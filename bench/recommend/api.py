@@ -54,6 +54,7 @@ def normalise(entry: Any) -> dict | None:
         "price_date": str(_get(entry, "price_date", "date") or "") or None,
         "source": _get(entry, "price_source", "source"), "api_key_env": key_env,
         "latency": lat if isinstance(lat, dict) else None,
+        "tier": _get(entry, "tier"),
     }
 
 

@@ -22,7 +22,8 @@ class Constraints:
     rps: float | None = None
 
     def describe(self) -> dict:
-        return {"slo": [str(s) for s in self.slos], "quality_floor": self.quality_floor,
+        return {"slo": [str(s) for s in self.slos], "slo_spec": ",".join(f"{s.metric}_p{s.percentile:g}={s.limit_ms:g}ms" for s in self.slos),
+                "quality_floor": self.quality_floor,
                 "budget_usd_per_month": self.budget_usd_month, "rps": self.rps}
 
 
@@ -47,6 +48,8 @@ def failures(o: Option, plan: dict | None, c: Constraints) -> list[tuple[str, st
     fails = _slo_failures(o, plan, c.slos)
     if o.gate == "fail":
         fails.append(("quality gate", f"the variant failed the quality gate ({o.quality:.3f} of its reference)"))
+    elif o.gate == "error":
+        fails.append(("quality gate", "the quality gate could not measure this variant (error)"))
     if c.quality_floor is not None and o.quality < c.quality_floor:
         fails.append(("quality floor", f"quality {o.quality:.3f} < floor {c.quality_floor:g}"))
     if c.budget_usd_month is not None:
@@ -70,6 +73,8 @@ def cost_key(o: Option, plan: dict | None) -> tuple:
 
 
 def _binding(fails: dict[str, list[tuple[str, str]]]) -> tuple[list[str], str | None]:
+    """(binding constraints, closest option); `fails` is in cheapest-first order, so among options
+    missing equally few constraints the cheapest is the closest."""
     # A constraint binds when dropping it alone would make some option feasible; if no single
     # one does, the closest option's whole set of misses binds jointly.
     names = {n for f in fails.values() for n, _ in f}
@@ -105,7 +110,8 @@ def choose(options: list[Option], plans: dict[str, dict | None], c: Constraints)
         money = f"${cpm:,.2f}/month at {c.rps:g} req/s" if cpm is not None and c.rps else f"${chosen.cost_per_1k_usd:.4f} per 1k requests"
         answer = f"{chosen.id} is the cheapest option meeting every constraint ({money})"
         return {"chosen": chosen.id, "meets_all": True, "answer": answer, "binding": [], "closest": None, "verdicts": verdicts}
-    binding, closest = _binding(fails)
+    order = sorted(options, key=lambda o: (any("not measured" in why for _, why in fails[o.id]), cost_key(o, plans.get(o.id))))
+    binding, closest = _binding({o.id: fails[o.id] for o in order})  # measured options first, then the cheapest
     if not options:
         answer = "no option was measured successfully, so nothing can be recommended"
     else:

@@ -30,23 +30,30 @@ def recommend(data: RunData, slos: list[SLO] | None = None, quality_floor: float
     if quality_floor is None:
         quality_floor = ((data.meta.get("config") or {}).get("quality") or {}).get("min_share")
     options = enumerate_options(data)
-    rps, rps_source = default_rps(data, options, rps)
+    rps, rps_source = default_rps(data, rps)
     c = Constraints(slos=slos, quality_floor=quality_floor, budget_usd_month=budget, rps=rps)
     planner = Planner(data, slos)
     plans = {o.id: planner.plan(o, rps) for o in options}
     choice = choose(options, plans, c)
     by_id = {o.id: o for o in options}
     chosen = by_id.get(choice["chosen"]) if choice["chosen"] else None
-    routing = route(data, options, request_classes(data), c, chosen)
-    # Deployments the routing sends traffic to, planned at their share of the load.
-    shares: dict[str, float] = {}
-    for entry in routing["classes"]:
+    classes = request_classes(data)
+    routing = route(data, options, classes, c, chosen)
+    # Deployments the routing sends traffic to, planned at their share of the load, on the
+    # requests of their class (an option serving several classes is planned on all of its requests).
+    served: dict[str, list] = {}
+    for entry, cls in zip(routing["classes"], classes):
         if entry.get("option"):
-            shares[entry["option"]] = shares.get(entry["option"], 0.0) + entry["class"]["share"]
-    routed_plans = {oid: planner.plan(by_id[oid], rps * share if rps else None) for oid, share in shares.items()}
+            served.setdefault(entry["option"], []).append(cls)
+    routed_plans = {oid: planner.plan(by_id[oid], rps * sum(c_.share for c_ in cl) if rps else None, cl[0] if len(cl) == 1 else None)
+                    for oid, cl in served.items()}
     routed_month = [p.get("cost_per_month") for p in routed_plans.values() if p]
     routing["cost_per_month_usd"] = sum(routed_month) if routed_month and None not in routed_month else None
     routing["plans"] = routed_plans
+    single_month = (plans.get(chosen.id) or {}).get("cost_per_month") if chosen else None
+    if single_month and routing["cost_per_month_usd"] is not None:
+        routing["saving"]["monthly"] = {"single_cost_per_month_usd": single_month, "routed_cost_per_month_usd": routing["cost_per_month_usd"],
+                                        "saving_pct": round(100.0 * (single_month - routing["cost_per_month_usd"]) / single_month, 2)}
     front = frontier(options)
     front_ids = {o.id for o in front}
     return {
@@ -55,7 +62,7 @@ def recommend(data: RunData, slos: list[SLO] | None = None, quality_floor: float
         "hardware": data.summary.get("hardware"), "usd_per_hour": data.summary.get("usd_per_hour"),
         "constraints": {**c.describe(), "slo_source": slo_source, "rps_source": rps_source, "hours_per_month": HOURS_PER_MONTH},
         "planner": "llmbench.planner" if planner.plan_option else "estimate (llmbench.planner not available)",
-        "measured": {"quality": any(o.quality_status == "measured" for o in options), "cache": data.cache is not None,
+        "measured": {"quality": any(isinstance(r.get("quality"), dict) for r in data.rows), "cache": data.cache is not None,
                      "compression": bool(data.compression), "api_models": any(o.kind == "api" for o in options)},
         "options": [{**o.to_dict(), "plan": plans.get(o.id), "pareto": o.id in front_ids} for o in options],
         "pareto": [o.id for o in front],
@@ -76,7 +83,12 @@ def _mode(choice: dict, routing: dict, budget: float | None) -> str:
     within = budget is None or (routing.get("cost_per_month_usd") is not None and routing["cost_per_month_usd"] <= budget)
     if choice["chosen"] is None:
         return "routing" if served and within and len({e["option"] for e in routing["classes"]}) > 0 else "none"
-    saving = routing["saving"]["vs_single_best"].get("saving_pct")
+    # Monthly costs include replica rounding (two half-used servers cost two servers), so they
+    # decide when both are known; the per-request saving at full utilisation otherwise.
+    monthly = routing["saving"].get("monthly") or {}
+    saving = monthly.get("saving_pct")
+    if saving is None:
+        saving = routing["saving"]["vs_single_best"].get("saving_pct")
     if served and within and saving is not None and saving >= MIN_ROUTING_SAVING_PCT:
         return "routing"
     return "single"

@@ -42,7 +42,8 @@ def quality_of(row: dict) -> dict:
     """{value, status, gate, figures}: a variant's quality relative to its reference.
 
     value is the lower of greedy and top-1 agreement (the gate's own metrics, so the floor means
-    the same as the gate); unmeasured means the reference itself, 1.0, and says so.
+    the same as the gate); unmeasured, or measured on random weights, means the reference itself,
+    1.0, and the status says so.
     """
     q = row.get("quality") if isinstance(row.get("quality"), dict) else None
     random_w = bool(row.get("random_weights")) or bool(q and q.get("random_weights"))
@@ -53,8 +54,14 @@ def quality_of(row: dict) -> dict:
         return {"value": 1.0, "status": status, "gate": "unverified" if random_w else None, "figures": {}}
     agreements = [v for v in (first(q, "greedy_agreement"), first(q, "top1_agreement")) if v is not None]
     value = min(agreements) if agreements else 1.0
+    if random_w:
+        # Random weights: the figures are ties on flat logits, not damage (DESIGN.md). They are shown
+        # (figures) but decide nothing: the variant counts as its reference, flagged as unverified.
+        value = 1.0
     if random_w or gate == "unverified":
-        status = RANDOM_WEIGHTS
+        status = RANDOM_WEIGHTS if random_w or "random" in str(q.get("gate_note", "random")) else f"unverified: {q.get('gate_note')}"
+    elif gate == "reference":
+        status = "reference variant (1.0 by definition)"
     elif agreements:
         status = "measured"
     else:
@@ -117,6 +124,11 @@ def cache_facts(doc: dict | None) -> dict | None:
 
 
 # ---- prompt compression ------------------------------------------------------------------------
+# Keys that hold entries without naming a model (any other key holding entries is taken as one).
+_CONTAINERS = {"rates", "results", "entries", "per_rate", "by_rate", "points", "candidates", "per_candidate", "models",
+               "compression", "items", "data", "summary", "quality", "net", "tokens"}
+
+
 def _rate_entries(doc: Any, model: str | None = None) -> Iterator[dict]:
     # Entries are dicts with a numeric `rate`; the model is their own field or the key of the
     # mapping that holds them ({"card:llama-5m": [{rate: 0.5, ...}]}).
@@ -124,9 +136,10 @@ def _rate_entries(doc: Any, model: str | None = None) -> Iterator[dict]:
         if num(doc.get("rate")) is not None and len(doc) > 1:
             yield {**doc, "model": doc.get("model") or doc.get("candidate") or model}
             return
+        named = doc.get("model") or doc.get("candidate")
+        model = named if isinstance(named, str) else model
         for k, v in doc.items():
-            looks_like_model = isinstance(v, (dict, list)) and k not in ("rates", "results", "entries", "per_rate", "candidates")
-            yield from _rate_entries(v, k if looks_like_model and (":" in k or "/" in k or "-" in k) else model)
+            yield from _rate_entries(v, model if k in _CONTAINERS or num(k) is not None else k)
     elif isinstance(doc, list):
         for v in doc:
             yield from _rate_entries(v, model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 LATENCY_METRICS = ("ttft_ms", "tpot_ms", "e2el_ms", "itl_ms")
+API_TIERS = ("small", "mid", "strong", "frontier")  # the price profile's strength hint, weakest first
 
 
 @dataclass
@@ -55,10 +56,15 @@ class Option:
     def strength(self) -> tuple:
         """Ordering for fallbacks: higher quality, then a verified figure, then a larger model.
 
-        API models count as the largest: they are the usual safety net when a local model fails.
+        API models count as larger than any local model (the usual safety net when a local model
+        fails), ordered among themselves by the price profile's tier hint.
         """
-        verified = self.quality_status == "measured"
-        size = float("inf") if self.kind == "api" else float(self.parameters or 0)
+        verified = self.quality_status == "measured" or self.quality_status.startswith("reference")
+        if self.kind == "api":
+            tier = (self.prices or {}).get("tier")
+            size = 1e13 * (2 + (API_TIERS.index(tier) if tier in API_TIERS else 1))
+        else:
+            size = float(self.parameters or 0)
         return (round(self.quality, 4), verified, size)
 
     def to_dict(self) -> dict:

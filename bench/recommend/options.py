@@ -97,20 +97,34 @@ def derived_options(base: list[Option], data: RunData) -> list[Option]:
     return out
 
 
-def workload_tokens(data: RunData) -> tuple[float, float]:
-    """Mean prompt and output tokens of the measured workload (API options are priced on it)."""
+def _config_length(spec) -> float | None:
+    if isinstance(spec, (int, float)):
+        return float(spec)
+    if isinstance(spec, dict):
+        return spec.get("value") or spec.get("mean") or (((spec.get("low") or 0) + (spec.get("high") or 0)) / 2 or None)
+    return None
+
+
+def workload_tokens(data: RunData) -> tuple[float, float] | None:
+    """Mean prompt and output tokens of the measured workload (API options are priced on it);
+    the run config's lengths when nothing was recorded; None when neither says."""
     ok = [r for r in data.records if r.ok]
     if ok:
         return sum(r.prompt_tokens for r in ok) / len(ok), sum(r.output_tokens for r in ok) / len(ok)
     rows = [r for r in data.rows if r.get("prompt_tokens_mean")]
     if rows:
         return rows[0]["prompt_tokens_mean"], rows[0].get("output_tokens_mean") or 0.0
-    return 0.0, 0.0
+    wl = data.config_section("workload")
+    p_in, p_out = _config_length(wl.get("prompt_tokens")), _config_length(wl.get("output_tokens"))
+    return (float(p_in), float(p_out)) if p_in and p_out else None
 
 
 def api_options(data: RunData) -> list[Option]:
     """API models from the price profiles, priced on this workload's token counts."""
-    p_in, p_out = workload_tokens(data)
+    tokens = workload_tokens(data)
+    if tokens is None:
+        return []  # nothing to price them on; the report says no API model was compared
+    p_in, p_out = tokens
     out = []
     for m in api_prices():
         cost = 1000.0 * (p_in * m["input_usd_per_1m"] + p_out * m["output_usd_per_1m"]) / 1e6
@@ -120,7 +134,7 @@ def api_options(data: RunData) -> list[Option]:
             cost_per_1k_usd=cost, cost_note=f"{p_in:.0f} input + {p_out:.0f} output tokens at list price ({m.get('price_date') or 'undated'})",
             latency=lat, latency_source="from the price profile, not measured here" if lat else "not measured",
             prompt_tokens_mean=p_in, output_tokens_mean=p_out,
-            prices={k: m.get(k) for k in ("litellm_model", "provider", "input_usd_per_1m", "output_usd_per_1m", "price_date", "source", "api_key_env")},
+            prices={k: m.get(k) for k in ("litellm_model", "provider", "input_usd_per_1m", "output_usd_per_1m", "price_date", "source", "api_key_env", "tier")},
             notes=["quality not measured: taken as the reference (1.0)"],
         ))
     return out

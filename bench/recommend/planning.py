@@ -7,7 +7,6 @@ throughput estimate stands in and says so.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 from llmbench.hardware_profiles import HardwareProfile
 from llmbench.recommend.inputs import RunData
@@ -18,14 +17,20 @@ HOURS_PER_MONTH = 730.0  # the cloud providers' billing convention (8760 h / 12)
 DEFAULT_LOAD_SHARE = 0.5  # default target load: half of the best single replica's saturation
 
 
-def default_rps(data: RunData, options: list[Option], given: float | None = None) -> tuple[float | None, str]:
+def default_rps(data: RunData, given: float | None = None) -> tuple[float | None, str]:
     """The target load and where it came from (the report states it)."""
     if given:
         return float(given), "given on the command line"
     cfg = (data.meta.get("config") or {}).get("plan") or {}
     if cfg.get("rps"):
         return float(cfg["rps"]), "plan.rps of the run config"
-    rates = [o.throughput_req_s for o in options if o.kind == "self-hosted" and o.throughput_req_s]
+    load = (data.plan or {}).get("load") or {}
+    if load.get("kind") == "poisson" and load.get("offered_rps"):
+        # The plan stage already chose a load for this run: decide at the same one.
+        why = data.plan.get("load_source") or "as planned"
+        return float(load["offered_rps"]), f"the load of plan.json ({why})"
+    # Every measured row counts (as in the plan stage), not only the row kept per batch size.
+    rates = [r.get("request_throughput_req_s") for r in data.rows if not r.get("error") and r.get("request_throughput_req_s")]
     if not rates:
         return None, "no self-hosted option measured a throughput"
     best = max(rates)
@@ -75,8 +80,12 @@ class Planner:
     def rows_for(self, option: Option) -> list[dict]:
         return [r for r in self.data.rows if r.get("model") == option.model and r.get("variant") == option.variant and not r.get("error")]
 
-    def plan(self, option: Option, rps: float | None) -> dict | None:
-        """{replicas, max_batch, cost_per_hour, cost_per_month, predicted, meets_slo, binding, notes, source}."""
+    def plan(self, option: Option, rps: float | None, only=None) -> dict | None:
+        """{replicas, max_batch, cost_per_hour, cost_per_month, predicted, meets_slo, binding, notes, source}.
+
+        `only` (a request class) plans on that class's requests alone: a routed deployment sees
+        only the prompt lengths routed to it.
+        """
         if rps is None:
             return None
         if option.kind == "api":
@@ -85,19 +94,27 @@ class Planner:
                     "cost_per_month": cpm, "predicted": option.latency or None, "meets_slo": None, "binding": None,
                     "notes": ["API model: pay per token, no replicas"], "source": "price profile"}
         load = rps * (1.0 - (option.cache or {}).get("hit_rate", 0.0))  # cache hits never reach a replica
-        key = (option.model, option.variant, option.batch_size, round(load, 9))
+        key = (option.model, option.variant, option.batch_size, round(load, 9), getattr(only, "name", None))
         if key not in self._cache:
-            self._cache[key] = self._plan_self_hosted(option, load)
+            self._cache[key] = self._plan_self_hosted(option, load, only)
         plan = dict(self._cache[key])
         if option.compression:
             plan["notes"] = list(plan.get("notes") or []) + ["planned on the uncompressed service times"]
         return plan
 
-    def _plan_self_hosted(self, option: Option, load: float) -> dict:
+    def _plan_self_hosted(self, option: Option, load: float, only=None) -> dict:
         if self.plan_option is None:
             return _estimate(option, load, self.hardware.usd_per_hour * self.hardware.devices)
         if load <= 0:
             return {"replicas": 0, "cost_per_hour": 0.0, "cost_per_month": 0.0, "notes": ["every request is a cache hit"], "source": "planner"}
-        got = dict(self.plan_option(self.rows_for(option), self.hardware, self.slos, rps=load, max_batch=option.batch_size))
+        records = [r for r in self.data.records if r.model == option.model and r.variant == option.variant
+                   and (only is None or only.holds(r.prompt_tokens))]
+        try:
+            got = dict(self.plan_option(self.rows_for(option), self.hardware, self.slos, rps=load, max_batch=option.batch_size,
+                                        records=records))
+        except Exception as exc:  # one option the planner cannot fit must not sink the others
+            got = _estimate(option, load, self.hardware.usd_per_hour * self.hardware.devices)
+            got["notes"] = [f"the planner failed on this option ({type(exc).__name__}: {exc}); " + got["notes"][0]]
+            return got
         got.setdefault("source", "planner")
         return got

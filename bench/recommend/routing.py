@@ -81,10 +81,17 @@ def route(data: RunData, options: list[Option], classes: list[RequestClass], c: 
                     and v.cost_per_1k_usd is not None]
         stronger.sort(key=lambda v: (bool(failures(v, None, class_c)), v.cost_per_1k_usd))
         others = [v for v in ok[1:] if _deployment(v) != _deployment(primary) and v not in stronger]
-        fallbacks = [v.id for v in (stronger + others)][:2]
+        fallbacks, seen = [], {_deployment(primary)}
+        for v in stronger + others:  # one option per deployment: two batch sizes of one server are no fallback
+            if _deployment(v) not in seen:
+                seen.add(_deployment(v))
+                fallbacks.append(v.id)
+        fallbacks = fallbacks[:2]
+        misses = [f for f in fallbacks if failures(next(v for v in views if v.id == f), None, class_c)]
         entry.update(option=primary.id, cost_per_1k_usd=primary.cost_per_1k_usd, p95_ms=primary.p95_ms, quality=primary.quality,
                      why=f"cheapest of {len(ok)} options meeting this class's constraints", fallbacks=fallbacks,
-                     fallback_note="stronger option" if stronger else ("another feasible deployment" if fallbacks else "none available"))
+                     fallback_note=("stronger option" if stronger else ("another feasible deployment" if fallbacks else "none available"))
+                     + (f"; {', '.join(misses)} miss this class's constraints (kept for availability)" if misses else ""))
         out.append(entry)
         routed_cost += cls.share * primary.cost_per_1k_usd
     return {"classes": out, "routed_cost_per_1k_usd": None if np.isnan(routed_cost) else routed_cost,

@@ -1,0 +1,342 @@
+"""Service-time model of one replica (a static-batching server), fitted from measured latencies.
+
+A static batch of b requests is left-padded to its longest prompt W and decoded for as many steps
+as its longest output needs (that is how the backends run a batch). So:
+
+    prefill(b, W)      = a + k * b * W                      (ms; the first token of every row)
+    step(b, kv)        = d(b) + e * b * kv                  (ms; one decode step, kv = tokens held)
+    token m of a row   = prefill + sum of steps 1..m-1      (steps see kv = W + j)
+
+a and k are fitted on the measured prefills (TTFT minus queueing), d(b) per measured batch size
+(interpolated between them, linear beyond), and e on how the step time grows with the KV length.
+Both are linear in tokens: attention's quadratic prefill term is not modelled, which matters only
+far beyond the measured prompt lengths, and `extrapolation_notes` says when a workload goes there.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from llmbench.errors import BadInput
+
+FIT_SCENARIOS = ("single-stream", "batch")  # closed, queue-free measurements; concurrency is for checking
+
+
+@dataclass(frozen=True)
+class BatchObservation:
+    """One measured static batch: its size, padded width, prefill and mean decode step."""
+
+    batch: int
+    width: float
+    prefill_ms: float
+    step_ms: float | None
+    steps: int
+    prompt_min: float
+    output_max: int
+
+
+@dataclass
+class ServiceModel:
+    """Latency of a static batch as a function of batch size, prompt and output length."""
+
+    prefill_fixed_ms: float
+    prefill_ms_per_token: float
+    step_batches: tuple[int, ...]
+    step_base_ms: tuple[float, ...]
+    step_ms_per_kv_token: float = 0.0
+    measured: dict = field(default_factory=dict)
+    fit_notes: list[str] = field(default_factory=list)
+    # Measured batch duration / modelled duration, one per measured batch: the simulator draws from
+    # these so that service-time variability (which lengthens queues) is part of the prediction.
+    duration_ratios: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        self._step_cache: dict[int, float] = {}
+
+    # ---- the model ---------------------------------------------------------------------------
+    def prefill_ms(self, batch: int, width: float) -> float:
+        """Time to the first token of a batch of `batch` prompts padded to `width` tokens."""
+        return self.prefill_fixed_ms + self.prefill_ms_per_token * batch * width
+
+    def step_ms(self, batch: int) -> float:
+        """Decode step time at kv = 0 for a batch size: interpolated, linear beyond the measured sizes."""
+        got = self._step_cache.get(batch)
+        if got is None:
+            xs, ys = self.step_batches, self.step_base_ms
+            if len(xs) == 1:
+                got = ys[0]
+            elif batch <= xs[-1]:
+                got = float(np.interp(batch, xs, ys))
+            else:  # beyond the largest measured batch: continue the last segment's slope (never downwards)
+                slope = max(0.0, (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]))
+                got = ys[-1] + slope * (batch - xs[-1])
+            got = max(got, 1e-6)
+            self._step_cache[batch] = got
+        return got
+
+    def serve(self, prompts: Sequence[float], outputs: Sequence[int]) -> tuple[float, list[float], float, float]:
+        """One static batch: (TTFT offset, each row's last-token offset, batch duration, step ms), seconds.
+
+        Plain Python on purpose: batches are small and this runs once per simulated batch, where
+        numpy's per-call overhead would dominate.
+        """
+        b = len(prompts)
+        width = max(prompts)
+        n = max(outputs)
+        prefill = self.prefill_fixed_ms + self.prefill_ms_per_token * b * width
+        d = self.step_ms(b)
+        eb = self.step_ms_per_kv_token * b
+        per = d + eb * width
+
+        def at(m: int) -> float:  # ms from batch start to a row's m-th token
+            return prefill + (m - 1) * per + eb * (m - 1) * m * 0.5
+
+        return prefill / 1e3, [at(o) / 1e3 for o in outputs], at(n) / 1e3, per
+
+    def alone_ms(self, prompts: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """TTFT and E2EL of each request served alone with no queueing (the floor of any plan)."""
+        prompts = np.asarray(prompts, float)
+        m = np.asarray(outputs, float)
+        ttft = self.prefill_fixed_ms + self.prefill_ms_per_token * prompts
+        e = self.step_ms_per_kv_token
+        e2el = ttft + (m - 1) * (self.step_ms(1) + e * prompts) + e * (m - 1) * m * 0.5
+        return ttft, e2el
+
+    def batch_duration_s(self, prompts: Sequence[float], outputs: Sequence[int]) -> float:
+        """Modelled duration of one static batch (no variability)."""
+        return self.serve(prompts, outputs)[2]
+
+    def observed_ms(self, o: BatchObservation) -> tuple[float, float]:
+        """(measured, modelled) duration of one observed batch, ms."""
+        kv = o.width + (o.steps + 1) / 2
+        model = self.prefill_ms(o.batch, o.width) + o.steps * (self.step_ms(o.batch) + self.step_ms_per_kv_token * o.batch * kv)
+        return o.prefill_ms + o.steps * (o.step_ms or 0.0), model
+
+    @property
+    def mean_ratio(self) -> float:
+        return float(np.mean(self.duration_ratios)) if self.duration_ratios else 1.0
+
+    # ---- reporting ---------------------------------------------------------------------------
+    def describe(self) -> dict:
+        """The fitted coefficients and what they were fitted on, for plan.json."""
+        return {
+            "formula": "prefill = a + k*b*W; step = d(b) + e*b*kv; token m at prefill + sum of m-1 steps",
+            "prefill_fixed_ms": round(self.prefill_fixed_ms, 4),
+            "prefill_ms_per_token": round(self.prefill_ms_per_token, 6),
+            "step_ms_by_batch": {str(b): round(v, 4) for b, v in zip(self.step_batches, self.step_base_ms)},
+            "step_ms_per_kv_token": round(self.step_ms_per_kv_token, 8),
+            "measured": self.measured,
+            "fit_notes": self.fit_notes,
+            "duration_variability": _ratio_stats(self.duration_ratios),
+        }
+
+    def extrapolation_notes(self, prompts: np.ndarray, outputs: np.ndarray, max_batch: int) -> list[str]:
+        """Plain statements of where a workload's lengths or batch size leave the measured range."""
+        notes = []
+        m = self.measured
+        p = np.asarray(prompts, float)
+        o = np.asarray(outputs, float)
+        pmin, pmax = m.get("prompt_tokens", [None, None])
+        omin, omax = m.get("output_tokens", [None, None])
+        n = len(p)
+        if pmax is not None and n:
+            over = int((p > pmax).sum())
+            if over:
+                notes.append(
+                    f"{over} of {n} requests ({100 * over / n:.1f}%) have prompts longer than the longest measured "
+                    f"({pmax:g} tokens; the workload goes to {p.max():,.0f}, p95 {np.percentile(p, 95):,.0f}): prefill is "
+                    f"extrapolated linearly in batch x padded prompt tokens ({self.prefill_fixed_ms:.3g} ms + "
+                    f"{self.prefill_ms_per_token:.3g} ms/token); attention's quadratic cost is not modelled, so long prompts "
+                    f"are more likely under- than over-estimated")
+            under = int((p < pmin).sum())
+            if under:
+                notes.append(f"{under} of {n} requests have prompts shorter than the shortest measured ({pmin:g} tokens): "
+                             "prefill interpolated toward the fitted fixed cost")
+        if omax is not None and n:
+            over = int((o > omax).sum())
+            if over:
+                notes.append(
+                    f"{over} of {n} requests ({100 * over / n:.1f}%) generate more tokens than the most measured "
+                    f"({omax:g}; the workload goes to {o.max():,.0f}): decode is extrapolated at the measured per-step time "
+                    f"for the batch size, growing by {self.step_ms_per_kv_token:.3g} ms per batch x KV token")
+        kv_max = m.get("kv_tokens_max")
+        if kv_max is not None and n and (p + o).max() > 1.1 * kv_max:
+            notes.append(f"KV lengths reach {(p + o).max():,.0f} tokens against {kv_max:,.0f} measured: step-time growth "
+                         "with context is extrapolated linearly")
+        bmax = max(self.step_batches)
+        if max_batch > bmax:
+            how = ("held at the one measured size's step time (optimistic: larger batches cost more per step)"
+                   if len(self.step_batches) == 1 else
+                   "extrapolated linearly from the two largest measured sizes (optimistic if the machine saturates)")
+            notes.append(f"max batch {max_batch} exceeds the largest measured batch ({bmax}): decode step time {how}")
+        return notes
+
+
+# ---- observations ------------------------------------------------------------------------------
+def observations_from_records(records: Iterable) -> list[BatchObservation]:
+    """Reconstruct each measured static batch from request records.
+
+    Rows of one batch share its start (send time + queueing); batches run one after another on
+    one thread, so starts of different batches lie at least one forward pass apart.
+    """
+    by_cell: dict[tuple, list] = defaultdict(list)
+    for r in records:
+        if r.ok and r.ttft_ms is not None and r.e2el_ms is not None:
+            by_cell[(r.scenario, r.point)].append((r.timestamp + r.queue_ms / 1e3, r))
+    obs = []
+    for rows in by_cell.values():
+        rows.sort(key=lambda x: x[0])
+        group: list = []
+        last = None
+        for start, r in rows + [(math.inf, None)]:
+            if group and (r is None or start - last > 5e-4):
+                obs.append(_observe(group))
+                group = []
+            if r is not None:
+                group.append(r)
+                last = start
+    return obs
+
+
+def _observe(batch: list) -> BatchObservation:
+    longest = max(batch, key=lambda r: r.output_tokens)
+    prefill = float(np.median([r.ttft_ms - r.queue_ms for r in batch]))
+    step = float(np.mean(longest.itl_ms)) if longest.itl_ms else None
+    return BatchObservation(
+        batch=max(r.batch_size for r in batch),
+        width=float(max(r.prompt_tokens for r in batch)),
+        prefill_ms=prefill,
+        step_ms=step,
+        steps=len(longest.itl_ms),
+        prompt_min=float(min(r.prompt_tokens for r in batch)),
+        output_max=int(longest.output_tokens),
+    )
+
+
+def observations_from_rows(rows: Iterable[dict]) -> list[BatchObservation]:
+    """One observation per summary row: means only (the padded width is taken as the mean prompt)."""
+    obs = []
+    for row in rows:
+        ttft, tpot = row.get("ttft_ms") or {}, row.get("tpot_ms") or {}
+        if ttft.get("mean") is None or row.get("prompt_tokens_mean") is None:
+            continue
+        queue = (row.get("queue_ms") or {}).get("mean") or 0.0
+        out = float(row.get("output_tokens_mean") or 1)
+        obs.append(BatchObservation(
+            batch=int(row.get("batch_size") or 1),
+            width=float(row["prompt_tokens_mean"]),
+            prefill_ms=float(ttft["mean"]) - float(queue),
+            step_ms=tpot.get("mean"),
+            steps=max(0, int(round(out)) - 1),
+            prompt_min=float(row["prompt_tokens_mean"]),
+            output_max=int(round(out)),
+        ))
+    return obs
+
+
+def fit_rows(rows: list[dict]) -> list[dict]:
+    """The rows to fit on: queue-free scenarios when there are any, else every row."""
+    good = [r for r in rows if not r.get("error")]
+    closed = [r for r in good if r.get("scenario") in FIT_SCENARIOS]
+    return closed or good
+
+
+# ---- fitting -----------------------------------------------------------------------------------
+def _robust_lstsq(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares, refitted once without points beyond 4 robust sigmas (a stall on a shared CPU)."""
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ coef
+    mad = np.median(np.abs(resid - np.median(resid))) * 1.4826
+    # The floor keeps rounding-level residuals of near-exact data from counting as outliers.
+    keep = np.abs(resid) <= max(4 * mad, 1e-3 * float(np.median(np.abs(y))))
+    if keep.sum() >= X.shape[1] + 1 and not keep.all():
+        coef, *_ = np.linalg.lstsq(X[keep], y[keep], rcond=None)
+    return coef
+
+
+def _rel_rms(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(((pred - y) / np.maximum(y, 1e-9)) ** 2)) * 100)
+
+
+def fit_service(obs: list[BatchObservation], source: str = "records") -> ServiceModel:
+    """Fit the service model on measured batches; BadInput when there is nothing to fit."""
+    obs = [o for o in obs if o.prefill_ms > 0]
+    if not obs:
+        raise BadInput("no successful measurements to fit a service-time model on")
+    notes: list[str] = []
+    # Prefill: a + k * (b * W).
+    x = np.array([o.batch * o.width for o in obs])
+    y = np.array([o.prefill_ms for o in obs])
+    if np.ptp(x) < 1e-9 * max(1.0, x.max()):
+        a, k = 0.0, float(y.mean() / x.mean())
+        notes.append("one padded prompt size measured: prefill taken as proportional to tokens (no fixed part)")
+    else:
+        a, k = _robust_lstsq(np.column_stack([np.ones_like(x), x]), y)
+        if k < 0:
+            a, k = float(np.median(y)), 0.0
+            notes.append("prefill did not grow with prompt tokens in the measurements: taken as constant")
+        elif a < 0:
+            a, k = 0.0, float(np.sum(x * y) / np.sum(x * x))
+            notes.append("prefill fit had a negative fixed part: refitted through the origin")
+    prefill_err = _rel_rms(a + k * x, y)
+
+    # Decode: d(b) per batch size, plus e * b * kv shared across sizes.
+    dec = [o for o in obs if o.step_ms is not None and o.steps > 0]
+    if not dec:
+        # Single-token outputs only: no decode measured. Assume a step costs what a 1-token prefill does.
+        sizes, base, e = (1,), (max(a + k, 1e-3),), 0.0
+        notes.append("no decode step measured (outputs of one token): step time assumed equal to a one-token prefill")
+        step_err = None
+    else:
+        sizes = tuple(sorted({o.batch for o in dec}))
+        col = {b: i for i, b in enumerate(sizes)}
+        X = np.zeros((len(dec), len(sizes) + 1))
+        for row, o in enumerate(dec):
+            X[row, col[o.batch]] = 1.0
+            X[row, -1] = o.batch * (o.width + (o.steps + 1) / 2)  # mean KV length over the decode steps
+        ys = np.array([o.step_ms for o in dec])
+        coef = None
+        if np.linalg.matrix_rank(X) == X.shape[1]:
+            coef = _robust_lstsq(X, ys)
+            if coef[-1] < 0 or (coef[:-1] <= 0).any():
+                coef = None
+        if coef is None:
+            # The KV term is not identifiable (one context length) or came out negative: per-size means.
+            coef = np.array([np.median(ys[X[:, i] == 1]) for i in range(len(sizes))] + [0.0])
+            notes.append("decode step time did not measurably grow with context: held constant per batch size")
+        base, e = tuple(float(c) for c in coef[:-1]), float(coef[-1])
+        step_err = _rel_rms(X @ coef, ys)
+
+    widths = [o.width for o in obs]
+    measured = {
+        "source": source,
+        "batches": len(obs),
+        "batch_sizes": sorted({o.batch for o in obs}),
+        "prompt_tokens": [min(o.prompt_min for o in obs), max(widths)],
+        "output_tokens": [min(o.output_max for o in obs), max(o.output_max for o in obs)],
+        "kv_tokens_max": max(o.width + o.output_max for o in obs),
+        "prefill_fit_rel_rms_pct": round(prefill_err, 2),
+        "step_fit_rel_rms_pct": None if step_err is None else round(step_err, 2),
+    }
+    if source == "summary rows":
+        notes.append("fitted on summary-row means (no request log): padded prompt width taken as the mean prompt length")
+    model = ServiceModel(float(a), float(k), sizes, base, e, measured, notes)
+    if source == "summary rows":
+        notes.append("service-time variability not modelled (no per-batch measurements): tails may be underestimated")
+    else:
+        pairs = [model.observed_ms(o) for o in obs if o.step_ms is not None or o.steps == 0]
+        model.duration_ratios = tuple(m / p for m, p in pairs if p > 0)
+    return model
+
+
+def _ratio_stats(ratios: tuple[float, ...]) -> dict | None:
+    if not ratios:
+        return None
+    r = np.asarray(ratios)
+    p = np.percentile(r, [5, 50, 95])
+    return {"batches": len(r), "ratio_p5": round(float(p[0]), 3), "ratio_p50": round(float(p[1]), 3),
+            "ratio_p95": round(float(p[2]), 3), "cv_pct": round(float(r.std() / r.mean() * 100), 1)}

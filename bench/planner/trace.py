@@ -1,0 +1,146 @@
+"""Request traces in the Azure LLM inference trace format: `TIMESTAMP,ContextTokens,GeneratedTokens`.
+
+Timestamps look like `2023-11-16 18:15:46.6805900` (seven fractional digits, more than datetime
+parses), so they are read with a pattern; an ISO `T`, a trailing `Z` or offset, and plain numbers
+(seconds) are accepted too. Anything malformed is a BadInput naming the file and line.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from llmbench.errors import BadInput
+from llmbench.planner.queue import Requests
+
+_STAMP = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[ T](\d{1,2}):(\d{2}):(\d{2})(?:\.(\d+))?\s*(Z|[+-]\d{2}:?\d{2})?$"
+)
+# Accepted header names, compared lower-case without spaces, underscores or dashes.
+_COLUMNS = {
+    "time": ("timestamp", "time", "arrivaltime", "arrival"),
+    "prompt": ("contexttokens", "prompttokens", "inputtokens", "context", "prompt"),
+    "output": ("generatedtokens", "outputtokens", "completiontokens", "generated", "output"),
+}
+CREDIT = "Azure LLM inference trace 2023, Microsoft (CC-BY-4.0)"
+
+
+@dataclass
+class Trace:
+    """A replayable trace: arrivals relative to the first request, and token lengths."""
+
+    path: str
+    requests: Requests
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        r = self.requests
+        return {
+            "path": self.path,
+            "requests": len(r),
+            "duration_s": round(r.duration_s, 3),
+            "mean_rps": round(r.mean_rps, 4) if r.duration_s > 0 else None,
+            "prompt_tokens": _dist(r.prompt_tokens),
+            "output_tokens": _dist(r.output_tokens),
+            "notes": self.notes,
+        }
+
+
+def _dist(a: np.ndarray) -> dict:
+    p = np.percentile(a, [50, 95, 99])
+    return {"mean": round(float(a.mean()), 2), "p50": float(p[0]), "p95": float(p[1]), "p99": float(p[2]),
+            "min": float(a.min()), "max": float(a.max())}
+
+
+def parse_timestamp(text: str) -> float:
+    """Seconds since the epoch (UTC when no offset is given); ValueError if unreadable."""
+    s = text.strip()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    m = _STAMP.match(s)
+    if not m:
+        raise ValueError(f"cannot read timestamp {text!r}")
+    y, mo, d, h, mi, sec, frac, tz = m.groups()
+    offset = dt.timezone.utc
+    if tz and tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        hh, mm = int(tz[1:3]), int(tz[-2:])
+        offset = dt.timezone(sign * dt.timedelta(hours=hh, minutes=mm))
+    base = dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), tzinfo=offset).timestamp()
+    return base + (float(f"0.{frac}") if frac else 0.0)
+
+
+def _find_columns(header: list[str], where: str) -> dict[str, int]:
+    norm = [re.sub(r"[\s_\-]", "", h.lower()) for h in header]
+    found = {}
+    for key, names in _COLUMNS.items():
+        idx = next((i for i, h in enumerate(norm) if h in names), None)
+        if idx is None:
+            raise BadInput(f"{where}: no {key} column in the header {header!r} (expected TIMESTAMP,ContextTokens,GeneratedTokens)")
+        found[key] = idx
+    return found
+
+
+def _tokens(value: str, where: str, line: int, what: str) -> int:
+    try:
+        v = float(value)
+    except ValueError:
+        raise BadInput(f"{where}:{line}: {what} {value!r} is not a number") from None
+    if v < 0 or v != int(v):
+        raise BadInput(f"{where}:{line}: {what} {value!r} must be a whole number of tokens >= 0")
+    return int(v)
+
+
+def load_trace(path: str | Path) -> Trace:
+    """Read a trace CSV; BadInput for a missing file, a bad header, or an unreadable line."""
+    p = Path(path)
+    where = str(p)
+    if not p.is_file():
+        raise BadInput(f"trace {where!r} does not exist or is not a file")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise BadInput(f"trace {where!r} is not readable UTF-8 text ({type(exc).__name__})") from None
+    rows = csv.reader(text.splitlines())
+    header = next(rows, None)
+    if not header:
+        raise BadInput(f"{where}: empty file (expected a header TIMESTAMP,ContextTokens,GeneratedTokens)")
+    cols = _find_columns(header, where)
+    width = max(cols.values()) + 1
+    times, prompts, outputs = [], [], []
+    for line, row in enumerate(rows, start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) < width:
+            raise BadInput(f"{where}:{line}: expected {width} fields, got {len(row)}")
+        try:
+            times.append(parse_timestamp(row[cols["time"]]))
+        except ValueError as exc:
+            raise BadInput(f"{where}:{line}: {exc}") from None
+        prompts.append(_tokens(row[cols["prompt"]], where, line, "context tokens"))
+        outputs.append(_tokens(row[cols["output"]], where, line, "generated tokens"))
+    if not times:
+        raise BadInput(f"{where}: no requests after the header")
+    t = np.array(times)
+    pr = np.array(prompts)
+    out = np.array(outputs)
+    notes = []
+    if np.any(np.diff(t) < 0):
+        order = np.argsort(t, kind="stable")
+        t, pr, out = t[order], pr[order], out[order]
+        notes.append("timestamps were not in order: requests sorted by arrival")
+    # A request with no output still occupies a batch for its prefill: count it as one token.
+    for name, a in (("context", pr), ("generated", out)):
+        zero = int((a == 0).sum())
+        if zero:
+            a[a == 0] = 1
+            notes.append(f"{zero} requests with 0 {name} tokens counted as 1")
+    if "azure" in p.name.lower():
+        notes.append(f"trace data: {CREDIT}")
+    return Trace(where, Requests(t - t[0], pr, out), notes)

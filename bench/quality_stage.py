@@ -1,0 +1,14 @@
+"""The `quality` stage at the end of `llmbench run` (importing this registers it)."""
+from __future__ import annotations
+
+from llmbench.stages import register_stage
+
+
+def _quality(run_dir, meta, summary, console) -> None:
+    # Imported on use: the quality gate pulls in torch and onnxruntime.
+    from llmbench.quality import quality_stage
+
+    quality_stage(run_dir, meta, summary, console)
+
+
+register_stage("quality", _quality)

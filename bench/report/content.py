@@ -1,0 +1,142 @@
+"""The report's content, once, as sections of paragraphs, tables and plots; markdown.py and
+html.py only render it, so the two reports cannot say different things."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llmbench.report.context import ReportContext
+from llmbench.report.figures import NOT_MEASURED, Plot, label_of
+from llmbench.report.tables import options_table, routing_table, summary_table
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list = field(default_factory=list)  # ("p", text) | ("table", headers, rows) | ("plot", Plot)
+
+    def p(self, text: str) -> "Section":
+        self.blocks.append(("p", text))
+        return self
+
+    def table(self, headers: list[str], rows: list[list]) -> "Section":
+        self.blocks.append(("table", headers, rows))
+        return self
+
+    def plot(self, pl: Plot | None) -> "Section":
+        if pl is not None:
+            self.blocks.append(("plot", pl))
+        return self
+
+
+def _money(v, nd=2) -> str:
+    return "not known" if v is None else f"${v:,.{nd}f}"
+
+
+def _decision(ctx: ReportContext) -> Section:
+    rec, c = ctx.rec, ctx.rec["constraints"]
+    s = Section("Decision")
+    s.p(f"**{rec['choice']['answer']}**")
+    s.p(f"Constraints: SLO {', '.join(c['slo']) or 'none'} ({c.get('slo_source')}); quality floor "
+        f"{c['quality_floor'] if c.get('quality_floor') is not None else 'none'}; budget "
+        f"{_money(c['budget_usd_per_month']) + ' per month' if c.get('budget_usd_per_month') else 'none'}. "
+        f"Target load **{str(c['rps']) + ' req/s' if c.get('rps') else 'not set'}**: {c.get('rps_source')}.")
+    r = rec.get("recommended")
+    if r and r["kind"] == "api" and r.get("plan"):
+        s.p(f"{r['id']} is an API model: pay per token ({r.get('cost_note')}), {_money(r['plan'].get('cost_per_month'))}/month at the "
+            f"target load, no replicas to run. Its latency is {r.get('latency_source')}.")
+    elif r and r.get("plan"):
+        p = r["plan"]
+        s.p(f"Plan for {r['id']}: {p.get('replicas')} replica(s) of {r.get('hardware')} at max batch {p.get('max_batch') or r.get('batch_size')}, "
+            f"{_money(p.get('cost_per_hour'), 3)}/hour, {_money(p.get('cost_per_month'))}/month ({p.get('source')}). "
+            + f"Predicted, not measured; {_prediction_error(p)}. " + " ".join(str(n) for n in p.get("notes") or [] if not str(n).startswith("prediction error")))
+    if r and r.get("quality_status") != "measured":
+        s.p(f"Quality of the recommended option: {r.get('quality_status')}.")
+    if rec["choice"].get("binding"):
+        s.p(f"Binding constraint(s): {', '.join(rec['choice']['binding'])}; closest option: {rec['choice'].get('closest')}.")
+    s.p(f"Deployment mode: **{rec['mode']}**. Recommendation source: {ctx.rec_source}. Planner: {rec.get('planner')}.")
+    return s
+
+
+def _routing(ctx: ReportContext) -> Section:
+    rt = ctx.rec["routing"]
+    s = Section("Routing policy").table(*routing_table(rt))
+    for label, text in (("vs_single_best", "the single recommended option"), ("vs_strongest", "the strongest option")):
+        v = rt["saving"].get(label) or {}
+        if v.get("saving_pct") is not None:
+            s.p(f"Expected saving against serving everything with {text} ({v['option']}): **{v['saving_pct']:.1f}%** "
+                f"({_money(v['routed_cost_per_1k_usd'], 4)} vs {_money(v['cost_per_1k_usd'], 4)} per 1k requests, at full utilisation).")
+        else:
+            s.p(f"Saving against {text}: {v.get('note', 'not computed')}.")
+    m = rt["saving"].get("monthly")
+    if m:
+        s.p(f"At the target load, with whole replicas: routing {_money(m['routed_cost_per_month_usd'])}/month against "
+            f"{_money(m['single_cost_per_month_usd'])}/month for the single option ({m['saving_pct']:+.1f}% saved); "
+            f"the deployment mode follows this figure.")
+    return s
+
+
+def _stage_notes(ctx: ReportContext) -> Section:
+    m, d = ctx.rec.get("measured") or {}, ctx.data
+    s = Section("What was measured")
+    s.p("Quality gate: " + ("measured (see the quality plot)" if m.get("quality") else f"{NOT_MEASURED}; quality is taken as the reference (1.0)"
+                            + ("; the models carry random weights, so quality is unverified" if any(r.get("random_weights") for r in d.rows) else "")) + ".")
+    if d.cache:
+        c = d.cache
+        s.p(f"Semantic cache: hit rate {c['hit_rate']:.1%}, false hits {c['false_hit_rate']:.1%} at threshold {c.get('threshold')}.")
+    else:
+        s.p(f"Semantic cache: {NOT_MEASURED}.")
+    if d.compression:
+        s.table(["model", "rate", "ratio", "net latency change ms", "agreement", "net saving $/request"],
+                [[c.get("model") or "all", c.get("rate"), c.get("ratio"), c.get("latency_change_ms"), c.get("agreement"),
+                  c.get("net_saving_usd_per_request")] for c in d.compression])
+    else:
+        s.p(f"Prompt compression: {NOT_MEASURED}.")
+    return s
+
+
+def _prediction_error(plan: dict) -> str:
+    err = plan.get("prediction_error")
+    if isinstance(err, dict) and err.get("max_abs_e2el_p95_error_pct") is not None:
+        return f"checked against this run's concurrency points: E2EL p95 off by at most {err['max_abs_e2el_p95_error_pct']:.1f}%"
+    return next((n for n in plan.get("notes") or [] if str(n).startswith("prediction error")), "prediction not checked in this run")
+
+
+def _capacity(ctx: ReportContext, pl: Plot | None) -> Section:
+    s = Section("Capacity plan")
+    s.p("Latencies here are a queueing model's predictions from service times measured on this machine, not measurements.")
+    s.plot(pl)
+    plan = ctx.data.plan
+    if not plan:
+        return s.p("plan.json: " + NOT_MEASURED + " (the plan stage did not run; the figures above come from the recommender's own planning).")
+    load = plan.get("load") or {}
+    where = (f"Poisson at {load.get('offered_rps')} req/s" if load.get("kind") == "poisson" else
+             f"{load.get('kind', 'load')} {load.get('name') or load.get('path') or ''}".strip()) if isinstance(load, dict) else str(load)
+    s.p(f"plan.json: {plan.get('verdict', '')} (load: {where}" + (f"; {plan['load_source']}" if plan.get("load_source") else "") + ").")
+    rows = []
+    for o in plan.get("options") or []:
+        if o.get("error"):
+            rows.append([label_of(o.get("model", "?"), o.get("variant")), "-", "-", "-", "-", o["error"]])
+            continue
+        e2 = ((o.get("predicted") or {}).get("e2el_ms") or {}).get("p95")
+        rows.append([label_of(o["model"], o.get("variant")), o.get("replicas"), _money(o.get("cost_per_month")),
+                     "-" if e2 is None else f"{e2:,.0f}", "yes" if o.get("meets_slo") else "no", _prediction_error(o)])
+    return s.table(["option", "replicas", "$/month", "E2EL p95 ms (predicted)", "meets SLO", "prediction error"], rows)
+
+
+def build_sections(ctx: ReportContext, plots: list[Plot]) -> list[Section]:
+    by_name = {p.name: p for p in plots}
+    summary = ctx.data.summary
+    head = Section(f"llmbench report: run {ctx.data.run_id}")
+    env = ctx.data.meta.get("environment") or {}
+    head.p(f"Hardware {summary.get('hardware')} ({_money(summary.get('usd_per_hour'), 3)}/hour), device {summary.get('device')}; "
+           f"started {ctx.data.meta.get('started_at', 'unknown')}; " + ", ".join(f"{k} {v}" for k, v in env.items() if isinstance(v, (str, int, float)))[:400])
+    sections = [head, _decision(ctx)]
+    sections.append(Section("Measured results").table(*summary_table(ctx.data.rows)).plot(by_name.get("latency_throughput")).plot(by_name.get("ttft_tpot")))
+    sections.append(Section("Options").table(*options_table(ctx.rec)).plot(by_name.get("cost_per_1k")).plot(by_name.get("pareto")))
+    sections.append(_routing(ctx))
+    sections.append(_capacity(ctx, by_name.get("capacity_plan")))
+    notes = _stage_notes(ctx)
+    for name in ("quality", "cache", "compression"):
+        notes.plot(by_name.get(name))
+    sections.append(notes)
+    return sections

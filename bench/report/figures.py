@@ -1,0 +1,77 @@
+"""The plot registry and the shared figure plumbing (Agg via matplotlib.figure, no pyplot state)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from matplotlib.figure import Figure
+
+from llmbench.report.context import ReportContext
+
+NOT_MEASURED = "not measured in this run"
+
+
+@dataclass
+class Plot:
+    """One plot of the report: drawn to path, or skipped with the reason."""
+
+    name: str
+    title: str
+    caption: str = ""
+    path: Path | None = None
+    skipped: str | None = None
+
+
+# fn(ctx) -> (figure, caption) or a string saying why the plot is skipped
+PlotFn = Callable[[ReportContext], "tuple[Figure, str] | str"]
+PLOTS: list[tuple[str, str, PlotFn]] = []
+
+
+def plot(name: str, title: str):
+    """Register a plot function under a file name and a title (the report's order is this order)."""
+    def wrap(fn: PlotFn) -> PlotFn:
+        PLOTS.append((name, title, fn))
+        return fn
+    return wrap
+
+
+def new_figure(width: float = 7.0, height: float = 4.2, cols: int = 1) -> tuple[Figure, list]:
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    axes = [fig.add_subplot(1, cols, i + 1) for i in range(cols)]
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    return fig, axes
+
+
+def label_of(model: str, variant: str | None) -> str:
+    from llmbench.recommend.naming import short_model
+
+    return f"{short_model(model)}/{variant}" if variant else short_model(model)
+
+
+def draw_all(ctx: ReportContext, out_dir: Path) -> list[Plot]:
+    """Every registered plot into out_dir/<name>.png; a plot whose data is missing is skipped
+    with its reason, and one that fails to draw is skipped with the error (never the report)."""
+    import llmbench.report.plots_latency  # noqa: F401 - importing registers the plots, in this order
+    import llmbench.report.plots_decision  # noqa: F401
+    import llmbench.report.plots_savings  # noqa: F401
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = []
+    for name, title, fn in PLOTS:
+        p = Plot(name, title)
+        try:
+            got = fn(ctx)
+        except Exception as exc:  # a plot is an aid; its failure is reported, not fatal
+            got = f"could not be drawn ({type(exc).__name__}: {exc})"
+        if isinstance(got, str):
+            p.skipped = got
+        else:
+            fig, p.caption = got
+            p.path = out_dir / f"{name}.png"
+            tmp = p.path.with_suffix(".tmp.png")
+            fig.savefig(tmp, format="png")
+            tmp.replace(p.path)  # atomic, like every results file
+        done.append(p)
+    return done

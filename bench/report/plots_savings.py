@@ -1,0 +1,80 @@
+"""What the cheaper ways cost in quality: quality per variant, cache hits against false hits,
+compression ratio against agreement. Each is skipped when its stage did not run."""
+from __future__ import annotations
+
+from llmbench.recommend.facts import RANDOM_WEIGHTS, quality_of
+from llmbench.report.context import ReportContext
+from llmbench.report.figures import NOT_MEASURED, label_of, new_figure, plot
+
+_GATE_COLOURS = {"pass": "tab:green", "fail": "tab:red", "unverified": "tab:grey"}
+
+
+@plot("quality", "Quality per variant (against its reference)")
+def quality(ctx: ReportContext):
+    seen: dict[str, dict] = {}
+    for r in ctx.data.rows:
+        if isinstance(r.get("quality"), dict):
+            seen.setdefault(label_of(r["model"], r["variant"]), {**quality_of(r), "raw": r["quality"]})
+    if not seen:
+        return NOT_MEASURED + " (no quality gate ran)"
+    fig, (ax,) = new_figure(7.5, max(2.5, 0.35 * len(seen) + 1.2))
+    names = list(seen)
+    metrics = [("greedy_agreement", "greedy agreement"), ("top1_agreement", "top-1 agreement")]
+    h = 0.38
+    for j, (key, label) in enumerate(metrics):
+        vals = [seen[n]["raw"].get(key) for n in names]
+        ax.barh([i + (j - 0.5) * h for i in range(len(names))], [v if isinstance(v, (int, float)) else 0 for v in vals], height=h,
+                label=label, color=[_GATE_COLOURS.get(str(seen[n]["gate"]), "tab:blue") for n in names], alpha=0.55 + 0.4 * j,
+                hatch=["//" if seen[n]["status"] == RANDOM_WEIGHTS else "" for n in names])
+    ax.set_yticks(range(len(names)), [f"{n} ({seen[n]['gate'] or 'no gate'})" for n in names], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("agreement with the reference variant")
+    ax.legend(fontsize=7)
+    rw = any(v["status"] == RANDOM_WEIGHTS for v in seen.values())
+    return fig, "Colour: gate pass (green), fail (red), unverified (grey)." + (f" Hatched: {RANDOM_WEIGHTS} (figures shown, gate neither passes nor fails them)." if rw else "")
+
+
+@plot("cache", "Semantic cache: hit rate against false-hit rate")
+def cache(ctx: ReportContext):
+    c = ctx.data.cache
+    if not c:
+        return NOT_MEASURED + " (no cache simulation: cache.json absent)"
+    fig, (ax,) = new_figure()
+    if c["sweep"]:
+        pts = sorted(c["sweep"], key=lambda p: p["false_hit_rate"])
+        ax.plot([p["false_hit_rate"] for p in pts], [p["hit_rate"] for p in pts], marker=".", label="threshold sweep")
+        for p in pts[:: max(1, len(pts) // 6)]:
+            if p.get("threshold") is not None:
+                ax.annotate(f"{p['threshold']:.2f}", (p["false_hit_rate"], p["hit_rate"]), fontsize=6, xytext=(3, -8), textcoords="offset points")
+    ax.scatter([c["false_hit_rate"]], [c["hit_rate"]], marker="*", s=250, color="red", zorder=3,
+               label=f"chosen (threshold {c['threshold']})" if c.get("threshold") is not None else "chosen setting")
+    b = c.get("baseline") or {}
+    if b.get("hit_rate") is not None and b.get("false_hit_rate") is not None:
+        ax.scatter([b["false_hit_rate"]], [b["hit_rate"]], marker="x", s=80, color="black", zorder=3, label="plain cosine, same target")
+    ax.set_xlabel("false-hit rate (wrong answer served)")
+    ax.set_ylabel("hit rate")
+    ax.legend(fontsize=7)
+    return fig, "From cache.json: each point a setting of the decision rule; the star is the setting written into the gateway config."
+
+
+@plot("compression", "Prompt compression: ratio against output agreement")
+def compression(ctx: ReportContext):
+    pts = [c for c in ctx.data.compression if c.get("ratio") is not None]
+    if not pts:
+        return NOT_MEASURED + " (no compression figures: compression.json absent)"
+    fig, (ax,) = new_figure()
+    by_model: dict[str, list] = {}
+    for c in pts:
+        by_model.setdefault(str(c.get("model") or "all candidates"), []).append(c)
+    for model, cs in by_model.items():
+        cs.sort(key=lambda c: c["ratio"])
+        ys = [c["agreement"] if c.get("agreement") is not None else float("nan") for c in cs]
+        ax.plot([c["ratio"] for c in cs], ys, marker="o", label=label_of(model, None))
+        for c, y in zip(cs, ys):
+            pays = "" if c.get("pays") is None else (" pays" if c["pays"] else " does not pay")
+            ax.annotate(f"rate {c['rate']:g}{pays}", (c["ratio"], y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("compression ratio (original / compressed tokens)")
+    ax.set_ylabel("greedy output agreement with the uncompressed prompt")
+    ax.legend(fontsize=7)
+    return fig, "Higher ratio cuts input tokens; agreement shows what it costs in answers."

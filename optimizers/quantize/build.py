@@ -1,0 +1,141 @@
+"""Build one ONNX variant of a model source, or reuse it from the variant cache.
+
+onnx-fp32 is exported from the source; onnx-int8 and onnx-int4 are quantized from the (cached)
+onnx-fp32 entry, so asking for both exports once.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from llmbench.models.source import ModelSource
+from llmbench.optimizers.quantize.opcount import count_ops, describe
+from llmbench.optimizers.quantize.recipes import Recipe, onnx_recipe
+from llmbench.optimizers.quantize.sources import folder_digest, model_folder, weights_bytes
+from llmbench.optimizers.quantize.store import Entry, VariantStore, cache_key, library_versions
+
+MODEL_FILE = "model.onnx"
+ONNX_SUFFIXES = (".onnx", ".onnx_data", ".data")
+
+
+@dataclass
+class VariantBuild:
+    """A built variant: where it is and what it is (the facts the summary and the CLI show)."""
+
+    variant: str
+    path: Path
+    key: str
+    recipe: dict
+    cache_hit: bool
+    build_s: float          # this step only (quantizing, or exporting for fp32), when it was built
+    build_total_s: float    # from the source: export plus this step
+    size_bytes: int         # ONNX files of the variant
+    source_bytes: int       # weight files of the source
+    ops: dict
+    note: str
+    rebuilt_corrupt: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def size_ratio(self) -> float | None:
+        return round(self.size_bytes / self.source_bytes, 4) if self.source_bytes else None
+
+    def facts(self) -> dict:
+        """Flat facts for run.json's per-variant record (backend.info.extra)."""
+        return {
+            "variant_path": str(self.path), "cache_hit": self.cache_hit, "build_s": self.build_s,
+            "build_total_s": self.build_total_s, "source_bytes": self.source_bytes, "size_ratio": self.size_ratio,
+            "quantized_ops": self.ops.get("quantized", {}), "float_weight_layers": self.ops.get("float_weight_layers", {}),
+            "quantize_note": self.note, "recipe": self.recipe, "fusion": self.extra.get("graph", {}).get("fusion"),
+        }
+
+
+def onnx_size(folder: Path) -> int:
+    """Bytes of the ONNX graph and weight files in a variant folder."""
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.suffix in ONNX_SUFFIXES)
+
+
+def _from_entry(entry: Entry, hit: bool, problem: str | None) -> VariantBuild:
+    m = entry.manifest
+    return VariantBuild(
+        variant=m["variant"], path=entry.path, key=m["key"], recipe=m["recipe"], cache_hit=hit,
+        build_s=m["build_s"], build_total_s=m.get("build_total_s", m["build_s"]), size_bytes=onnx_size(entry.path),
+        source_bytes=m.get("source_bytes", 0), ops=m.get("ops", {}), note=m.get("note", ""), rebuilt_corrupt=problem,
+        extra={"graph": m.get("graph") or {}},
+    )
+
+
+def build_variant(
+    source: ModelSource,
+    variant: str,
+    block_size: int | None = None,
+    trust_remote_code: bool = False,
+    store: VariantStore | None = None,
+    log: Callable[[str], None] | None = None,
+) -> VariantBuild:
+    """The variant `variant` (onnx-fp32, onnx-int8, onnx-int4[-b<N>]) of `source`, built or reused.
+
+    `block_size` overrides the int4 block size. `log` receives one line per step taken (building,
+    reusing, rebuilding a corrupt entry).
+    """
+    return _build(source, onnx_recipe(variant, block_size), trust_remote_code, store or VariantStore(), log or (lambda s: None))
+
+
+def _build(source: ModelSource, recipe: Recipe, trust_remote_code: bool, store: VariantStore, log) -> VariantBuild:
+    folder = model_folder(source)
+    key = cache_key(folder_digest(folder), recipe.identity(), library_versions())
+    entry = store.lookup(key)
+    problem = store.last_problem
+    if problem:
+        log(problem)
+    if entry is not None:
+        log(f"{recipe.variant}: reusing {entry.path}")
+        return _from_entry(entry, hit=True, problem=None)
+
+    parent = _build(source, recipe.parent, trust_remote_code, store, log) if recipe.parent else None
+    log(f"{recipe.variant}: building from {parent.variant if parent else source.name}")
+    work = store.new_build_dir()
+    try:
+        t = time.perf_counter()
+        graph = parent.extra.get("graph") if parent else None
+        if parent is None:
+            from llmbench.optimizers.quantize.export import export_onnx
+
+            graph = export_onnx(folder, work, trust_remote_code, fuse=recipe.fuse)
+        else:
+            from llmbench.optimizers.quantize.onnx_quant import QUANTIZERS
+
+            for f in parent.path.iterdir():  # config and tokenizer files travel with the model
+                if f.is_file() and f.suffix not in ONNX_SUFFIXES and f.name != "manifest.json":
+                    shutil.copy2(f, work / f.name)
+            QUANTIZERS[recipe.precision](parent.model_file, work / MODEL_FILE, recipe)
+        build_s = round(time.perf_counter() - t, 3)
+        report = count_ops(work / MODEL_FILE)
+        facts = {
+            "variant": recipe.variant, "recipe": recipe.describe(), "source": {"kind": source.kind, "ref": source.ref},
+            "versions": library_versions(), "build_s": build_s,
+            "build_total_s": round(build_s + (parent.build_total_s if parent else 0.0), 3),
+            "source_bytes": weights_bytes(folder), "ops": report.to_dict(), "note": describe(recipe.precision, report),
+            "graph": graph,
+        }
+        entry = store.put(key, work, facts)
+    except BaseException:
+        store.discard(work)
+        raise
+    return _from_entry(entry, hit=False, problem=problem)
+
+
+def copy_variant(build: VariantBuild, out: Path) -> Path:
+    """Copy a built variant's files (not its manifest) into `out`, a loadable model folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    for f in build.path.iterdir():
+        if f.is_file() and f.name != "manifest.json":
+            shutil.copy2(f, out / f.name)
+    return out

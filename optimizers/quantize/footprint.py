@@ -1,0 +1,61 @@
+"""Bytes of weights a model reads to produce one token: the numerator of a decode roofline.
+
+At batch 1 a decode step reads every weight matrix once, but only one row of an embedding table
+(a Gather), so tables read through Gather are left out. The bound is then
+`bandwidth / bytes_per_token` tokens per second; nothing that reads all those bytes beats it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+# onnx TensorProto data types -> bits per element (int4 packs two per byte).
+_BITS = {1: 32, 2: 8, 3: 8, 5: 16, 6: 32, 7: 64, 9: 8, 10: 16, 11: 64, 12: 32, 13: 64, 16: 16, 21: 4, 22: 4}
+# Lookups read one row per token: their table inputs are not streamed.
+_LOOKUPS = {"Gather": (0,), "GatherBlockQuantized": (0, 2, 3), "RotaryEmbedding": (2, 3)}
+
+
+def _tensor_bytes(init) -> int:
+    n = 1
+    for d in init.dims:
+        n *= d
+    return (n * _BITS.get(init.data_type, 32) + 7) // 8
+
+
+def onnx_bytes_per_token(model_file: str | Path) -> int:
+    """Initializer bytes of an ONNX model, less the tables it only reads through lookups."""
+    import onnx
+
+    model = onnx.load(str(model_file), load_external_data=False)
+    graph = model.graph
+    uses: dict[str, set[str]] = {}
+    for node in graph.node:
+        lookup_inputs = _LOOKUPS.get(node.op_type, ())
+        for i, name in enumerate(node.input):
+            uses.setdefault(name, set()).add("lookup" if i in lookup_inputs else "stream")
+    total = 0
+    for init in graph.initializer:
+        if uses.get(init.name, {"stream"}) == {"lookup"}:
+            continue
+        total += _tensor_bytes(init)
+    return total
+
+
+def torch_bytes_per_token(model) -> int:
+    """Parameter bytes of a torch model, less input embeddings that no output layer shares."""
+    import torch
+
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    shared = {id(out.weight)} if out is not None and hasattr(out, "weight") else set()
+    seen, total = set(), 0
+    for p in model.parameters():
+        if id(p) in seen or (id(p) in embeddings and id(p) not in shared):
+            continue
+        seen.add(id(p))
+        total += p.numel() * p.element_size()
+    # Quantized Linear layers keep their packed weights outside .parameters().
+    for m in model.modules():
+        if hasattr(m, "_packed_params") and hasattr(m, "weight") and callable(m.weight):
+            w = m.weight()
+            total += w.numel() * w.element_size()
+    return total

@@ -1,0 +1,129 @@
+"""A content-addressed cache of built variants under `cache_root()/variants`.
+
+An entry is a folder named by its key (a hash of the source files, the recipe and the library
+versions) holding the variant's files and a `manifest.json` that lists each file with its size and
+sha256. The manifest is written last and the folder appears by an atomic rename, so an entry
+either exists whole or not at all. A lookup re-checks every file against the manifest: a
+truncated, edited or missing file makes the entry corrupt, and it is removed and rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from llmbench.optimizers.quantize.sources import sha256_file
+
+MANIFEST = "manifest.json"
+# The libraries whose versions change what an export or a quantizer writes.
+LIBRARIES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-gpu", "onnx-ir")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that build variants (absent ones are left out)."""
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def cache_key(source_digest: str, recipe_identity: dict, versions: dict[str, str]) -> str:
+    """sha256 of (source content, recipe, versions) as canonical JSON."""
+    doc = {"source": source_digest, "recipe": recipe_identity, "versions": versions}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Entry:
+    """A verified cache entry: its folder and its manifest."""
+
+    path: Path
+    manifest: dict
+
+
+class VariantStore:
+    """Variants by key; `lookup` verifies, `put` publishes a finished build folder."""
+
+    def __init__(self, root: Path | None = None):
+        if root is None:
+            from llmbench.paths import cache_root
+
+            root = cache_root() / "variants"
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.last_problem: str | None = None  # why the last lookup rejected an entry (for the user)
+
+    def path_for(self, key: str) -> Path:
+        return self.root / key[:32]
+
+    def lookup(self, key: str) -> Entry | None:
+        """The entry for `key` when it is present and intact; a corrupt one is removed (None)."""
+        self.last_problem = None
+        path = self.path_for(key)
+        if not path.exists():
+            return None
+        problem = verify(path, key)
+        if problem is None:
+            return Entry(path, json.loads((path / MANIFEST).read_text()))
+        self.last_problem = f"cache entry {path} is corrupt ({problem}); rebuilding it"
+        shutil.rmtree(path, ignore_errors=True)
+        return None
+
+    def new_build_dir(self) -> Path:
+        """An empty folder on the same file system, to build into before `put` renames it."""
+        return Path(tempfile.mkdtemp(dir=self.root, prefix=".build-"))
+
+    def put(self, key: str, build_dir: Path, facts: dict) -> Entry:
+        """Write the manifest (files with sha256) into `build_dir` and publish it as the entry of `key`."""
+        files = {
+            p.relative_to(build_dir).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(build_dir.rglob("*")) if p.is_file() and p.name != MANIFEST
+        }
+        manifest = {"key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, **facts}
+        tmp = build_dir / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2, default=str))
+        os.replace(tmp, build_dir / MANIFEST)
+        target = self.path_for(key)
+        try:
+            os.rename(build_dir, target)
+        except OSError:
+            # Another process published the same key meanwhile: keep theirs if it is whole.
+            if verify(target, key) is None:
+                shutil.rmtree(build_dir, ignore_errors=True)
+                return Entry(target, json.loads((target / MANIFEST).read_text()))
+            shutil.rmtree(target, ignore_errors=True)
+            os.rename(build_dir, target)
+        return Entry(target, manifest)
+
+    def discard(self, build_dir: Path) -> None:
+        shutil.rmtree(build_dir, ignore_errors=True)
+
+
+def verify(path: Path, key: str) -> str | None:
+    """None when the entry at `path` matches its manifest and key; else what is wrong with it."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        return "no manifest"
+    except (OSError, ValueError):
+        return "unreadable manifest"
+    if not isinstance(manifest, dict) or manifest.get("key") != key or not isinstance(manifest.get("files"), dict):
+        return "manifest does not match the key"
+    for name, want in manifest["files"].items():
+        f = path / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if f.stat().st_size != want.get("bytes"):
+            return f"{name} has {f.stat().st_size} bytes, manifest says {want.get('bytes')}"
+        if sha256_file(f) != want.get("sha256"):
+            return f"{name} does not match its sha256"
+    return None

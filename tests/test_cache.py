@@ -1,0 +1,340 @@
+"""The semantic cache's parts without a real model: index, eviction, decision rules, chooser, logs, profile."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from llmbench.errors import BadInput
+from llmbench.kernels.search import InvalidVectors
+from llmbench.optimizers.cache.cache import SemanticCache
+from llmbench.optimizers.cache.chooser import Outcomes, best_threshold, choose, rates
+from llmbench.optimizers.cache.decision import Candidate, CosineRule, VerifierRule
+from llmbench.optimizers.cache.embedder import CachedEmbedder, TokenVectors
+from llmbench.optimizers.cache.features import FEATURE_NAMES, TOKEN_FEATURE_NAMES, pair_features, parse
+from llmbench.optimizers.cache.logs import PairsLog, PromptLog, read_log
+from llmbench.optimizers.cache.policy import EvictionPolicy
+from llmbench.optimizers.cache.profile import load_profile
+from llmbench.optimizers.cache.store import VectorStore
+from llmbench.optimizers.cache.verifier import Verifier, fit_verifier
+
+
+class WordEmbedder:
+    """A deterministic stand-in for MiniLM: a text's vector is the normalised sum of hashed word vectors."""
+
+    name = "test-words"
+    dim = 32
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def _word(self, w: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(w.encode()).digest()[:8], "little")
+        v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    def embed_with_tokens(self, texts, progress=None):
+        self.calls += 1
+        vecs, toks = [], []
+        for t in texts:
+            words = t.lower().split() or ["<empty>"]
+            w = np.vstack([self._word(x) for x in words])
+            v = w.sum(axis=0)
+            vecs.append(v / np.linalg.norm(v))
+            toks.append(TokenVectors(w.astype(np.float16), np.ones(len(words), dtype=bool)))
+        return np.vstack(vecs).astype(np.float32), toks
+
+    def embed(self, texts, progress=None):
+        return self.embed_with_tokens(texts)[0]
+
+
+def unit(rng, n, d=16):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+# ---- index -------------------------------------------------------------------------------------
+
+def test_store_grows_by_doubling_not_per_insert():
+    rng = np.random.default_rng(0)
+    store = VectorStore(16, capacity=4)
+    for i in range(1000):
+        store.add([i], unit(rng, 1))
+    assert len(store) == 1000
+    assert store.grow_count <= 9  # 4 -> 8 -> ... -> 1024: log2(1000/4) reallocations, not 1000
+    assert store.capacity >= 1000
+
+
+def test_store_search_after_removals_returns_live_ids():
+    rng = np.random.default_rng(1)
+    x = unit(rng, 50)
+    store = VectorStore(16)
+    store.add(np.arange(100, 150), x)
+    for gone in (100, 120, 149, 133):
+        store.remove(gone)
+    assert len(store) == 46
+    for i in (101, 121, 148):
+        cos, ids = store.search(x[i - 100], 1)
+        assert ids[0] == i and cos[0] == pytest.approx(1.0, abs=1e-5)
+    _, ids = store.search(x[20], 46)
+    assert set(ids.tolist()) == set(range(100, 150)) - {100, 120, 149, 133}
+
+
+def test_store_int8_mirror_agrees_with_float32():
+    rng = np.random.default_rng(2)
+    x = unit(rng, 400)
+    f32, i8 = VectorStore(16), VectorStore(16, use_int8=True, int8_min_rows=1)
+    f32.add(np.arange(400), x)
+    i8.add(np.arange(400), x)
+    i8.remove(7)
+    f32.remove(7)
+    for q in unit(rng, 5):
+        assert f32.search(q, 10)[1].tolist() == i8.search(q, 10)[1].tolist()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.full((1, 16), np.nan, dtype=np.float32), "NaN"),
+    (np.full((1, 16), 0.5, dtype=np.float32), "norm"),
+    (np.ones((1, 8), dtype=np.float32) / np.sqrt(8), "width"),
+])
+def test_store_refuses_bad_vectors_at_insert(bad, message):
+    store = VectorStore(16)
+    with pytest.raises(InvalidVectors, match=message):
+        store.add([0], bad)
+    assert len(store) == 0
+
+
+def test_store_refuses_reused_ids():
+    store = VectorStore(16)
+    store.add([1], unit(np.random.default_rng(0), 1))
+    with pytest.raises(InvalidVectors, match="new and distinct"):
+        store.add([1], unit(np.random.default_rng(1), 1))
+
+
+# ---- eviction ----------------------------------------------------------------------------------
+
+def test_lru_by_entries_keeps_the_recently_hit():
+    p = EvictionPolicy(max_entries=3)
+    for i in range(3):
+        assert p.on_insert(i, 10) == []
+    p.on_hit(0)
+    assert p.on_insert(3, 10) == [1]  # 0 was just used, 1 is now the least recent
+    assert p.on_insert(4, 10) == [2]
+
+
+def test_lru_by_bytes():
+    p = EvictionPolicy(max_bytes=100)
+    assert p.on_insert(0, 40) == [] and p.on_insert(1, 40) == []
+    assert p.on_insert(2, 40) == [0]
+    assert p.bytes == 80
+    assert p.on_insert(3, 500) == [1, 2, 3]  # too big to keep at all
+
+
+def test_ttl_with_a_fake_clock():
+    now = [0.0]
+    p = EvictionPolicy(ttl_s=10, clock=lambda: now[0])
+    p.on_insert(0, 1)
+    now[0] = 5
+    p.on_insert(1, 1)
+    p.on_hit(0)  # a hit does not make an answer younger
+    now[0] = 10
+    assert p.expired() == [0]
+    now[0] = 14.9
+    assert p.expired() == []
+    now[0] = 15
+    assert p.expired() == [1]
+
+
+def test_policy_refuses_silly_limits():
+    with pytest.raises(ValueError):
+        EvictionPolicy(max_entries=0)
+
+
+# ---- the cache ---------------------------------------------------------------------------------
+
+def test_cache_hits_misses_stats_and_eviction():
+    emb = WordEmbedder()
+    cache = SemanticCache(emb, rule=CosineRule(0.99), policy=EvictionPolicy(max_entries=2))
+    a = cache.insert("how do i bake bread", response="flour")
+    assert cache.lookup("how do i bake bread").response == "flour"
+    miss = cache.lookup("what is the capital of france")
+    assert not miss.hit and miss.entry_id is None
+    cache.insert("what is the capital of france", response="paris")
+    cache.lookup("how do i bake bread")  # refresh a, so the next insert evicts the other one
+    cache.insert("tell me a joke")
+    assert a in cache.entries and len(cache) == 2
+    s = cache.stats.to_dict()
+    assert (s["lookups"], s["hits"], s["misses"], s["evictions"]) == (3, 2, 1, 1)
+    assert s["lookup_ms_p50"] is not None and s["lookup_ms_p99"] >= s["lookup_ms_p50"]
+
+
+def test_cache_ttl_expires_entries():
+    now = [0.0]
+    cache = SemanticCache(WordEmbedder(), rule=CosineRule(0.99), policy=EvictionPolicy(ttl_s=60, clock=lambda: now[0]))
+    cache.insert("stale answer please")
+    assert cache.lookup("stale answer please").hit
+    now[0] = 61
+    assert not cache.lookup("stale answer please").hit
+    assert cache.stats.expirations == 1 and len(cache) == 0
+
+
+def test_cache_refuses_nan_vectors_at_insert():
+    cache = SemanticCache(rule=CosineRule(0.9), dim=4)
+    with pytest.raises(InvalidVectors, match="row 1 contains NaN"):
+        cache.insert_many(["a", "b"], np.array([[1, 0, 0, 0], [np.nan, 0, 0, 0]], dtype=np.float32))
+    assert len(cache) == 0
+
+
+def test_on_disk_embedding_store_reuses_vectors(tmp_path):
+    inner = WordEmbedder()
+    first = CachedEmbedder(inner, tmp_path)
+    v1, t1 = first.embed_with_tokens(["one two", "three"])
+    second = CachedEmbedder(inner, tmp_path)
+    assert second.missing(["one two", "three", "four"], tokens=True) == 1
+    calls = inner.calls
+    v2, t2 = second.embed_with_tokens(["three", "one two"])
+    assert inner.calls == calls  # nothing recomputed
+    assert np.array_equal(v2[1], v1[0]) and np.array_equal(t2[0].vectors, t1[1].vectors)
+
+
+# ---- features, verifier, rules -----------------------------------------------------------------
+
+def test_features_catch_near_misses():
+    names = FEATURE_NAMES
+    f = dict(zip(names, pair_features("What happened in June 28?", "What happened in June 29?", 0.99)))
+    assert f["numbers_differ"] == 1.0 and f["number_mismatch"] == 1.0
+    f = dict(zip(names, pair_features("How to convert current to voltage?", "How to convert voltage to current?", 0.99)))
+    assert f["order_swapped"] == 1.0 and f["content_jaccard"] == 1.0
+    f = dict(zip(names, pair_features("Why don't people worry?", "Why do people worry?", 0.97)))
+    assert f["negation_mismatch"] == 1.0
+    f = dict(zip(names, pair_features("Is Tokyo big?", "Is Kyoto big?", 0.9)))
+    assert f["name_mismatch"] == 1.0
+    same = pair_features("How do I learn Python?", "How do I learn Python?", 1.0)
+    assert dict(zip(names, same))["word_jaccard"] == 1.0
+    assert parse("Don’t stop").content_seq == ("stop",)
+
+
+def _toy_verifier() -> Verifier:
+    rng = np.random.default_rng(0)
+    width = len(FEATURE_NAMES) + len(TOKEN_FEATURE_NAMES)
+    x = rng.random((200, width))
+    cos = 0.8 + 0.2 * rng.random(200)
+    x[:, 0] = cos
+    y = (x[:, 0] + 0.1 * rng.standard_normal(200) > 0.9).astype(int)
+    return fit_verifier(x, y, cos, floor=0.8, name="toy", c=1.0)
+
+
+def test_verifier_round_trips_as_plain_data():
+    v = _toy_verifier()
+    back = Verifier.from_dict(json.loads(json.dumps(v.to_dict())))
+    x = np.random.default_rng(1).random((5, len(v.feature_names)))
+    cos = np.array([0.5, 0.85, 0.9, 0.95, 1.0])
+    assert np.allclose(v.probabilities(x, cos), back.probabilities(x, cos), atol=1e-6)
+    assert back.probabilities(x, cos)[0] == 0.0  # below the floor
+    bad = v.to_dict() | {"features": ["nonsense"]}
+    with pytest.raises(ValueError, match="do not match"):
+        Verifier.from_dict(bad)
+
+
+def test_rules_pick_and_score():
+    emb = WordEmbedder()
+    texts = ["how do i cook rice", "how do i cook pasta"]
+    vecs, toks = emb.embed_with_tokens(texts)
+    cands = [Candidate(0, texts[0], 0.95, toks[0]), Candidate(1, texts[1], 0.97, toks[1])]
+    assert CosineRule(0.9).best("q", None, cands) == (1, 0.97)
+    assert CosineRule(0.9).best("q", None, []) == (None, float("-inf"))
+    rule = VerifierRule(_toy_verifier(), 0.5)
+    qv, qt = emb.embed_with_tokens(["how do i cook rice"])
+    i, p = rule.best("how do i cook rice", qt[0], cands)
+    assert i in (0, 1) and 0.0 <= p <= 1.0
+    low = [Candidate(0, texts[0], 0.5, toks[0])]
+    assert rule.best("x", qt[0], low) == (None, float("-inf"))  # nothing above the floor
+
+
+# ---- chooser -----------------------------------------------------------------------------------
+
+def test_best_threshold_keeps_false_hits_under_target():
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(500, int), np.zeros(500, int)]
+    scores = np.r_[rng.normal(0.8, 0.1, 500), rng.normal(0.5, 0.1, 500)]
+    o = Outcomes(scores, np.ones(1000, bool), labels)
+    for target in (0.01, 0.05, 0.2):
+        t, r = best_threshold(o, target)
+        assert r["false_hit_rate"] <= target
+        # one step looser would break the target (it is the most hits allowed)
+        looser = scores[scores < t].max()
+        assert rates(o, looser)["false_hit_rate"] > target
+    t, r = best_threshold(Outcomes(np.ones(4), np.ones(4, bool), np.zeros(4, int)), 0.1)
+    assert t == float("inf") and r["served"] == 0
+
+
+def test_rates_count_wrong_entries_and_precision():
+    o = Outcomes([0.9, 0.9, 0.9, 0.1], [True, False, True, True], [1, 1, 0, 0])
+    r = rates(o, 0.5)
+    assert (r["hits"], r["wrong_entries"], r["false_hits"], r["served"]) == (1, 1, 1, 3)
+    assert r["hit_rate"] == 0.5 and r["wrong_entry_rate"] == 0.5 and r["false_hit_rate"] == 0.5
+    assert r["precision"] == pytest.approx(1 / 3)
+
+
+def test_choose_prefers_the_setting_with_more_hits():
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    weak = Outcomes([0.9, 0.2, 0.2, 0.8, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], np.ones(10, bool), labels)
+    strong = Outcomes([0.9, 0.8, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], np.ones(10, bool), labels)
+    name, t, r = choose({"weak": weak, "strong": strong}, 0.0)
+    assert name == "strong" and r["hits"] == 3 and r["false_hits"] == 0
+
+
+# ---- logs and the shipped profile --------------------------------------------------------------
+
+def _write(path, lines):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_read_log_kinds(tmp_path):
+    pairs = read_log(_write(tmp_path / "p.jsonl", [json.dumps({"text_a": "a", "text_b": "b", "label": 1})]))
+    assert isinstance(pairs, PairsLog) and pairs.labels == [1]
+    prompts = read_log(_write(tmp_path / "q.jsonl", [json.dumps({"text": "hello"}), "",
+                                                     json.dumps({"prompt": "hi"})]))
+    assert isinstance(prompts, PromptLog) and prompts.kind == "prompts" and prompts.prompts == ["hello", "hi"]
+    reqs = read_log(_write(tmp_path / "r.jsonl", [json.dumps({"prompt": "x", "prompt_tokens": 5,
+                                                              "output_tokens": 3, "cost": 0.01})]))
+    assert reqs.kind == "requests" and reqs.prompt_tokens == [5] and reqs.costs == [0.01]
+    msgs = read_log(_write(tmp_path / "m.jsonl", [json.dumps({"messages": [{"role": "user", "content": "yo"}]})]))
+    assert msgs.prompts == ["yo"]
+
+
+@pytest.mark.parametrize("lines, message", [
+    (['{"text_a": "a", "text_b": "b", "label": 1}', "{not json"], r"\.jsonl:2: not valid JSON"),
+    (['{"text_a": "a", "text_b": "b", "label": 2}'], "label"),
+    (['{"text_a": "a", "label": 1}'], "text_a and text_b"),
+    (['{"prompt_tokens": 5, "output_tokens": 2}'], "no prompt text.*without prompt text"),
+    (['{"prompt": "x", "prompt_tokens": -1}'], "non-negative"),
+    (["[1, 2]"], "JSON object"),
+    ([""], "empty log"),
+])
+def test_read_log_bad_input(tmp_path, lines, message):
+    with pytest.raises(BadInput, match=message):
+        read_log(_write(tmp_path / "bad.jsonl", lines))
+
+
+def test_read_log_missing_file(tmp_path):
+    with pytest.raises(BadInput, match="no such file"):
+        read_log(tmp_path / "nope.jsonl")
+
+
+def test_shipped_profile_is_consistent():
+    prof = load_profile()
+    assert prof.meta["fitted_on"] == "qqp_pairs_dev.jsonl" and prof.meta["pairs"] == 4000
+    targets = [s.target for s in prof.settings]
+    assert targets == sorted(targets) and 0.05 in targets
+    s = prof.setting_for(0.05)
+    assert s.dev["false_hit_rate"] <= 0.05 and s.dev["hit_rate"] > s.dev["cosine_hit_rate"]
+    assert prof.setting_for(0.055).target == 0.05  # never looser than asked
+    with pytest.raises(ValueError):
+        prof.setting_for(0.001)
+    # cosine thresholds loosen as the target loosens
+    cos = [s.cosine_threshold for s in prof.settings]
+    assert all(a >= b for a, b in zip(cos, cos[1:]))

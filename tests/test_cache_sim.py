@@ -1,0 +1,138 @@
+"""`cache simulate` and `cache bench` end to end: the real MiniLM embedder on small slices of the shared data."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from llmbench.cli import main
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cache"
+DEV = DATA / "qqp_pairs_dev.jsonl"
+KEYS = ("hit_rate", "false_hit_rate", "wrong_entry_rate", "precision", "baseline", "lookups", "hits",
+        "api_calls_saved", "tokens_saved", "cost_saved", "lookup_ms_p50", "lookup_ms_p99")
+
+pytestmark = pytest.mark.skipif(not DEV.exists(), reason="the shared data folder is not beside the project")
+
+
+@pytest.fixture(scope="module")
+def dev_slice(tmp_path_factory) -> Path:
+    """The first 240 dev pairs (their vectors stay in the on-disk store between runs)."""
+    path = tmp_path_factory.mktemp("pairs") / "dev240.jsonl"
+    lines = DEV.read_text(encoding="utf-8").splitlines()[:240]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_simulate_pairs_json(dev_slice):
+    res = run("cache", "simulate", str(dev_slice), "--target-false-hit", "0.05", "--price", "2.5", "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)  # exactly one JSON document, nothing else on stdout
+    for key in KEYS:
+        assert key in doc
+    for key in ("hit_rate", "false_hit_rate", "wrong_entry_rate"):
+        assert 0.0 <= doc[key] <= 1.0 and 0.0 <= doc["baseline"][key] <= 1.0
+    assert doc["lookups"] == 240 and doc["setting"]["rule"] in ("verifier", "cosine")
+    assert doc["baseline"]["threshold"] == pytest.approx(0.9245, abs=0.05)
+    assert doc["cost_saved"] == pytest.approx(doc["tokens_saved"] * 2.5 / 1e6)
+    assert doc["hits"] + doc["false_hits"] + doc["wrong_entries"] == doc["api_calls_saved"]
+
+
+def test_simulate_fixed_threshold_and_sweep(dev_slice, tmp_path):
+    res = run("cache", "simulate", str(dev_slice), "--threshold", "0.95", "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["setting"] == {"rule": "cosine", "threshold": 0.95, "target_false_hit": 0.05, "candidates": 1,
+                              "source": "--threshold"}
+    res = run("cache", "simulate", str(dev_slice), "--sweep", "--out", str(tmp_path), "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    png = Path(doc["plot"])
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "result.json").exists()
+    hits = [p["hit_rate"] for p in doc["sweep"]["cosine"]]
+    assert hits == sorted(hits, reverse=True)  # stricter thresholds never serve more
+
+
+def test_simulate_replays_a_requests_log(tmp_path):
+    records = [
+        {"prompt": "How do I reset my router password?", "prompt_tokens": 12, "output_tokens": 30, "cost": 0.002},
+        {"prompt": "What is the boiling point of water at sea level?", "prompt_tokens": 14, "output_tokens": 20,
+         "cost": 0.001},
+        {"prompt": "How do I reset my router password?", "prompt_tokens": 12, "output_tokens": 30, "cost": 0.002},
+        {"prompt": "Explain photosynthesis to a child.", "prompt_tokens": 9, "output_tokens": 60, "cost": 0.004},
+        {"prompt": "How do I reset my router password?", "prompt_tokens": 12, "output_tokens": 30, "cost": 0.002},
+    ]
+    log = tmp_path / "requests.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    res = run("cache", "simulate", str(log), "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["kind"] == "prompts" and doc["lookups"] == 5
+    assert doc["hits"] == 2 and doc["api_calls_saved"] == 2  # the two repeats, nothing else
+    assert doc["tokens_saved"] == 84 and doc["cost_saved"] == pytest.approx(0.004)
+    assert doc["false_hit_rate"] is None and doc["baseline"]["hits"] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.jsonl"], "no such file"),
+    (["{bad}", "--sweep", "--threshold", "0.9"], "not both"),
+    (["{bad}", "--target-false-hit", "2"], "target-false-hit"),
+    (["{bad}"], ":2: not valid JSON"),
+    (["{bad}", "--profile", "no-such-price-profile"], "neither an API model"),
+])
+def test_simulate_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text_a": "a", "text_b": "b", "label": 1}\n{oops\n', encoding="utf-8")
+    res = run("cache", "simulate", *[a.replace("{bad}", str(bad)) for a in args])
+    assert res.exit_code == 2
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in res.stderr
+
+
+def test_bench_small_json():
+    res = run("cache", "bench", "--n", "4000", "--dim", "32", "--queries", "8", "--repeats", "3", "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    for key in ("speedup_vs_faiss_single", "speedup_vs_faiss_batch", "int8_speedup_vs_f32", "int8_recall_at_10",
+                "bandwidth_gbs", "bandwidth_fraction_single"):
+        assert key in doc
+    assert doc["int8_recall_at_10"] >= 0.99 and doc["bandwidth_gbs"] > 0
+    if doc["f32_agreement_with_faiss"] is not None:
+        assert doc["f32_agreement_with_faiss"] >= 0.99
+
+
+def test_bench_bad_option():
+    res = run("cache", "bench", "--n", "0")
+    assert res.exit_code == 2 and "--n must be at least 1" in res.stderr
+
+
+def test_cli_module_imports_nothing_heavy():
+    code = ("import sys, llmbench.commands.cache; "
+            "print(sorted(m for m in ('numba', 'torch', 'faiss', 'sentence_transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_simulate_prices_from_the_api_price_list(tmp_path):
+    from llmbench.prices import api_price
+
+    model = api_price("gpt-4o-mini")
+    records = [{"prompt": "What is the tallest mountain on Earth?", "prompt_tokens": 10, "output_tokens": 40}] * 3
+    log = tmp_path / "prompts.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    res = run("cache", "simulate", str(log), "--profile", "gpt-4o-mini", "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["hits"] == 2 and doc["tokens_saved"] == 100
+    want = (20 * model.input_usd_per_1m + 80 * model.output_usd_per_1m) / 1e6
+    assert doc["cost_saved"] == pytest.approx(want)

@@ -1,0 +1,108 @@
+"""The exports: a LiteLLM config that LiteLLM's own Router loads and routes through, a deployment
+file with every figure a deployment needs, and YAML floats that read back as floats."""
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+import yaml
+
+from llmbench.export.writer import write_exports
+from llmbench.export.yamlio import dump, float_text
+from llmbench.recommend.engine import recommend
+from llmbench.recommend.inputs import load_run
+from llmbench.slo import parse_slo
+from test_recommend_runs import cell, make_run
+
+# Routing mode: small serves short prompts, big the long ones and is small's fallback.
+CELLS = [cell("small", ttft_ms=200, tpot_ms=1), cell("big", ttft_ms=25, tpot_ms=8), cell("big", batch=4, ttft_ms=40, tpot_ms=12)]
+CACHE = {"threshold": 0.87, "hit_rate": 0.25, "false_hit_rate": 0.03}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    run = make_run(tmp / "run", CELLS, params={"small": 5_000_000, "big": 50_000_000}, extra_files={"cache.json": CACHE})
+    rec = recommend(load_run(run), parse_slo("e2el_p95=320ms"), rps=20.0)
+    write_exports(rec, tmp / "out")
+    return rec, tmp / "out"
+
+
+@pytest.fixture(scope="module")
+def gateway(exported):
+    _, out = exported
+    return yaml.safe_load((out / "gateway" / "litellm.yaml").read_text())
+
+
+def _key_refs(cfg: dict) -> list[str]:
+    return [m["litellm_params"]["api_key"] for m in cfg["model_list"] if "api_key" in m["litellm_params"]]
+
+
+def test_litellm_config_has_costs_limits_fallbacks_and_cache(exported, gateway):
+    rec, out = exported
+    assert rec["mode"] == "routing"
+    names = {m["model_name"] for m in gateway["model_list"]}
+    assert {"llmbench", "llmbench-short", "llmbench-long"} <= names
+    assert sum("api_base" in m["litellm_params"] for m in gateway["model_list"]) >= 3  # small, big, embedder
+    for m in gateway["model_list"]:
+        p = m["litellm_params"]
+        assert isinstance(p["input_cost_per_token"], float) and isinstance(p["output_cost_per_token"], float)
+        if m["model_name"] != "llmbench-embedding" and "api_base" in p:  # a self-hosted server (API models have none)
+            assert p["model"].startswith("openai/") and p["api_base"].startswith("http://localhost:")
+            assert isinstance(p["rpm"], int) and p["rpm"] > 0 and p["tpm"] > p["rpm"]
+    assert gateway["router_settings"]["routing_strategy"] in ("simple-shuffle", "usage-based-routing-v2")
+    fallbacks = {k: v for d in gateway["router_settings"]["fallbacks"] for k, v in d.items()}
+    assert fallbacks["llmbench-short"] and all(f in names for f in fallbacks["llmbench-short"])
+    ls = gateway["litellm_settings"]
+    assert ls["cache"] is True and ls["cache_params"]["similarity_threshold"] == 0.87
+    assert ls["cache_params"]["type"] in ("redis-semantic", "qdrant-semantic")
+
+
+def test_no_secret_only_environment_references(exported, gateway):
+    _, out = exported
+    text = (out / "gateway" / "litellm.yaml").read_text()
+    assert all(re.fullmatch(r"os\.environ/[A-Z][A-Z0-9_]*", k) for k in _key_refs(gateway))
+    assert not re.search(r"sk-[A-Za-z0-9]{8,}", text)
+
+
+def test_litellm_router_loads_the_config_and_routes(gateway, monkeypatch):
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    for ref in _key_refs(gateway):
+        monkeypatch.setenv(ref.split("/", 1)[1], "test-only-key")
+    router = litellm.Router(model_list=gateway["model_list"], **gateway["router_settings"])
+    # get_model_list() is deprecated in 1.110 in favour of the registry; use whichever exists.
+    listed = router.registry().deployments() if hasattr(router, "registry") else router.get_model_list()
+    loaded = {m["model_name"] for m in listed}
+    assert loaded == {m["model_name"] for m in gateway["model_list"]}
+    msgs = [{"role": "user", "content": "How many replicas do I need?"}]
+    resp = router.completion(model="llmbench-short", messages=msgs, mock_response="three")
+    assert resp.choices[0].message.content == "three"
+    short = next(m["litellm_params"] for m in gateway["model_list"] if m["model_name"] == "llmbench-short")
+    expected = resp.usage.prompt_tokens * short["input_cost_per_token"] + resp.usage.completion_tokens * short["output_cost_per_token"]
+    assert resp._hidden_params["response_cost"] == pytest.approx(expected, rel=1e-6)
+    # A failing primary falls back to the configured stronger deployment.
+    fb = router.completion(model="llmbench-short", messages=msgs, mock_response="from fallback", mock_testing_fallbacks=True)
+    assert fb.choices[0].message.content == "from fallback"
+    assert fb._hidden_params["model_id"].startswith("llmbench-fallback-")
+
+
+def test_deployment_yaml_says_what_to_run(exported):
+    rec, out = exported
+    doc = yaml.safe_load((out / "deployment.yaml").read_text())
+    primaries = [d for d in doc["deployments"] if d["role"] == "primary"]
+    assert {d["option"] for d in primaries} == {e["option"] for e in rec["routing"]["classes"]}
+    for d in primaries:
+        for key in ("model", "variant", "device", "replicas", "max_batch_size", "expected_throughput_req_s"):
+            assert d.get(key) is not None, key
+        assert d["replicas"] >= 1
+    assert doc["target_rps"] == 20.0
+    assert sum(d["load_rps"] for d in primaries) == pytest.approx(20.0)  # the classes' shares of the load
+
+
+def test_floats_read_back_as_floats():
+    for v in (1e-7, 2.5e-12, 1e20, 0.25, 3.0, 123456.0):
+        assert yaml.safe_load(f"x: {float_text(v)}")["x"] == v
+    assert yaml.safe_load(dump({"a": 1e-07, "b": [5e-9]})) == {"a": 1e-07, "b": [5e-9]}

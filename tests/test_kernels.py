@@ -1,0 +1,193 @@
+"""Kernels against their numpy references: random shapes, k > N, empty index, duplicates, tie order."""
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmbench.kernels import reference as ref
+from llmbench.kernels import search
+from llmbench.kernels.search import InvalidVectors
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+TOL = 2e-5  # float32 sums over <= 64 terms against float64
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    x[np.linalg.norm(x, axis=1) == 0] = 1.0
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def assert_order(scores: np.ndarray, idx: np.ndarray) -> None:
+    """Best first: strictly lower score, or equal score and a higher index, down the list."""
+    for a in range(len(idx) - 1):
+        assert scores[a] > scores[a + 1] or (scores[a] == scores[a + 1] and idx[a] < idx[a + 1])
+
+
+def assert_matches_ref(m: np.ndarray, q: np.ndarray, k: int, scores: np.ndarray, idx: np.ndarray) -> None:
+    rs, ri = ref.topk_single_ref(m, q, k)
+    assert len(idx) == len(ri) == min(k, len(m))
+    assert len(set(idx.tolist())) == len(idx)
+    assert np.allclose(scores, rs, atol=TOL)  # the same k best values
+    exact = m.astype(np.float64) @ q.astype(np.float64)
+    assert np.allclose(exact[idx], rs, atol=TOL)  # and the returned rows really have them
+    # Where the reference has no near-tie, the very same rows in the same order.
+    gaps = np.abs(np.diff(np.sort(exact)[::-1][: len(ri) + 1])) if len(ri) else np.array([])
+    if len(gaps) and gaps.min() > 10 * TOL:
+        assert idx.tolist() == ri.tolist()
+    assert_order(scores, idx)
+
+
+shapes = st.tuples(st.integers(0, 300), st.integers(1, 48), st.integers(0, 320), st.integers(1, 2),
+                   st.integers(0, 2**31 - 1))
+
+
+@SETTINGS
+@given(shapes)
+def test_single_matches_reference(shape):
+    n, d, k, threads, seed = shape
+    rng = np.random.default_rng(seed)
+    m, q = unit_rows(rng, n, d), unit_rows(rng, 1, d)[0]
+    s, i = search.topk(m, q, k, n_threads=threads)
+    assert s.dtype == np.float32 and i.dtype == np.int64
+    assert_matches_ref(m, q, k, s, i)
+
+
+@SETTINGS
+@given(shapes, st.integers(1, 9))
+def test_batch_matches_single(shape, nq):
+    n, d, k, threads, seed = shape
+    rng = np.random.default_rng(seed)
+    m, qs = unit_rows(rng, n, d), unit_rows(rng, nq, d)
+    bs, bi = search.topk_batch(m, qs, k, n_threads=threads, row_tile=7)  # an odd tile size hits the tile edges
+    assert bs.shape == bi.shape == (nq, min(k, n))
+    for a in range(nq):
+        assert_matches_ref(m, qs[a], k, bs[a], bi[a])
+
+
+@SETTINGS
+@given(shapes)
+def test_int8_with_full_rescore_is_exact(shape):
+    n, d, k, threads, seed = shape
+    rng = np.random.default_rng(seed)
+    m, q = unit_rows(rng, n, d), unit_rows(rng, 1, d)[0]
+    mq, sc = search.quantize(m)
+    s, i = search.topk_int8(m, mq, sc, q, k, rescore=max(n, 1), n_threads=threads)
+    assert_matches_ref(m, q, k, s, i)
+
+
+@SETTINGS
+@given(shapes, st.integers(1, 40))
+def test_int8_matches_its_reference(shape, rescore):
+    n, d, k, threads, seed = shape
+    rng = np.random.default_rng(seed)
+    m, q = unit_rows(rng, n, d), unit_rows(rng, 1, d)[0]
+    mq, sc = search.quantize(m)
+    s, i = search.topk_int8(m, mq, sc, q, k, rescore=rescore, n_threads=threads)
+    rs, ri = ref.topk_int8_ref(m, q, k, rescore)
+    assert len(i) == len(ri)
+    assert np.allclose(s, rs, atol=TOL)
+    assert_order(s, i)
+
+
+@SETTINGS
+@given(st.integers(1, 200), st.integers(1, 64), st.integers(0, 2**31 - 1))
+def test_quantize_matches_reference(n, d, seed):
+    m = unit_rows(np.random.default_rng(seed), n, d)
+    q, s = search.quantize(m)
+    rq, rs = ref.quantize_rows_ref(m)
+    assert np.allclose(s, rs, rtol=1e-6)
+    assert np.abs(q.astype(int) - rq.astype(int)).max() <= 1  # rounding of exact halves may differ
+    assert np.abs(q).max() <= 127
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_duplicates_tie_to_lower_index(threads):
+    rng = np.random.default_rng(3)
+    base = unit_rows(rng, 5, 16)
+    m = np.ascontiguousarray(np.vstack([base, base, base[::-1], base]))  # every row four times
+    q = base[2]
+    for fn in (lambda k: search.topk(m, q, k, n_threads=threads),
+               lambda k: tuple(x[0] for x in search.topk_batch(m, q[None], k, n_threads=threads)),
+               lambda k: search.topk_int8(m, *search.quantize(m), q, k, n_threads=threads)):
+        s, i = fn(6)
+        assert i[:4].tolist() == [2, 7, 12, 17]  # the four copies of row 2, lowest index first
+        assert len(set(s[:4].tolist())) == 1
+        assert_order(s, i)
+
+
+def test_thread_count_does_not_change_answers():
+    rng = np.random.default_rng(5)
+    m, qs = unit_rows(rng, 3000, 24), unit_rows(rng, 5, 24)
+    m[1000:1100] = m[0]  # many exact ties
+    for q in (qs[0], m[0]):
+        one = search.topk(m, q, 50, n_threads=1)
+        two = search.topk(m, q, 50, n_threads=2)
+        assert one[1].tolist() == two[1].tolist()
+        assert np.array_equal(one[0], two[0])
+
+
+def test_empty_index_and_k_beyond_n():
+    d = 8
+    empty = np.zeros((0, d), dtype=np.float32)
+    q = unit_rows(np.random.default_rng(0), 1, d)[0]
+    s, i = search.topk(empty, q, 5)
+    assert s.shape == i.shape == (0,)
+    bs, bi = search.topk_batch(empty, q[None], 5)
+    assert bs.shape == (1, 0)
+    mq, sc = search.quantize(empty)
+    assert search.topk_int8(empty, mq, sc, q, 5)[1].shape == (0,)
+    m = unit_rows(np.random.default_rng(1), 3, d)
+    assert len(search.topk(m, q, 100)[1]) == 3
+    assert search.topk(m, q, 0)[1].shape == (0,)
+    # n below the capacity: only the first n rows are searched
+    s, i = search.topk(m, q, 10, n=2)
+    assert sorted(i.tolist()) == [0, 1]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.array([[np.nan, 0.0]], dtype=np.float32), "NaN"),
+    (np.array([[np.inf, 0.0]], dtype=np.float32), "NaN or infinite"),
+    (np.array([[0.6, 0.6]], dtype=np.float32), "norm"),
+    (np.array([[1.0, 0.0, 0.0]], dtype=np.float32), "width"),
+    (np.array([[1, 0]], dtype=np.int64), "floating"),
+])
+def test_bad_vectors_are_refused(bad, message):
+    with pytest.raises(InvalidVectors, match=message):
+        search.check_unit_rows(bad, dim=2)
+
+
+def test_parallel_read_sums_the_array():
+    from llmbench.kernels.bandwidth import measure_read_bandwidth, parallel_read_f32, parallel_read_rows_f32
+
+    x = np.random.default_rng(0).random(100_003).astype(np.float32)
+    assert parallel_read_f32(x, 2) == pytest.approx(float(x.sum(dtype=np.float64)), rel=1e-4)
+    for n in (0, 1, 5, 1001):
+        rows = np.random.default_rng(n).random((n, 33)).astype(np.float32)
+        assert parallel_read_rows_f32(rows, 2) == pytest.approx(float(rows.sum(dtype=np.float64)), rel=1e-4, abs=1e-6)
+    assert measure_read_bandwidth(x, repeats=3) > 0
+
+
+def test_kernels_load_from_numba_cache_in_a_new_process():
+    """cache=True silently turns off for a kernel that reads a dynamic global: a fresh process must hit the cache."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from llmbench.kernels import search, topk, int8, bandwidth
+m = np.eye(4, dtype=np.float32)
+mq, sc = search.quantize(m)
+search.topk(m, m[0], 2); search.topk(m, m[0], 2, n_threads=2); search.topk_batch(m, m, 2)
+search.topk_int8(m, mq, sc, m[0], 2); bandwidth.parallel_read_f32(m.reshape(-1), 2)
+bandwidth.parallel_read_rows_f32(m, 2)
+fns = (topk.topk_f32_single, topk.topk_f32_serial, topk.topk_f32_batch, int8.topk_int8_single,
+       int8.quantize_rows, bandwidth.parallel_read_f32, bandwidth.parallel_read_rows_f32)
+print(",".join(f.py_func.__name__ for f in fns if not sum(f.stats.cache_hits.values())))
+"""
+    for _ in range(2):  # the first run may compile and save; the second must load everything
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"not loaded from Numba's cache: {out.stdout.strip()}"

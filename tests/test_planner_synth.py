@@ -1,0 +1,112 @@
+"""Synthetic measurements from a known service model (helpers for the planner tests), and the fit's tests."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmbench.planner.queue import Requests, simulate
+from llmbench.planner.service import ServiceModel, fit_service, observations_from_records
+from llmbench.records import RequestRecord
+
+TRUE = ServiceModel(prefill_fixed_ms=12.0, prefill_ms_per_token=0.05, step_batches=(1, 2, 4, 8),
+                    step_base_ms=(4.0, 4.6, 5.8, 8.2), step_ms_per_kv_token=0.0004)
+HARDWARE = {"name": "test-box", "kind": "cpu", "devices": 1, "usd_per_hour": 0.5}
+
+
+def _record(i, model, variant, scenario, point, t, prompt, out, ttft, itl, queue_ms, b) -> RequestRecord:
+    return RequestRecord(timestamp=t, run_id="synthetic", model=model, variant=variant, scenario=scenario, point=point,
+                         request_id=i, prompt_tokens=int(prompt), output_tokens=int(out), ttft_ms=ttft,
+                         e2el_ms=ttft + sum(itl), itl_ms=itl, queue_ms=queue_ms, batch_size=b)
+
+
+def batch_records(model="m", variant="v", sizes=(1, 2, 4, 8), per_size=24, output=16, seed=0, service=TRUE,
+                  noise=0.0) -> list[RequestRecord]:
+    """Closed static batches as the batch scenario measures them (noise: relative jitter per batch)."""
+    rng = np.random.default_rng(seed)
+    recs, t, i = [], 1000.0, 0
+    for b in sizes:
+        scenario, point = ("single-stream", "single") if b == 1 else ("batch", f"batch={b}")
+        for _ in range(max(2, per_size // b)):
+            prompts = rng.integers(16, 200, size=b)
+            w = int(prompts.max())
+            jitter = 1 + noise * rng.standard_normal()
+            ttft = service.prefill_ms(b, w) * jitter
+            itl = [(service.step_ms(b) + service.step_ms_per_kv_token * b * (w + j)) * jitter for j in range(1, output)]
+            for p in prompts:
+                recs.append(_record(i, model, variant, scenario, point, t, p, output, ttft, itl, 0.0, b))
+                i += 1
+            t += (ttft + sum(itl)) / 1e3 + 0.01
+    return recs
+
+
+def rate_records(rate, n=300, model="m", variant="v", max_batch=8, output=16, seed=1, service=TRUE, start=5000.0):
+    """A concurrency rate point as the planner itself would predict it (so its error must be ~0)."""
+    rng = np.random.default_rng(seed)
+    reqs = Requests(np.cumsum(rng.exponential(1 / rate, n)), rng.integers(16, 200, n), np.full(n, output))
+    sim = simulate(reqs, service, 1, max_batch)
+    return [_record(i, model, variant, "concurrency", f"rate={rate:g}", start + reqs.arrival_s[i], reqs.prompt_tokens[i],
+                    output, float(sim.ttft_ms[i]), [float(sim.tpot_ms[i])] * (output - 1), float(sim.queue_ms[i]),
+                    int(sim.batch_size[i])) for i in range(n)]
+
+
+def summary_rows(records) -> list[dict]:
+    from llmbench.metrics import group_cells, summarize_cell
+
+    return [summarize_cell(rs, HARDWARE["usd_per_hour"]) for rs in group_cells(records).values()]
+
+
+def write_run(path: Path, records, rates=()) -> Path:
+    """A results folder built by hand: run.json, summary.json, requests.jsonl."""
+    path.mkdir(parents=True, exist_ok=True)
+    scenarios = [{"kind": "single-stream"}, {"kind": "batch", "batch_sizes": [2, 4, 8]}]
+    if rates:
+        scenarios.append({"kind": "concurrency", "rates": list(rates), "max_batch": 8, "clients": []})
+    meta = {"run_id": "synthetic", "config": {"candidates": [{"model": "m"}], "scenarios": scenarios, "slo": None},
+            "hardware_profile": HARDWARE, "device": "cpu",
+            "environment": {"machine": {"cpu_model": "test CPU", "cpu_cores_logical": 2, "gpus": []}}}
+    (path / "run.json").write_text(json.dumps(meta))
+    (path / "summary.json").write_text(json.dumps({"run_id": "synthetic", "hardware": "test-box", "usd_per_hour": 0.5,
+                                                   "rows": summary_rows(records)}))
+    (path / "requests.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records))
+    return path
+
+
+# ---- tests of the fit --------------------------------------------------------------------------
+def test_fit_recovers_a_known_service_model():
+    model = fit_service(observations_from_records(batch_records()))
+    assert model.prefill_fixed_ms == pytest.approx(TRUE.prefill_fixed_ms, rel=1e-6)
+    assert model.prefill_ms_per_token == pytest.approx(TRUE.prefill_ms_per_token, rel=1e-6)
+    assert model.step_ms_per_kv_token == pytest.approx(TRUE.step_ms_per_kv_token, rel=1e-4)
+    for b in (1, 2, 4, 8):
+        assert model.step_ms(b) == pytest.approx(TRUE.step_ms(b), rel=1e-4)
+    assert model.step_ms(3) == pytest.approx((TRUE.step_ms(2) + TRUE.step_ms(4)) / 2, rel=1e-4)
+    assert model.step_ms(16) > model.step_ms(8)  # extrapolated along the last segment
+
+
+def test_fit_is_robust_to_a_stalled_batch():
+    recs = batch_records(noise=0.01, seed=3)
+    # One batch stalled 20x by another process on the machine.
+    stalled = recs[0].model_copy(update={"ttft_ms": recs[0].ttft_ms * 20})
+    model = fit_service(observations_from_records([stalled] + recs[1:]))
+    assert model.prefill_ms_per_token == pytest.approx(TRUE.prefill_ms_per_token, rel=0.1)
+
+
+def test_concurrency_batches_are_regrouped_and_queueing_subtracted():
+    recs = rate_records(rate=40.0, n=200)
+    obs = observations_from_records(recs)
+    assert sum(o.batch for o in obs) == len(recs)
+    assert max(o.batch for o in obs) > 1
+    for o in obs:
+        assert o.prefill_ms == pytest.approx(TRUE.prefill_ms(o.batch, o.width), rel=1e-6)
+
+
+def test_notes_name_what_lies_outside_the_measured_range():
+    model = fit_service(observations_from_records(batch_records()))
+    notes = model.extrapolation_notes(np.array([100, 5000]), np.array([10, 400]), max_batch=16)
+    text = " ".join(notes)
+    assert "longer than the longest measured" in text and "extrapolated linearly" in text
+    assert "generate more tokens" in text and "max batch 16" in text
+    assert model.extrapolation_notes(np.array([100, 150]), np.array([10, 16]), max_batch=8) == []

@@ -1,0 +1,74 @@
+"""Hand-built results folders whose right answers are known (used by the recommend, export and
+report tests), made through llmbench's own summary code so that rows look like real ones."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from llmbench.records import RequestRecord
+from llmbench.results import RunDir, write_json
+from llmbench.summary import build_summary, write_summary
+
+
+def cell(model: str, variant: str = "torch-fp32", batch: int = 1, ttft_ms: float = 100.0, tpot_ms: float = 10.0,
+         n: int = 24, output_tokens: int = 32, jitter: float = 0.03, prompt_tokens: tuple = (40, 160)) -> dict:
+    """One scenario point: TTFT scales with prompt length (ttft_ms at 100 tokens), TPOT is fixed."""
+    scenario, point = ("single-stream", "single") if batch == 1 else ("batch", f"batch={batch}")
+    return dict(model=model, variant=variant, scenario=scenario, point=point, batch=batch, ttft_ms=ttft_ms,
+                tpot_ms=tpot_ms, n=n, output_tokens=output_tokens, jitter=jitter, prompt_tokens=prompt_tokens)
+
+
+def _records(c: dict, run_id: str, rng: np.random.Generator, t0: float) -> list[RequestRecord]:
+    out, t, batch = [], t0, []
+    for i in range(c["n"]):
+        p = c["prompt_tokens"][i % len(c["prompt_tokens"])]
+        noise = 1.0 + c["jitter"] * rng.standard_normal(2)
+        ttft = c["ttft_ms"] * p / 100.0 * noise[0]
+        tpot = c["tpot_ms"] * noise[1]
+        e2el = ttft + tpot * (c["output_tokens"] - 1)
+        # Requests of one static batch start together; the next batch starts when its slowest ends,
+        # so throughput is batch size / the batch's time, as on a real server.
+        batch.append(RequestRecord(timestamp=t, run_id=run_id, model=c["model"], variant=c["variant"], scenario=c["scenario"],
+                                   point=c["point"], request_id=i, prompt_tokens=p, output_tokens=c["output_tokens"], ttft_ms=ttft,
+                                   e2el_ms=e2el, itl_ms=[tpot] * (c["output_tokens"] - 1), batch_size=c["batch"], prompt_length=4 * p))
+        if len(batch) == c["batch"] or i == c["n"] - 1:
+            t += max(r.e2el_ms for r in batch) / 1e3
+            out += batch
+            batch = []
+    return out
+
+
+def make_run(path: Path, cells: list[dict], usd_per_hour: float = 1.0, params: dict | None = None,
+             quality: dict | None = None, random_weights: bool = False, config: dict | None = None,
+             run_id: str = "test-run", seed: int = 0, extra_files: dict | None = None) -> Path:
+    """A results folder: run.json, requests.jsonl, summary.json (+ quality blocks and extra files)."""
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    recs = [r for i, c in enumerate(cells) for r in _records(c, run_id, rng, 1.7e9 + 1000.0 * i)]
+    (path / "requests.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in recs))
+    variants = {f"{c['model']}|{c['variant']}": {"parameters": (params or {}).get(c["model"], 1_000_000), "size_bytes": 4_000_000,
+                                                  "device": "cpu", "dtype": "float32", "random_weights": random_weights} for c in cells}
+    meta = {"run_id": run_id, "config": {"slo": None, "plan": None, "quality": None, **(config or {})},
+            "hardware_profile": {"name": "test-cpu", "kind": "cpu", "devices": 1, "usd_per_hour": usd_per_hour},
+            "device": "cpu", "variants": variants, "cells": {}}
+    write_json(path / "run.json", meta)
+    rd = RunDir(path)
+    summary = build_summary(rd, meta)
+    for row in summary["rows"]:
+        q = (quality or {}).get((row["model"], row["variant"]))
+        if q is not None:
+            row["quality"] = q
+    write_summary(rd, summary)
+    for name, doc in (extra_files or {}).items():
+        (path / name).write_text(json.dumps(doc))
+    return path
+
+
+def test_builder_makes_a_readable_run(tmp_path):
+    run = make_run(tmp_path / "r", [cell("m-small"), cell("m-small", batch=4)])
+    rows = json.loads((run / "summary.json").read_text())["rows"]
+    assert len(rows) == 2 and all(r["e2el_ms"]["p95"] > 0 for r in rows)
+    single, batch = rows
+    assert batch["request_throughput_req_s"] > 2 * single["request_throughput_req_s"]

