@@ -1,9 +1,15 @@
 """The `llmbench` command line: one group, one module per command under `llmbench.commands`."""
 from __future__ import annotations
 
+import os
 import sys
 
 import click
+
+# Idle OpenMP workers spin by default; on a shared or small machine they steal the cores that the
+# measured threads need (torch on 2 busy cores fell from about 245 to 15 tok/s). Set before any
+# library starts its thread pool; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from llmbench import __version__
 from llmbench.errors import BadInput

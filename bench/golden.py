@@ -1,7 +1,9 @@
 """Golden sets: versioned JSONL files of prompts, some with reference answers, for the quality gate.
 
 Format: the first line is a header `{"golden": {"name": ..., "version": "X.Y.Z", "about": ...}}`;
-every later line is an item `{"id": ..., "prompt": ..., "reference": ...}` (`reference` optional).
+every later line is an item `{"id": ..., "prompt": ..., "reference": ..., "difficulty": ...}`
+(`reference` and `difficulty` optional; a difficulty label groups the figures, so that a router
+can send each class of request to the cheapest variant that keeps its quality).
 Like datasets, a golden set is versioned as code: its name, version and the sha256 of the file go
 into quality.json, so two runs' quality figures are comparable only when those match.
 """
@@ -25,6 +27,7 @@ class GoldenItem:
     id: str
     prompt: str
     reference: str | None = None
+    difficulty: str | None = None
 
     @property
     def text(self) -> str:
@@ -66,11 +69,14 @@ def load_golden(path: Path | str | None = None) -> GoldenSet:
             raise BadInput(f"{what} {p}: item {n - 1}: 'prompt' must be a non-empty string")
         if ref is not None and (not isinstance(ref, str) or not ref.strip()):
             raise BadInput(f"{what} {p}: item {n - 1}: 'reference' must be a non-empty string when given")
+        difficulty = row.get("difficulty")
+        if difficulty is not None and (not isinstance(difficulty, str) or not difficulty.strip()):
+            raise BadInput(f"{what} {p}: item {n - 1}: 'difficulty' must be a non-empty string when given")
         item_id = str(row.get("id", n - 1))
         if item_id in seen:
             raise BadInput(f"{what} {p}: item {n - 1}: duplicate id {item_id!r}")
         seen.add(item_id)
-        items.append(GoldenItem(item_id, prompt, ref.strip() if ref else None))
+        items.append(GoldenItem(item_id, prompt, ref.strip() if ref else None, difficulty))
     if not items:
         raise BadInput(f"{what} {p} has a header but no items")
     return GoldenSet(name, version, sha256_of(p), str(p), items)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import platform
-import time
 from pathlib import Path
 
 
@@ -32,22 +31,19 @@ def gpus() -> list[dict]:
     return out
 
 
-def measure_read_bandwidth_gbs(size_mb: int = 512, repeats: int = 5) -> float:
-    """Memory read bandwidth with all cores (torch's parallel sum), best of `repeats`.
+def measure_read_bandwidth_gbs(size_mb: int = 256) -> float:
+    """Memory read bandwidth in GB/s with all cores: the median of parallel Numba reads.
 
-    A parallel reader matters: one numpy thread reads ~30% less than the machine can, which
-    would make a roofline bound look beatable (STACK.md).
+    A parallel reader matters: one numpy thread reads about 30% less than the machine can, which
+    would make a roofline bound look beatable (STACK.md). Random data, so nothing compresses or
+    stays in a cache line of zeros.
     """
-    import torch
+    import numpy as np
 
-    x = torch.ones(size_mb * 2**20 // 4, dtype=torch.float32)
-    x.sum()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        x.sum()
-        best = min(best, time.perf_counter() - t)
-    return x.numel() * 4 / best / 1e9
+    from llmbench.kernels.bandwidth import measure_read_bandwidth
+
+    data = np.random.default_rng(0).random(size_mb * 2**20 // 4, dtype=np.float32)
+    return measure_read_bandwidth(data)
 
 
 def detect(measure_bandwidth: bool = True) -> dict:

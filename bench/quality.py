@@ -145,8 +145,28 @@ def answer_scores(answers: list[str], references: list[str | None]) -> dict | No
     return {"exact_match": exact / len(pairs), "contains": contains / len(pairs), "answered": len(pairs)}
 
 
-def compare(ref: Outputs, var: Outputs, enc: Encoded, references: list[str | None]) -> dict:
-    """Every figure of a variant against the reference's outputs."""
+def by_difficulty(ref: Outputs, var: Outputs, enc: Encoded, labels: list[str | None]) -> dict:
+    """The agreement figures per difficulty label of the golden set ({} when it has none)."""
+    groups: dict[str, list[int]] = {}
+    for row, label in enumerate(labels):
+        if label:
+            groups.setdefault(label, []).append(row)
+    out = {}
+    for label, rows in groups.items():
+        texts = [enc.texts[r] for r in rows]
+        width = max(len(t) for t in texts)
+        # Rows keep the batch's left padding; trim the shared padding so positions line up.
+        cut = ref.logits.shape[1] - width
+        agree, _ = greedy_agreement([ref.greedy[r] for r in rows], [var.greedy[r] for r in rows])
+        tf = next_token_figures(ref.logits[rows, cut:], var.logits[rows, cut:], texts)
+        out[label] = {"greedy_agreement": round(agree, 6), "top1_agreement": round(tf["top1_agreement"], 6),
+                      "kl_mean": round(tf["kl_mean"], 6), "n": len(rows)}
+    return out
+
+
+def compare(ref: Outputs, var: Outputs, enc: Encoded, references: list[str | None],
+            labels: list[str | None] | None = None) -> dict:
+    """Every figure of a variant against the reference's outputs (per difficulty where labelled)."""
     agree, exact = greedy_agreement(ref.greedy, var.greedy)
     figs = {"greedy_agreement": agree, "greedy_exact": exact}
     figs |= next_token_figures(ref.logits, var.logits, enc.texts)
@@ -154,6 +174,9 @@ def compare(ref: Outputs, var: Outputs, enc: Encoded, references: list[str | Non
     scores = answer_scores(var.answers, references)
     if scores:
         figs |= scores
+    groups = by_difficulty(ref, var, enc, labels or [])
+    if groups:
+        figs["by_difficulty"] = groups
     return figs
 
 
@@ -227,7 +250,7 @@ def measure_candidate(source, variants: list[str], device: str, dtype: str, gold
                 var = collect(backend, tokenizer, enc, cfg.max_new_tokens)
             finally:
                 backend.close()
-            figs = compare(ref, var, enc, references)
+            figs = compare(ref, var, enc, references, [i.difficulty for i in golden.items])
             result = _rounded(figs) | gate(figs, ref_scores, cfg, unverified) | {"seconds": round(var.seconds, 3)}
         except Exception as exc:  # one broken variant must not hide the others' figures
             result = {"gate": "error", "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]}
@@ -259,10 +282,16 @@ def run_quality(meta: dict, log=lambda s: None) -> dict:
         if not others:
             doc["candidates"][label] = {"reference": ref_name, "skipped": "no variant besides the reference"}
             continue
-        source = resolve(str(cand["model"]), where=f"candidate {label}")
         dtype = cand.get("dtype") or config.get("dtype", "float32")
-        doc["candidates"][label] = measure_candidate(source, cand["variants"], device, dtype, golden, cfg,
-                                                     cand.get("trust_remote_code", False), log)
+        try:
+            source = resolve(str(cand["model"]), where=f"candidate {label}")
+            doc["candidates"][label] = measure_candidate(source, cand["variants"], device, dtype, golden, cfg,
+                                                         cand.get("trust_remote_code", False), log)
+        except Exception as exc:  # e.g. the reference does not load: the other candidates still count
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+            doc["candidates"][label] = {"reference": ref_name, "error": msg,
+                                        "variants": {v: {"gate": "error", "error": msg} for v in others}}
+            log(f"{label}: {msg}")
     return doc
 
 

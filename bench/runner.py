@@ -38,14 +38,15 @@ class Prepared:
 def prepare(config: RunConfig) -> Prepared:
     """Validate what needs the file system or the libraries; BadInput on the first fault."""
     sources = [resolve(str(c.model), where=f"candidates[{i}].model") for i, c in enumerate(config.candidates)]
+    device = resolve_device(config.device)
     for i, cand in enumerate(config.candidates):
         for variant in cand.variants:
             try:
-                backend_for(variant)
+                backend_for(variant).check_variant(variant, device)
             except BadInput as exc:
                 raise BadInput(f"candidates[{i}].variants: {exc}") from None
     validate_workload(config.workload)
-    return Prepared(config, sources, load_hardware(config.hardware), resolve_device(config.device), parse_slo(config.slo, "slo"))
+    return Prepared(config, sources, load_hardware(config.hardware), device, parse_slo(config.slo, "slo"))
 
 
 def new_run_id(config_text: str) -> str:

@@ -85,6 +85,7 @@ BAD = {
     "badslo": "candidates:\n  - model: {model}\nslo: ttft=fast\n",
     "emptyds": "candidates:\n  - model: {model}\nworkload: {{dataset: {{path: {tmp}/empty.jsonl}}}}\n",
     "badvariant": "candidates:\n  - model: {model}\n    variants: [tensorrt-fp8]\n",
+    "badonnx": "candidates:\n  - model: {model}\n    variants: [onnx-int5]\n",
     "badhw": "candidates:\n  - model: {model}\nhardware: quantum-9000\n",
 }
 

@@ -110,3 +110,19 @@ def test_notes_name_what_lies_outside_the_measured_range():
     assert "longer than the longest measured" in text and "extrapolated linearly" in text
     assert "generate more tokens" in text and "max batch 16" in text
     assert model.extrapolation_notes(np.array([100, 150]), np.array([10, 16]), max_batch=8) == []
+
+
+def test_after_idle_slowdown_is_recovered_from_rate_points():
+    from dataclasses import replace
+
+    from llmbench.planner.idle import EDGES_S, IdlePenalty, fit_idle_penalty
+
+    slow = replace(TRUE, idle_penalty=IdlePenalty(((1.5,),) * (len(EDGES_S) - 1)))
+    recs = []
+    for rate in (10.0, 25.0, 35.0):
+        recs += rate_records(rate, n=400, service=slow, start=1000 * rate)
+    pen = fit_idle_penalty(TRUE, recs)
+    assert pen is not None and pen.drift == pytest.approx(1.0, abs=1e-6)
+    assert pen.mean == pytest.approx(1.5, rel=1e-3)
+    # Back-to-back batches are not slowed: no penalty is found where there is none.
+    assert fit_idle_penalty(TRUE, rate_records(30.0, n=400)) is None

@@ -5,12 +5,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from tiny_models import tiny_sources
+from tiny_models import session_root, tiny_sources, train_tiny
 
 from llmbench.config import QualityConfig
 from llmbench.errors import BadInput
@@ -25,6 +24,7 @@ def test_default_golden_set_is_versioned_and_has_references():
     assert g.name == "default" and g.version.count(".") == 2 and len(g.sha256) == 64
     assert len(g.items) >= 12 and sum(i.reference is not None for i in g.items) >= 8
     assert len({i.id for i in g.items}) == len(g.items)
+    assert {i.difficulty for i in g.items} == {"short-answer", "open"}
 
 
 @pytest.mark.parametrize("lines, fault", [
@@ -34,6 +34,7 @@ def test_default_golden_set_is_versioned_and_has_references():
     (['{"golden": {"name": "x", "version": "1.0.0"}}', '{"prompt": "a", "reference": 3}'], "reference"),
     (['{"golden": {"name": "x", "version": "1.0.0"}}', '{"id": 1, "prompt": "a"}', '{"id": 1, "prompt": "b"}'], "duplicate"),
     (['{"golden": {"name": "x", "version": "1.0.0"}}'], "no items"),
+    (['{"golden": {"name": "x", "version": "1.0.0"}}', '{"prompt": "a", "difficulty": ""}'], "difficulty"),
 ])
 def test_bad_golden_sets_are_bad_input(tmp_path, lines, fault):
     p = tmp_path / "g.jsonl"
@@ -64,6 +65,25 @@ def test_identical_outputs_score_agreement_one_and_kl_zero():
     assert figs["greedy_agreement"] == 1.0 and figs["greedy_exact"] == 1.0 and figs["top1_agreement"] == 1.0
     assert figs["kl_mean"] == 0.0 and figs["ppl_delta"] == 0.0
     assert figs["positions"] == 4 + 2  # the left padding of the shorter text is not a position
+    groups = compare(outs, outs, Encoded([[1], [2]], texts), ["Paris", "Tokyo"], ["a", "b"])["by_difficulty"]
+    assert groups == {"a": {"greedy_agreement": 1.0, "top1_agreement": 1.0, "kl_mean": 0.0, "n": 1},
+                      "b": {"greedy_agreement": 1.0, "top1_agreement": 1.0, "kl_mean": 0.0, "n": 1}}
+
+
+def test_figures_by_difficulty_follow_each_group():
+    torch.manual_seed(0)
+    texts = [[3, 4, 5, 6, 7], [8, 9, 10]]
+    ref_logits = torch.randn(2, 5, 50) * 5
+    var_logits = ref_logits.clone()
+    var_logits[1] = torch.randn(5, 50) * 5  # only the second (shorter, left-padded) row changes
+    ref = Outputs([[1, 2], [4, 5]], ref_logits, ["", ""])
+    var = Outputs([[1, 2], [9, 5]], var_logits, ["", ""])
+    groups = compare(ref, var, Encoded([[1], [2]], texts), [None, None], ["same", "changed"])["by_difficulty"]
+    assert groups["same"]["greedy_agreement"] == 1.0 and groups["same"]["kl_mean"] == 0.0
+    assert groups["changed"]["greedy_agreement"] == 0.0 and groups["changed"]["kl_mean"] > 0
+    # The group's own figure equals the figure of that row measured alone.
+    alone = next_token_figures(ref_logits[1:, 2:], var_logits[1:, 2:], texts[1:])
+    assert groups["changed"]["top1_agreement"] == pytest.approx(alone["top1_agreement"], abs=1e-6)
 
 
 def test_next_token_figures_see_a_change():
@@ -141,6 +161,21 @@ def test_identical_variant_through_the_stage_scores_one_and_zero(llama):
     assert doc["variants"]["torch-fp32"]["gate"] == "reference"
 
 
+def test_a_trained_model_gets_a_real_verdict(tmp_path_factory):
+    """Peaked logits (briefly trained): the gate judges. fp32 passes; quantized variants get figures and a verdict."""
+    from llmbench.models.source import resolve
+
+    source = resolve(str(train_tiny(session_root(tmp_path_factory) / "trained-llama")))
+    doc = measure_candidate(source, ["torch-fp32", "onnx-fp32", "onnx-int4"], "cpu", "float32", load_golden(), QualityConfig())
+    assert doc["entropy_share"] < 0.9
+    same, int4 = doc["variants"]["onnx-fp32"], doc["variants"]["onnx-int4"]
+    assert same["gate"] == "pass" and "gate_note" not in same
+    assert int4["gate"] in ("pass", "fail") and int4["kl_mean"] > same["kl_mean"]
+    # The verdict follows min_share: a bar at what int4 reached passes it.
+    bar = min(int4["greedy_agreement"], int4["top1_agreement"]) - 1e-6
+    assert gate(int4, None, QualityConfig(min_share=max(bar, 0.01)), None)["gate"] == "pass"
+
+
 def test_quality_stage_in_a_run(tmp_path, llama):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump({
@@ -164,6 +199,7 @@ def test_quality_stage_in_a_run(tmp_path, llama):
         assert row["speedup_vs_reference"]["reference"] == "torch-fp32" and row["speedup_vs_reference"]["tpot_p50"] > 0
         assert row["size_bytes"] > 0 and row["build_total_s"] >= 0 and row["load_s"] >= 0 and row["peak_rss_mb"] > 0
     assert rows["onnx-int8"]["quantized_ops"] == {"MatMulInteger": 15}
+    assert set(rows["onnx-int8"]["quality"]["by_difficulty"]) == {"short-answer", "open"}
     doc = json.loads((out / "quality.json").read_text())
     assert doc["golden"]["name"] == "default" and doc["min_share"] == 0.99 and doc["max_new_tokens"] == 8
     assert set(doc["candidates"]["tiny"]["variants"]) == {"torch-fp32", "onnx-fp32", "onnx-int8"}
@@ -177,3 +213,13 @@ def test_a_run_with_only_the_reference_skips_quietly(tmp_path, llama):
 
     doc = run_quality({"config": {"candidates": [{"model": llama.ref, "variants": ["torch-fp32"]}]}, "device": "cpu"})
     assert doc["candidates"][llama.ref]["skipped"]
+
+
+def test_a_candidate_whose_reference_fails_is_an_error_not_a_crash(tmp_path):
+    from llmbench.quality import run_quality
+
+    (tmp_path / "config.json").write_text("{}")  # a folder that resolves but holds no model
+    doc = run_quality({"config": {"candidates": [{"model": str(tmp_path), "variants": ["torch-fp32", "onnx-int8"]}]},
+                       "device": "cpu"})
+    cand = doc["candidates"][str(tmp_path)]
+    assert cand["error"] and cand["variants"]["onnx-int8"]["gate"] == "error"

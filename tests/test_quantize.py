@@ -80,7 +80,7 @@ def test_block_size_is_a_separate_entry(builds, sources):
     assert b64.recipe["block_size"] == 64 and b64.ops["quantized"]["MatMulNBits"] == 15
 
 
-@pytest.mark.parametrize("damage", ["flip-byte", "truncate", "drop-file", "bad-manifest"])
+@pytest.mark.parametrize("damage", ["flip-byte", "truncate", "drop-file", "extra-file", "bad-manifest"])
 def test_corrupt_entry_is_detected_and_rebuilt(sources, tmp_path, damage):
     store = VariantStore(tmp_path / "variants")
     first = build_variant(sources["qwen2"], "onnx-int8", store=store)
@@ -93,6 +93,8 @@ def test_corrupt_entry_is_detected_and_rebuilt(sources, tmp_path, damage):
         target.write_bytes(target.read_bytes()[:1000])
     elif damage == "drop-file":
         (first.path / "tokenizer.json").unlink()
+    elif damage == "extra-file":
+        (first.path / "model.onnx.opt.onnx").write_bytes(b"left behind by a profiler")
     else:
         (first.path / "manifest.json").write_text("{not json")
     lines: list[str] = []
@@ -150,3 +152,21 @@ def test_torch_int8_generates(sources, arch):
     assert not linear and len(dynamic) == 15
     gen = b.generate([list(range(10, 30))], 5)
     assert len(gen.output_ids[0]) == 5 and len(gen.token_times) == 5
+
+
+def test_a_hub_id_in_the_local_cache_builds_like_a_folder(sources, tmp_path, monkeypatch):
+    """A hub id resolves to its snapshot in the Hugging Face cache (offline: nothing is downloaded)."""
+    import shutil
+
+    from llmbench.models.source import ModelSource
+
+    hub = tmp_path / "hub"
+    snapshot = hub / "models--someone--tiny-llama" / "snapshots" / ("0" * 40)
+    shutil.copytree(sources["llama"].ref, snapshot)
+    (hub / "models--someone--tiny-llama" / "refs").mkdir()
+    (hub / "models--someone--tiny-llama" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub))
+    source = ModelSource("hub", "someone/tiny-llama")  # as resolve() makes it once the id is found
+    built = build_variant(source, "onnx-int4", store=VariantStore(tmp_path / "variants"))
+    # Same files as the local folder: the same content digest, so the same cache key.
+    assert built.key == build_variant(sources["llama"], "onnx-int4").key

@@ -52,3 +52,46 @@ def tiny_sources(tmp_path_factory) -> dict:
 
     root = session_root(tmp_path_factory)
     return {arch: resolve(str(build_tiny(arch, root / f"tiny-{arch}"))) for arch in ARCHS}
+
+
+def train_tiny(folder: Path, steps: int = 150) -> Path:
+    """A tiny Llama trained briefly (seeded, about 10 s) on local prose, so that its logits are peaked.
+
+    Random weights give near-flat logits, on which the quality gate rightly refuses to judge; a
+    few hundred optimizer steps on the licence texts every Debian has are enough for the gate to
+    see quantization error as it would on a real model.
+    """
+    if (folder / "config.json").is_file():
+        return folder
+    import glob
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llmbench.models.tokenizer import load_shipped_tokenizer
+
+    tok = load_shipped_tokenizer()
+    text = "\n".join(Path(f).read_text(errors="ignore") for f in sorted(glob.glob("/usr/share/common-licenses/*"))[:6])
+    ids = torch.tensor(tok(text)["input_ids"])
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**_COMMON, tie_word_embeddings=False))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    threads = torch.get_num_threads()
+    # One thread: the same result on any machine, and no OpenMP pool to stall on a shared one.
+    torch.set_num_threads(1)
+    try:
+        for _ in range(steps):
+            starts = torch.randint(0, len(ids) - 65, (16,), generator=gen)
+            batch = torch.stack([ids[s:s + 64] for s in starts])
+            loss = model(input_ids=batch, labels=batch).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, folder)
+    return folder

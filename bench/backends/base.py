@@ -51,6 +51,10 @@ class Backend(ABC):
         self.tokenizer = None
         self.info = LoadedInfo(device=device, dtype=dtype)
 
+    @classmethod
+    def check_variant(cls, variant: str, device: str) -> None:
+        """Raise BadInput for a variant this backend cannot build or run on `device` (before measuring)."""
+
     @abstractmethod
     def load(self) -> None:
         """Load weights and tokenizer; raise on failure (the runner records it as a failed cell)."""

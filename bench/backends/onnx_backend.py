@@ -1,11 +1,13 @@
 """The onnxruntime backend: ONNX variants (onnx-fp32, onnx-int8, onnx-int4) through a lean decode loop.
 
-optimum's `ORTModelForCausalLM.generate()` spends more time in Python per token than a 100M model
-spends in its matmuls (STACK.md). This loop drives an `InferenceSession` directly: the present
-key/values a step returns stay onnxruntime values and are bound as the next step's past through
-IO binding (no copy to numpy and back); only the last position's logits come back to numpy for
-the argmax. One timestamp per generated token, left padding and position ids from the mask, as
-in the torch backend, so every scenario runs through it unchanged.
+optimum's `ORTModelForCausalLM.generate()` reached about a third of int4's roofline on an 82M
+Llama card (issue 3): at this size its per-token Python is a large share of a step. This loop
+drives an `InferenceSession` directly: the present key/values a step returns stay onnxruntime
+values and are bound as the next step's past through IO binding (no copy to numpy and back); the
+prefill asks the graph for the last position's logits only (`logits_start`, added at export), and
+only logits come back to numpy for the argmax. One timestamp per generated token, left padding
+and position ids from the mask, as in the torch backend, so every scenario runs through it
+unchanged. BENCHMARKS.issue3.md has the figures.
 """
 from __future__ import annotations
 
@@ -161,7 +163,7 @@ class OnnxBackend(Backend):
     kind = "onnx"
 
     @classmethod
-    def check_variant(cls, variant: str) -> None:
+    def check_variant(cls, variant: str, device: str = "cpu") -> None:
         """BadInput for a variant name no recipe builds (onnx-int5), before anything is measured."""
         from llmbench.optimizers.quantize.recipes import onnx_recipe
 

@@ -48,14 +48,24 @@ class TorchBackend(Backend):
 
     kind = "torch"
 
+    @classmethod
+    def check_variant(cls, variant: str, device: str) -> None:
+        from llmbench.errors import BadInput
+
+        precision = variant.split("-", 1)[1] if "-" in variant else "fp32"
+        if precision not in (*_DTYPES, "int8"):
+            raise BadInput(f"variant {variant!r}: torch variants are torch-fp32, torch-fp16, torch-bf16 and torch-int8")
+        if precision == "int8" and device != "cpu":
+            raise BadInput(f"variant {variant!r}: dynamic int8 quantization runs on the CPU only (device is {device})")
+        if precision == "fp16" and device == "cpu":
+            raise BadInput(f"variant {variant!r}: float16 matmuls are not supported on the CPU; use torch-bf16 or a GPU")
+
     def load(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         precision = self.variant.split("-", 1)[1] if "-" in self.variant else "fp32"
         dtype = _DTYPES.get(precision, self.dtype)
-        if dtype != "float32" and self.device == "cpu" and dtype == "float16":
-            raise ValueError(f"{self.variant}: float16 matmuls are not supported on the CPU; use bf16 or a GPU")
         path = self.source.path()
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(

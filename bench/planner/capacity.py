@@ -15,6 +15,7 @@ import numpy as np
 
 from llmbench.errors import BadInput
 from llmbench.hardware_profiles import HardwareProfile
+from llmbench.planner.idle import fit_idle_penalty
 from llmbench.planner.queue import Policy, Requests, SimResult, poisson_requests, simulate
 from llmbench.planner.service import (FIT_SCENARIOS, ServiceModel, fit_rows, fit_service, observations_from_records,
                                       observations_from_rows)
@@ -161,8 +162,10 @@ def _measured_lengths(rows: list[dict], records: list | None) -> tuple[np.ndarra
 def _floor(service: ServiceModel, reqs: Requests, slos: list[SLO], seed: int) -> tuple[SLO, float] | None:
     """The first TTFT/E2EL objective missed even if every request were served alone at once."""
     ttft, e2el = service.alone_ms(reqs.prompt_tokens, reqs.output_tokens)
-    if service.duration_ratios:  # with the measured variability, as the simulation has it
-        scale = np.random.default_rng(seed).choice(np.asarray(service.duration_ratios), size=len(ttft))
+    # With the measured variability, as the simulation has it; served alone means after an idle gap.
+    factors = service.idle_penalty.ratios if service.idle_penalty is not None else service.duration_ratios
+    if factors:
+        scale = np.random.default_rng(seed).choice(np.asarray(factors), size=len(ttft))
         ttft, e2el = ttft * scale, e2el * scale
     for s in slos:
         if s.metric in ("ttft", "e2el"):
@@ -204,9 +207,11 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
     if not rows:
         raise BadInput("no successful summary rows to plan from")
     scenarios = {r.get("scenario") for r in rows}
-    recs = [r for r in (records or []) if r.ok and r.scenario in scenarios and r.point in {x.get("point") for x in rows}]
+    records = [r for r in (records or []) if r.ok]
+    recs = [r for r in records if r.scenario in scenarios and r.point in {x.get("point") for x in rows}]
     if recs:
         service = fit_service(observations_from_records(recs), "request log")
+        service.idle_penalty = fit_idle_penalty(service, records)
     else:
         service = fit_service(observations_from_rows(rows), "summary rows")
     batch = int(max_batch or max(service.step_batches))
@@ -216,6 +221,15 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
     reqs, load = _load(rps, trace, prompts, outputs, seed)
     per_replica_usd = hardware.usd_per_hour * hardware.devices
     notes = list(service.fit_notes) + service.extrapolation_notes(reqs.prompt_tokens, reqs.output_tokens, batch)
+    if service.idle_penalty is not None:
+        pen = service.idle_penalty.describe()
+        notes.append(f"after-idle slowdown measured on this run's concurrency points: batches that start after an idle "
+                     f"gap took {pen['mean_extra_pct']:.0f}% longer on average (p90 x{pen['ratio_p90']:.2f}); modelled")
+    elif any(r.scenario == "concurrency" for r in records):
+        notes.append("no after-idle slowdown found in this run's concurrency points")
+    else:
+        notes.append("after-idle slowdown not measured (no concurrency rate points): on a shared CPU a batch after "
+                     "an idle gap can run much slower than back-to-back, so low and moderate loads may be optimistic")
     if any(s.metric == "itl" for s in slos):
         notes.append("ITL objectives are checked against TPOT: the model's decode steps within a batch are uniform")
     if not {r.get("scenario") for r in rows} & set(FIT_SCENARIOS):

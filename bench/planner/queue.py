@@ -9,6 +9,7 @@ request's TTFT and E2EL include its time in the queue; TPOT does not (DESIGN.md'
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal, Protocol, Sequence
@@ -97,7 +98,8 @@ def simulate(reqs: Requests, service: Service, replicas: int = 1, max_batch: int
     """Run the requests (sorted by arrival) through `replicas` static-batching servers.
 
     When the service carries `duration_ratios` (measured / modelled batch durations), each batch's
-    timing is scaled by one drawn at random (seeded: the same draws for every replica count).
+    timing is scaled by one drawn at random (seeded: the same draws for every replica count); with
+    an `idle_penalty`, a batch that starts after the replica sat idle draws from its factors instead.
     """
     if replicas < 1 or max_batch < 1:
         raise ValueError("replicas and max_batch must be at least 1")
@@ -121,18 +123,28 @@ def simulate(reqs: Requests, service: Service, replicas: int = 1, max_batch: int
     key = np.empty(replicas, np.int64)
     ends: list[tuple[float, int]] = []  # (batch end, replica)
     serve = service.serve
+    rng = np.random.default_rng(seed)
     ratios = getattr(service, "duration_ratios", ())
-    scale = np.random.default_rng(seed).choice(np.asarray(ratios), size=n).tolist() if len(ratios) and n else None
+    scale = rng.choice(np.asarray(ratios), size=n).tolist() if len(ratios) and n else None
+    penalty = getattr(service, "idle_penalty", None)
+    after_idle = rng.random(n).tolist() if penalty is not None and n else None  # uniform picks into a gap bin
     batches = [0]
+    last_end = [-math.inf] * replicas  # the first batch of a replica also follows an idle spell
 
     def start(r: int, t: float) -> None:
         q = queues[r]
         take = [q.popleft() for _ in range(min(max_batch, len(q)))]
         first, offsets, duration, _ = serve([prompt[i] for i in take], [out[i] for i in take])
-        if scale is not None:
-            f = scale[batches[0]]
-            batches[0] += 1
+        k = batches[0]
+        batches[0] += 1
+        if after_idle is not None and t - last_end[r] > penalty.idle_s:
+            factors = penalty.bin_of(t - last_end[r])
+            f = factors[int(after_idle[k] * len(factors))]
+        else:
+            f = scale[k] if scale is not None else 1.0
+        if f != 1.0:
             first, duration, offsets = first * f, duration * f, [x * f for x in offsets]
+        last_end[r] = t + duration
         b = len(take)
         for i, off in zip(take, offsets):
             a = arr[i]

@@ -23,7 +23,8 @@ import numpy as np
 
 from llmbench.errors import BadInput
 
-FIT_SCENARIOS = ("single-stream", "batch")  # closed, queue-free measurements; concurrency is for checking
+FIT_SCENARIOS = ("single-stream", "batch")
+NOISY_FIT_PCT = 25.0  # relative RMS of the fit above which the plan warns that the measurements are noisy  # closed, queue-free measurements; concurrency is for checking
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class ServiceModel:
     # Measured batch duration / modelled duration, one per measured batch: the simulator draws from
     # these so that service-time variability (which lengthens queues) is part of the prediction.
     duration_ratios: tuple[float, ...] = ()
+    # After-idle slowdown (idle.IdlePenalty: factor(idle_s)), where concurrency measurements show one.
+    idle_penalty: object | None = None
 
     def __post_init__(self) -> None:
         self._step_cache: dict[int, float] = {}
@@ -132,6 +135,7 @@ class ServiceModel:
             "measured": self.measured,
             "fit_notes": self.fit_notes,
             "duration_variability": _ratio_stats(self.duration_ratios),
+            "idle_penalty": self.idle_penalty.describe() if self.idle_penalty is not None else None,
         }
 
     def extrapolation_notes(self, prompts: np.ndarray, outputs: np.ndarray, max_batch: int) -> list[str]:
@@ -177,8 +181,8 @@ class ServiceModel:
 
 
 # ---- observations ------------------------------------------------------------------------------
-def observations_from_records(records: Iterable) -> list[BatchObservation]:
-    """Reconstruct each measured static batch from request records.
+def batch_timeline(records: Iterable) -> dict[tuple, list[tuple[float, BatchObservation]]]:
+    """Each cell's (run, scenario, point) measured static batches in time order, with their start (s).
 
     Rows of one batch share its start (send time + queueing); batches run one after another on
     one thread, so starts of different batches lie at least one forward pass apart.
@@ -186,20 +190,27 @@ def observations_from_records(records: Iterable) -> list[BatchObservation]:
     by_cell: dict[tuple, list] = defaultdict(list)
     for r in records:
         if r.ok and r.ttft_ms is not None and r.e2el_ms is not None:
-            by_cell[(r.scenario, r.point)].append((r.timestamp + r.queue_ms / 1e3, r))
-    obs = []
-    for rows in by_cell.values():
+            by_cell[(r.run_id, r.scenario, r.point)].append((r.timestamp + r.queue_ms / 1e3, r))
+    out: dict[tuple, list[tuple[float, BatchObservation]]] = {}
+    for cell, rows in by_cell.items():
         rows.sort(key=lambda x: x[0])
-        group: list = []
-        last = None
+        batches, group, first, last = [], [], 0.0, None
         for start, r in rows + [(math.inf, None)]:
             if group and (r is None or start - last > 5e-4):
-                obs.append(_observe(group))
+                batches.append((first, _observe(group)))
                 group = []
             if r is not None:
+                if not group:
+                    first = start
                 group.append(r)
                 last = start
-    return obs
+        out[cell] = batches
+    return out
+
+
+def observations_from_records(records: Iterable) -> list[BatchObservation]:
+    """Every measured static batch reconstructed from request records."""
+    return [o for batches in batch_timeline(records).values() for _, o in batches]
 
 
 def _observe(batch: list) -> BatchObservation:
@@ -324,6 +335,13 @@ def fit_service(obs: list[BatchObservation], source: str = "records") -> Service
     }
     if source == "summary rows":
         notes.append("fitted on summary-row means (no request log): padded prompt width taken as the mean prompt length")
+    worst = max(prefill_err, step_err or 0.0)
+    if worst > NOISY_FIT_PCT:
+        notes.append(f"the measurements scatter widely around the fit (relative RMS {prefill_err:.0f}% for prefill, "
+                     f"{step_err or 0:.0f}% for decode steps; e.g. another process on the machine): the plan inherits that noise")
+    if len(base) > 1 and any(b2 < b1 * 0.8 for b1, b2 in zip(base, base[1:])):
+        notes.append("measured decode step time falls with batch size somewhere (" +
+                     ", ".join(f"b={b}: {v:.3g} ms" for b, v in zip(sizes, base)) + "): likely measurement noise")
     model = ServiceModel(float(a), float(k), sizes, base, e, measured, notes)
     if source == "summary rows":
         notes.append("service-time variability not modelled (no per-batch measurements): tails may be underestimated")

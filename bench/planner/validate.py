@@ -13,6 +13,10 @@ run's queue-free measurements (single-stream, batch) only, and each of its rate 
 (> 1) or shorter than the fit predicts for the same batches: the part of the error that comes from
 the service times moving (e.g. other work on a shared machine), not from the queue model.
 
+The after-idle slowdown (idle.py) is fitted out of sample: for a run's rate point, on the other
+runs' rate points (several runs) or on the same run's other rate points (one run). The error
+without it is reported too.
+
 Each prediction is the mean over REPEATS simulations (different draws of the measured service-time
 variability). Several runs of the same rate points (e.g. short rounds on a shared machine) pool
 into one level: each round is predicted from its own fit, then the percentiles are taken over all
@@ -21,10 +25,12 @@ requests. Errors are (predicted - measured) / measured in percent.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 
 from llmbench.planner.capacity import saturation_rps
+from llmbench.planner.idle import fit_idle_penalty
 from llmbench.planner.queue import Requests, poisson_requests, simulate
 from llmbench.planner.service import FIT_SCENARIOS, fit_service, observations_from_records
 
@@ -78,15 +84,23 @@ def validate_option(records: list, max_batches: dict[str, int] | None = None, se
     # Per point: measured values, replay draws and Poisson draws, pooled over runs.
     measured: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     replay: dict[str, list[dict]] = defaultdict(lambda: [defaultdict(list) for _ in range(REPEATS)])
+    plain: dict[str, list[dict]] = defaultdict(lambda: [defaultdict(list) for _ in range(REPEATS)])  # no idle penalty
+    penalties: dict[str, list[float]] = defaultdict(list)
     poisson: dict[str, list[dict]] = defaultdict(lambda: [defaultdict(list) for _ in range(REPEATS)])
     shares: dict[str, list[float]] = defaultdict(list)
     service_sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # measured, modelled batch ms
     batch_of: dict[str, int] = {}
     services = []
-    for fit, cells in runs.values():
-        service = fit_service(observations_from_records(fit), "request log")
-        services.append(service.describe())
+    for run_id, (fit, cells) in runs.items():
+        base = fit_service(observations_from_records(fit), "request log")
+        services.append(base.describe())
         for point, recs in cells.items():
+            # The after-idle penalty never comes from the cell it predicts: from the other runs'
+            # rate points when there are several runs, else from this run's other rate points.
+            others = [r for rid, (_, cs) in runs.items() if rid != run_id for rs in cs.values() for r in rs] if len(runs) > 1 \
+                else [r for p, rs in cells.items() if p != point for r in rs]
+            service = replace(base, idle_penalty=fit_idle_penalty(base, others))
+            penalties[point].append(service.idle_penalty.mean - 1 if service.idle_penalty is not None else 0.0)
             recs = sorted(recs, key=lambda r: r.timestamp)
             rate = float(point.split("=", 1)[1])
             batch = batch_of.setdefault(point, (max_batches or {}).get(point) or max(r.batch_size for r in recs))
@@ -98,14 +112,16 @@ def validate_option(records: list, max_batches: dict[str, int] | None = None, se
             reqs = Requests(arrivals - arrivals[0], prompts, outputs)
             for i in range(REPEATS):
                 sim = simulate(reqs, service, 1, batch, seed=seed + i)
+                bare = simulate(reqs, base, 1, batch, seed=seed + i)
                 psim = simulate(poisson_requests(rate, len(recs), prompts, outputs, seed + i), service, 1, batch, seed=seed + i)
                 for m in METRICS:
                     replay[point][i][m] += getattr(sim, m).tolist()
+                    plain[point][i][m] += getattr(bare, m).tolist()
                     poisson[point][i][m] += getattr(psim, m).tolist()
             shares[point].append(rate / saturation_rps(service, prompts, outputs, batch, seed=seed))
             # How well the fitted service times carried over to this point's batches (queueing aside).
             for o in observations_from_records(recs):
-                got, model = service.observed_ms(o)
+                got, model = base.observed_ms(o)
                 service_sums[point][0] += got
                 service_sums[point][1] += model
     levels = []
@@ -113,6 +129,7 @@ def validate_option(records: list, max_batches: dict[str, int] | None = None, se
         meas = {m: _pcts(np.array(v)) for m, v in measured[point].items()}
         pred = _mean_pcts([{m: np.array(v) for m, v in d.items()} for d in replay[point]])
         pois = _mean_pcts([{m: np.array(v) for m, v in d.items()} for d in poisson[point]])
+        bare = _mean_pcts([{m: np.array(v) for m, v in d.items()} for d in plain[point]])
         levels.append({
             "point": point,
             "rate_rps": float(point.split("=", 1)[1]),
@@ -121,6 +138,7 @@ def validate_option(records: list, max_batches: dict[str, int] | None = None, se
             "max_batch": batch_of[point],
             "load_share_of_saturation": round(float(np.mean(shares[point])), 3),
             "service_time_measured_over_fitted": round(service_sums[point][0] / service_sums[point][1], 3),
+            "idle_penalty_extra_pct": round(100 * float(np.mean(penalties[point])), 1),
             "measured": meas,
             "predicted_replay": pred,
             "predicted_poisson": pois,
@@ -128,6 +146,9 @@ def validate_option(records: list, max_batches: dict[str, int] | None = None, se
                 "e2el_p50": _err(pred["e2el_ms"]["p50"], meas["e2el_ms"]["p50"]),
                 "e2el_p95": _err(pred["e2el_ms"]["p95"], meas["e2el_ms"]["p95"]),
                 "ttft_p95": _err(pred["ttft_ms"]["p95"], meas["ttft_ms"]["p95"]),
+            },
+            "error_pct_without_idle_penalty": {
+                "e2el_p95": _err(bare["e2el_ms"]["p95"], meas["e2el_ms"]["p95"]),
             },
             "error_pct_poisson": {
                 "e2el_p50": _err(pois["e2el_ms"]["p50"], meas["e2el_ms"]["p50"]),

@@ -59,14 +59,14 @@ def quality_of(row: dict) -> dict:
         # (figures) but decide nothing: the variant counts as its reference, flagged as unverified.
         value = 1.0
     if random_w or gate == "unverified":
-        status = RANDOM_WEIGHTS if random_w or "random" in str(q.get("gate_note", "random")) else f"unverified: {q.get('gate_note')}"
+        status = RANDOM_WEIGHTS if random_w or "random" in str(q.get("gate_note", "random")) else (str(q.get("gate_note")) if str(q.get("gate_note")).startswith("unverified") else f"unverified: {q.get('gate_note')}")
     elif gate == "reference":
         status = "reference variant (1.0 by definition)"
     elif agreements:
         status = "measured"
     else:
         status = "not measured: taken as the reference (1.0)"
-    figures = {k: q[k] for k in ("greedy_agreement", "top1_agreement", "kl_mean", "perplexity_delta", "exact_match") if k in q}
+    figures = {k: q[k] for k in ("greedy_agreement", "top1_agreement", "kl_mean", "ppl_delta", "exact_match") if k in q}
     return {"value": value, "status": status, "gate": gate, "figures": figures}
 
 

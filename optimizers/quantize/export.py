@@ -1,14 +1,15 @@
 """The onnx-fp32 variant: optimum-onnx's export of a causal LM with past key values.
 
 The graph takes input_ids, attention_mask, position_ids and past_key_values.<i>.key/value, and
-returns logits and present.<i>.key/value: exactly what a manual KV-cache decode loop needs.
+returns logits and present.<i>.key/value: exactly what a manual KV-cache decode loop needs. Two
+edits follow the export: operator fusion (fuse.py) and a `logits_start` input (logits.py).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from llmbench.optimizers.quantize.onnx_quant import quiet
+from llmbench.optimizers.quantize.quiet import quiet
 
 TASK = "text-generation-with-past"
 

@@ -10,9 +10,7 @@ would change is left as exported.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-from llmbench.optimizers.quantize.onnx_quant import quiet
+from llmbench.optimizers.quantize.quiet import quiet
 
 
 def _io(model) -> tuple[list[str], list[str]]:

@@ -1,27 +1,10 @@
 """onnxruntime's quantizers applied to an exported model: int8 dynamic and int4 weight-only."""
 from __future__ import annotations
 
-import contextlib
-import logging
-import sys
 from pathlib import Path
 
+from llmbench.optimizers.quantize.quiet import quiet
 from llmbench.optimizers.quantize.recipes import Recipe
-
-
-@contextlib.contextmanager
-def quiet():
-    """Keep the libraries' chatter off stdout (`--json` prints one document there and nothing else)."""
-    import warnings
-
-    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        previous = logging.root.manager.disable
-        logging.disable(logging.WARNING)
-        try:
-            yield
-        finally:
-            logging.disable(previous)
 
 
 def _uses_external_data(model_path: Path) -> bool:

@@ -118,6 +118,10 @@ def verify(path: Path, key: str) -> str | None:
         return "unreadable manifest"
     if not isinstance(manifest, dict) or manifest.get("key") != key or not isinstance(manifest.get("files"), dict):
         return "manifest does not match the key"
+    present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() and p.name != MANIFEST}
+    extra = sorted(present - set(manifest["files"]))
+    if extra:  # an entry is what its manifest says, no more: a stray file would be counted and copied
+        return f"unexpected file {extra[0]}"
     for name, want in manifest["files"].items():
         f = path / name
         if not f.is_file():
