@@ -38,9 +38,12 @@ def _register() -> None:
     from llmbench.commands import cache, compare, compress, hardware, plan, quantize, recommend, report, run
 
     for module in (run, hardware, quantize, compress, cache, plan, recommend, report, compare):
-        for obj in vars(module).values():
-            if isinstance(obj, click.Command) and getattr(obj.callback, "__module__", None) == module.__name__:
-                main.add_command(obj)
+        commands = [c for c in vars(module).values()
+                    if isinstance(c, click.Command) and getattr(c.callback, "__module__", None) == module.__name__]
+        nested = {id(sub) for c in commands if isinstance(c, click.Group) for sub in c.commands.values()}
+        for command in commands:
+            if id(command) not in nested:  # a group's subcommands stay under their group
+                main.add_command(command)
 
 
 _register()

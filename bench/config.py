@@ -239,21 +239,17 @@ def parse_config(data: Any, source: str) -> RunConfig:
 
 def _resolve_paths(config: RunConfig, base: Path) -> None:
     # Relative paths in a config are relative to the config file, as users expect.
-    def fix(p: Path | None) -> Path | None:
-        return None if p is None or p.is_absolute() else (base / p)
-
     wl = config.workload
-    if wl.dataset:
-        wl.dataset.path = fix(wl.dataset.path) or wl.dataset.path
-    if wl.templates:
-        wl.templates.file = fix(wl.templates.file) or wl.templates.file
-        wl.templates.variables = fix(wl.templates.variables) or wl.templates.variables
-    if config.quality and config.quality.golden_set:
-        config.quality.golden_set = fix(config.quality.golden_set) or config.quality.golden_set
+    holders = [(wl.dataset, "path"), (wl.templates, "file"), (wl.templates, "variables"),
+               (config.quality, "golden_set"), (config.compression, "prompts"), (config.cache, "log"),
+               (config.plan, "trace")]
+    for block, attr in holders:
+        value = getattr(block, attr, None) if block is not None else None
+        if value is not None and not Path(value).is_absolute():
+            setattr(block, attr, base / value)
     for cand in config.candidates:
-        m = str(cand.model)
-        if m.startswith(("./", "../")):
-            cand.model = str(base / m)
+        if str(cand.model).startswith(("./", "../")):
+            cand.model = str(base / str(cand.model))
 
 
 def load_config(path: str | Path | None) -> tuple[RunConfig, str]:

@@ -157,3 +157,16 @@ def test_compress_prompts_api(tiny_llama, gsm8k):
     r = results[0]
     verdict = net_saving(r.tokens_saved, 0.15e-6, r.latency_ms / 1000, usd_per_hour=2.0)
     assert set(verdict) >= {"net_usd", "pays", "verdict"}
+
+
+def test_cli_counts_in_a_tiktoken_target(tiny_llama, gsm8k, tmp_path):
+    import tiktoken
+
+    f = tmp_path / "p.txt"
+    f.write_text(gsm8k)
+    res = CliRunner().invoke(main, ["compress", str(f), "--model", str(tiny_llama), "--target", "tiktoken:cl100k_base", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["origin_tokens"] == len(tiktoken.get_encoding("cl100k_base").encode(gsm8k))
+    bad = CliRunner().invoke(main, ["compress", str(f), "--target", "tiktoken:no_such_encoding"])
+    assert bad.exit_code == 2

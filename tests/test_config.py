@@ -74,3 +74,12 @@ def test_length_distributions_are_seeded_and_clipped():
     assert min(a) >= 10 and max(a) <= 300 and 60 < np.median(a) < 160
     u = sample_lengths(LengthDist(dist="uniform", low=5, high=7), 100, np.random.default_rng(0))
     assert set(u) == {5, 6, 7}
+
+
+def test_every_relative_file_path_is_relative_to_the_config(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("candidates: [{model: x/y}]\nplan: {trace: t.csv}\ncache: {log: l.jsonl}\n"
+                 "compression: {prompts: p.txt}\nquality: {golden_set: g.jsonl}\n")
+    cfg, _ = load_config(f)
+    assert cfg.plan.trace == tmp_path / "t.csv" and cfg.cache.log == tmp_path / "l.jsonl"
+    assert cfg.compression.prompts == tmp_path / "p.txt" and cfg.quality.golden_set == tmp_path / "g.jsonl"

@@ -46,7 +46,7 @@ def _totals(rows: list) -> dict:
 @click.option("--rate", type=float, default=None, help="keep this share of the prompt's tokens (0 < R <= 1; default 0.5)")
 @click.option("--target-tokens", type=int, default=None, help="compress to about N tokens (instead of --rate)")
 @click.option("--model", "model", default=None, help="compressor: a local causal LM folder, hub id or card:NAME (default card:llama-5m)")
-@click.option("--target", "target", default=None, help="count tokens with this model's tokenizer (default: the compressor's)")
+@click.option("--target", "target", default=None, help="count tokens with this model's tokenizer, or tiktoken:ENCODING (default: the compressor's)")
 @click.option("--force-token", "force_tokens", multiple=True, help="text to keep whatever it costs (repeatable; \\n means newline)")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None, help="write compressed prompts here (text, or JSONL for several)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON document")

@@ -192,49 +192,10 @@ def _prediction(sim: SimResult, check: dict) -> dict:
     }
 
 
-def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rps: float | None = None,
-                trace: Trace | Requests | str | Path | None = None, max_batch: int | None = None, *,
-                records: Iterable | None = None, max_replicas: int = DEFAULT_MAX_REPLICAS, goodput: float | None = None,
-                policy: Policy = "jsq", seed: int = 0, validation: dict | None = None) -> dict:
-    """Plan one option (the summary rows of one model x variant) at a rate or for a trace.
-
-    Returns {replicas, max_batch, cost_per_hour, cost_per_month, predicted: {ttft_ms, e2el_ms, tpot_ms:
-    {p50, p90, p95, p99, mean}, ...}, saturation_rps, max_sustainable_rps, meets_slo, binding, notes, ...}.
-    `records` (that option's request records) give a finer fit than the rows' means; `validation`
-    (validate.validate_option's result) is reported as the prediction error.
-    """
-    rows = fit_rows(rows)
-    if not rows:
-        raise BadInput("no successful summary rows to plan from")
-    scenarios = {r.get("scenario") for r in rows}
-    records = [r for r in (records or []) if r.ok]
-    recs = [r for r in records if r.scenario in scenarios and r.point in {x.get("point") for x in rows}]
-    if recs:
-        service = fit_service(observations_from_records(recs), "request log")
-        service.idle_penalty = fit_idle_penalty(service, records)
-    else:
-        service = fit_service(observations_from_rows(rows), "summary rows")
-    batch = int(max_batch or max(service.step_batches))
-    if batch < 1:
-        raise BadInput(f"max batch must be at least 1, got {batch}")
-    prompts, outputs = _measured_lengths(rows, recs)
-    reqs, load = _load(rps, trace, prompts, outputs, seed)
-    per_replica_usd = hardware.usd_per_hour * hardware.devices
-    notes = list(service.fit_notes) + service.extrapolation_notes(reqs.prompt_tokens, reqs.output_tokens, batch)
-    if service.idle_penalty is not None:
-        pen = service.idle_penalty.describe()
-        notes.append(f"after-idle slowdown measured on this run's concurrency points: batches that start after an idle "
-                     f"gap took {pen['mean_extra_pct']:.0f}% longer on average (p90 x{pen['ratio_p90']:.2f}); modelled")
-    elif any(r.scenario == "concurrency" for r in records):
-        notes.append("no after-idle slowdown found in this run's concurrency points")
-    else:
-        notes.append("after-idle slowdown not measured (no concurrency rate points): on a shared CPU a batch after "
-                     "an idle gap can run much slower than back-to-back, so low and moderate loads may be optimistic")
-    if any(s.metric == "itl" for s in slos):
-        notes.append("ITL objectives are checked against TPOT: the model's decode steps within a batch are uniform")
-    if not {r.get("scenario") for r in rows} & set(FIT_SCENARIOS):
-        notes.append("fitted on concurrency measurements (queueing subtracted), not on queue-free ones")
-
+def _plan_at_batch(service: ServiceModel, reqs: Requests, load: dict, batch: int, slos: list[SLO], goodput: float | None,
+                   max_replicas: int, policy: Policy, seed: int) -> dict:
+    """The fewest replicas at one max batch size, and what they give."""
+    notes: list[str] = []
     sat = saturation_rps(service, reqs.prompt_tokens, reqs.output_tokens, batch, seed=seed)
     sustainable = max_sustainable_rps(service, reqs.prompt_tokens, reqs.output_tokens, batch, slos, sat, goodput, seed)
     offered = load["offered_rps"]
@@ -269,12 +230,70 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
         elif replicas > 1:
             binding = search.at(replicas - 1)[1]["binding"]
     sim, check = search.at(replicas)
+    return {"batch": batch, "replicas": int(replicas), "meets": bool(meets and check["ok"]) if (slos or goodput is not None) else bool(meets),
+            "binding": binding, "sim": sim, "check": check, "saturation": sat, "sustainable": sustainable,
+            "search": {str(k): v[1]["ok"] for k, v in sorted(search.runs.items())}, "notes": notes}
+
+
+def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rps: float | None = None,
+                trace: Trace | Requests | str | Path | None = None, max_batch: int | None = None, *,
+                records: Iterable | None = None, max_replicas: int = DEFAULT_MAX_REPLICAS, goodput: float | None = None,
+                policy: Policy = "jsq", seed: int = 0, validation: dict | None = None) -> dict:
+    """Plan one option (the summary rows of one model x variant) at a rate or for a trace.
+
+    Returns {replicas, max_batch, cost_per_hour, cost_per_month, predicted: {ttft_ms, e2el_ms, tpot_ms:
+    {p50, p90, p95, p99, mean}, ...}, saturation_rps, max_sustainable_rps, meets_slo, binding, notes, ...}.
+    `records` (that option's request records) give a finer fit than the rows' means; `validation`
+    (validate.validate_option's result) is reported as the prediction error.
+    """
+    rows = fit_rows(rows)
+    if not rows:
+        raise BadInput("no successful summary rows to plan from")
+    scenarios = {r.get("scenario") for r in rows}
+    records = [r for r in (records or []) if r.ok]
+    recs = [r for r in records if r.scenario in scenarios and r.point in {x.get("point") for x in rows}]
+    if recs:
+        service = fit_service(observations_from_records(recs), "request log")
+        service.idle_penalty = fit_idle_penalty(service, records)
+    else:
+        service = fit_service(observations_from_rows(rows), "summary rows")
+    prompts, outputs = _measured_lengths(rows, recs)
+    reqs, load = _load(rps, trace, prompts, outputs, seed)
+    per_replica_usd = hardware.usd_per_hour * hardware.devices
+    notes = list(service.fit_notes) + service.extrapolation_notes(reqs.prompt_tokens, reqs.output_tokens, int(max_batch or 1))
+    if service.idle_penalty is not None:
+        pen = service.idle_penalty.describe()
+        notes.append(f"after-idle slowdown measured on this run's concurrency points: batches that start after an idle "
+                     f"gap took {pen['mean_extra_pct']:.0f}% longer on average (p90 x{pen['ratio_p90']:.2f}); modelled")
+    elif any(r.scenario == "concurrency" for r in records):
+        notes.append("no after-idle slowdown found in this run's concurrency points")
+    else:
+        notes.append("after-idle slowdown not measured (no concurrency rate points): on a shared CPU a batch after "
+                     "an idle gap can run much slower than back-to-back, so low and moderate loads may be optimistic")
+    if any(s.metric == "itl" for s in slos):
+        notes.append("ITL objectives are checked against TPOT: the model's decode steps within a batch are uniform")
+    if not {r.get("scenario") for r in rows} & set(FIT_SCENARIOS):
+        notes.append("fitted on concurrency measurements (queueing subtracted), not on queue-free ones")
+
+    if max_batch is not None:
+        if int(max_batch) < 1:
+            raise BadInput(f"max batch must be at least 1, got {max_batch}")
+        sizes = [int(max_batch)]
+    else:  # each measured batch size; padding long prompts to the longest can make a smaller one cheaper
+        sizes = list(service.step_batches)
+    tried = [_plan_at_batch(service, reqs, load, b, slos, goodput, max_replicas, policy, seed) for b in sizes]
+    best = min(tried, key=lambda t: (not t["meets"], t["replicas"], t["sim"].percentile("e2el_ms", 95)))
+    notes += best["notes"]
+    if len(tried) > 1:
+        notes.append("max batch chosen among the measured sizes (fewest replicas, then lowest p95 E2EL): " +
+                     ", ".join(f"b={t['batch']}: {t['replicas']} replicas{'' if t['meets'] else ' (misses)'}" for t in tried))
+    replicas, sim, check = best["replicas"], best["sim"], best["check"]
     cost_h = replicas * per_replica_usd
     if validation is None:
         notes.append("prediction error: not checked on this run (no concurrency rate points to compare with)")
     return {
         "replicas": int(replicas),
-        "max_batch": batch,
+        "max_batch": best["batch"],
         "policy": policy,
         "hardware": hardware.name,
         "usd_per_hour_per_replica": per_replica_usd,
@@ -283,11 +302,13 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
         "load": load,
         "predicted": _prediction(sim, check),
         "slo_check": check["slos"],
-        "meets_slo": bool(meets and check["ok"]) if (slos or goodput is not None) else bool(meets),
-        "binding": binding,
-        "saturation_rps": round(sat, 4),
-        "max_sustainable_rps": None if sustainable is None else round(sustainable, 4),
-        "replica_search": {str(k): v[1]["ok"] for k, v in sorted(search.runs.items())},
+        "meets_slo": best["meets"],
+        "binding": best["binding"],
+        "saturation_rps": round(best["saturation"], 4),
+        "max_sustainable_rps": None if best["sustainable"] is None else round(best["sustainable"], 4),
+        "replica_search": best["search"],
+        "max_batch_search": {str(t["batch"]): {"replicas": t["replicas"], "meets_slo": t["meets"],
+                                               "saturation_rps": round(t["saturation"], 4)} for t in tried},
         "max_replicas": max_replicas,
         "service_model": service.describe(),
         "prediction_error": validation,

@@ -119,7 +119,8 @@ class Compressor:
 
     tolerance / max_passes: when the delivered size misses the goal by more than `tolerance`
     (relative), compress again with a corrected keep rate, up to `max_passes` calls in all; the
-    reported latency includes every pass.
+    reported latency includes every pass. Not thread-safe: instances for one folder share one
+    PromptCompressor.
     """
 
     def __init__(

@@ -30,14 +30,31 @@ def token_counter(tokenizer: Any) -> TokenCounter:
 
 
 def load_tokenizer(model: str, where: str = "--target") -> Any:
-    """The tokenizer of a `model:` string (folder, hub id or card:NAME); BadInput when it cannot load."""
+    """The tokenizer of a `model:` string (folder, hub id or card:NAME), or `tiktoken:ENCODING` for
+    an API model (offline, only cl100k_base is at hand); BadInput when it cannot load."""
     from transformers import AutoTokenizer
 
     from llmbench.errors import BadInput
     from llmbench.models.source import resolve
+
+    if model.startswith("tiktoken:"):
+        return _tiktoken(model[len("tiktoken:") :].strip(), where)
 
     path = resolve(model, where=where).path()
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise BadInput(f"{where}: cannot load a tokenizer from {model!r} ({type(exc).__name__})") from None
+
+
+def _tiktoken(name: str, where: str) -> Any:
+    import tiktoken
+
+    from llmbench.errors import BadInput
+    from llmbench.optimizers.compress.offline import seed_tiktoken
+
+    seed_tiktoken()
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception as exc:  # unknown name (ValueError) or a download that cannot happen offline
+        raise BadInput(f"{where}: cannot load tiktoken encoding {name!r} ({type(exc).__name__})") from None
