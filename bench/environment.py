@@ -34,4 +34,9 @@ def git_commit() -> str | None:
 
 
 def environment(machine: dict, seed: int) -> dict:
-    return {"packages": package_versions(), "machine": machine, "git_commit": git_commit(), "seed": seed}
+    """Everything run.json records about where a run measured."""
+    import os
+
+    return {"packages": package_versions(), "machine": machine, "git_commit": git_commit(), "seed": seed,
+            "load_average_at_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (spinning)")}

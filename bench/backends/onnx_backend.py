@@ -7,7 +7,7 @@ values and are bound as the next step's past through IO binding (no copy to nump
 prefill asks the graph for the last position's logits only (`logits_start`, added at export), and
 only logits come back to numpy for the argmax. One timestamp per generated token, left padding
 and position ids from the mask, as in the torch backend, so every scenario runs through it
-unchanged. BENCHMARKS.issue3.md has the figures.
+unchanged. BENCHMARKS.md has the figures.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from llmbench.planner.validate import rate_max_batch, validate_option
 from llmbench.results import RunDir, write_json
 from llmbench.slo import SLO
 
-CHECKED_IN = "BENCHMARKS.issue6a.md"
+CHECKED_IN = "BENCHMARKS.md"
 
 
 def _options(rows: list[dict], model: str | None, variant: str | None) -> dict[tuple[str, str], list[dict]]:
