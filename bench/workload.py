@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import yaml
 
 from llmbench.config import LengthDist, Workload
 from llmbench.errors import BadInput
+from llmbench.jsonl import read_jsonl_lines
 
 
 @dataclass
@@ -50,27 +50,8 @@ def sha256_of(path: Path) -> str:
 
 
 def read_jsonl(path: Path, what: str) -> list[dict]:
-    """Read a JSONL file of objects; BadInput naming the file and line on any fault."""
-    if not path.is_file():
-        raise BadInput(f"{what} {str(path)!r} does not exist")
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (UnicodeDecodeError, OSError) as exc:
-        raise BadInput(f"{what} {str(path)!r} is not readable UTF-8 text ({type(exc).__name__})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{what} {path}:{n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise BadInput(f"{what} {path}:{n}: each line must be a JSON object")
-        rows.append(row)
-    if not rows:
-        raise BadInput(f"{what} {str(path)!r} is empty")
-    return rows
+    """The objects of a JSONL file; BadInput naming the file and line on any fault."""
+    return [rec for _, rec in read_jsonl_lines(path, what)]
 
 
 class _SafeDict(dict):

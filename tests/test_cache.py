@@ -313,7 +313,7 @@ def test_read_log_kinds(tmp_path):
     (['{"prompt_tokens": 5, "output_tokens": 2}'], "no prompt text.*without prompt text"),
     (['{"prompt": "x", "prompt_tokens": -1}'], "non-negative"),
     (["[1, 2]"], "JSON object"),
-    ([""], "empty log"),
+    ([""], "is empty"),
 ])
 def test_read_log_bad_input(tmp_path, lines, message):
     with pytest.raises(BadInput, match=message):
@@ -321,7 +321,7 @@ def test_read_log_bad_input(tmp_path, lines, message):
 
 
 def test_read_log_missing_file(tmp_path):
-    with pytest.raises(BadInput, match="no such file"):
+    with pytest.raises(BadInput, match="does not exist"):
         read_log(tmp_path / "nope.jsonl")
 
 

@@ -83,7 +83,7 @@ def test_simulate_replays_a_requests_log(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["missing.jsonl"], "no such file"),
+    (["missing.jsonl"], "does not exist"),
     (["{bad}", "--sweep", "--threshold", "0.9"], "not both"),
     (["{bad}", "--target-false-hit", "2"], "target-false-hit"),
     (["{bad}"], ":2: not valid JSON"),

@@ -5,11 +5,11 @@ print one clear line and exit 2.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmbench.errors import BadInput
+from llmbench.jsonl import read_jsonl_lines
 
 TEXT_FIELDS = ("prompt", "text", "input", "query", "question")
 
@@ -56,30 +56,8 @@ def _number(rec: dict, key: str, where: str, kind=float):
 
 
 def read_records(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a JSONL file."""
-    p = Path(path)
-    if not p.is_file():
-        raise BadInput(f"{path}: no such file")
-    out = []
-    try:
-        with open(p, encoding="utf-8") as fh:
-            for no, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise BadInput(f"{path}:{no}: not valid JSON ({exc.msg})") from None
-                if not isinstance(rec, dict):
-                    raise BadInput(f"{path}:{no}: expected a JSON object per line")
-                out.append((no, rec))
-    except UnicodeDecodeError:
-        raise BadInput(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read ({exc.strerror})") from None
-    if not out:
-        raise BadInput(f"{path}: empty log (no JSON lines)")
-    return out
+    """(line number, object) for each non-blank line of a JSONL log."""
+    return read_jsonl_lines(path, "log")
 
 
 def read_log(path: str | Path) -> PairsLog | PromptLog:
