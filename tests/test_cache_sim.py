@@ -16,7 +16,6 @@ DEV = DATA / "qqp_pairs_dev.jsonl"
 KEYS = ("hit_rate", "false_hit_rate", "wrong_entry_rate", "precision", "baseline", "lookups", "hits",
         "api_calls_saved", "tokens_saved", "cost_saved", "lookup_ms_p50", "lookup_ms_p99")
 
-pytestmark = pytest.mark.skipif(not DEV.exists(), reason="the shared data folder is not beside the project")
 
 
 @pytest.fixture(scope="module")

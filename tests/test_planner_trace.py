@@ -66,7 +66,6 @@ def test_missing_file_is_bad_input(tmp_path):
         load_trace(tmp_path / "nope.csv")
 
 
-@pytest.mark.skipif(not AZURE.is_file(), reason="shared data folder not present")
 def test_the_azure_code_trace():
     tr = load_trace(AZURE)
     r = tr.requests
