@@ -260,14 +260,10 @@ def load_config(path: str | Path | None) -> tuple[RunConfig, str]:
         text = (resources.files("llmbench.profiles") / "default.yaml").read_text()
         source = "<default>"
     else:
-        p = Path(path)
-        if not p.is_file():
-            raise BadInput(f"config {str(p)!r} does not exist or is not a file")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError) as exc:
-            raise BadInput(f"config {str(p)!r} is not readable UTF-8 text ({type(exc).__name__})") from None
-        source = str(p)
+        from llmbench.files import read_input_text
+
+        text = read_input_text(path, "config")
+        source = str(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

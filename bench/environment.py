@@ -10,14 +10,19 @@ PACKAGES = ("llmbench", "torch", "transformers", "optimum", "optimum-onnx", "onn
             "onnx", "numpy", "numba", "llmlingua", "sentence-transformers", "litellm")
 
 
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
+def installed_versions(names) -> dict[str, str]:
+    """Installed versions of the named distributions (absent ones are left out)."""
+    out = {}
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def package_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), **installed_versions(PACKAGES)}
 
 
 def git_commit() -> str | None:

@@ -5,19 +5,12 @@ import json
 from pathlib import Path
 
 from llmbench.errors import BadInput
+from llmbench.files import read_input_text
 
 
 def read_jsonl_lines(path: str | Path, what: str = "file") -> list[tuple[int, dict]]:
     """(line number, object) for each non-blank line; BadInput naming `what`, file and line on any fault."""
-    p = Path(path)
-    if not p.is_file():
-        raise BadInput(f"{what} {str(path)!r} does not exist")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise BadInput(f"{what} {str(path)!r} is not UTF-8 text") from None
-    except OSError as exc:
-        raise BadInput(f"{what} {str(path)!r}: cannot read ({exc.strerror})") from None
+    lines = read_input_text(path, what).splitlines()
     out = []
     for no, line in enumerate(lines, 1):
         if not line.strip():

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from llmbench.errors import BadInput
+from llmbench.files import read_input_text
 from llmbench.planner.queue import Requests
 
 _STAMP = re.compile(
@@ -101,12 +102,7 @@ def load_trace(path: str | Path) -> Trace:
     """Read a trace CSV; BadInput for a missing file, a bad header, or an unreadable line."""
     p = Path(path)
     where = str(p)
-    if not p.is_file():
-        raise BadInput(f"trace {where!r} does not exist or is not a file")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (UnicodeDecodeError, OSError) as exc:
-        raise BadInput(f"trace {where!r} is not readable UTF-8 text ({type(exc).__name__})") from None
+    text = read_input_text(p, "trace", encoding="utf-8-sig")
     rows = csv.reader(text.splitlines())
     header = next(rows, None)
     if not header:

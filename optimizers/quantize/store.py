@@ -15,7 +15,6 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from llmbench.optimizers.quantize.sources import sha256_file
@@ -27,13 +26,9 @@ LIBRARIES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxru
 
 def library_versions() -> dict[str, str]:
     """Installed versions of the libraries that build variants (absent ones are left out)."""
-    out = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+    from llmbench.environment import installed_versions
+
+    return installed_versions(LIBRARIES)
 
 
 def cache_key(source_digest: str, recipe_identity: dict, versions: dict[str, str]) -> str:
