@@ -33,10 +33,15 @@ def quantize_rows(x, out_q, out_scale):
 
 @njit(cache=True, inline="always")
 def dot_i8(mq, r, qq):
-    """Row r of mq dotted with qq, int8 products accumulated in int32 (exact for d < 133,000)."""
+    """Row r of mq dotted with qq, int8 products accumulated in int32 (exact for d < 133,000).
+
+    Numba widens int32 arithmetic to int64, which LLVM then vectorises eight lanes at a time; the
+    explicit narrowing back to int32 each step lets it use 16-bit multiply-adds (vpmaddwd) instead,
+    four times the lanes.
+    """
     acc = np.int32(0)
     for j in range(qq.shape[0]):
-        acc += np.int32(mq[r, j]) * np.int32(qq[j])
+        acc = np.int32(acc + np.int32(mq[r, j]) * np.int32(qq[j]))
     return acc
 
 
