@@ -67,6 +67,7 @@ TOKEN_FEATURE_NAMES = (
     "tok_worst",         # the worst-matched content token on either side: one word that has no counterpart
     "tok_worst2",        # mean of the two worst
     "tok_content_min",   # mean best match of content tokens, the smaller side
+    "tok_maxpool_cos",   # cosine of the element-wise maxima over all tokens: a second pooling of the same vectors
 )
 
 
@@ -186,8 +187,10 @@ def token_features(ta: np.ndarray, ca: np.ndarray, tb: np.ndarray, cb: np.ndarra
     ka = best_a[ca] if ca.any() else best_a
     kb = best_b[cb] if cb.any() else best_b
     worst2 = min(float(np.sort(ka)[:2].mean()), float(np.sort(kb)[:2].mean()))
+    ma, mb = ta.max(axis=0).astype(np.float32), tb.max(axis=0).astype(np.float32)
+    maxpool_cos = float(ma @ mb) / max(float(np.linalg.norm(ma) * np.linalg.norm(mb)), 1e-12)
     return [p, r, f1, min(pw, rw), max(pw, rw), float(min(ka.min(), kb.min())), worst2,
-            min(float(ka.mean()), float(kb.mean()))]
+            min(float(ka.mean()), float(kb.mean())), maxpool_cos]
 
 
 def feature_matrix(texts_a: list[str], texts_b: list[str], cosines: np.ndarray,

@@ -181,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", default=DEV_PAIRS, help="labelled pairs JSONL (default: the shared dev pairs)")
     ap.add_argument("--out", default=None, help="where to write the profile (default: the shipped default.json)")
     ap.add_argument("--check", action="store_true", help="also run held-out splits and print them")
+    ap.add_argument("--splits", type=int, default=5, help="held-out splits for --check")
+    ap.add_argument("--holdout", type=float, default=0.3, help="share of the pairs each --check split holds out")
     args = ap.parse_args(argv)
     if args.pairs == DEV_PAIRS and not Path(DEV_PAIRS).exists():
         # Run from elsewhere: the shared folder sits beside the project root.
@@ -203,11 +205,12 @@ def main(argv: list[str] | None = None) -> int:
           f"fhr {s.dev['false_hit_rate']} | cosine {s.cosine_threshold:.4f} hit {s.dev['cosine_hit_rate']} "
           f"fhr {s.dev['cosine_false_hit_rate']}", file=sys.stderr)
     if args.check:
-        rows = check(pairs, emb)
+        rows = check(pairs, emb, splits=args.splits, holdout=args.holdout)
         for r in rows:
             print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}))
         keys = ("hit_rate", "false_hit_rate", "cosine_hit_rate", "cosine_false_hit_rate", "ratio")
-        print(json.dumps({"mean": {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys}}))
+        print(json.dumps({stat: {k: round(float(fn([r[k] for r in rows])), 4) for k in keys}
+                          for stat, fn in (("mean", np.mean), ("min", np.min), ("max", np.max))}))
     return 0
 
 
