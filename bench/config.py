@@ -174,6 +174,8 @@ class CacheConfig(Strict):
 
     log: Path | None = None
     target_false_hit: float = Field(0.05, gt=0, lt=1)
+    verifier: Path | None = Field(None, description="a cache profile fitted on your own labelled pairs "
+                                                    "(python -m llmbench.optimizers.cache.fit --pairs ... --out ...)")
 
 
 class PlanConfig(Strict):
@@ -233,20 +235,28 @@ def parse_config(data: Any, source: str) -> RunConfig:
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         raise BadInput(f"{source}: {_where(err['loc'])}: {msg}{more}") from None
     base = Path(source).parent if source != "<default>" else Path.cwd()
-    _resolve_paths(config, base)
+    _resolve_paths(config, base, source)
     return config
 
 
-def _resolve_paths(config: RunConfig, base: Path) -> None:
-    # Relative paths in a config are relative to the config file, as users expect.
+def _resolve_paths(config: RunConfig, base: Path, source: str) -> None:
+    # Relative paths in a config are relative to the config file, as users expect. A missing file
+    # is bad input now, not a failed stage after the measurements.
     wl = config.workload
-    holders = [(wl.dataset, "path"), (wl.templates, "file"), (wl.templates, "variables"),
-               (config.quality, "golden_set"), (config.compression, "prompts"), (config.cache, "log"),
-               (config.plan, "trace")]
-    for block, attr in holders:
+    holders = [("workload.dataset.path", wl.dataset, "path"), ("workload.templates.file", wl.templates, "file"),
+               ("workload.templates.variables", wl.templates, "variables"),
+               ("quality.golden_set", config.quality, "golden_set"), ("compression.prompts", config.compression, "prompts"),
+               ("cache.log", config.cache, "log"), ("cache.verifier", config.cache, "verifier"),
+               ("plan.trace", config.plan, "trace")]
+    for key, block, attr in holders:
         value = getattr(block, attr, None) if block is not None else None
-        if value is not None and not Path(value).is_absolute():
-            setattr(block, attr, base / value)
+        if value is None:
+            continue
+        if not Path(value).is_absolute():
+            value = base / value
+            setattr(block, attr, value)
+        if not Path(value).is_file():
+            raise BadInput(f"{source}: {key}: {value} does not exist or is not a file")
     for cand in config.candidates:
         if str(cand.model).startswith(("./", "../")):
             cand.model = str(base / str(cand.model))

@@ -135,3 +135,42 @@ def test_simulate_prices_from_the_api_price_list(tmp_path):
     assert doc["hits"] == 2 and doc["tokens_saved"] == 100
     want = (20 * model.input_usd_per_1m + 80 * model.output_usd_per_1m) / 1e6
     assert doc["cost_saved"] == pytest.approx(want)
+
+
+def test_simulate_with_a_profile_fitted_on_your_own_pairs(dev_slice, tmp_path):
+    from llmbench.optimizers.cache import fit
+    from llmbench.optimizers.cache.profile import load_profile
+
+    own = tmp_path / "own.json"
+    assert fit.main(["--pairs", str(dev_slice), "--out", str(own)]) == 0
+    prof = load_profile(str(own))
+    res = run("cache", "simulate", str(dev_slice), "--verifier", str(own), "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["setting"]["fitted_on"] == "dev240.jsonl"
+    assert doc["baseline"]["threshold"] == prof.setting_for(0.05).cosine_threshold
+    shipped = json.loads(run("cache", "simulate", str(dev_slice), "--json").stdout)
+    assert shipped["setting"]["fitted_on"] == "qqp_pairs_dev.jsonl"
+
+    # The run's cache stage takes the same profile from `cache: {verifier: ...}`.
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from llmbench.optimizers.cache.stage import cache_stage
+
+    run_dir = SimpleNamespace(path=tmp_path / "run")
+    (run_dir.path / "plots").mkdir(parents=True)
+    meta = {"config": {"cache": {"log": str(dev_slice), "verifier": str(own), "target_false_hit": 0.05}}}
+    cache_stage(run_dir, meta, {}, Console(quiet=True))
+    staged = json.loads((run_dir.path / "cache.json").read_text())
+    assert staged["setting"]["fitted_on"] == "dev240.jsonl" and staged["hit_rate"] == doc["hit_rate"]
+
+
+@pytest.mark.parametrize("content", [None, "{not json", '{"verifiers": {}}'])
+def test_simulate_bad_verifier_file_is_exit_2(dev_slice, tmp_path, content):
+    path = tmp_path / "v.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    res = run("cache", "simulate", str(dev_slice), "--verifier", str(path))
+    assert res.exit_code == 2 and "--verifier" in res.stderr and "Traceback" not in res.stderr

@@ -122,10 +122,13 @@ def _bench_table(r: dict) -> None:
 @click.option("--price", type=float, default=None, help="USD per 1M tokens, for cost saved")
 @click.option("--profile", "price_profile", type=str, default=None,
               help="API model from the price list (input and output prices), or a price profile file")
+@click.option("--verifier", "verifier_path", type=str, default=None,
+              help="a cache profile fitted on your own pairs (python -m llmbench.optimizers.cache.fit "
+                   "--pairs PAIRS --out FILE); default: the shipped one")
 @click.option("--out", type=str, default=None, help="folder for result.json (and sweep.png)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON document on stdout")
 def simulate(log: str, threshold: float | None, sweep: bool, target_false_hit: float, price: float | None,
-             price_profile: str | None, out: str | None, as_json: bool) -> None:
+             price_profile: str | None, verifier_path: str | None, out: str | None, as_json: bool) -> None:
     """Replay LOG (labelled pairs, a JSONL of prompts, or a run's requests.jsonl) through the semantic cache."""
     if threshold is not None and sweep:
         raise BadInput("give --threshold or --sweep, not both")
@@ -148,10 +151,13 @@ def simulate(log: str, threshold: float | None, sweep: bool, target_false_hit: f
     data = read_log(log)  # BadInput for a missing or malformed file, naming the line
     if sweep and not isinstance(data, PairsLog):
         raise BadInput(f"{log}: --sweep needs a labelled pairs file (text_a, text_b, label)")
-    profile = load_profile()
+    try:
+        profile = load_profile(verifier_path or "default")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"--verifier {verifier_path}: not a readable cache profile ({exc})") from None
     smallest = min(s.target for s in profile.settings)
     if threshold is None and target_false_hit < smallest:
-        raise BadInput(f"--target-false-hit {target_false_hit}: the shipped settings start at {smallest}")
+        raise BadInput(f"--target-false-hit {target_false_hit}: the profile's settings start at {smallest}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from llmbench.optimizers.cache import simulate as sim
 

@@ -65,10 +65,11 @@ def _setting(main: DecisionRule, profile: CacheProfile, target: float, fixed: bo
     """What ran: the rule and threshold, and for the shipped setting which one and its dev figures."""
     s = profile.setting_for(target)
     out = {"rule": main.name, "threshold": main.threshold, "target_false_hit": target,
-           "candidates": profile.candidates, "source": "--threshold" if fixed else "shipped profile"}
+           "candidates": profile.candidates, "source": "--threshold" if fixed else "cache profile"}
     if fixed:
         return out
-    out.update({"verifier": s.verifier, "dev_target": s.target, "dev": s.dev})
+    out.update({"verifier": s.verifier, "dev_target": s.target, "dev": s.dev,
+                "fitted_on": profile.meta.get("fitted_on"), "fitted_sha256": profile.meta.get("sha256")})
     if s.verifier in profile.verifiers:
         out["cosine_floor"] = profile.verifiers[s.verifier].floor
     return out
