@@ -338,3 +338,25 @@ def test_shipped_profile_is_consistent():
     # cosine thresholds loosen as the target loosens
     cos = [s.cosine_threshold for s in prof.settings]
     assert all(a >= b for a, b in zip(cos, cos[1:]))
+
+
+def test_shipped_profile_is_reproduced_by_its_command(tmp_path):
+    """`python -m llmbench.optimizers.cache.fit` on the dev pairs gives the shipped profile back.
+
+    Compared with tolerances rather than bytes: MiniLM on another CPU may differ in the last bits.
+    """
+    from pathlib import Path
+
+    from llmbench.optimizers.cache import fit
+
+    dev = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cache" / "qqp_pairs_dev.jsonl"
+    out = tmp_path / "refit.json"
+    assert fit.main(["--pairs", str(dev), "--out", str(out)]) == 0
+    shipped, refit = load_profile(), load_profile(str(out))
+    assert refit.meta["sha256"] == shipped.meta["sha256"]
+    assert [(s.target, s.verifier) for s in refit.settings] == [(s.target, s.verifier) for s in shipped.settings]
+    for a, b in zip(refit.settings, shipped.settings):
+        assert a.threshold == pytest.approx(b.threshold, abs=2e-3)
+        assert a.cosine_threshold == pytest.approx(b.cosine_threshold, abs=2e-3)
+    for name, v in shipped.verifiers.items():
+        np.testing.assert_allclose(refit.verifiers[name].coef, v.coef, atol=1e-3)

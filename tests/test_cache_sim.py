@@ -122,19 +122,46 @@ def test_cli_module_imports_nothing_heavy():
     assert out.stdout.strip() == "[]"
 
 
-def test_simulate_prices_from_the_api_price_list(tmp_path):
-    from llmbench.prices import api_price
+OWN_PRICE = """models:
+  - name: our-negotiated-rate
+    input_usd_per_1m: 1.5
+    output_usd_per_1m: 4.0
+    price_date: "2025-07-01"
+    price_source: "our contract"
+"""
 
-    model = api_price("gpt-4o-mini")
+
+@pytest.mark.parametrize("profile", ["gpt-4o-mini", "{own}"])
+def test_simulate_prices_from_the_api_price_list_or_a_price_file(tmp_path, profile):
+    from llmbench.prices import api_price, load_api_prices
+
+    own = tmp_path / "own.yaml"
+    own.write_text(OWN_PRICE, encoding="utf-8")
+    model = api_price("gpt-4o-mini") if profile == "gpt-4o-mini" else load_api_prices(own, include_shipped=False)[0]
     records = [{"prompt": "What is the tallest mountain on Earth?", "prompt_tokens": 10, "output_tokens": 40}] * 3
     log = tmp_path / "prompts.jsonl"
     log.write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
-    res = run("cache", "simulate", str(log), "--profile", "gpt-4o-mini", "--json")
+    res = run("cache", "simulate", str(log), "--profile", profile.replace("{own}", str(own)), "--json")
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["hits"] == 2 and doc["tokens_saved"] == 100
     want = (20 * model.input_usd_per_1m + 80 * model.output_usd_per_1m) / 1e6
     assert doc["cost_saved"] == pytest.approx(want)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("usd_per_1m_tokens: 2.5\n", "models: Field required"),  # a spelling llmbench.prices does not read
+    (OWN_PRICE.replace("input_usd_per_1m", "usd_per_1m_input"), "models.0.input_usd_per_1m: Field required"),
+    (OWN_PRICE.replace("1.5", "cheap"), "models.0.input_usd_per_1m: Input should be a valid number"),
+    (OWN_PRICE + OWN_PRICE.split("models:\n")[1].replace("our-negotiated-rate", "another"), "holds one model, this one holds 2"),
+])
+def test_a_bad_price_file_is_one_line_naming_it(tmp_path, text, message):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(text, encoding="utf-8")
+    res = run("cache", "simulate", "unread.jsonl", "--profile", str(prices))
+    assert res.exit_code == 2 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(prices) in lines[0] and message in lines[0], res.stderr
 
 
 def test_simulate_with_a_profile_fitted_on_your_own_pairs(dev_slice, tmp_path):

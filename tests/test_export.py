@@ -13,11 +13,12 @@ from llmbench.export.yamlio import dump, float_text
 from llmbench.recommend.engine import recommend
 from llmbench.recommend.inputs import load_run
 from llmbench.slo import parse_slo
-from test_recommend_runs import cell, make_run
+from test_recommend_runs import cache_doc, cell, make_run
 
 # Routing mode: small serves short prompts, big the long ones and is small's fallback.
 CELLS = [cell("small", ttft_ms=200, tpot_ms=1), cell("big", ttft_ms=25, tpot_ms=8), cell("big", batch=4, ttft_ms=40, tpot_ms=12)]
-CACHE = {"threshold": 0.87, "hit_rate": 0.25, "false_hit_rate": 0.03}
+# 1 of 4 duplicates served, 3 of 100 distinct prompts served by mistake.
+CACHE = cache_doc([0.9] + [0.5] * 3 + [0.88] * 3 + [0.4] * 97, [1] * 4 + [0] * 100, threshold=0.87, baseline_threshold=0.92)
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,20 @@ def test_floats_read_back_as_floats():
     for v in (1e-7, 2.5e-12, 1e20, 0.25, 3.0, 123456.0):
         assert yaml.safe_load(f"x: {float_text(v)}")["x"] == v
     assert yaml.safe_load(dump({"a": 1e-07, "b": [5e-9]})) == {"a": 1e-07, "b": [5e-9]}
+
+
+def test_the_gateway_gets_plain_cosine_when_the_simulation_ran_the_verifier(tmp_path):
+    # LiteLLM compares cosines only: a verifier's probability threshold must never reach the gateway,
+    # and the options the plan prices must carry what the gateway will actually do.
+    doc = cache_doc([0.9] + [0.5] * 3 + [0.88] * 3 + [0.4] * 97, [1] * 4 + [0] * 100, threshold=0.87, baseline_threshold=0.89)
+    doc["setting"].update({"rule": "verifier", "threshold": 0.757})
+    doc["sweep"]["verifier"] = doc["sweep"]["cosine"]
+    run = make_run(tmp_path / "run", CELLS, params={"small": 5_000_000, "big": 50_000_000}, extra_files={"cache.json": doc})
+    rec = recommend(load_run(run), parse_slo("e2el_p95=320ms"), rps=20.0)
+    write_exports(rec, tmp_path / "out")
+    text = (tmp_path / "out" / "gateway" / "litellm.yaml").read_text()
+    assert yaml.safe_load(text)["litellm_settings"]["cache_params"]["similarity_threshold"] == 0.89
+    assert "plain cosine >= 0.89" in text and "0.757" not in text
+    cached = [o for o in rec["options"] if o["id"].endswith("+cache")]
+    assert cached and all(o["cache"]["hit_rate"] == doc["baseline"]["hit_rate"] == 0.25 for o in cached)
+    assert all(o["cache"]["false_hit_rate"] == doc["baseline"]["false_hit_rate"] == 0.0 for o in cached)

@@ -12,7 +12,8 @@ from llmbench.recommend.inputs import load_run
 from llmbench.recommend.option import Option
 from llmbench.recommend.pareto import frontier
 from llmbench.slo import parse_slo
-from test_recommend_runs import cell, make_run
+from llmbench.quality import UNVERIFIED
+from test_recommend_runs import cache_doc, cell, compression_doc, compression_entry, make_run
 
 # small: fast and cheap per request, but batching at 4 costs it latency.
 # big: ten times the parameters, slower.
@@ -105,10 +106,10 @@ def test_routing_sends_each_length_class_to_its_cheapest_option(tmp_path):
 
 
 def test_cache_and_compression_settings_become_options(tmp_path):
-    extra = {"cache.json": {"threshold": 0.87, "hit_rate": 0.3, "false_hit_rate": 0.02,
-                            "sweep": [{"threshold": t, "hit_rate": h, "false_hit_rate": f} for t, h, f in ((0.8, 0.5, 0.1), (0.9, 0.2, 0.01))]},
-             "compression.json": {"small": [{"rate": 0.5, "ratio": 1.9, "latency_change_ms": -5.0, "agreement": 0.97,
-                                              "net_saving_usd_per_request": 1e-6}]}}
+    # 3 of 10 duplicates served, 1 of 50 distinct prompts served by mistake: hit rate 0.3, false hits 0.02.
+    lookups = [0.9] * 3 + [0.5] * 7 + [0.88] + [0.4] * 49
+    extra = {"cache.json": cache_doc(lookups, [1] * 10 + [0] * 50, threshold=0.87, baseline_threshold=0.92),
+             "compression.json": compression_doc(compression_entry("small", 0.5, 1.9, 0.97, -5.0, 1e-6))}
     rec = _rec(tmp_path, "e2el_p95=1s", extra_files=extra)
     ids = {o["id"]: o for o in rec["options"]}
     cached = ids["small/torch-fp32/cpu/bs4+cache"]
@@ -157,7 +158,21 @@ def test_routing_by_difficulty_where_the_golden_set_labels_it(tmp_path):
 def test_random_weight_figures_decide_nothing(tmp_path):
     # On random weights a low agreement is ties on flat logits: neither the floor nor the gate rejects it.
     cells = SPEED + [cell("small", "onnx-int4", ttft_ms=20, tpot_ms=2)]
-    q = {("small", "onnx-int4"): {"greedy_agreement": 0.3, "top1_agreement": 0.6, "gate": "unverified", "gate_note": "random weights"}}
+    q = {("small", "onnx-int4"): {"greedy_agreement": 0.3, "top1_agreement": 0.6, "gate": "unverified", "gate_note": UNVERIFIED}}
     rec = _rec(tmp_path, "e2el_p95=1s", cells, quality=q, random_weights=True, quality_floor=0.99)
     assert rec["choice"]["chosen"] == "small/onnx-int4/cpu/bs1"
     assert any("unverified: random weights" in r for r in _verdict(rec, "small/onnx-int4/cpu/bs1")["reasons"])
+
+
+@pytest.mark.parametrize("entry,value,status", [
+    ({"greedy_agreement": 0.95, "top1_agreement": 0.97, "gate": "pass"}, 0.95, "measured"),
+    ({"greedy_agreement": 0.2, "top1_agreement": 0.5, "gate": "unverified",
+      "gate_note": "unverified: near-flat reference logits (entropy 97% of uniform; untrained weights?)"}, 1.0, "unverified: near-flat"),
+    ({"gate": "error", "error": "RuntimeError: out of memory"}, 1.0, "not measured (RuntimeError: out of memory)"),
+    ({"role": "reference", "gate": "reference", "ppl": 12.5}, 1.0, "reference variant"),
+])
+def test_quality_of_each_gate_the_quality_stage_writes(entry, value, status):
+    from llmbench.recommend.facts import quality_of
+
+    q = quality_of({"quality": {"reference": "torch-fp32", "golden": "default@1", **entry}})
+    assert q["value"] == value and q["status"].startswith(status) and q["gate"] == entry["gate"]

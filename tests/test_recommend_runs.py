@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from llmbench.optimizers.cache.chooser import Outcomes, curve, rates
+from llmbench.optimizers.cache.simulate import COSINE_GRID
+from llmbench.quality import annotate_rows
 from llmbench.records import RequestRecord
 from llmbench.results import RunDir, write_json
 from llmbench.summary import build_summary, write_summary
@@ -43,7 +46,11 @@ def _records(c: dict, run_id: str, rng: np.random.Generator, t0: float) -> list[
 def make_run(path: Path, cells: list[dict], usd_per_hour: float = 1.0, params: dict | None = None,
              quality: dict | None = None, random_weights: bool = False, config: dict | None = None,
              run_id: str = "test-run", seed: int = 0, extra_files: dict | None = None) -> Path:
-    """A results folder: run.json, requests.jsonl, summary.json (+ quality blocks and extra files)."""
+    """A results folder: run.json, requests.jsonl, summary.json (+ quality figures and extra files).
+
+    `quality` maps (model, variant) to that variant's entry in quality.json; the rows get them the
+    way the quality stage adds them.
+    """
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     recs = [r for i, c in enumerate(cells) for r in _records(c, run_id, rng, 1.7e9 + 1000.0 * i)]
@@ -56,14 +63,52 @@ def make_run(path: Path, cells: list[dict], usd_per_hour: float = 1.0, params: d
     write_json(path / "run.json", meta)
     rd = RunDir(path)
     summary = build_summary(rd, meta)
-    for row in summary["rows"]:
-        q = (quality or {}).get((row["model"], row["variant"]))
-        if q is not None:
-            row["quality"] = q
+    if quality:
+        doc = {"golden": {"name": "test", "version": "1"}, "device": "cpu", "candidates": {}}
+        for (model, variant), q in quality.items():
+            doc["candidates"].setdefault(model, {"reference": "torch-fp32", "variants": {}})["variants"][variant] = q
+        write_json(path / "quality.json", doc)
+        annotate_rows(summary, meta, doc)
     write_summary(rd, summary)
     for name, doc in (extra_files or {}).items():
         (path / name).write_text(json.dumps(doc))
     return path
+
+
+def cache_doc(scores: list[float], labels: list[int], threshold: float, baseline_threshold: float) -> dict:
+    """cache.json as the cache stage writes it for labelled pairs when the profile's rule is plain
+    cosine: the simulator's own rates and sweep over these lookups' best cosines (a served
+    duplicate always finds its own entry), without the embedder."""
+    o = Outcomes(np.asarray(scores), np.ones(len(scores), bool), np.asarray(labels))
+    setting = {"rule": "cosine", "threshold": threshold, "target_false_hit": 0.05, "candidates": 1, "source": "cache profile"}
+    return {**rates(o, threshold), "log": "pairs.jsonl", "kind": "pairs", "lookup_ms_p50": 0.1, "lookup_ms_p99": 0.4,
+            "setting": setting, "baseline": {**rates(o, baseline_threshold), "rule": "cosine"},
+            "sweep": {"cosine": curve(o, COSINE_GRID), "verifier": []}}
+
+
+def prompt_cache_doc(served: list[bool], threshold: float) -> dict:
+    """cache.json as the cache stage writes it for a log of prompts (`simulate_prompts`): hits
+    only, since without labels there are no false-hit figures."""
+    unlabelled = {"false_hit_rate": None, "wrong_entry_rate": None, "precision": None, "false_hits": None, "wrong_entries": None}
+    hits = {"lookups": len(served), "hits": sum(served), "hit_rate": sum(served) / len(served), **unlabelled}
+    setting = {"rule": "cosine", "threshold": threshold, "target_false_hit": 0.05, "candidates": 1, "source": "cache profile"}
+    return {"log": "requests.jsonl", "kind": "prompts", **hits, "entries": len(served) - sum(served), "lookup_ms_p50": 0.1,
+            "lookup_ms_p99": 0.4, "setting": setting, "baseline": {"rule": "cosine", "threshold": threshold, **hits}}
+
+
+def compression_entry(model: str, rate: float, ratio: float, agreement: float, net_latency_change_ms: float,
+                      net_saving_usd_per_request: float) -> dict:
+    """One entry of compression.json as the compression stage writes it (for 1000 original tokens)."""
+    return {"model": model, "variant": "torch-fp32", "rate": rate, "origin_tokens": 1000,
+            "compressed_tokens": round(1000 / ratio), "ratio": ratio, "compressor_ms": 20.0,
+            "net_latency_change_ms": net_latency_change_ms, "agreement": agreement,
+            "net_saving_usd_per_request": net_saving_usd_per_request,
+            "pays": net_saving_usd_per_request > 0 and net_latency_change_ms < 0, "verdict": "test entry"}
+
+
+def compression_doc(*entries: dict) -> dict:
+    """compression.json as the compression stage writes it."""
+    return {"prompts": "prompt.txt", "compressor_model": "card:llama-5m", "new_tokens": 16, "entries": list(entries)}
 
 
 def test_builder_makes_a_readable_run(tmp_path):

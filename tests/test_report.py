@@ -2,26 +2,28 @@
 in a browser (headless Chromium, installed by the test set-up); the run-end stages."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 
 import pytest
+import yaml
 from rich.console import Console
 
 from llmbench.report.build import build_report
 from llmbench.results import RunDir
-from test_recommend_runs import cell, make_run
+from test_recommend_runs import cache_doc, cell, compression_doc, compression_entry, make_run, prompt_cache_doc
 
 CELLS = [cell("small", ttft_ms=50, tpot_ms=5), cell("small", batch=4, ttft_ms=80, tpot_ms=8),
          cell("small", "onnx-int8", ttft_ms=30, tpot_ms=3), cell("big", ttft_ms=200, tpot_ms=20)]
 QUALITY = {("small", "onnx-int8"): {"greedy_agreement": 0.96, "top1_agreement": 0.98, "kl_mean": 0.01, "gate": "fail"},
-           ("small", "torch-fp32"): {"greedy_agreement": 1.0, "top1_agreement": 1.0, "kl_mean": 0.0, "gate": "pass"}}
-EXTRA = {"cache.json": {"threshold": 0.88, "hit_rate": 0.3, "false_hit_rate": 0.04,
-                        "sweep": [{"threshold": t, "hit_rate": 1.2 - t, "false_hit_rate": (1 - t) / 2} for t in (0.8, 0.85, 0.9, 0.95)],
-                        "baseline": {"hit_rate": 0.2, "false_hit_rate": 0.05, "threshold": 0.92}},
-         "compression.json": {"rates": [{"model": "small", "rate": 0.5, "ratio": 1.9, "agreement": 0.9, "latency_change_ms": 4.0},
-                                        {"model": "small", "rate": 0.33, "ratio": 2.8, "agreement": 0.8, "latency_change_ms": 6.0}]}}
+           ("small", "torch-fp32"): {"role": "reference", "gate": "reference", "ppl": 12.5}}
+# Duplicates and distinct prompts at spread cosines, so the threshold sweep draws a curve.
+LOOKUPS = [0.97, 0.95, 0.93, 0.91, 0.9, 0.89, 0.86, 0.8, 0.7, 0.6] + [0.92, 0.89, 0.85, 0.8, 0.75] + [0.5] * 15
+EXTRA = {"cache.json": cache_doc(LOOKUPS, [1] * 10 + [0] * 20, threshold=0.88, baseline_threshold=0.9),
+         "compression.json": compression_doc(compression_entry("small", 0.5, 1.9, 0.9, 4.0, -1e-6),
+                                             compression_entry("small", 0.33, 2.8, 0.8, 6.0, -2e-6))}
 IMG = re.compile(r'<img[^>]*src="data:image/png;base64,')
 
 
@@ -90,3 +92,17 @@ def test_run_end_stages_write_the_decision_and_the_report(tmp_path):
         assert (run / f).stat().st_size > 0
     md = (run / "report.md").read_text()
     assert "1.5 req/s" in md and "plan.rps of the run config" in md and "recommendation.json in this folder" in md
+
+
+def test_a_cache_replay_without_labels_says_false_hits_not_measured(tmp_path):
+    from llmbench.recommend.stage import recommend_stage
+
+    cache = prompt_cache_doc([False, False, True, False, True], threshold=0.9)
+    run = make_run(tmp_path / "run", CELLS[:2], extra_files={"cache.json": cache})
+    recommend_stage(RunDir(run), {}, {}, Console(file=open(tmp_path / "log.txt", "w")))
+    got = build_report(run)
+    # Unknown false hits: no cache option to weigh against quality, the gateway's cache left off.
+    assert not any(o["id"].endswith("+cache") for o in json.loads((run / "recommendation.json").read_text())["options"])
+    assert yaml.safe_load((run / "gateway" / "litellm.yaml").read_text())["litellm_settings"]["cache"] is False
+    assert "no false-hit rate" in got["skipped"]["cache"]
+    assert "hit rate 40.0%, false hits not measured" in (run / "report.md").read_text()

@@ -121,7 +121,7 @@ def _bench_table(r: dict) -> None:
               help="false-hit rate the shipped setting (and the cosine baseline) are chosen for")
 @click.option("--price", type=float, default=None, help="USD per 1M tokens, for cost saved")
 @click.option("--profile", "price_profile", type=str, default=None,
-              help="API model from the price list (input and output prices), or a price profile file")
+              help="API model from the price list, or a price file of its shape (llmbench.prices) holding one model")
 @click.option("--verifier", "verifier_path", type=str, default=None,
               help="a cache profile fitted on your own pairs (python -m llmbench.optimizers.cache.fit "
                    "--pairs PAIRS --out FILE); default: the shipped one")

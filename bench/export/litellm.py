@@ -36,12 +36,18 @@ def _entry(alias: str, s: dict) -> dict:
     return {"model_name": alias, "litellm_params": params, "model_info": info}
 
 
+def _gateway_cache(rec: dict) -> dict | None:
+    # LiteLLM's semantic cache compares cosines only: the plain-cosine setting, never the verifier's
+    # probability threshold.
+    return (rec.get("cache") or {}).get("gateway")
+
+
 def _cache_settings(rec: dict) -> dict:
-    cache = rec.get("cache")
+    cache = _gateway_cache(rec)
     measured = bool(cache and cache.get("threshold") is not None)
     threshold = float(cache["threshold"]) if measured else UNMEASURED_THRESHOLD
-    # On only where the simulation measured a saving; otherwise the block is there to switch on.
-    on = bool(measured and (cache.get("hit_rate") or 0) > 0)
+    # On only where the simulation measured a saving and its false hits; otherwise the block is there to switch on.
+    on = bool(measured and cache.get("false_hit_rate") is not None and (cache.get("hit_rate") or 0) > 0)
     return {
         "cache": on,
         "cache_params": {
@@ -82,10 +88,14 @@ def litellm_config(rec: dict) -> dict:
 
 
 def litellm_yaml(rec: dict) -> str:
-    cache = rec.get("cache")
-    cache_line = (f"semantic cache: threshold {cache['threshold']} from the cache simulation (hit rate {cache['hit_rate']:.1%}, "
-                  f"false hits {cache['false_hit_rate']:.1%})" if cache and cache.get("threshold") is not None
-                  else f"semantic cache: not measured in this run, left off; {UNMEASURED_THRESHOLD} is a conservative default")
+    cache = _gateway_cache(rec)
+    if not cache or cache.get("threshold") is None:
+        cache_line = f"semantic cache: not measured in this run, left off; {UNMEASURED_THRESHOLD} is a conservative default"
+    else:
+        fh = (f"false hits {cache['false_hit_rate']:.1%}" if cache.get("false_hit_rate") is not None
+              else "false hits not measured: the log has no labels, left off")
+        cache_line = (f"semantic cache: plain cosine >= {cache['threshold']} from the cache simulation "
+                      f"(hit rate {cache['hit_rate']:.1%}, {fh})")
     header = f"""LiteLLM proxy config written by llmbench for run {rec['run_id']} (mode: {rec['mode']}).
 {rec['choice']['answer']}
 Aliases: 'llmbench' takes any request; in routing mode 'llmbench-<class>' take each request class

@@ -1,13 +1,11 @@
-"""API model prices, normalised from the price profiles (`llmbench.prices`, issue 6's profiles).
+"""API models for the recommender, from the shared price list (`llmbench.prices`).
 
-The recommender only needs a name, a LiteLLM model string and the per-1M-token prices with their
-date; this adapter keeps the rest of the recommender independent of the profile's exact schema.
+The recommender needs a name, a LiteLLM model string, the key's environment variable and the
+per-1M-token prices with their date; everything else about a price entry stays in llmbench.prices.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from llmbench.recommend.facts import num
+from llmbench.prices import ApiModelPrice, load_api_prices
 
 # Where each provider's key is read from in a LiteLLM config (os.environ/NAME references only).
 _KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY",
@@ -15,49 +13,16 @@ _KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemin
             "deepseek": "DEEPSEEK_API_KEY", "cohere": "COHERE_API_KEY"}
 
 
-def _raw_entries() -> list[Any]:
-    try:
-        from llmbench import prices  # written beside the planner; absent in older trees
-    except ImportError:
-        return []
-    for fn in ("load_api_prices", "load_prices", "api_models", "load_api_models"):
-        if callable(getattr(prices, fn, None)):
-            got = getattr(prices, fn)()
-            return list(got.values()) if isinstance(got, dict) else list(got)
-    return []
-
-
-def _get(entry: Any, *names: str) -> Any:
-    for n in names:
-        v = entry.get(n) if isinstance(entry, dict) else getattr(entry, n, None)
-        if v is not None:
-            return v
-    return None
-
-
-def normalise(entry: Any) -> dict | None:
-    """One price entry as {name, litellm_model, provider, input/output_usd_per_1m, ...}."""
-    name = _get(entry, "name", "model")
-    p_in = num(_get(entry, "input_usd_per_1m", "input_per_1m", "usd_per_1m_input", "input_usd_per_1m_tokens", "input"))
-    p_out = num(_get(entry, "output_usd_per_1m", "output_per_1m", "usd_per_1m_output", "output_usd_per_1m_tokens", "output"))
-    if not name or p_in is None or p_out is None:
-        return None
-    provider = _get(entry, "provider") or (str(_get(entry, "litellm_model") or "").split("/")[0] or None)
-    litellm_model = _get(entry, "litellm_model", "litellm")
-    if not litellm_model:
-        litellm_model = f"{provider}/{name}" if provider else str(name)
-    key_env = _get(entry, "api_key_env") or _KEY_ENV.get(str(provider or "").lower()) or f"{str(provider or name).upper().replace('-', '_')}_API_KEY"
-    lat = _get(entry, "latency")
-    return {
-        "name": str(name), "litellm_model": str(litellm_model), "provider": provider,
-        "input_usd_per_1m": p_in, "output_usd_per_1m": p_out,
-        "price_date": str(_get(entry, "price_date", "date") or "") or None,
-        "source": _get(entry, "price_source", "source"), "api_key_env": key_env,
-        "latency": lat if isinstance(lat, dict) else None,
-        "tier": _get(entry, "tier"),
-    }
+def describe(m: ApiModelPrice) -> dict:
+    """One price entry as {name, litellm_model, provider, input/output_usd_per_1m, price_date, source, api_key_env, tier}."""
+    provider = m.provider or (m.litellm_model or "").split("/")[0] or None
+    litellm_model = m.litellm_model or (f"{provider}/{m.name}" if provider else m.name)
+    key_env = m.api_key_env or _KEY_ENV.get((provider or "").lower()) or f"{(provider or m.name).upper().replace('-', '_')}_API_KEY"
+    return {"name": m.name, "litellm_model": litellm_model, "provider": provider,
+            "input_usd_per_1m": m.input_usd_per_1m, "output_usd_per_1m": m.output_usd_per_1m,
+            "price_date": m.price_date, "source": m.price_source, "api_key_env": key_env, "tier": m.tier}
 
 
 def api_prices() -> list[dict]:
-    """Every API model in the price profiles that has both prices."""
-    return [n for e in _raw_entries() if (n := normalise(e))]
+    """Every API model in the price list."""
+    return [describe(m) for m in load_api_prices()]

@@ -48,6 +48,7 @@ def self_hosted_options(data: RunData) -> list[Option]:
 
 
 def _with_cache(base: Option, cache: dict) -> Option:
+    # The gateway's figures (plain cosine): what the deployed config will actually do.
     hit, false_hit = cache["hit_rate"], cache["false_hit_rate"]
     o = Option(**{**base.__dict__, "notes": list(base.notes), "latency": dict(base.latency)})
     o.id, o.base_id = f"{base.id}+cache", base.id
@@ -92,8 +93,10 @@ def derived_options(base: list[Option], data: RunData) -> list[Option]:
     for o in base:
         comp = [x for c in rates if (x := _with_compression(o, c))]
         out += comp
-        if data.cache:
-            out += [_with_cache(x, data.cache) for x in [o, *comp]]
+        # A log without labels leaves false hits unknown: no quality to weigh a cache option by.
+        gw = (data.cache or {}).get("gateway")
+        if gw and gw["false_hit_rate"] is not None:
+            out += [_with_cache(x, gw) for x in [o, *comp]]
     return out
 
 
@@ -128,11 +131,10 @@ def api_options(data: RunData) -> list[Option]:
     out = []
     for m in api_prices():
         cost = 1000.0 * (p_in * m["input_usd_per_1m"] + p_out * m["output_usd_per_1m"]) / 1e6
-        lat = m.get("latency") or {}
         out.append(Option(
             id=f"api/{m['name']}", kind="api", model=m["name"], device="api",
             cost_per_1k_usd=cost, cost_note=f"{p_in:.0f} input + {p_out:.0f} output tokens at list price ({m.get('price_date') or 'undated'})",
-            latency=lat, latency_source="from the price profile, not measured here" if lat else "not measured",
+            latency={}, latency_source="not measured",
             prompt_tokens_mean=p_in, output_tokens_mean=p_out,
             prices={k: m.get(k) for k in ("litellm_model", "provider", "input_usd_per_1m", "output_usd_per_1m", "price_date", "source", "api_key_env", "tier")},
             notes=["quality not measured: taken as the reference (1.0)"],

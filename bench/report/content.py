@@ -75,14 +75,28 @@ def _routing(ctx: ReportContext) -> Section:
     return s
 
 
+def _rates_text(c: dict) -> str:
+    fh = "not measured (the log has no labels)" if c["false_hit_rate"] is None else f"{c['false_hit_rate']:.1%}"
+    return f"hit rate {c['hit_rate']:.1%}, false hits {fh}"
+
+
+def _cache_note(c: dict) -> str:
+    gw = c.get("gateway")
+    text = ("Semantic cache in the gateway (plain cosine, what LiteLLM runs): "
+            + (f"threshold {gw['threshold']}, {_rates_text(gw)}." if gw else "no cosine setting measured."))
+    if c.get("rule") == "verifier":
+        text += (f" With llmbench's verifier (a check in your application, not in the gateway): "
+                 f"{_rates_text(c)} at probability {c.get('threshold')}.")
+    return text
+
+
 def _stage_notes(ctx: ReportContext) -> Section:
     m, d = ctx.rec.get("measured") or {}, ctx.data
     s = Section("What was measured")
     s.p("Quality gate: " + ("measured (see the quality plot)" if m.get("quality") else f"{NOT_MEASURED}; quality is taken as the reference (1.0)"
                             + ("; the models carry random weights, so quality is unverified" if any(r.get("random_weights") for r in d.rows) else "")) + ".")
     if d.cache:
-        c = d.cache
-        s.p(f"Semantic cache: hit rate {c['hit_rate']:.1%}, false hits {c['false_hit_rate']:.1%} at threshold {c.get('threshold')}.")
+        s.p(_cache_note(d.cache))
     else:
         s.p(f"Semantic cache: {NOT_MEASURED}.")
     if d.compression:

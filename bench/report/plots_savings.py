@@ -40,22 +40,31 @@ def cache(ctx: ReportContext):
     c = ctx.data.cache
     if not c:
         return NOT_MEASURED + " (no cache simulation: cache.json absent)"
+    if c["false_hit_rate"] is None:
+        return NOT_MEASURED + " (the cache replayed a log without labels: no false-hit rate)"
     fig, (ax,) = new_figure()
-    if c["sweep"]:
-        pts = sorted(c["sweep"], key=lambda p: p["false_hit_rate"])
-        ax.plot([p["false_hit_rate"] for p in pts], [p["hit_rate"] for p in pts], marker=".", label="threshold sweep")
+    for name, label in (("cosine", "plain cosine, threshold swept"), ("verifier", "verifier, probability swept")):
+        pts = sorted(c["sweep"].get(name) or [], key=lambda p: p["false_hit_rate"])
+        if not pts:
+            continue
+        line, = ax.plot([p["false_hit_rate"] for p in pts], [p["hit_rate"] for p in pts], marker=".", label=label)
         for p in pts[:: max(1, len(pts) // 6)]:
             if p.get("threshold") is not None:
-                ax.annotate(f"{p['threshold']:.2f}", (p["false_hit_rate"], p["hit_rate"]), fontsize=6, xytext=(3, -8), textcoords="offset points")
-    ax.scatter([c["false_hit_rate"]], [c["hit_rate"]], marker="*", s=250, color="red", zorder=3,
-               label=f"chosen (threshold {c['threshold']})" if c.get("threshold") is not None else "chosen setting")
-    b = c.get("baseline") or {}
-    if b.get("hit_rate") is not None and b.get("false_hit_rate") is not None:
-        ax.scatter([b["false_hit_rate"]], [b["hit_rate"]], marker="x", s=80, color="black", zorder=3, label="plain cosine, same target")
+                ax.annotate(f"{p['threshold']:.2f}", (p["false_hit_rate"], p["hit_rate"]), fontsize=6,
+                            xytext=(3, -8), textcoords="offset points", color=line.get_color())
+    gw = c.get("gateway")
+    if gw and gw.get("hit_rate") is not None and gw.get("false_hit_rate") is not None:
+        ax.scatter([gw["false_hit_rate"]], [gw["hit_rate"]], marker="*", s=250, color="red", zorder=3,
+                   label=f"gateway: cosine >= {gw['threshold']}")
+    if c.get("rule") == "verifier":
+        ax.scatter([c["false_hit_rate"]], [c["hit_rate"]], marker="D", s=60, color="black", zorder=3,
+                   label=f"verifier at the same target (p >= {c['threshold']})")
     ax.set_xlabel("false-hit rate (wrong answer served)")
     ax.set_ylabel("hit rate")
     ax.legend(fontsize=7)
-    return fig, "From cache.json: each point a setting of the decision rule; the star is the setting written into the gateway config."
+    return fig, ("From cache.json: the red star is the plain-cosine setting written into the gateway config "
+                 "(LiteLLM compares cosines only); the diamond is what llmbench's verifier gives at the same "
+                 "target, as a check in your application.")
 
 
 @plot("compression", "Prompt compression: ratio against output agreement")
