@@ -32,13 +32,13 @@ class RequestClass:
 
 
 def _difficulties(data: RunData) -> dict[str, float]:
-    # Shares of each difficulty label in the golden set, from the quality figures' counts.
+    # Shares of each difficulty label in the golden set, from the counts the quality stage writes
+    # (llmbench.quality.by_difficulty: {label: {..., "n": rows}}).
     for row in data.rows:
-        groups = (row.get("quality") or {}).get("by_difficulty") if isinstance(row.get("quality"), dict) else None
-        if isinstance(groups, dict) and groups:
-            counts = {str(k): float((v or {}).get("n") or 1) for k, v in groups.items() if isinstance(v, dict)}
-            total = sum(counts.values()) or 1.0
-            return {k: v / total for k, v in counts.items()}
+        groups = (row.get("quality") or {}).get("by_difficulty")
+        if groups:
+            total = sum(g["n"] for g in groups.values())
+            return {label: g["n"] / total for label, g in groups.items()}
     return {}
 
 
