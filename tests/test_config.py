@@ -80,8 +80,11 @@ def test_every_relative_file_path_is_relative_to_the_config(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("candidates: [{model: x/y}]\nplan: {trace: t.csv}\ncache: {log: l.jsonl, verifier: v.json}\n"
                  "compression: {prompts: p.txt}\nquality: {golden_set: g.jsonl}\n")
-    for name in ("t.csv", "l.jsonl", "v.json", "p.txt", "g.jsonl"):
+    for name in ("t.csv", "l.jsonl", "p.txt", "g.jsonl"):
         (tmp_path / name).write_text("x\n")
+    from llmbench.optimizers.cache.profile import profile_path
+
+    (tmp_path / "v.json").write_text(profile_path("default").read_text())
     cfg, _ = load_config(f)
     assert cfg.plan.trace == tmp_path / "t.csv" and cfg.cache.log == tmp_path / "l.jsonl"
     assert cfg.compression.prompts == tmp_path / "p.txt" and cfg.quality.golden_set == tmp_path / "g.jsonl"
@@ -92,4 +95,8 @@ def test_a_missing_input_file_is_bad_input_before_anything_runs(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("candidates: [{card: llama-5m}]\ncache: {log: gone.jsonl}\n")
     with pytest.raises(BadInput, match=r"c\.yaml: cache\.log: .*gone\.jsonl does not exist"):
+        load_config(f)
+    (tmp_path / "v.json").write_text('{"verifiers": {}}')
+    f.write_text("candidates: [{card: llama-5m}]\ncache: {verifier: v.json}\n")
+    with pytest.raises(BadInput, match=r"c\.yaml: cache\.verifier: .*v\.json is not a cache profile"):
         load_config(f)

@@ -33,7 +33,9 @@ def cache_stage(run_dir, meta: dict, summary: dict, console) -> None:
         doc = simulate_log(log, target_false_hit=target, profile=profile)
     doc["log"] = str(log) if cfg.get("log") else f"shipped sample pairs ({log.name}): near-duplicate documentation sentences"
     write_json(run_dir.path / "cache.json", doc)
-    console.print(f"cache: hit rate {doc['hit_rate']:.1%}, false hits {doc.get('false_hit_rate') or 0:.1%} on {doc['log']} (cache.json)")
+    fh = doc.get("false_hit_rate")
+    console.print(f"cache: hit rate {doc['hit_rate']:.1%}, false hits "
+                  f"{'not measured (no labels)' if fh is None else f'{fh:.1%}'} on {doc['log']} (cache.json)")
 
 
 register_stage("cache", cache_stage)
