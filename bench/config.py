@@ -237,12 +237,10 @@ def parse_config(data: Any, source: str) -> RunConfig:
     base = Path(source).parent if source != "<default>" else Path.cwd()
     _resolve_paths(config, base, source)
     if config.cache is not None and config.cache.verifier is not None:
-        from llmbench.optimizers.cache.profile import load_profile
+        from llmbench.optimizers.cache.profile import load_user_profile
 
-        try:  # read now: a bad profile found at the cache stage would come after the measurements
-            load_profile(str(config.cache.verifier))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise BadInput(f"{source}: cache.verifier: {config.cache.verifier} is not a cache profile ({exc})") from None
+        # Read now: a bad profile found at the cache stage would come after the measurements.
+        load_user_profile(str(config.cache.verifier), f"{source}: cache.verifier")
     return config
 
 

@@ -98,5 +98,5 @@ def test_a_missing_input_file_is_bad_input_before_anything_runs(tmp_path):
         load_config(f)
     (tmp_path / "v.json").write_text('{"verifiers": {}}')
     f.write_text("candidates: [{card: llama-5m}]\ncache: {verifier: v.json}\n")
-    with pytest.raises(BadInput, match=r"c\.yaml: cache\.verifier: .*v\.json is not a cache profile"):
+    with pytest.raises(BadInput, match=r"c\.yaml: cache\.verifier: .*v\.json is not a readable cache profile"):
         load_config(f)

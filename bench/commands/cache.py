@@ -141,7 +141,7 @@ def simulate(log: str, threshold: float | None, sweep: bool, target_false_hit: f
     if price is not None and price < 0:
         raise BadInput(f"--price must be non-negative, got {price}")
     from llmbench.optimizers.cache.logs import PairsLog, read_log
-    from llmbench.optimizers.cache.profile import load_profile
+    from llmbench.optimizers.cache.profile import load_profile, load_user_profile
 
     price_arg: float | tuple[float, float] | None = price
     if price_profile is not None:
@@ -151,10 +151,7 @@ def simulate(log: str, threshold: float | None, sweep: bool, target_false_hit: f
     data = read_log(log)  # BadInput for a missing or malformed file, naming the line
     if sweep and not isinstance(data, PairsLog):
         raise BadInput(f"{log}: --sweep needs a labelled pairs file (text_a, text_b, label)")
-    try:
-        profile = load_profile(verifier_path or "default")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInput(f"--verifier {verifier_path}: not a readable cache profile ({exc})") from None
+    profile = load_user_profile(verifier_path, "--verifier") if verifier_path else load_profile()
     smallest = min(s.target for s in profile.settings)
     if threshold is None and target_false_hit < smallest:
         raise BadInput(f"--target-false-hit {target_false_hit}: the profile's settings start at {smallest}")

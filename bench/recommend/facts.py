@@ -80,12 +80,12 @@ def cache_facts(doc: dict | None) -> dict | None:
         return None
     setting = doc.get("setting") or {}
     rule = setting.get("rule")
-    sweeps = {name: [p for p in map(_rates, pts) if p["hit_rate"] is not None and p["false_hit_rate"] is not None]
-              for name, pts in (doc.get("sweep") or {}).items()}
+    sweeps = {name: kept for name, pts in (doc.get("sweep") or {}).items()
+              if (kept := [p for p in map(_rates, pts) if p["hit_rate"] is not None and p["false_hit_rate"] is not None])}
     main = {"threshold": setting.get("threshold"), "hit_rate": doc["hit_rate"], "false_hit_rate": doc.get("false_hit_rate")}
     base = _rates(doc["baseline"]) if doc.get("baseline") else None
     return {**main, "rule": rule, "lookup_ms_p50": doc.get("lookup_ms_p50"),
-            "sweep": {k: v for k, v in sweeps.items() if v}, "baseline": base,
+            "sweep": sweeps, "baseline": base,
             "gateway": main if rule == "cosine" else base}
 
 

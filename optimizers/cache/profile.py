@@ -89,6 +89,16 @@ def load_profile(name_or_path: str = "default") -> CacheProfile:
         return CacheProfile.from_dict(json.load(fh))
 
 
+def load_user_profile(path: str, where: str) -> CacheProfile:
+    """A profile the user named (`where`: the option or config key); BadInput, one line, if it is not one."""
+    from llmbench.errors import BadInput
+
+    try:
+        return load_profile(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"{where}: {path} is not a readable cache profile ({exc})") from None
+
+
 def save_profile(profile: CacheProfile, path: Path) -> None:
     """Write a profile as JSON atomically (write then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
