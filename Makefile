@@ -30,8 +30,15 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: install Debian's chromium package for the report test"; fi; }
 
+# Every cache outside the repository starts empty, as on a new machine (pip's wheel cache aside):
+# a test that passes only because an earlier run left a file behind fails here too. Tests run in a
+# random order (pytest-randomly prints the seed; `PYTEST_ARGS="-p no:randomly"` for file order).
 test: $(STAMP) chromium
-	$(PY) -m pytest -q
+	@fresh=$$(mktemp -d -t llmbench-test.XXXXXX); mkdir -p "$$fresh/tmp"; \
+	env TMPDIR="$$fresh/tmp" XDG_CACHE_HOME="$$fresh/xdg-cache" TIKTOKEN_CACHE_DIR="$$fresh/tiktoken" \
+	    DATA_GYM_CACHE_DIR="$$fresh/data-gym" HF_HOME="$$fresh/hf" LLMBENCH_CACHE="$$fresh/llmbench" \
+	    NUMBA_CACHE_DIR="$$fresh/numba" MPLCONFIGDIR="$$fresh/matplotlib" \
+	    $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; rm -rf "$$fresh"; exit $$rc
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 def cache_root() -> Path:
-    """`$LLMBENCH_CACHE`, else `~/.cache/llmbench`; created on first use."""
-    root = Path(os.environ.get("LLMBENCH_CACHE") or Path.home() / ".cache" / "llmbench")
+    """`$LLMBENCH_CACHE`, else `$XDG_CACHE_HOME/llmbench`, else `~/.cache/llmbench`; created on first use."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    root = Path(os.environ.get("LLMBENCH_CACHE") or Path(xdg) / "llmbench")
     root.mkdir(parents=True, exist_ok=True)
     return root

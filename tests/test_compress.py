@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from llmbench.cli import main
 from llmbench.optimizers.compress import Compressor, Prompt
 from llmbench.optimizers.compress.compressor import load_prompt_compressor
+from llmbench.optimizers.compress.counting import load_tokenizer
 
 FORCED = ["Question", "\n", "The answer is"]
 SHARED = Path(__file__).resolve().parents[2] / "shared"  # ../shared beside the project root
@@ -78,9 +79,9 @@ def test_target_tokens_and_instruction_question_split(compressor, gsm8k):
 
 
 def test_counts_are_in_the_target_tokenizer(tiny_llama, gsm8k):
-    import tiktoken
-
-    gpt = tiktoken.get_encoding("cl100k_base")
+    # Through the project's loader, which seeds tiktoken's cache: a bare get_encoding() would
+    # download on a fresh machine (and passed only where an earlier run had left the file).
+    gpt = load_tokenizer("tiktoken:cl100k_base")
     r = Compressor(str(tiny_llama), target_tokenizer=gpt).compress(gsm8k, rate=0.5)
     assert r.origin_tokens == len(gpt.encode(gsm8k))
     assert r.compressed_tokens == len(gpt.encode(r.compressed_prompt))
