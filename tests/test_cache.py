@@ -13,7 +13,8 @@ from llmbench.optimizers.cache.cache import SemanticCache
 from llmbench.optimizers.cache.chooser import Outcomes, best_threshold, choose, rates
 from llmbench.optimizers.cache.decision import Candidate, CosineRule, VerifierRule
 from llmbench.optimizers.cache.embedder import CachedEmbedder, TokenVectors
-from llmbench.optimizers.cache.features import FEATURE_NAMES, TOKEN_FEATURE_NAMES, pair_features, parse
+from llmbench.optimizers.cache.features import (FEATURE_NAMES, FEATURE_SIGNS, TOKEN_FEATURE_NAMES, pair_features,
+                                               parse, token_features)
 from llmbench.optimizers.cache.logs import PairsLog, PromptLog, read_log
 from llmbench.optimizers.cache.policy import EvictionPolicy
 from llmbench.optimizers.cache.profile import load_profile
@@ -129,7 +130,9 @@ def test_lru_by_bytes():
     assert p.on_insert(0, 40) == [] and p.on_insert(1, 40) == []
     assert p.on_insert(2, 40) == [0]
     assert p.bytes == 80
-    assert p.on_insert(3, 500) == [1, 2, 3]  # too big to keep at all
+    # Too big to keep at all: refused on its own, without emptying the cache for it.
+    assert p.on_insert(3, 500) == [3]
+    assert p.bytes == 80 and len(p) == 2
 
 
 def test_ttl_with_a_fake_clock():
@@ -178,6 +181,73 @@ def test_cache_ttl_expires_entries():
     now[0] = 61
     assert not cache.lookup("stale answer please").hit
     assert cache.stats.expirations == 1 and len(cache) == 0
+
+
+def test_insert_expires_stale_entries_before_evicting_live_ones():
+    """max 2 entries, 10 s TTL: a (t=0, hit at t=6 so most recent) is stale at t=11, b (t=5) is live."""
+    now = [0.0]
+    cache = SemanticCache(WordEmbedder(), rule=CosineRule(0.99),
+                          policy=EvictionPolicy(max_entries=2, ttl_s=10, clock=lambda: now[0]))
+    a = cache.insert("first answer here")
+    now[0] = 5
+    b = cache.insert("second answer here")
+    now[0] = 6
+    assert cache.lookup("first answer here").entry_id == a
+    now[0] = 11
+    c = cache.insert("third answer here")
+    assert set(cache.entries) == {b, c}  # the expired one went, the live one stayed
+    assert (cache.stats.expirations, cache.stats.evictions) == (1, 0)
+
+
+def test_an_entry_over_max_bytes_does_not_wipe_the_cache():
+    cache = SemanticCache(WordEmbedder(), rule=CosineRule(0.99), policy=EvictionPolicy(max_bytes=2000))
+    keep = [cache.insert("small one"), cache.insert("small two")]
+    huge = cache.insert("huge", response="x" * 300_000)
+    assert set(cache.entries) == set(keep) and huge not in cache.entries
+    assert not cache.lookup("huge").hit and cache.lookup("small one").hit
+
+
+def test_byte_count_holds_responses_ids_and_the_int8_mirror():
+    dim = 32
+    cache = SemanticCache(WordEmbedder(), rule=CosineRule(0.99), use_int8=True,
+                          policy=EvictionPolicy(max_bytes=10_000))
+    cache.insert("héllo", response="answer", meta={"k": 1})
+    assert next(iter(cache.entries.values())).tokens is None  # a cosine rule keeps no token vectors
+    want = (dim * 4 + 8 + dim + 4) + len("héllo".encode()) + len("answer") + len('{"k": 1}')
+    assert cache.nbytes == want and cache.policy.bytes == want
+    # 300,000 bytes of responses cannot sit under max_bytes=1000.
+    small = SemanticCache(WordEmbedder(), rule=CosineRule(0.99), policy=EvictionPolicy(max_bytes=1000))
+    for i in range(3):
+        small.insert(f"q{i}", response="r" * 100_000)
+    assert len(small) == 0 and small.policy.bytes == 0
+
+
+def test_exact_repeats_are_served_at_any_threshold():
+    """A threshold no rule can reach still serves a prompt whose normalised text is cached."""
+    cache = SemanticCache(WordEmbedder(), rule=VerifierRule(_toy_verifier(), 1e9))
+    a = cache.insert("How do I bake bread?", response="flour")
+    for same in ("How do I bake bread?", "  how do i   BAKE bread ", "How do I bake bread"):
+        res = cache.lookup(same)
+        assert res.hit and res.exact and res.entry_id == a and res.response == "flour"
+    assert not cache.lookup("How do I bake rye bread?").hit
+    assert (cache.stats.hits, cache.stats.exact_hits, cache.stats.misses) == (3, 3, 1)
+    cache.remove(a)  # a removed entry is no longer an exact match
+    assert not cache.lookup("How do I bake bread?").hit
+
+
+def test_a_score_equal_to_the_threshold_is_a_hit():
+    """cosine >= threshold serves; the boundary belongs to the hit side (kills a `>` mutant)."""
+    cache = SemanticCache(rule=CosineRule(1.0), dim=4)
+    e0 = np.array([[1, 0, 0, 0]], dtype=np.float32)
+    cache.insert_many(["cached text"], e0)
+    res = cache.lookup_vector("another text", e0[0])  # cosine exactly 1.0, but not the same text
+    assert not res.exact and res.cosine == 1.0 and res.hit
+    q = np.array([0.6, 0.8, 0, 0], dtype=np.float32)
+    cos = cache.candidates_for(q)[0].cosine
+    cache.rule = CosineRule(cos)
+    assert cache.lookup_vector("a third text", q).hit
+    cache.rule = CosineRule(float(np.nextafter(np.float32(cos), np.float32(2))))
+    assert not cache.lookup_vector("a third text", q).hit
 
 
 def test_cache_refuses_nan_vectors_at_insert():
@@ -245,10 +315,18 @@ def test_rules_pick_and_score():
     cands = [Candidate(0, texts[0], 0.95, toks[0]), Candidate(1, texts[1], 0.97, toks[1])]
     assert CosineRule(0.9).best("q", None, cands) == (1, 0.97)
     assert CosineRule(0.9).best("q", None, []) == (None, float("-inf"))
-    rule = VerifierRule(_toy_verifier(), 0.5)
+    v = _toy_verifier()
+    rule = VerifierRule(v, 0.5)
     qv, qt = emb.embed_with_tokens(["how do i cook rice"])
     i, p = rule.best("how do i cook rice", qt[0], cands)
-    assert i in (0, 1) and 0.0 <= p <= 1.0
+    # By hand: the logistic model over each candidate's features, the larger probability wins.
+    want = []
+    for c in cands:
+        row = np.array(pair_features(c.text, "how do i cook rice", c.cosine)
+                       + token_features(c.tokens.vectors, c.tokens.content, qt[0].vectors, qt[0].content))
+        z = float(((row - v.mean) / v.scale) @ v.coef + v.intercept)
+        want.append(1 / (1 + np.exp(-z)))
+    assert i == int(np.argmax(want)) and p == pytest.approx(max(want), rel=1e-9)
     low = [Candidate(0, texts[0], 0.5, toks[0])]
     assert rule.best("x", qt[0], low) == (None, float("-inf"))  # nothing above the floor
 

@@ -1,7 +1,9 @@
 """The semantic cache: embed a prompt, find its nearest cached prompts, let a rule decide, keep statistics."""
 from __future__ import annotations
 
+import json
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any, Callable, Sequence
@@ -12,6 +14,30 @@ from llmbench.optimizers.cache.decision import Candidate, CosineRule, DecisionRu
 from llmbench.optimizers.cache.embedder import Embedder, TokenVectors
 from llmbench.optimizers.cache.policy import EvictionPolicy
 from llmbench.optimizers.cache.store import VectorStore
+
+
+_TRIM = " \t\n\r.?!"
+
+
+def normalise_text(text: str) -> str:
+    """The form two prompts must share to count as the same request: Unicode NFKC, case-folded,
+    curly quotes straightened, runs of white space as one space, no leading or trailing white space
+    or end punctuation. Deliberately narrow: anything more (stemming, stop words) could merge
+    prompts that ask different things."""
+    t = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'")
+    t = t.replace("\u201c", '"').replace("\u201d", '"').casefold()
+    return " ".join(t.split()).strip(_TRIM)
+
+
+def payload_bytes(value: Any) -> int:
+    """Bytes a cached response or metadata holds: its UTF-8 text, its bytes, or its JSON form."""
+    if value is None:
+        return 0
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return len(value)
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    return len(json.dumps(value, default=str).encode("utf-8"))
 
 
 @dataclass
@@ -28,7 +54,11 @@ class Entry:
 
 @dataclass
 class Lookup:
-    """The outcome of one lookup. `candidate_id` is the rule's best candidate even when not served."""
+    """The outcome of one lookup. `candidate_id` is the rule's best candidate even when not served.
+
+    `exact`: served because a cached prompt has the same normalised text; such a lookup skips the
+    index and the rule, and its `score` is +inf (served at every threshold).
+    """
 
     hit: bool
     entry_id: int | None
@@ -38,6 +68,7 @@ class Lookup:
     response: Any
     latency_ms: float
     candidates: list[Candidate] = field(default_factory=list, repr=False)  # what the rule saw, nearest first
+    exact: bool = False
 
 
 @dataclass
@@ -47,6 +78,7 @@ class CacheStats:
     lookups: int = 0
     hits: int = 0
     misses: int = 0
+    exact_hits: int = 0
     inserts: int = 0
     evictions: int = 0
     expirations: int = 0
@@ -63,16 +95,19 @@ class CacheStats:
     def to_dict(self) -> dict:
         """JSON-ready counters with p50/p99 latency."""
         return {"lookups": self.lookups, "hits": self.hits, "misses": self.misses, "hit_rate": self.hit_rate,
-                "inserts": self.inserts, "evictions": self.evictions, "expirations": self.expirations,
+                "exact_hits": self.exact_hits, "inserts": self.inserts, "evictions": self.evictions, "expirations": self.expirations,
                 "lookup_ms_p50": self.latency_ms(50), "lookup_ms_p99": self.latency_ms(99)}
 
 
 class SemanticCache:
     """A prompt cache keyed by meaning.
 
-    `rule` decides hits (default: cosine >= 0.9); `candidates` is how many nearest entries the rule
-    sees; `policy` evicts (default: unbounded). Texts are embedded with `embedder` unless the
-    caller passes vectors (the simulator embeds a whole log in one batch).
+    A prompt whose normalised text (`normalise_text`) equals a cached one is served that entry
+    before the index or the rule is consulted: exact repeats are the commonest and safest hits, and
+    no threshold should refuse them. Otherwise `rule` decides (default: cosine >= 0.9);
+    `candidates` is how many nearest entries the rule sees; `policy` evicts (default: unbounded).
+    Texts are embedded with `embedder` unless the caller passes vectors (the simulator embeds a
+    whole log in one batch).
     """
 
     def __init__(self, embedder: Embedder | None = None, rule: DecisionRule | None = None, candidates: int = 3,
@@ -89,6 +124,7 @@ class SemanticCache:
             raise ValueError("give an embedder or the vector width (dim)")
         self.store = VectorStore(width, use_int8=use_int8)
         self.entries: dict[int, Entry] = {}
+        self._exact: dict[str, int] = {}  # normalised text -> the newest entry holding it
         self.stats = CacheStats()
         self._ids = count()
         self._clock = clock
@@ -98,7 +134,8 @@ class SemanticCache:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of vectors, token vectors and texts held."""
+        """Bytes held for the live entries: index rows (vector, id, int8 mirror), token vectors, texts,
+        responses and metadata (what `max_bytes` limits)."""
         return sum(e.nbytes for e in self.entries.values())
 
     def _embed(self, texts: Sequence[str]) -> tuple[np.ndarray, list[TokenVectors] | None]:
@@ -118,24 +155,41 @@ class SemanticCache:
     def insert_many(self, texts: Sequence[str], vectors: np.ndarray, responses: Sequence[Any] | None = None,
                     metas: Sequence[dict | None] | None = None,
                     tokens: Sequence[TokenVectors] | None = None) -> list[int]:
-        """Cache prompts whose vectors are already computed (unit rows; NaN or unnormalised rows are refused)."""
+        """Cache prompts whose vectors are already computed (unit rows; NaN or unnormalised rows are refused).
+
+        Stale entries expire first, so a full cache never evicts a live entry while keeping an
+        expired one. An entry larger than `max_bytes` on its own is not kept (the cache is not
+        emptied for it). Returns the new entry ids, including any not kept.
+        """
+        self.expire()
         ids = [next(self._ids) for _ in texts]
         self.store.add(ids, vectors)  # validates before anything is recorded
         for j, (entry_id, text) in enumerate(zip(ids, texts)):
             toks = tokens[j] if tokens is not None else None
-            nbytes = self.store.dim * 4 + len(text.encode("utf-8")) + (toks.nbytes if toks is not None else 0)
-            self.entries[entry_id] = Entry(entry_id, text, responses[j] if responses else None,
-                                           metas[j] if metas else None, toks, nbytes)
+            response = responses[j] if responses else None
+            meta = metas[j] if metas else None
+            nbytes = (self.store.row_bytes + len(text.encode("utf-8")) + (toks.nbytes if toks is not None else 0)
+                      + payload_bytes(response) + payload_bytes(meta))
+            self.entries[entry_id] = Entry(entry_id, text, response, meta, toks, nbytes)
             self.stats.inserts += 1
             for victim in self.policy.on_insert(entry_id, nbytes):
                 self._drop(victim)
                 self.stats.evictions += 1
+            if entry_id in self.entries:
+                self._exact[normalise_text(text)] = entry_id
         return ids
 
     def _drop(self, entry_id: int) -> None:
-        if entry_id in self.entries:
-            del self.entries[entry_id]
+        entry = self.entries.pop(entry_id, None)
+        if entry is not None:
             self.store.remove(entry_id)
+            key = normalise_text(entry.text)
+            if self._exact.get(key) == entry_id:
+                del self._exact[key]
+
+    def exact_entry(self, text: str) -> int | None:
+        """The live entry whose normalised text equals this prompt's, if any."""
+        return self._exact.get(normalise_text(text))
 
     def remove(self, entry_id: int) -> None:
         """Forget one entry."""
@@ -165,9 +219,19 @@ class SemanticCache:
         """Look up a prompt whose vector is already computed; counts towards the statistics."""
         self.expire()
         t0 = self._clock()
+        same = self.exact_entry(text)
+        if same is not None:
+            latency = (self._clock() - t0) * 1e3
+            self.stats.lookups += 1
+            self.stats.hits += 1
+            self.stats.exact_hits += 1
+            self.stats.latencies_ms.append(latency)
+            self.policy.on_hit(same)
+            entry = self.entries[same]
+            return Lookup(True, same, same, float("inf"), None, entry.response, latency, [], exact=True)
         cands = self.candidates_for(vector)
         best, score = self.rule.best(text, tokens, cands)
-        hit = best is not None and score >= self.rule.threshold
+        hit = best is not None and score >= self.rule.threshold  # reaching the threshold is enough
         latency = (self._clock() - t0) * 1e3
         self.stats.lookups += 1
         self.stats.latencies_ms.append(latency)

@@ -31,7 +31,13 @@ class EvictionPolicy:
         return len(self._lru)
 
     def on_insert(self, entry_id: int, nbytes: int) -> list[int]:
-        """Record a new entry; return the ids to evict (least recently used first) to respect the limits."""
+        """Record a new entry; return the ids to evict (least recently used first) to respect the limits.
+
+        An entry larger than `max_bytes` on its own is refused (its own id is returned) without
+        evicting anything: emptying the cache could not make it fit.
+        """
+        if self.max_bytes is not None and nbytes > self.max_bytes:
+            return [entry_id]
         self._lru[entry_id] = nbytes
         self._born[entry_id] = self.clock()
         self.bytes += nbytes

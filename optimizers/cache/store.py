@@ -43,10 +43,14 @@ class VectorStore:
         return self._m.shape[0]
 
     @property
+    def row_bytes(self) -> int:
+        """Bytes one live row holds: its float32 vector, its int64 id, and the int8 mirror and scale when on."""
+        return self.dim * 4 + 8 + ((self.dim + 4) if self.use_int8 else 0)
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by the live rows (float32, plus the int8 mirror when on)."""
-        per_row = self.dim * 4 + 8 + ((self.dim + 4) if self.use_int8 else 0)
-        return self._n * per_row
+        return self._n * self.row_bytes
 
     def vectors(self) -> np.ndarray:
         """A read-only view of the live rows, in row order."""
