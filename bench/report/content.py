@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from llmbench.report.context import ReportContext
 from llmbench.report.figures import NOT_MEASURED, Plot, label_of
-from llmbench.report.tables import options_table, routing_table, summary_table
+from llmbench.report.tables import _f, options_table, roofline_table, routing_table, row_flags, summary_table
 
 
 @dataclass
@@ -32,6 +32,11 @@ def _money(v, nd=2) -> str:
     return "not known" if v is None else f"${v:,.{nd}f}"
 
 
+def _money_small(v) -> str:
+    # Per-request savings are fractions of a cent: three significant figures, never float noise.
+    return "-" if v is None else f"{'-' if v < 0 else ''}${abs(v):.3g}"
+
+
 def _decision(ctx: ReportContext) -> Section:
     rec, c = ctx.rec, ctx.rec["constraints"]
     s = Section("Decision")
@@ -48,7 +53,8 @@ def _decision(ctx: ReportContext) -> Section:
         p = r["plan"]
         s.p(f"Plan for {r['id']}: {p.get('replicas')} replica(s) of {r.get('hardware')} at max batch {p.get('max_batch') or r.get('batch_size')}, "
             f"{_money(p.get('cost_per_hour'), 3)}/hour, {_money(p.get('cost_per_month'))}/month ({p.get('source')}). "
-            + f"Predicted, not measured; {_prediction_error(p)}. " + " ".join(str(n) for n in p.get("notes") or [] if not str(n).startswith("prediction error")))
+            + f"Predicted, not measured; {_prediction_error(p, _plan_option(ctx, r))}. "
+            + " ".join(str(n) for n in p.get("notes") or [] if not str(n).startswith("prediction error")))
     if r and r.get("quality_status") != "measured":
         s.p(f"Quality of the recommended option: {r.get('quality_status')}.")
     if rec["choice"].get("binding"):
@@ -63,15 +69,22 @@ def _routing(ctx: ReportContext) -> Section:
     for label, text in (("vs_single_best", "the single recommended option"), ("vs_strongest", "the strongest option")):
         v = rt["saving"].get(label) or {}
         if v.get("saving_pct") is not None:
-            s.p(f"Expected saving against serving everything with {text} ({v['option']}): **{v['saving_pct']:.1f}%** "
+            s.p(f"Per request, against serving everything with {text} ({v['option']}): routing saves **{v['saving_pct']:.1f}%** "
                 f"({_money(v['routed_cost_per_1k_usd'], 4)} vs {_money(v['cost_per_1k_usd'], 4)} per 1k requests, at full utilisation).")
         else:
             s.p(f"Saving against {text}: {v.get('note', 'not computed')}.")
     m = rt["saving"].get("monthly")
     if m:
-        s.p(f"At the target load, with whole replicas: routing {_money(m['routed_cost_per_month_usd'])}/month against "
-            f"{_money(m['single_cost_per_month_usd'])}/month for the single option ({m['saving_pct']:+.1f}% saved); "
-            f"the deployment mode follows this figure.")
+        routed, single, pct = m["routed_cost_per_month_usd"], m["single_cost_per_month_usd"], m["saving_pct"]
+        if pct >= 0:
+            s.p(f"At the target load, with whole replicas: routing {_money(routed)}/month against {_money(single)}/month for "
+                f"the single option, {pct:.1f}% saved; the deployment mode follows this figure.")
+        else:
+            # The per-request figure above assumes every replica fully busy; at this load each routed
+            # option still needs whole replicas of its own, which can cost more than one option for all.
+            s.p(f"At the target load, with whole replicas, routing costs more, not less: {_money(routed)}/month against "
+                f"{_money(single)}/month for the single option ({-pct:.1f}% more), because each routed option needs whole "
+                f"replicas of its own; the deployment mode follows this figure.")
     return s
 
 
@@ -101,18 +114,38 @@ def _stage_notes(ctx: ReportContext) -> Section:
         s.p(f"Semantic cache: {NOT_MEASURED}.")
     if d.compression:
         s.table(["model", "rate", "ratio", "net latency change ms", "agreement", "net saving $/request"],
-                [[c.get("model") or "all", c.get("rate"), c.get("ratio"), c.get("latency_change_ms"), c.get("agreement"),
-                  c.get("net_saving_usd_per_request")] for c in d.compression])
+                [[c.get("model") or "all", _f(c.get("rate"), 2), _f(c.get("ratio"), 2), _f(c.get("latency_change_ms"), 1),
+                  _f(c.get("agreement"), 3), _money_small(c.get("net_saving_usd_per_request"))] for c in d.compression])
     else:
         s.p(f"Prompt compression: {NOT_MEASURED}.")
     return s
 
 
-def _prediction_error(plan: dict) -> str:
-    err = plan.get("prediction_error")
+def _checked(err) -> str | None:
     if isinstance(err, dict) and err.get("max_abs_e2el_p95_error_pct") is not None:
         return f"checked against this run's concurrency points: E2EL p95 off by at most {err['max_abs_e2el_p95_error_pct']:.1f}%"
+    return None
+
+
+def _prediction_error(plan: dict, planned: dict | None = None) -> str:
+    """The check of the queueing model against this run's measurements: the plan's own, else the
+    one plan.json holds for the same option (the check depends on the option's measurements, not
+    on the load), so the Decision and the capacity table never say different things."""
+    own = _checked(plan.get("prediction_error"))
+    if own:
+        return own
+    other = _checked((planned or {}).get("prediction_error"))
+    if other:
+        return other + " (plan.json)"
     return next((n for n in plan.get("notes") or [] if str(n).startswith("prediction error")), "prediction not checked in this run")
+
+
+def _plan_option(ctx: ReportContext, opt: dict) -> dict | None:
+    """plan.json's entry for the recommended option (same model and variant), if the plan stage ran."""
+    for o in (ctx.data.plan or {}).get("options") or []:
+        if o.get("model") == opt.get("model") and o.get("variant") == opt.get("variant") and not o.get("error"):
+            return o
+    return None
 
 
 def _capacity(ctx: ReportContext, pl: Plot | None) -> Section:
@@ -137,6 +170,24 @@ def _capacity(ctx: ReportContext, pl: Plot | None) -> Section:
     return s.table(["option", "replicas", "$/month", "E2EL p95 ms (predicted)", "meets SLO", "prediction error"], rows)
 
 
+def _measured(ctx: ReportContext, by_name: dict) -> Section:
+    rows = ctx.data.rows
+    s = Section("Measured results").table(*summary_table(rows))
+    flagged = [r for r in rows if row_flags(r)]
+    if flagged:
+        s.p(f"{len(flagged)} of {len(rows)} cells carry a flag (last column): read their figures with it. A partial failure's "
+            "figures come from its successful requests only; an unreliable or noisy cell's spread or the machine's load "
+            "during it says the figure may not repeat.")
+    roof = roofline_table(rows)
+    if roof:
+        s.p("Decode speed against the memory roofline (the measured read bandwidth over the bytes of weights read per "
+            "decoded token): a low share means time goes to something other than reading weights.")
+        s.table(*roof)
+    else:
+        s.p("Roofline share: not in this run's summary (a run written before llmbench computed it).")
+    return s.plot(by_name.get("latency_throughput")).plot(by_name.get("ttft_tpot"))
+
+
 def build_sections(ctx: ReportContext, plots: list[Plot]) -> list[Section]:
     by_name = {p.name: p for p in plots}
     summary = ctx.data.summary
@@ -145,7 +196,7 @@ def build_sections(ctx: ReportContext, plots: list[Plot]) -> list[Section]:
     head.p(f"Hardware {summary.get('hardware')} ({_money(summary.get('usd_per_hour'), 3)}/hour), device {summary.get('device')}; "
            f"started {ctx.data.meta.get('started_at', 'unknown')}; " + ", ".join(f"{k} {v}" for k, v in env.items() if isinstance(v, (str, int, float)))[:400])
     sections = [head, _decision(ctx)]
-    sections.append(Section("Measured results").table(*summary_table(ctx.data.rows)).plot(by_name.get("latency_throughput")).plot(by_name.get("ttft_tpot")))
+    sections.append(_measured(ctx, by_name))
     sections.append(Section("Options").table(*options_table(ctx.rec)).plot(by_name.get("cost_per_1k")).plot(by_name.get("pareto")))
     sections.append(_routing(ctx))
     sections.append(_capacity(ctx, by_name.get("capacity_plan")))

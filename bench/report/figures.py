@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 from llmbench.report.context import ReportContext
@@ -44,6 +45,21 @@ def new_figure(width: float = 7.0, height: float = 4.2, cols: int = 1) -> tuple[
     return fig, axes
 
 
+def log_if_spread(ax, values, axis: str = "x", ratio: float = 20.0) -> bool:
+    """Log scale on `axis` when the positive values span more than `ratio`x, so one slow option does
+    not flatten the rest; ticks stay plain numbers (1, 10, 100), not powers of ten."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    v = [float(x) for x in values if x is not None and x == x and x > 0]
+    if not v or max(v) / min(v) <= ratio:
+        return False
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    target.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    target.set_minor_formatter(NullFormatter())
+    return True
+
+
 def label_of(model: str, variant: str | None) -> str:
     from llmbench.recommend.naming import short_model
 
@@ -62,16 +78,21 @@ def draw_all(ctx: ReportContext, out_dir: Path) -> list[Plot]:
     for name, title, fn in PLOTS:
         p = Plot(name, title)
         try:
-            got = fn(ctx)
+            # Names are user text: drawn as plain text, never as mathtext or LaTeX (a "$" in a
+            # candidate's name must not fail the plot). Drawing happens at savefig, so it is
+            # inside the guard too.
+            with rc_context({"text.parse_math": False, "text.usetex": False}):
+                got = fn(ctx)
+                if not isinstance(got, str):
+                    fig, caption = got
+                    path = out_dir / f"{name}.png"
+                    tmp = path.with_suffix(".tmp.png")
+                    fig.savefig(tmp, format="png")
+                    tmp.replace(path)  # atomic, like every results file
+                    p.path, p.caption = path, caption
         except Exception as exc:  # a plot is an aid; its failure is reported, not fatal
             got = f"could not be drawn ({type(exc).__name__}: {exc})"
         if isinstance(got, str):
             p.skipped = got
-        else:
-            fig, p.caption = got
-            p.path = out_dir / f"{name}.png"
-            tmp = p.path.with_suffix(".tmp.png")
-            fig.savefig(tmp, format="png")
-            tmp.replace(p.path)  # atomic, like every results file
         done.append(p)
     return done

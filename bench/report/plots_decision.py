@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from llmbench.report.context import ReportContext
-from llmbench.report.figures import NOT_MEASURED, new_figure, plot
+from llmbench.report.figures import NOT_MEASURED, log_if_spread, new_figure, plot
 
 _KIND_COLOURS = {"self-hosted": "tab:blue", "api": "tab:orange"}
+TOP_BARS = 20  # more bars than this are unreadable at the report's width; the table lists them all
 
 
 def _picked(ctx: ReportContext) -> str | None:
@@ -13,24 +14,28 @@ def _picked(ctx: ReportContext) -> str | None:
 
 @plot("cost_per_1k", "Cost per 1k requests, per option")
 def cost_per_1k(ctx: ReportContext):
-    opts = sorted((o for o in ctx.rec["options"] if o.get("cost_per_1k_usd") is not None), key=lambda o: o["cost_per_1k_usd"])
-    if not opts:
+    every = sorted((o for o in ctx.rec["options"] if o.get("cost_per_1k_usd") is not None), key=lambda o: o["cost_per_1k_usd"])
+    if not every:
         return NOT_MEASURED
-    fig, (ax,) = new_figure(7.5, max(2.5, 0.32 * len(opts) + 1.2))
+    # The cheapest TOP_BARS, plus the recommended option wherever it ranks.
+    opts = every[:TOP_BARS] + [o for o in every[TOP_BARS:] if o["id"] == _picked(ctx)]
+    fig, (ax,) = new_figure(7.5, max(2.5, 0.28 * len(opts) + 1.2))
     ys = range(len(opts))
     colours = ["tab:green" if o["id"] == _picked(ctx) else _KIND_COLOURS.get(o["kind"], "grey") for o in opts]
     ax.barh(list(ys), [o["cost_per_1k_usd"] for o in opts], color=colours)
     ax.set_yticks(list(ys), [o["id"] for o in opts], fontsize=7)
     ax.invert_yaxis()
-    costs = [o["cost_per_1k_usd"] for o in opts if o["cost_per_1k_usd"] > 0]
-    if costs and max(costs) / min(costs) > 100:
-        ax.set_xscale("log")
+    log_if_spread(ax, [o["cost_per_1k_usd"] for o in opts], "x", ratio=100)
     ax.set_xlabel("USD per 1k requests")
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color=c, label=k) for k, c in _KIND_COLOURS.items()] + [Patch(color="tab:green", label="recommended")], fontsize=7)
+    kinds = {o["kind"] for o in opts}
+    ax.legend(handles=[Patch(color=c, label=k) for k, c in _KIND_COLOURS.items() if k in kinds]
+              + [Patch(color="tab:green", label="recommended")], fontsize=7)
+    more = len(every) - len(opts)
+    note = f" The {len(opts)} cheapest of {len(every)} options are shown; the Options table lists all {len(every)}." if more else ""
     return fig, ("Self-hosted: the hardware's $/hour over the measured request throughput (machine fully busy); "
-                 "API: this workload's tokens at list price. Green: the recommended option.")
+                 "API: this workload's tokens at list price. Green: the recommended option." + note)
 
 
 @plot("pareto", "Pareto frontier: cost, quality and p95 latency")
@@ -39,25 +44,24 @@ def pareto(ctx: ReportContext):
     if not opts:
         return NOT_MEASURED
     fig, (ax,) = new_figure()
-    sc = ax.scatter([o["cost_per_1k_usd"] for o in opts], [o["p95_ms"] / 1e3 for o in opts], c=[o["quality"] for o in opts],
+    sc = ax.scatter([o["cost_per_1k_usd"] for o in opts], [o["p95_ms"] for o in opts], c=[o["quality"] for o in opts],
                     cmap="viridis", vmin=min(0.8, min(o["quality"] for o in opts)), vmax=1.0, s=40, zorder=3)
     fig.colorbar(sc, ax=ax, label="quality (share of reference)")
     # A frontier in three objectives is not a line in two: ring its points and number them.
     front = sorted((o for o in opts if o.get("pareto")), key=lambda o: o["cost_per_1k_usd"])
-    ax.scatter([o["cost_per_1k_usd"] for o in front], [o["p95_ms"] / 1e3 for o in front], s=140, facecolors="none",
+    ax.scatter([o["cost_per_1k_usd"] for o in front], [o["p95_ms"] for o in front], s=140, facecolors="none",
                edgecolors="black", zorder=4, label="on the Pareto frontier")
     for i, o in enumerate(front, 1):
-        ax.annotate(str(i), (o["cost_per_1k_usd"], o["p95_ms"] / 1e3), fontsize=8, xytext=(6, 4), textcoords="offset points")
+        ax.annotate(str(i), (o["cost_per_1k_usd"], o["p95_ms"]), fontsize=8, xytext=(6, 4), textcoords="offset points")
     pick = ctx.option(_picked(ctx))
     if pick and pick.get("p95_ms") is not None and pick.get("cost_per_1k_usd") is not None:
-        ax.scatter([pick["cost_per_1k_usd"]], [pick["p95_ms"] / 1e3], marker="*", s=320, color="red", zorder=5, label=f"recommended: {pick['id']}")
+        ax.scatter([pick["cost_per_1k_usd"]], [pick["p95_ms"]], marker="*", s=320, color="red", zorder=5, label=f"recommended: {pick['id']}")
     elif pick:
         ax.plot([], [], marker="*", ls="", ms=12, color="red", label=f"recommended: {pick['id']} (latency not measured: not placed)")
-    costs = [o["cost_per_1k_usd"] for o in opts if o["cost_per_1k_usd"] > 0]
-    if costs and max(costs) / min(costs) > 30:
-        ax.set_xscale("log")
+    log_if_spread(ax, [o["cost_per_1k_usd"] for o in opts], "x", ratio=30)
+    log_if_spread(ax, [o["p95_ms"] for o in opts], "y")
     ax.set_xlabel("USD per 1k requests")
-    ax.set_ylabel("E2EL p95, s")
+    ax.set_ylabel("E2EL p95, ms")
     ax.legend(fontsize=7)
     key = "; ".join(f"{i}: {o['id']}" for i, o in enumerate(front, 1))
     note = "" if pick else f" No option meets every constraint: {ctx.rec['choice']['answer']}"
@@ -94,11 +98,17 @@ def capacity_plan(ctx: ReportContext):
     ax.axvline(rps, color="red", ls=":", label=f"target {rps:g} req/s")
     ax.set_xlabel("load, requests/s")
     ax.set_ylabel("replicas")
+    from matplotlib.ticker import MaxNLocator
+
+    # Replicas are whole: integer ticks from 0, never 0.96-1.04 around a flat line of ones.
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(0, max(p["replicas"] for _, p in pts) + 1)
     ax2 = ax.twinx()
     p95 = [((p.get("predicted") or {}).get("e2el_ms") or {}).get("p95") for _, p in pts]
     if any(v is not None for v in p95):
-        ax2.plot([x for x, _ in pts], [v / 1e3 if v is not None else float("nan") for v in p95], "s--", color="tab:purple", label="E2EL p95 (predicted)")
-        ax2.set_ylabel("E2EL p95, s")
+        ax2.plot([x for x, _ in pts], [v if v is not None else float("nan") for v in p95], "s--", color="tab:purple", label="E2EL p95 (predicted)")
+        ax2.set_ylabel("E2EL p95, ms (predicted)")
+        ax2.set_ylim(bottom=0)
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="upper left")

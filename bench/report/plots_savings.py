@@ -55,10 +55,12 @@ def cache(ctx: ReportContext):
     gw = c.get("gateway")
     if gw and gw.get("hit_rate") is not None and gw.get("false_hit_rate") is not None:
         ax.scatter([gw["false_hit_rate"]], [gw["hit_rate"]], marker="*", s=250, color="red", zorder=3,
-                   label=f"gateway: cosine >= {gw['threshold']}")
+                   label=f"red star: the gateway config's setting (plain cosine >= {gw['threshold']})")
+        ax.annotate("gateway", (gw["false_hit_rate"], gw["hit_rate"]), fontsize=7, color="red",
+                    xytext=(8, 6), textcoords="offset points")
     if c.get("rule") == "verifier":
         ax.scatter([c["false_hit_rate"]], [c["hit_rate"]], marker="D", s=60, color="black", zorder=3,
-                   label=f"verifier at the same target (p >= {c['threshold']})")
+                   label=f"diamond: llmbench's verifier at the same target (p >= {c['threshold']})")
     ax.set_xlabel("false-hit rate (wrong answer served)")
     ax.set_ylabel("hit rate")
     ax.legend(fontsize=7)
@@ -72,18 +74,25 @@ def compression(ctx: ReportContext):
     pts = [c for c in ctx.data.compression if c.get("ratio") is not None]
     if not pts:
         return NOT_MEASURED + " (no compression figures: compression.json absent)"
-    fig, (ax,) = new_figure()
+    fig, (ax,) = new_figure(7.5, 4.5)
     by_model: dict[str, list] = {}
     for c in pts:
         by_model.setdefault(str(c.get("model") or "all candidates"), []).append(c)
-    for model, cs in by_model.items():
+    offsets = [(4, 4), (4, -10), (-22, 4), (-22, -10)]  # models measured at the same rates overlap: label each apart
+    for k, (model, cs) in enumerate(by_model.items()):
         cs.sort(key=lambda c: c["ratio"])
         ys = [c["agreement"] if c.get("agreement") is not None else float("nan") for c in cs]
-        ax.plot([c["ratio"] for c in cs], ys, marker="o", label=label_of(model, None))
+        line, = ax.plot([c["ratio"] for c in cs], ys, ls="-", alpha=0.6, label=label_of(model, None))
         for c, y in zip(cs, ys):
-            pays = "" if c.get("pays") is None else (" pays" if c["pays"] else " does not pay")
-            ax.annotate(f"rate {c['rate']:g}{pays}", (c["ratio"], y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            filled = c.get("pays") is True
+            ax.scatter([c["ratio"]], [y], s=45, zorder=3, edgecolors=line.get_color(), linewidths=1.5,
+                       facecolors=line.get_color() if filled else "white")
+            ax.annotate(f"{c['rate']:g}", (c["ratio"], y), fontsize=7, color=line.get_color(),
+                        xytext=offsets[k % len(offsets)], textcoords="offset points")
+    ax.margins(x=0.12, y=0.12)
     ax.set_xlabel("compression ratio (original / compressed tokens)")
-    ax.set_ylabel("greedy output agreement with the uncompressed prompt")
+    ax.set_ylabel("output agreement with the uncompressed prompt")
     ax.legend(fontsize=7)
-    return fig, "Higher ratio cuts input tokens; agreement shows what it costs in answers."
+    return fig, ("Higher ratio cuts input tokens; agreement (greedy output, against the uncompressed prompt) shows what it "
+                 "costs in answers. Numbers are the rates asked for; a filled point pays for its compressor's own cost, a "
+                 "hollow one does not.")

@@ -1,27 +1,82 @@
-"""Tables of the report as (headers, rows) of plain values; the renderers format them."""
+"""Tables of the report as (headers, rows) of plain values; the renderers format them.
+
+Values in the files keep full precision; these functions round for display only.
+"""
 from __future__ import annotations
 
 from llmbench.report.figures import label_of
 
+# Below this many samples a percentile or a bootstrap interval is little more than the extremes.
+FEW_SAMPLES = 5
+
 
 def _f(v, nd: int = 1):
-    return "-" if v is None else (f"{v:,.{nd}f}" if isinstance(v, (int, float)) else str(v))
+    if v is None:
+        return "-"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if v != 0 and abs(v) < 10 ** -nd:  # keep tiny figures readable instead of "0.0" or "-0.0"
+        return f"{v:.2g}"
+    return f"{v:,.{nd}f}"
+
+
+def _n(row: dict) -> int:
+    return (row.get("requests") or 0) - (row.get("failed") or 0)
+
+
+def row_flags(row: dict) -> list[str]:
+    """What a reader must know before trusting a summary row (each flag is read only if present)."""
+    flags = []
+    if row.get("failed") and not row.get("error"):
+        flags.append(f"partial failure: {row['failed']} of {row.get('requests')} requests failed")
+    elif row.get("partial_failure") and not row.get("error"):
+        flags.append("partial failure")
+    if row.get("unreliable"):
+        flags.append("unreliable" + (f": {row['unreliable_reason']}" if row.get("unreliable_reason") else ""))
+    prec = row.get("precision_pct")
+    if isinstance(prec, (int, float)) and not isinstance(prec, bool) and row.get("precision_reached") is False:
+        flags.append(f"noisy: ±{prec:.1f}%")
+    elif isinstance(prec, (int, float)) and not isinstance(prec, bool) and prec > 5:
+        flags.append(f"noisy: ±{prec:.1f}%")
+    n = ((row.get("ttft_ms") or {}).get("n")) or _n(row)
+    if not row.get("error") and 0 < n < FEW_SAMPLES:
+        flags.append(f"only {n} samples: percentiles and intervals are rough")
+    return flags
 
 
 def summary_table(rows: list[dict]) -> tuple[list[str], list[list]]:
-    headers = ["option", "point", "n", "TTFT p50 ms [95% CI]", "TTFT p95 ms", "TPOT p50 ms", "E2EL p95 ms", "tok/s", "req/s", "$/1M out tok", "peak RSS MB"]
+    headers = ["option", "point", "n", "TTFT p50 ms [95% CI]", "TTFT p95 ms", "TPOT p50 ms", "E2EL p95 ms", "tok/s", "req/s",
+               "$/1M out tok", "peak RSS MB", "flags"]
     out = []
     for r in rows:
         if r.get("error"):
-            out.append([label_of(r["model"], r["variant"]), r["point"], 0, f"failed: {r['error'][:60]}"] + ["-"] * 7)
+            out.append([label_of(r["model"], r["variant"]), r["point"], 0, f"failed: {r['error'][:60]}"] + ["-"] * 7 + ["failed"])
             continue
         tt, tp, e2 = r.get("ttft_ms") or {}, r.get("tpot_ms") or {}, r.get("e2el_ms") or {}
         ci = tt.get("p50_ci95") or [None, None]
-        out.append([label_of(r["model"], r["variant"]), r["point"], r["requests"] - r["failed"],
+        out.append([label_of(r["model"], r["variant"]), r["point"], _n(r),
                     f"{_f(tt.get('p50'))} [{_f(ci[0])}, {_f(ci[1])}]", _f(tt.get("p95")), _f(tp.get("p50"), 2), _f(e2.get("p95")),
                     _f(r.get("output_throughput_tok_s")), _f(r.get("request_throughput_req_s"), 3),
-                    _f(r.get("cost_per_1m_output_tokens_usd"), 3), _f(r.get("peak_rss_mb"), 0)])
+                    _f(r.get("cost_per_1m_output_tokens_usd"), 3), _f(r.get("peak_rss_mb"), 0), "; ".join(row_flags(r)) or "-"])
     return headers, out
+
+
+def roofline_table(rows: list[dict]) -> tuple[list[str], list[list]] | None:
+    """Per variant: decode speed at batch 1 against the memory roofline (None when no row has it,
+    e.g. a run written before the summary carried these figures)."""
+    seen: dict[str, list] = {}
+    for r in rows:
+        if r.get("roofline_tok_s") is None and r.get("roofline_share") is None:
+            continue
+        label = label_of(r["model"], r["variant"])
+        tp = (r.get("tpot_ms") or {}).get("p50")
+        share = r.get("roofline_share")
+        seen.setdefault(label, [label, _f(1e3 / tp if tp else None), _f(r.get("roofline_tok_s")),
+                                "-" if share is None else f"{share:.0%}"])
+    if not seen:
+        return None
+    return ["option", "decode tok/s at batch 1 (1 / TPOT p50)", "roofline tok/s (bandwidth / weight bytes per token)",
+            "share of roofline"], list(seen.values())
 
 
 def options_table(rec: dict) -> tuple[list[str], list[list]]:
