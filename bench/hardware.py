@@ -46,6 +46,46 @@ def measure_read_bandwidth_gbs(size_mb: int = 256) -> float:
     return measure_read_bandwidth(data)
 
 
+def measure_device_bandwidth_gbs(device: str = "cuda", size_mb: int = 1024, repeats: int = 10) -> float:
+    """A CUDA device's memory bandwidth in GB/s: the median of timed device-to-device copies.
+
+    A copy reads and writes every byte, so it moves 2 x size per copy; the figure counts both,
+    as the bandwidth a decode step's weight reads draw from (the roofline's denominator on a GPU).
+    """
+    import statistics
+
+    import torch
+
+    n = size_mb * 2**20 // 4
+    src = torch.empty(n, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # first-touch and allocator warm-up
+    torch.cuda.synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        torch.cuda.synchronize(device)
+        times.append(start.elapsed_time(end) / 1e3)
+    del src, dst
+    return 2 * n * 4 / statistics.median(times) / 1e9
+
+
+def roofline_bandwidth(device: str, machine: dict | None = None) -> dict:
+    """The bandwidth a decode roofline divides by on `device`, and how it was measured.
+
+    CPU: the parallel read bandwidth (`machine['memory_read_bandwidth_gbs']` when the run already
+    measured it). CUDA: the device's copy bandwidth, never the host's.
+    """
+    if device.startswith("cuda"):
+        return {"gbs": measure_device_bandwidth_gbs(device), "method": "CUDA device-to-device copy (read + write bytes)"}
+    known = (machine or {}).get("memory_read_bandwidth_gbs")
+    gbs = known if known else measure_read_bandwidth_gbs()
+    return {"gbs": gbs, "method": "CPU parallel read (Numba, all cores)"}
+
+
 def detect(measure_bandwidth: bool = True) -> dict:
     """Facts about this machine for run.json and `llmbench hardware`."""
     import psutil

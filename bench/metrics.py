@@ -1,13 +1,15 @@
-"""Summary rows from request records, with the metric definitions of DESIGN.md."""
+"""Summary rows from request records, with the metric definitions of DESIGN.md.
+
+Full precision throughout: rounding is for display (tables, report) only.
+"""
 from __future__ import annotations
 
 from collections import defaultdict
-from itertools import chain
 from typing import Iterable
 
 from llmbench.records import RequestRecord
 from llmbench.slo import SLO, meets_all
-from llmbench.stats import describe
+from llmbench.stats import describe, half_width_pct
 
 
 def window_s(records: list[RequestRecord]) -> float:
@@ -17,8 +19,19 @@ def window_s(records: list[RequestRecord]) -> float:
     return max(ends) - min(starts) if starts and ends else 0.0
 
 
+def _unit(r: RequestRecord) -> int:
+    # The independent unit of a request: the static batch it ran in (rows of one batch share
+    # their timings), or the request itself in logs written before batches were recorded.
+    return r.batch_id if r.batch_id is not None else r.request_id
+
+
 def summarize_cell(records: list[RequestRecord], usd_per_hour: float, slos: list[SLO] | None = None) -> dict:
-    """One summary row for the records of one (model, variant, scenario, point) cell."""
+    """One summary row for the records of one (model, variant, scenario, point) cell.
+
+    `requests` counts successful requests and `failed` failed ones, so requests + failed is the
+    cell's number of records. A cell with some of each failed partway: `partial_failure` is set.
+    Distributions carry `n` (samples) and `n_units` (independent batches their CIs resample).
+    """
     ok = [r for r in records if r.ok]
     first = records[0]
     row: dict = {
@@ -27,36 +40,46 @@ def summarize_cell(records: list[RequestRecord], usd_per_hour: float, slos: list
         "scenario": first.scenario,
         "point": first.point,
         "batch_size": max(r.batch_size for r in records),
-        "requests": len(records),
+        "requests": len(ok),
         "failed": len(records) - len(ok),
+        "partial_failure": bool(ok) and len(ok) < len(records),
     }
     if not ok:
         row["error"] = next((r.error for r in records if r.error), "no successful request")
         return row
+    if row["partial_failure"]:
+        row["partial_error"] = next((r.error for r in records if r.error), None)
     window = window_s(ok)
     out_tokens = sum(r.output_tokens for r in ok)
     out_tps = out_tokens / window if window > 0 else None
     req_ps = len(ok) / window if window > 0 else None
-    tpot = describe([r.tpot_ms for r in ok])
+    units = [_unit(r) for r in ok]
+    tpot = describe([r.tpot_ms for r in ok], units=units)
+    itl_values, itl_units = [], []
+    for r, u in zip(ok, units):
+        itl_values += r.itl_ms
+        itl_units += [u] * len(r.itl_ms)
     row.update(
-        prompt_tokens_mean=round(sum(r.prompt_tokens for r in ok) / len(ok), 1),
-        output_tokens_mean=round(out_tokens / len(ok), 1),
-        ttft_ms=describe([r.ttft_ms for r in ok]),
+        prompt_tokens_mean=sum(r.prompt_tokens for r in ok) / len(ok),
+        output_tokens_mean=out_tokens / len(ok),
+        ttft_ms=describe([r.ttft_ms for r in ok], units=units),
         tpot_ms=tpot,
-        e2el_ms=describe([r.e2el_ms for r in ok]),
-        itl_ms=describe(list(chain.from_iterable(r.itl_ms for r in ok))),
-        queue_ms=describe([r.queue_ms for r in ok]),
-        window_s=round(window, 4),
-        output_throughput_tok_s=round(out_tps, 3) if out_tps else None,
-        request_throughput_req_s=round(req_ps, 4) if req_ps else None,
-        per_user_tok_s=round(1e3 / tpot["p50"], 3) if tpot and tpot["p50"] else None,
-        cost_per_1m_output_tokens_usd=round(1e6 * usd_per_hour / (3600 * out_tps), 4) if out_tps else None,
-        cost_per_request_usd=round(usd_per_hour / 3600 / req_ps, 8) if req_ps else None,
+        e2el_ms=describe([r.e2el_ms for r in ok], units=units),
+        itl_ms=describe(itl_values, units=itl_units),
+        queue_ms=describe([r.queue_ms for r in ok], units=units),
+        window_s=window,
+        output_throughput_tok_s=out_tps,
+        request_throughput_req_s=req_ps,
+        per_user_tok_s=1e3 / tpot["p50"] if tpot and tpot["p50"] else None,
+        cost_per_1m_output_tokens_usd=1e6 * usd_per_hour / (3600 * out_tps) if out_tps else None,
+        cost_per_request_usd=usd_per_hour / 3600 / req_ps if req_ps else None,
+        # ± half-width of the p50 TPOT's 95% interval, in % of the median: how well the cell is known.
+        precision_pct=half_width_pct(tpot["p50"], tpot["p50_ci95"]) if tpot and tpot["n_units"] > 1 else None,
     )
     if slos:
         good = [r for r in ok if meets_all(r, slos)]
-        row["goodput_req_s"] = round(len(good) / window, 4) if window > 0 else None
-        row["slo_met_share"] = round(len(good) / len(ok), 4)
+        row["goodput_req_s"] = len(good) / window if window > 0 else None
+        row["slo_met_share"] = len(good) / len(ok)
     return row
 
 

@@ -21,11 +21,15 @@ class RequestRecord(BaseModel):
     itl_ms: list[float] = Field(default_factory=list)
     queue_ms: float = 0.0
     batch_size: int = 1
+    batch_id: int | None = Field(None, description="request_id of the first row of the batch this request ran in "
+                                 "(the independent unit of a confidence interval)")
     cost: float = Field(0.0, description="USD attributed to this request (its share of the busy machine)")
     prompt_length: int = Field(0, description="prompt length in characters")
     template: str | None = None
     template_version: str | None = None
     dataset: str | None = None
+    prompt: str | None = Field(None, description="the prompt text, kept only with workload.record_prompts: true")
+    prompt_sha256: str | None = Field(None, description="sha256 of the prompt text (repeats show without the text)")
     status: str = "ok"
     error: str | None = None
 

@@ -12,7 +12,8 @@ from llmbench.workload import Prompt
 
 
 def rec(ts, ttft, e2el, out, **kw):
-    return RequestRecord(timestamp=ts, run_id="r", model="m", variant="v", scenario="s", point="p", request_id=0,
+    kw.setdefault("request_id", 0)
+    return RequestRecord(timestamp=ts, run_id="r", model="m", variant="v", scenario="s", point="p",
                          prompt_tokens=10, output_tokens=out, ttft_ms=ttft, e2el_ms=e2el, **kw)
 
 
@@ -57,6 +58,41 @@ def test_failed_requests_are_counted_not_averaged():
     rows = [rec(0.0, 10.0, 40.0, 4), rec(0.0, None, None, 0, status="error", error="boom")]
     s = summarize_cell(rows, usd_per_hour=1.0)
     assert s["failed"] == 1 and s["ttft_ms"]["n"] == 1
+
+
+def test_requests_counts_successes_and_a_cell_failed_partway_is_flagged():
+    # requests + failed == the cell's records; some of each means the cell failed partway.
+    rows = [rec(0.0, 10.0, 40.0, 4), rec(0.1, 10.0, 40.0, 4), rec(0.2, None, None, 0, status="error", error="OOM")]
+    s = summarize_cell(rows, usd_per_hour=1.0)
+    assert (s["requests"], s["failed"]) == (2, 1) and s["partial_failure"] is True and s["partial_error"] == "OOM"
+    from llmbench.summary import reliability
+
+    unreliable, why = reliability(s)
+    assert unreliable and "failed partway (1 of 3 requests failed)" in why
+    whole = summarize_cell(rows[:2], usd_per_hour=1.0)
+    assert (whole["requests"], whole["failed"], whole["partial_failure"]) == (2, 0, False)
+    failed = summarize_cell(rows[2:], usd_per_hour=1.0)
+    assert (failed["requests"], failed["failed"], failed["partial_failure"]) == (0, 1, False) and failed["error"] == "OOM"
+
+
+def test_costs_keep_full_precision():
+    # 3 tokens in 7 s at $1/h: $648.148148.../1M tokens and $0.000648148.../request, not rounded.
+    rows = [rec(0.0, 1000.0, 7000.0, 3)]
+    s = summarize_cell(rows, usd_per_hour=1.0)
+    assert s["cost_per_1m_output_tokens_usd"] == pytest.approx(1e6 / (3600 * 3 / 7), rel=1e-12)
+    assert s["cost_per_request_usd"] == pytest.approx(7 / 3600, rel=1e-12)
+    assert s["output_throughput_tok_s"] == pytest.approx(3 / 7, rel=1e-12)
+
+
+def test_static_batch_rows_resample_as_one_unit():
+    # Two batches of four rows: TTFT has 8 samples but 2 independent units.
+    rows = [rec(0.0, 10.0, 40.0, 4, batch_id=0, request_id=i, itl_ms=[10.0] * 3) for i in range(4)]
+    rows += [rec(1.0, 20.0, 60.0, 4, batch_id=4, request_id=4 + i, itl_ms=[13.0] * 3) for i in range(4)]
+    s = summarize_cell(rows, usd_per_hour=1.0)
+    assert s["ttft_ms"]["n"] == 8 and s["ttft_ms"]["n_units"] == 2
+    assert s["itl_ms"]["n"] == 24 and s["itl_ms"]["n_units"] == 2
+    # Resampling the two batches: p50 is 10, 15 or 20 (p = 1/4, 1/2, 1/4), so the 95% interval is [10, 20].
+    assert s["ttft_ms"]["p50_ci95"] == pytest.approx([10.0, 20.0])
 
 
 def test_describe_percentiles_spread_and_ci():

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Iterator
 
 from llmbench.backends.base import Backend, Generation
+from llmbench.errors import BadInput
 from llmbench.records import RequestRecord
+from llmbench.scenarios.sampling import Sampler, Sampling
 from llmbench.workload import Prompt
 
 # perf_counter is the clock for intervals; records also carry wall-clock send times.
@@ -37,34 +39,48 @@ class CellContext:
     next_id: Callable[[], int] = field(default=lambda: 0)
 
 
+def check_outputs(batch: list[Prompt]) -> None:
+    """A request must ask for at least one output token (TTFT and E2EL need one)."""
+    for p in batch:
+        if p.output_tokens < 1:
+            raise BadInput(f"a request asks for {p.output_tokens} output tokens; every request needs at least 1")
+
+
 def to_records(gen: Generation, batch: list[Prompt], arrivals: list[float], ctx: CellContext) -> list[RequestRecord]:
     """Per-row request records from one static batch (each row ends at its own last token)."""
+    check_outputs(batch)
     busy = gen.end - gen.start
     records = []
+    batch_id = None
     for row, (prompt, arrived) in enumerate(zip(batch, arrivals)):
         n = prompt.output_tokens
         times = gen.token_times[:n]
+        rid = ctx.next_id()
+        batch_id = rid if batch_id is None else batch_id
         records.append(
             RequestRecord(
-                timestamp=round(arrived + _WALL_OFFSET, 6),
+                timestamp=arrived + _WALL_OFFSET,
                 run_id=ctx.run_id,
                 model=ctx.model,
                 variant=ctx.variant,
                 scenario=ctx.scenario,
                 point=ctx.point.label,
-                request_id=ctx.next_id(),
+                request_id=rid,
                 prompt_tokens=len(prompt.ids),
                 output_tokens=n,
                 ttft_ms=(times[0] - arrived) * 1e3,
                 e2el_ms=(times[-1] - arrived) * 1e3,
-                itl_ms=[round((b - a) * 1e3, 4) for a, b in zip(times, times[1:])],
+                itl_ms=[(b - a) * 1e3 for a, b in zip(times, times[1:])],
                 queue_ms=max(0.0, (gen.start - arrived) * 1e3),
                 batch_size=len(batch),
+                batch_id=batch_id,
                 cost=ctx.usd_per_second * busy / len(batch),
                 prompt_length=prompt.length_chars,
                 template=prompt.template,
                 template_version=prompt.template_version,
                 dataset=prompt.dataset,
+                prompt=prompt.recorded_text,
+                prompt_sha256=prompt.sha256,
             )
         )
     return records
@@ -72,12 +88,13 @@ def to_records(gen: Generation, batch: list[Prompt], arrivals: list[float], ctx:
 
 def run_batch(backend: Backend, batch: list[Prompt], arrivals: list[float], ctx: CellContext) -> list[RequestRecord]:
     """Send one static batch and turn it into records."""
+    check_outputs(batch)
     gen = backend.generate([p.ids for p in batch], max(p.output_tokens for p in batch))
     return to_records(gen, batch, arrivals, ctx)
 
 
 class Scenario(ABC):
-    """A kind of load. Subclasses list their points and run one pass of the prompts at a point."""
+    """A kind of load. Subclasses list their points and send units (batches) of requests at a point."""
 
     kind: ClassVar[str]
 
@@ -89,19 +106,52 @@ class Scenario(ABC):
         """The load points this scenario measures, in order."""
 
     @abstractmethod
-    def one_pass(self, backend: Backend, prompts: list[Prompt], ctx: CellContext) -> Iterator[RequestRecord]:
-        """Send the prompts once at ctx.point, yielding records as requests complete."""
+    def pass_size(self, prompts: list[Prompt], point: Point) -> int:
+        """Requests in one pass over the prompts at `point` (`iterations` counts passes)."""
 
-    def warmup(self, backend: Backend, prompts: list[Prompt], point: Point, count: int) -> None:
-        """Run `count` unrecorded batches of the point's batch size (first-call costs, allocator)."""
+    @abstractmethod
+    def stream(self, backend: Backend, prompts: list[Prompt], ctx: CellContext, sampler: Sampler) -> Iterator[RequestRecord]:
+        """Send requests at ctx.point while `sampler.more(sent)` says so, yielding records as they complete."""
+
+    def warmup_batch(self, point: Point) -> int:
+        """The largest batch the point can form: warm-up runs at that size (allocator peaks, kernels)."""
+        return point.batch_size
+
+    def warmup(self, backend: Backend, prompts: list[Prompt], point: Point, count: int) -> int:
+        """Run `count` unrecorded warm-up batches at the point's largest batch; returns requests sent.
+
+        `warmup` in a config counts these batches (see RunConfig.warmup).
+        """
+        size = self.warmup_batch(point)
         for i in range(count):
-            batch = [prompts[(i + j) % len(prompts)] for j in range(point.batch_size)]
+            batch = [prompts[(i * size + j) % len(prompts)] for j in range(size)]
+            check_outputs(batch)
             backend.generate([p.ids for p in batch], min(8, max(p.output_tokens for p in batch)))
+        return count * size
 
-    def measure(self, backend: Backend, prompts: list[Prompt], ctx: CellContext, iterations: int, min_duration_s: float) -> Iterator[RequestRecord]:
-        """Passes over the prompts: at least `iterations`, and until `min_duration_s` has passed."""
-        start = time.perf_counter()
-        done = 0
-        while done < iterations or time.perf_counter() - start < min_duration_s:
-            yield from self.one_pass(backend, prompts, ctx)
-            done += 1
+    def measure(self, backend: Backend, prompts: list[Prompt], ctx: CellContext, sampling: Sampling) -> Iterator[RequestRecord]:
+        """Records of one cell: at least `sampling.iterations` passes and `min_duration_s`, then until
+        the p50 TPOT is known to `precision_pct` or `time_cap_s` has passed. `self.last_sampler`
+        holds how it ended."""
+        sampler = Sampler(sampling, self.pass_size(prompts, ctx.point))
+        self.last_sampler = sampler
+        for rec in self.stream(backend, prompts, ctx, sampler):
+            yield rec
+
+
+class UnitScenario(Scenario):
+    """A scenario whose requests go out as a fixed sequence of units (static batches), one after another."""
+
+    @abstractmethod
+    def unit(self, prompts: list[Prompt], point: Point, i: int) -> list[Prompt]:
+        """The i-th unit (batch) of the endless sequence at `point`."""
+
+    def stream(self, backend, prompts, ctx, sampler) -> Iterator[RequestRecord]:
+        i = sent = 0
+        while sampler.more(sent):
+            batch = self.unit(prompts, ctx.point, i)
+            records = run_batch(backend, batch, [time.perf_counter()] * len(batch), ctx)
+            sampler.add(records)
+            yield from records
+            i += 1
+            sent += len(batch)

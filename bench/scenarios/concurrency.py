@@ -29,41 +29,57 @@ class ConcurrencyScenario(Scenario):
         pts += [Point(f"rate={r:g}", batch_size=1, rate=r) for r in self.config.rates]
         return pts
 
-    def one_pass(self, backend, prompts, ctx: CellContext) -> Iterator:
-        if ctx.point.clients is not None:
-            yield from self._closed_loop(backend, prompts, ctx)
-        else:
-            yield from self._open_loop(backend, prompts, ctx)
+    def pass_size(self, prompts, point: Point) -> int:
+        return max(len(prompts), point.clients or 0)
 
-    def _closed_loop(self, backend, prompts, ctx) -> Iterator:
+    def warmup_batch(self, point: Point) -> int:
+        # A rate point's queue can fill a whole batch: warm up at the largest batch it may run.
+        return point.batch_size if point.clients is not None else self.config.max_batch
+
+    def stream(self, backend, prompts, ctx: CellContext, sampler) -> Iterator:
+        if ctx.point.clients is not None:
+            yield from self._closed_loop(backend, prompts, ctx, sampler)
+        else:
+            yield from self._open_loop(backend, prompts, ctx, sampler)
+
+    def _closed_loop(self, backend, prompts, ctx, sampler) -> Iterator:
         clients = ctx.point.clients
-        total = max(len(prompts), clients)
         now = time.perf_counter()
         queue = deque((prompts[i % len(prompts)], now) for i in range(clients))
         sent = clients
         while queue:
             take = [queue.popleft() for _ in range(min(self.config.max_batch, len(queue)))]
             records = run_batch(backend, [p for p, _ in take], [t for _, t in take], ctx)
+            sampler.add(records)
             yield from records
-            # Each client whose request just finished sends its next one at once.
-            finished = time.perf_counter()
-            for _ in take:
-                if sent < total:
-                    queue.append((prompts[sent % len(prompts)], finished))
-                    sent += 1
+            # Each client sends its next request the moment its own response ends (not when the
+            # whole batch ends): rows with fewer tokens come back earlier and wait in the queue.
+            ends = sorted(arrived + rec.e2el_ms / 1e3 for rec, (_, arrived) in zip(records, take))
+            for end in ends:
+                if not sampler.more(sent):
+                    break
+                queue.append((prompts[sent % len(prompts)], end))
+                sent += 1
 
-    def _open_loop(self, backend, prompts, ctx) -> Iterator:
+    def _open_loop(self, backend, prompts, ctx, sampler) -> Iterator:
+        # One continuous Poisson arrival process for the whole point, however many passes it takes.
         rng = np.random.default_rng(self.seed)
-        gaps = rng.exponential(1.0 / ctx.point.rate, size=len(prompts))
-        start = time.perf_counter()
-        arrivals = list(start + np.cumsum(gaps))
-        pending = deque(zip(prompts, arrivals))
-        while pending:
+        mean_gap = 1.0 / ctx.point.rate
+        next_arrival = time.perf_counter() + rng.exponential(mean_gap)
+        pending: deque = deque()
+        sent = 0
+        while True:
             now = time.perf_counter()
-            if pending[0][1] > now:
-                time.sleep(pending[0][1] - now)
-                now = time.perf_counter()
-            take = []
-            while pending and pending[0][1] <= now and len(take) < self.config.max_batch:
-                take.append(pending.popleft())
-            yield from run_batch(backend, [p for p, _ in take], [t for _, t in take], ctx)
+            while next_arrival <= now and sampler.more(sent):
+                pending.append((prompts[sent % len(prompts)], next_arrival))
+                sent += 1
+                next_arrival += rng.exponential(mean_gap)
+            if not pending:
+                if not sampler.more(sent):
+                    return
+                time.sleep(max(0.0, next_arrival - time.perf_counter()))
+                continue
+            take = [pending.popleft() for _ in range(min(self.config.max_batch, len(pending)))]
+            records = run_batch(backend, [p for p, _ in take], [t for _, t in take], ctx)
+            sampler.add(records)
+            yield from records
