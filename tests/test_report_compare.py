@@ -47,3 +47,17 @@ def test_cli_json_and_cells_present_in_one_run_only(tmp_path):
 def test_cli_bad_folder_exits_2(tmp_path):
     res = CliRunner().invoke(main, ["compare", str(tmp_path), str(tmp_path)])
     assert res.exit_code == 2 and "summary.json" in res.stderr
+
+
+def test_cli_text_keeps_long_names_whole_with_units_and_no_dicts(tmp_path):
+    long = "/models/" + "a-very-long-model-folder-name-" * 3 + "[v2]"
+    a = make_run(tmp_path / "a", [cell(long, n=3), cell(long, batch=4, n=8)], run_id="a")
+    b = make_run(tmp_path / "b", [cell(long, n=3)], run_id="b", seed=5)
+    res = CliRunner().invoke(main, ["compare", str(a), str(b)])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    # rich's default width in a pipe is 80 columns; the cell's name is longer and still appears whole.
+    assert len(long) > 80 and f"{long} / torch-fp32 / single-stream single" in out
+    assert f"only in A: {long} / torch-fp32 / batch batch=4" in out and "{'model'" not in out
+    assert "TTFT p50, ms" in out and "cost per request, $" in out
+    assert "caution: 3 requests in a run" in out

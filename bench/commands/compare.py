@@ -6,20 +6,43 @@ import sys
 
 import click
 
+# Display names with units; the JSON keeps the metric keys of llmbench.report.compare.
+_UNITS = {"ttft": ("TTFT", "ms"), "tpot": ("TPOT", "ms"), "e2el": ("E2EL", "ms")}
+_SCALARS = {"output_throughput_tok_s": "output throughput, tok/s", "request_throughput_req_s": "request throughput, req/s",
+            "cost_per_request_usd": "cost per request, $", "peak_rss_mb": "peak RSS, MB"}
+FEW_SAMPLES = 5
 
-def _table(doc: dict):
+
+def metric_label(metric: str) -> str:
+    """'ttft_p95' -> 'TTFT p95, ms'; 'cost_per_request_usd' -> 'cost per request, $'."""
+    if metric in _SCALARS:
+        return _SCALARS[metric]
+    head, _, q = metric.partition("_")
+    name, unit = _UNITS.get(head, (head, ""))
+    return f"{name} {q}, {unit}" if unit else metric
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:,.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3g}"
+
+
+def cell_name(c: dict) -> str:
+    """model / variant / scenario point, in full."""
+    return f"{c['model']} / {c['variant']} / {c['scenario']} {c['point']}"
+
+
+def _table(doc: dict, cell: dict):
     from rich.table import Table
 
-    t = Table(title=f"{doc['run_a']['run_id']} (A) -> {doc['run_b']['run_id']} (B); [bold red]red[/bold red]: larger than the noise")
-    for col in ("cell", "metric", "A", "B", "change", "judged by"):
-        t.add_column(col)
-    for c in doc["cells"]:
-        name = "/".join(str(c["cell"][k]) for k in ("model", "variant", "point"))
-        for i, m in enumerate(c["metrics"]):
-            style = "bold red" if m["significant"] else ""
-            ch = "-" if m["change_pct"] is None else f"{m['change_pct']:+.1f}%"
-            ci = lambda v: f" [{v[0]:.4g}, {v[1]:.4g}]" if v else ""  # noqa: E731
-            t.add_row(name if i == 0 else "", m["metric"], f"{m['a']:.4g}{ci(m.get('a_ci95'))}", f"{m['b']:.4g}{ci(m.get('b_ci95'))}", ch, m["rule"], style=style)
+    t = Table()
+    t.add_column("metric", no_wrap=True)  # short, with its unit: never folded
+    for col in ("A", "B", "change", "judged by"):
+        t.add_column(col, overflow="fold")
+    ci = lambda v: f" [{_num(v[0])}, {_num(v[1])}]" if v else ""  # noqa: E731
+    for m in cell["metrics"]:
+        ch = "-" if m["change_pct"] is None else f"{m['change_pct']:+.1f}%"
+        t.add_row(metric_label(m["metric"]), _num(m["a"]) + ci(m.get("a_ci95")), _num(m["b"]) + ci(m.get("b_ci95")), ch, m["rule"],
+                  style="bold red" if m["significant"] else "")
     return t
 
 
@@ -35,14 +58,24 @@ def compare(run_a: str, run_b: str, as_json: bool) -> None:
 
     doc = compare_runs(run_a, run_b)
     console = Console(stderr=as_json)
-    console.print(_table(doc))
+    say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731 - user text, never markup
+    say(f"A: {doc['run_a']['run_id']} ({doc['run_a']['path']})  ->  B: {doc['run_b']['run_id']} ({doc['run_b']['path']}); "
+        "bold red rows changed by more than the noise")
+    for c in doc["cells"]:
+        say(cell_name(c["cell"]))  # on its own line: a table title would wrap a long name
+        console.print(_table(doc, c))
+        few = [n for n in c.get("n") or [] if n is not None and n < FEW_SAMPLES]
+        if few:
+            say(f"  caution: {min(few)} requests in a run: percentiles and 95% intervals from so few samples are rough")
     for ch in doc["context_changes"][:20]:
-        console.print(f"changed: {ch['what']}: {ch['a']!r} -> {ch['b']!r}", highlight=False)
-    for side in ("only_in_a", "only_in_b"):
+        say(f"changed: {ch['what']}: {ch['a']!r} -> {ch['b']!r}")
+    if len(doc["context_changes"]) > 20:
+        say(f"changed: {len(doc['context_changes']) - 20} more setting(s) (see --json)")
+    for side, run in (("only_in_a", "A"), ("only_in_b", "B")):
         for c in doc[side]:
-            console.print(f"{side.replace('_', ' ')}: {c}", highlight=False)
-    console.print(f"{doc['flagged']} change(s) larger than the noise across {len(doc['cells'])} matching cell(s). Percentiles: "
-                  "real when the 95% bootstrap CIs do not overlap; throughput and cost: when beyond 1.96 x the runs' combined "
-                  "standard error (E2EL CV / sqrt(n)).", highlight=False)
+            say(f"only in {run}: {cell_name(c)}")
+    say(f"{doc['flagged']} change(s) larger than the noise across {len(doc['cells'])} matching cell(s). Percentiles: "
+        "real when the 95% bootstrap CIs do not overlap; throughput and cost: when beyond 1.96 x the runs' combined "
+        "standard error (E2EL CV / sqrt(n)).")
     if as_json:
         sys.stdout.write(json.dumps(doc, default=str) + "\n")
