@@ -1,10 +1,10 @@
 """The run config: YAML, validated with pydantic; every key has a default, unknown keys are errors."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmbench.errors import BadInput
@@ -13,7 +13,21 @@ from llmbench.errors import BadInput
 class Strict(BaseModel):
     """Base of every config block: a misspelt key is an error, not a silent default."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity are never a sensible setting, and would end up as invalid JSON in run.json.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# Limits on sizes and ranges, checked at validation: a typo like `requests: 1e9` is refused with
+# the limit in the message instead of running for days or exhausting memory.
+MAX_TOKENS = 131_072
+MAX_REQUESTS = 100_000
+MAX_CLIENTS = 1024
+MAX_BATCH = 1024
+MIN_RATE = 0.01  # requests/s: a first gap of 100 s at most
+MAX_RATE = 100_000.0
+MAX_DURATION_S = 86_400.0
+MAX_REPEATS = 1000
+_CARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 # ---- candidates --------------------------------------------------------------------------------
@@ -29,10 +43,18 @@ class Candidate(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "Candidate":
-        if (self.model is None) == (self.card is None):
+        # run.json stores both `model: card:X` and `card: X` for a card; reading it back must work.
+        both_agree = self.card is not None and self.model == f"card:{self.card}"
+        if (self.model is None) == (self.card is None) and not both_agree:
             raise ValueError("give exactly one of 'model' or 'card'")
         if self.card is not None:
+            if not _CARD_NAME.match(self.card) or ".." in self.card:
+                raise ValueError(f"card name {self.card!r} may hold only letters, digits, '.', '_' and '-'")
             self.model = f"card:{self.card}"
+        elif str(self.model).startswith("card:"):
+            name = str(self.model)[len("card:"):].strip()
+            if not _CARD_NAME.match(name) or ".." in name:
+                raise ValueError(f"card name {name!r} may hold only letters, digits, '.', '_' and '-'")
         if not self.variants:
             raise ValueError("'variants' is empty")
         return self
@@ -47,14 +69,14 @@ class LengthDist(Strict):
     """Token lengths: fixed, uniform [low, high], normal(mean, std) or lognormal(mean, sigma)."""
 
     dist: Literal["fixed", "uniform", "normal", "lognormal"] = "fixed"
-    value: int | None = None
-    mean: float | None = None
-    std: float | None = None
-    sigma: float | None = None
-    low: int | None = None
-    high: int | None = None
-    min: int = 1
-    max: int | None = None
+    value: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    mean: float | None = Field(None, description="normal: mean; lognormal: the median, > 0")
+    std: float | None = Field(None, ge=0)
+    sigma: float | None = Field(None, ge=0, le=10)
+    low: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    high: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    min: int = Field(1, ge=1, le=MAX_TOKENS)
+    max: int | None = Field(None, ge=1, le=MAX_TOKENS)
 
     @model_validator(mode="after")
     def _complete(self) -> "LengthDist":
@@ -64,6 +86,14 @@ class LengthDist(Strict):
             raise ValueError(f"a {self.dist} length needs {', '.join(missing)}")
         if self.dist == "uniform" and self.low > self.high:  # type: ignore[operator]
             raise ValueError("uniform length: low > high")
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        if self.dist == "lognormal" and self.mean is not None and self.mean <= 0:
+            raise ValueError(f"a lognormal length needs mean > 0 (its median in tokens), got {self.mean:g}")
+        if self.dist == "normal" and self.mean is not None and not -MAX_TOKENS <= self.mean <= MAX_TOKENS:
+            raise ValueError(f"a normal length's mean must be within {MAX_TOKENS:,} tokens")
+        if self.dist == "lognormal" and self.mean is not None and self.mean > MAX_TOKENS:
+            raise ValueError(f"a lognormal length's mean must be at most {MAX_TOKENS:,} tokens")
         return self
 
 
@@ -98,9 +128,11 @@ class Workload(Strict):
 
     prompt_tokens: Length = LengthDist(dist="lognormal", mean=96, sigma=0.5, min=8, max=512)
     output_tokens: Length = LengthDist(value=32)
-    requests: int = Field(8, ge=1)
+    requests: int = Field(8, ge=1, le=MAX_REQUESTS)
     dataset: DatasetSpec | None = None
     templates: TemplateSpec | None = None
+    record_prompts: bool = Field(False, description="keep each prompt's text in requests.jsonl ('prompt'); "
+                                                    "otherwise only its sha256 ('prompt_sha256')")
 
     @model_validator(mode="after")
     def _one_source(self) -> "Workload":
@@ -120,16 +152,16 @@ class Batch(Strict):
     """Static batches: offline throughput and the latency it costs."""
 
     kind: Literal["batch"] = "batch"
-    batch_sizes: list[Annotated[int, Field(ge=1)]] = [1, 2, 4, 8]
+    batch_sizes: list[Annotated[int, Field(ge=1, le=MAX_BATCH)]] = Field([1, 2, 4, 8], min_length=1)
 
 
 class Concurrency(Strict):
     """N closed-loop clients, or a fixed arrival rate, against one instance through a queue."""
 
     kind: Literal["concurrency"] = "concurrency"
-    clients: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
-    rates: list[Annotated[float, Field(gt=0)]] = Field(default_factory=list, description="requests/s, Poisson")
-    max_batch: int = Field(8, ge=1)
+    clients: list[Annotated[int, Field(ge=1, le=MAX_CLIENTS)]] = Field(default_factory=list)
+    rates: list[Annotated[float, Field(ge=MIN_RATE, le=MAX_RATE)]] = Field(default_factory=list, description="requests/s, Poisson")
+    max_batch: int = Field(8, ge=1, le=MAX_BATCH)
 
     @model_validator(mode="after")
     def _some_load(self) -> "Concurrency":
@@ -146,8 +178,8 @@ class InlineHardware(Strict):
     """A machine described inline instead of by profile name."""
 
     name: str
-    usd_per_hour: float = Field(ge=0)
-    devices: int = Field(1, ge=1)
+    usd_per_hour: float = Field(ge=0, le=1e6)
+    devices: int = Field(1, ge=1, le=MAX_BATCH)
 
 
 # ---- stages of other issues --------------------------------------------------------------------
@@ -155,8 +187,9 @@ class QualityConfig(Strict):
     """The quality gate on variants (golden set against the reference variant)."""
 
     golden_set: Path | None = None
+    enabled: bool = Field(True, description="`quality: null` in a config turns the gate off")
     min_share: float = Field(0.99, gt=0, le=1)
-    max_new_tokens: int = Field(16, ge=1)
+    max_new_tokens: int = Field(16, ge=1, le=4096)
     max_ppl_increase: float | None = Field(None, ge=0, description="also fail when perplexity rises more (0.02 = 2%)")
     max_kl: float | None = Field(None, ge=0, description="also fail when the mean next-token KL (nats) is higher")
 
@@ -181,13 +214,13 @@ class CacheConfig(Strict):
 class PlanConfig(Strict):
     """Capacity planning at the end of a run (`llmbench plan` takes the same settings as options)."""
 
-    rps: float | None = Field(None, gt=0, description="target load; default: half the best measured throughput")
+    rps: float | None = Field(None, gt=0, le=1e7, description="target load; default: half the best measured throughput")
     trace: Path | None = Field(None, description="replay this trace (Azure format) instead of Poisson at rps")
     slo: str | None = Field(None, description="default: the run's slo")
     goodput: float | None = Field(None, gt=0, le=1, description="also require this share of requests to meet every SLO")
-    max_replicas: int = Field(1024, ge=1)
-    max_batch: int | None = Field(None, ge=1, description="default: the largest batch measured")
-    policy: Literal["jsq", "round-robin"] = "jsq"
+    max_replicas: int = Field(1024, ge=1, le=1_000_000)
+    max_batch: int | None = Field(None, ge=1, le=MAX_BATCH, description="default: the largest batch measured")
+    policy: Literal["random", "least-busy", "jsq", "round-robin"] = "random"  # random = LiteLLM's simple-shuffle
 
 
 # ---- the whole run -----------------------------------------------------------------------------
@@ -200,15 +233,29 @@ class RunConfig(Strict):
     hardware: str | InlineHardware = "cpu-2core"
     device: Literal["cpu", "cuda", "auto"] = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    warmup: int = Field(2, ge=0, description="warm-up requests per scenario point, not recorded")
-    iterations: int = Field(1, ge=1, description="passes over the workload per scenario point")
-    min_duration_s: float = Field(0.0, ge=0, description="keep measuring a point at least this long")
-    seed: int = 0
+    warmup: int = Field(2, ge=0, le=MAX_REPEATS, description="warm-up batches per scenario point, each as large as "
+                        "the largest batch the point can run (a rate point: max_batch), not recorded")
+    iterations: int = Field(1, ge=1, le=MAX_REPEATS, description="passes over the workload per scenario point")
+    min_duration_s: float = Field(0.0, ge=0, le=MAX_DURATION_S, description="keep measuring a point at least this long")
+    precision_pct: float | None = Field(2.0, gt=0, le=100, description="after iterations and min_duration_s, keep "
+                                        "measuring a point until the 95% CI of its p50 TPOT is within +-this % of the median "
+                                        "(null: stop after iterations)")
+    cell_time_cap_s: float = Field(2.0, ge=0, le=MAX_DURATION_S, description="stop measuring a point for precision_pct "
+                                   "after this long; the cell is then flagged noisy")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy seeds are 0 .. 2**32-1")
     slo: str | None = Field(None, description="e.g. 'ttft_p95=500ms,tpot_p99=80ms'")
     quality: QualityConfig | None = None
     compression: CompressionConfig | None = None
     cache: CacheConfig | None = None
     plan: PlanConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gate_off(cls, data: Any) -> Any:
+        # `quality: null` says "no gate"; a missing `quality` keeps the default gate.
+        if isinstance(data, dict) and "quality" in data and data["quality"] is None:
+            data = {**data, "quality": {"enabled": False}}
+        return data
 
     @field_validator("scenarios", mode="before")
     @classmethod
@@ -218,72 +265,18 @@ class RunConfig(Strict):
             return [{"kind": v} if isinstance(v, str) else v for v in value]
         return value
 
-
-def _where(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", "tagged-union"))) or "(top level)"
-
-
-def parse_config(data: Any, source: str) -> RunConfig:
-    """Validate a mapping as a RunConfig; BadInput names the file and the key on failure."""
-    if not isinstance(data, dict):
-        raise BadInput(f"{source}: the config must be a mapping of keys, got {type(data).__name__}")
-    try:
-        config = RunConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise BadInput(f"{source}: {_where(err['loc'])}: {msg}{more}") from None
-    base = Path(source).parent if source != "<default>" else Path.cwd()
-    _resolve_paths(config, base, source)
-    if config.cache is not None and config.cache.verifier is not None:
-        from llmbench.optimizers.cache.profile import load_user_profile
-
-        # Read now: a bad profile found at the cache stage would come after the measurements.
-        load_user_profile(str(config.cache.verifier), f"{source}: cache.verifier")
-    return config
+    @model_validator(mode="after")
+    def _distinct_names(self) -> "RunConfig":
+        # Results are keyed by the display name: two candidates with one name would be merged
+        # into one summary row, and on resume one would count as done.
+        seen: dict[str, int] = {}
+        for i, cand in enumerate(self.candidates):
+            if cand.label in seen:
+                raise ValueError(f"candidates {seen[cand.label]} and {i} are both named {cand.label!r}; "
+                                 "give each a distinct 'name:'")
+            seen[cand.label] = i
+        return self
 
 
-def _resolve_paths(config: RunConfig, base: Path, source: str) -> None:
-    # Relative paths in a config are relative to the config file, as users expect. A missing file
-    # is bad input now, not a failed stage after the measurements.
-    wl = config.workload
-    holders = [("workload.dataset.path", wl.dataset, "path"), ("workload.templates.file", wl.templates, "file"),
-               ("workload.templates.variables", wl.templates, "variables"),
-               ("quality.golden_set", config.quality, "golden_set"), ("compression.prompts", config.compression, "prompts"),
-               ("cache.log", config.cache, "log"), ("cache.verifier", config.cache, "verifier"),
-               ("plan.trace", config.plan, "trace")]
-    for key, block, attr in holders:
-        value = getattr(block, attr, None) if block is not None else None
-        if value is None:
-            continue
-        if not Path(value).is_absolute():
-            value = base / value
-            setattr(block, attr, value)
-        if not Path(value).is_file():
-            raise BadInput(f"{source}: {key}: {value} does not exist or is not a file")
-    for cand in config.candidates:
-        if str(cand.model).startswith(("./", "../")):
-            cand.model = str(base / str(cand.model))
-
-
-def load_config(path: str | Path | None) -> tuple[RunConfig, str]:
-    """Read and validate a YAML config (None: the embedded default). Returns (config, its text)."""
-    if path is None:
-        from importlib import resources
-
-        text = (resources.files("llmbench.profiles") / "default.yaml").read_text()
-        source = "<default>"
-    else:
-        from llmbench.files import read_input_text
-
-        text = read_input_text(path, "config")
-        source = str(path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise BadInput(f"{source}: not valid YAML{at}: {problem}") from None
-    return parse_config(data, source), text
+# Reading a config file lives in config_load (kept apart to keep this file to the schema).
+from llmbench.config_load import load_config, parse_config  # noqa: E402,F401

@@ -4,22 +4,23 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmbench.errors import BadInput
+from llmbench.files import read_input_text
+from llmbench.yamlsafe import load_yaml
 
 
 class HardwareProfile(BaseModel):
     """A priced machine. Prices carry their date and source, since they move."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # `usd_per_hour: .inf` is not a price
 
     name: str
     kind: str = "cpu"
     description: str = ""
     devices: int = Field(1, ge=1)
-    usd_per_hour: float = Field(ge=0)
+    usd_per_hour: float = Field(ge=0, le=1e6)
     memory_gb: float | None = None
     memory_bandwidth_gbs: float | None = None
     peak_bf16_tflops: float | None = None
@@ -46,14 +47,20 @@ def load_hardware(spec) -> HardwareProfile:
     if not isinstance(spec, str):
         return HardwareProfile(**spec.model_dump())
     path = Path(spec)
-    if spec.endswith((".yaml", ".yml")) and path.is_file():
-        text, where = path.read_text(), spec
+    if spec.endswith((".yaml", ".yml")) or "/" in spec:
+        text, where = read_input_text(path, "hardware profile"), spec
     else:
         entry = _folder() / f"{spec}.yaml"
         if not entry.is_file():
             raise BadInput(f"hardware: unknown profile {spec!r} (shipped: {', '.join(hardware_names())}; or give {{name, usd_per_hour}})")
         text, where = entry.read_text(), f"profiles/hardware/{spec}.yaml"
+    data = load_yaml(text, where)
+    if not isinstance(data, dict):
+        raise BadInput(f"{where}: a hardware profile is a mapping of keys, got {type(data).__name__}")
     try:
-        return HardwareProfile(**yaml.safe_load(text))
-    except (ValidationError, TypeError, yaml.YAMLError) as exc:
-        raise BadInput(f"{where}: not a valid hardware profile ({str(exc).splitlines()[0]})") from None
+        return HardwareProfile.model_validate(data)
+    except ValidationError as exc:
+        # The key and the problem only: the offending value itself may be huge.
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise BadInput(f"{where}: not a valid hardware profile: {key}: {err['msg'][:200]}") from None

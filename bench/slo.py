@@ -1,10 +1,12 @@
 """Service-level objectives: `ttft_p95=500ms,tpot_p99=80ms,e2el_p95=5s`."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 from llmbench.errors import BadInput
+from llmbench.stats import PERCENTILES
 
 METRICS = ("ttft", "tpot", "e2el", "itl")
 _TERM = re.compile(r"^(ttft|tpot|e2el|itl)_p(\d{1,2}(?:\.\d+)?)=(\d+(?:\.\d+)?)(ms|s)$")
@@ -32,8 +34,12 @@ def parse_slo(text: str | None, where: str = "--slo") -> list[SLO]:
         if not m:
             raise BadInput(f"{where}: cannot read {term!r}; expected METRIC_pNN=VALUE(ms|s), e.g. ttft_p95=500ms (metrics: {', '.join(METRICS)})")
         metric, pct, value, unit = m.groups()
-        if not 0 < float(pct) < 100:
-            raise BadInput(f"{where}: percentile in {term!r} must be between 0 and 100")
+        if float(pct) not in PERCENTILES:
+            # Only computed percentiles can be checked: a p96 would be measured, then never judged.
+            raise BadInput(f"{where}: percentile p{pct} in {term!r} is not measured; use one of "
+                           f"{', '.join(f'p{q}' for q in PERCENTILES)}")
+        if not math.isfinite(float(value)) or float(value) <= 0:
+            raise BadInput(f"{where}: the limit in {term!r} must be a positive number")
         slos.append(SLO(metric, float(pct), float(value) * (1000.0 if unit == "s" else 1.0)))
     return slos
 

@@ -2,15 +2,22 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from llmbench.config import LengthDist, Workload
+from llmbench.config import MAX_TOKENS, LengthDist, Workload
 from llmbench.errors import BadInput
+from llmbench.files import read_input_text
 from llmbench.jsonl import read_jsonl_lines
+from llmbench.yamlsafe import load_yaml
+
+# One prompt's text: far above any context window, far below what would exhaust memory when
+# tokenised (a 50 MB one-line dataset is refused with its line number, not tokenised whole).
+MAX_PROMPT_CHARS = 1_000_000
 
 
 @dataclass
@@ -23,10 +30,21 @@ class Prompt:
     template: str | None = None
     template_version: str | None = None
     dataset: str | None = None
+    record_text: bool = False  # workload.record_prompts: the text goes into requests.jsonl
 
     @property
     def length_chars(self) -> int:
         return len(self.text) if self.text is not None else 0
+
+    @property
+    def recorded_text(self) -> str | None:
+        """The text a request record keeps (`prompt`), only when the config allows it."""
+        return self.text if self.record_text else None
+
+    @property
+    def sha256(self) -> str | None:
+        """sha256 of the prompt text (`prompt_sha256`): repeats are visible without the text."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest() if self.text is not None else None
 
 
 def sample_lengths(spec: int | LengthDist, n: int, rng: np.random.Generator) -> list[int]:
@@ -54,21 +72,36 @@ def read_jsonl(path: Path, what: str) -> list[dict]:
     return [rec for _, rec in read_jsonl_lines(path, what)]
 
 
-class _SafeDict(dict):
-    def __missing__(self, key: str) -> str:
-        raise KeyError(key)
+def fill(template: str, values: dict, where: str) -> str:
+    """Substitute plain `{name}` fields; `{{`/`}}` are literal braces. Anything else is bad input.
+
+    str.format would also run format specs (`{query:>200000000}` allocates gigabytes), attribute
+    access (`{query.nope}`), positional fields (`{0}`) and indexing (`{query[9]}`).
+    """
+    out = []
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise BadInput(f"{where}: {exc} (write a literal brace as {{{{ or }}}})") from None
+    for literal, field, spec, conversion in parts:
+        out.append(literal)
+        if field is None:
+            continue
+        if not field.isidentifier() or spec or conversion:
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise BadInput(f"{where}: {shown[:60]!r} is not a plain {{name}} field (no format specs, "
+                           "attributes, indexes or positions)")
+        if field not in values:
+            raise KeyError(field)
+        out.append(str(values[field]))
+    return "".join(out)
 
 
 def _templates(workload: Workload) -> list[tuple[str, str, str]]:
     """(template name, version, text) for each filled template, in order."""
     spec = workload.templates
     assert spec is not None
-    if not spec.file.is_file():
-        raise BadInput(f"templates file {str(spec.file)!r} does not exist")
-    try:
-        table = yaml.safe_load(spec.file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise BadInput(f"templates file {spec.file}: not valid YAML ({type(exc).__name__})") from None
+    table = load_yaml(read_input_text(spec.file, "templates file"), f"templates file {spec.file}")
     if not isinstance(table, dict) or not table:
         raise BadInput(f"templates file {spec.file}: expected a mapping of name -> {{system, user}}")
     names = spec.use or list(table)
@@ -76,15 +109,21 @@ def _templates(workload: Workload) -> list[tuple[str, str, str]]:
     out = []
     for name in names:
         entry = table.get(name)
-        if not isinstance(entry, dict) or "user" not in entry:
-            raise BadInput(f"templates file {spec.file}: template {name!r} is missing or has no 'user'")
+        if not isinstance(entry, dict) or not isinstance(entry.get("user"), str):
+            raise BadInput(f"templates file {spec.file}: template {str(name)[:80]!r} is missing or has no 'user' text")
+        if not isinstance(entry.get("system", ""), str):
+            raise BadInput(f"templates file {spec.file}: template {str(name)[:80]!r}: 'system' must be text")
         version = str(entry.get("version", name.rsplit("_v", 1)[1] if "_v" in name else "1"))
         for n, var in enumerate(variables, 1):
             try:
-                parts = [entry.get("system", ""), entry["user"].format_map(_SafeDict(var))]
+                parts = [entry.get("system", ""), fill(entry["user"], var, f"template {name!r}")]
             except KeyError as exc:
                 raise BadInput(f"template {name!r}: variable {exc} missing in {spec.variables}:{n}") from None
-            out.append((name.rsplit("_v", 1)[0] if "_v" in name else name, version, "\n".join(p for p in parts if p)))
+            text = "\n".join(p for p in parts if p)
+            if len(text) > MAX_PROMPT_CHARS:
+                raise BadInput(f"template {name!r} filled from {spec.variables}:{n} is {len(text):,} characters "
+                               f"(limit {MAX_PROMPT_CHARS:,})")
+            out.append((name.rsplit("_v", 1)[0] if "_v" in name else name, version, text))
     return out
 
 
@@ -92,12 +131,14 @@ def build_prompts(workload: Workload, tokenizer, seed: int) -> list[Prompt]:
     """The run's requests, tokenised with the candidate's own tokenizer (exact prompt lengths)."""
     rng = np.random.default_rng(seed)
     outs = sample_lengths(workload.output_tokens, workload.requests, rng)
+    keep = workload.record_prompts
     if workload.dataset is not None:
         return _dataset_prompts(workload, tokenizer, outs)
     if workload.templates is not None:
         filled = _templates(workload)
         return [
-            Prompt(ids=tokenizer(text)["input_ids"], output_tokens=outs[i % len(outs)], text=text, template=name, template_version=ver)
+            Prompt(ids=tokenizer(text)["input_ids"], output_tokens=outs[i % len(outs)], text=text, template=name,
+                   template_version=ver, record_text=keep)
             for i, (name, ver, text) in enumerate(filled)
         ]
     lengths = sample_lengths(workload.prompt_tokens, workload.requests, rng)
@@ -106,7 +147,7 @@ def build_prompts(workload: Workload, tokenizer, seed: int) -> list[Prompt]:
     prompts = []
     for length, out in zip(lengths, outs):
         ids = rng.choice(vocab, size=length).tolist()
-        prompts.append(Prompt(ids=ids, output_tokens=out, text=tokenizer.decode(ids)))
+        prompts.append(Prompt(ids=ids, output_tokens=out, text=tokenizer.decode(ids), record_text=keep))
     return prompts
 
 
@@ -123,24 +164,47 @@ def dataset_identity(workload: Workload) -> dict | None:
     return {"name": spec.name or spec.path.stem, "version": spec.version, "sha256": digest, "path": str(spec.path)}
 
 
-def _dataset_prompts(workload: Workload, tokenizer, outs: list[int]) -> list[Prompt]:
+def _output_tokens(value, where: str) -> int:
+    # A row's own output length: a whole number of tokens, 1 .. MAX_TOKENS (NaN, "many", -5 and 0
+    # would fail the cell, or worse, be measured as something else).
+    ok = (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and math.isfinite(value) and value.is_integer())
+    if not ok or not 1 <= value <= MAX_TOKENS:
+        raise BadInput(f"{where}: 'output_tokens' must be a whole number from 1 to {MAX_TOKENS:,}, got {value!r}"[:300])
+    return int(value)
+
+
+def dataset_rows(workload: Workload) -> list[tuple[str, int | None]]:
+    """(prompt text, its own output length or None) for the rows a run sends; BadInput by file and line."""
     spec = workload.dataset
-    ident = dataset_identity(workload)
-    rows = read_jsonl(spec.path, "dataset")
-    prompts = []
-    for n, row in enumerate(rows[: workload.requests], 1):
+    assert spec is not None
+    rows = read_jsonl_lines(spec.path, "dataset")
+    out = []
+    for no, row in rows[: workload.requests]:
+        where = f"dataset {spec.path}:{no}"
         text = row.get(spec.field)
         if not isinstance(text, str) or not text:
-            raise BadInput(f"dataset {spec.path}:{n}: no string field {spec.field!r}")
-        out = int(row.get("output_tokens", outs[(n - 1) % len(outs)]))
-        prompts.append(Prompt(ids=tokenizer(text)["input_ids"], output_tokens=out, text=text, dataset=f"{ident['name']}@{ident['version']}"))
-    return prompts
+            others = ", ".join(repr(k) for k in list(row)[:5])
+            raise BadInput(f"{where}: no string field {spec.field!r} (the line has {others or 'no fields'}; "
+                           "set workload.dataset.field to use another)")
+        if len(text) > MAX_PROMPT_CHARS:
+            raise BadInput(f"{where}: the prompt is {len(text):,} characters (limit {MAX_PROMPT_CHARS:,})")
+        out.append((text, _output_tokens(row["output_tokens"], where) if "output_tokens" in row else None))
+    return out
+
+
+def _dataset_prompts(workload: Workload, tokenizer, outs: list[int]) -> list[Prompt]:
+    ident = dataset_identity(workload)
+    name = f"{ident['name']}@{ident['version']}"
+    return [Prompt(ids=tokenizer(text)["input_ids"], output_tokens=out if out is not None else outs[n % len(outs)],
+                   text=text, dataset=name, record_text=workload.record_prompts)
+            for n, (text, out) in enumerate(dataset_rows(workload))]
 
 
 def validate_workload(workload: Workload) -> None:
-    """Checks that need the files, done before measuring (missing or empty files are bad input)."""
+    """Checks that need the files, done before measuring (missing or empty files, bad lines, bad templates)."""
     if workload.dataset is not None:
         dataset_identity(workload)
-        read_jsonl(workload.dataset.path, "dataset")
+        dataset_rows(workload)
     if workload.templates is not None:
         _templates(workload)

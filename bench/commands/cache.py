@@ -187,8 +187,10 @@ def _simulate_table(r: dict) -> None:
     s, b = r["setting"], r["baseline"]
     rule = (f"verifier {s.get('verifier', '')}, p >= {s['threshold']:.3f}" if s["rule"] == "verifier"
             else f"cosine >= {s['threshold']:.3f}")
-    t = Table(title=f"{r['log']}: {r['lookups']} lookups, target false-hit rate {s['target_false_hit']}",
-              caption=f"rule: {rule}; baseline: cosine >= {b['threshold']:.3f}")
+    from rich.markup import escape
+
+    t = Table(title=escape(f"{r['log']}: {r['lookups']} lookups, target false-hit rate {s['target_false_hit']}"),
+              caption=escape(f"rule: {rule}; baseline: cosine >= {b['threshold']:.3f}"))
     for col in ("", "hit", "false hit", "wrong", "precision", "calls saved", "tokens saved", "cost saved"):
         t.add_column(col, justify="left" if not col else "right")
     for name, x in (("rule", r), ("baseline", b)):

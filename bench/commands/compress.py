@@ -140,8 +140,10 @@ def _print_human(rows: list, about: dict, with_text: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from rich.markup import escape
+
     console = Console()
-    table = Table(title=f"LLMLingua with {about['model']} (tokens: {about['target_tokenizer']})")
+    table = Table(title=escape(f"LLMLingua with {about['model']} (tokens: {about['target_tokenizer']})"))
     for col in ("#", "original", "compressed", "ratio", "latency ms", "tokens/s"):
         table.add_column(col, justify="right")
     for i, r in enumerate(rows, start=1):
@@ -151,9 +153,9 @@ def _print_human(rows: list, about: dict, with_text: bool) -> None:
     console.print(table)
     console.print(f"compressor load and warm-up: {about['load_ms']:.0f} ms (not in the latencies)")
     if "note" in about:
-        console.print(f"[yellow]note:[/yellow] {about['note']}")
+        console.print(f"[yellow]note:[/yellow] {escape(str(about['note']))}")
     if about.get("out"):
-        console.print(f"compressed prompts written to {about['out']}")
+        console.print(f"compressed prompts written to {escape(str(about['out']))}")
     elif with_text:
         for i, r in enumerate(rows, start=1):
             if len(rows) > 1:

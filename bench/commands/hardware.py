@@ -18,10 +18,11 @@ def hardware(as_json: bool) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title="this machine", show_header=False)
     for k, v in info.items():
         if k == "gpus":
             v = ", ".join(f"{g['name']} ({g['memory_gb']} GB)" for g in v) or "none"
-        t.add_row(k, str(v))
+        t.add_row(k, Text(str(v)))  # GPU and CPU names are printed as they are, never as markup
     Console().print(t)

@@ -2,77 +2,128 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
 import click
 
+_POLICIES = ["random", "least-busy", "jsq", "round-robin"]
 
-@click.command()
+
+@click.command(epilog="""\b
+Where the plan goes: this command writes an exploratory plan beside the run's own,
+RUN_DIR/plans/plan-<load>.json (plan-rps30.json, plan-trace-<file>.json), and never
+changes RUN_DIR/plan.json, the plan `llmbench run` made at the run config's load, which
+`llmbench recommend` decides on. Each plan records what produced it (produced_by: the
+command, the load and the time).
+\b
+Context: requests whose prompt + output exceed the model's context window
+(max_position_embeddings) cannot be served by it: they are counted
+(requests_over_context, share_over_context) and left out of the plan, never planned.
+\b
+Long prompts: when a trace needs longer prompts than the run measured, each variant is
+loaded again for a short prefill sweep up to the longest the trace needs (kept in
+RUN_DIR/prefill_sweep.json and reused); --no-measure extrapolates instead. The plan's
+`extrapolation` block says how far each figure still goes beyond what was measured.""")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--rps", type=float, help="target load, requests/s (Poisson arrivals, lengths as measured)")
-@click.option("--trace", type=click.Path(dir_okay=False), help="replay a trace: TIMESTAMP,ContextTokens,GeneratedTokens (Azure format)")
+@click.option("--rps", type=float, help="target load, requests/s (Poisson arrivals, lengths as measured); above 0, at most 1e7")
+@click.option("--trace", type=click.Path(dir_okay=False), help="replay a trace in the Azure format: header TIMESTAMP,ContextTokens,GeneratedTokens")
 @click.option("--slo", help="e.g. ttft_p95=500ms,tpot_p99=80ms,e2el_p95=60s (default: the run config's)")
 @click.option("--goodput", type=float, help="also require this share of requests to meet every SLO, e.g. 0.99")
 @click.option("--model", help="plan this measured model only (default: every one)")
 @click.option("--variant", help="plan this variant only (default: every one)")
-@click.option("--max-replicas", type=int, default=1024, show_default=True, help="largest replica count searched")
-@click.option("--max-batch", type=int, help="max batch per replica (default: the largest batch measured)")
-@click.option("--policy", type=click.Choice(["jsq", "round-robin"]), default="jsq", show_default=True,
-              help="how requests are spread over replicas (jsq: join the shortest queue)")
+@click.option("--max-replicas", type=int, default=1024, show_default=True, help="largest replica count searched (at most 1,000,000)")
+@click.option("--max-batch", type=int, help="max batch per replica, 1-1024 (default: each measured batch size is tried and the one "
+                                             "needing the fewest replicas is taken)")
+@click.option("--policy", type=click.Choice(_POLICIES), default="random", show_default=True,
+              help="how the gateway spreads requests over replicas: random = LiteLLM's simple-shuffle (its default), "
+                   "least-busy = LiteLLM's least-busy (join the shortest queue; jsq is the same), round-robin")
+@click.option("--measure/--no-measure", default=True, show_default=True,
+              help="load variants again for a prefill sweep when a trace needs longer prompts than the run measured")
 @click.option("--json", "as_json", is_flag=True, help="print the plan as one JSON document on stdout")
 def plan(run_dir: str, rps: float | None, trace: str | None, slo: str | None, goodput: float | None, model: str | None,
-         variant: str | None, max_replicas: int, max_batch: int | None, policy: str, as_json: bool) -> None:
-    """Replicas, cost and predicted latency per measured option at a load; writes RUN_DIR/plan.json."""
+         variant: str | None, max_replicas: int, max_batch: int | None, policy: str, measure: bool, as_json: bool) -> None:
+    """Replicas, cost and predicted latency per measured option at a load; writes RUN_DIR/plans/plan-<load>.json."""
     from rich.console import Console
 
     from llmbench.errors import BadInput
-    from llmbench.planner.plan_run import plan_run
-    from llmbench.results import RunDir
+    from llmbench.planner.capacity import validate_limits, validate_rps
+    from llmbench.planner.plan_run import exploratory_path, plan_run, produced_by
+    from llmbench.results import RunDir, write_json
     from llmbench.slo import parse_slo
 
     run = RunDir(Path(run_dir))
     if not run.path.is_dir():
         raise BadInput(f"RUN_DIR {run_dir!r} is not a folder")
+    # Loads and limits first: bad input never costs a model load.
+    if rps is not None:
+        validate_rps(rps)
+    validate_limits(max_batch, max_replicas, policy)
     if slo is None:
         cfg = run.read_json("run.json").get("config") or {}
         slo = (cfg.get("plan") or {}).get("slo") or cfg.get("slo")
     slos = parse_slo(slo, "--slo")
     doc = plan_run(run, slos, rps=rps, trace=trace, model=model, variant=variant, max_replicas=max_replicas,
-                   max_batch=max_batch, policy=policy, goodput=goodput)
+                   max_batch=max_batch, policy=policy, goodput=goodput, measure=measure)
+    doc["produced_by"] = produced_by(_command_line(click.get_current_context().params), doc["load"])
+    path = exploratory_path(run, rps, trace)
+    path.parent.mkdir(exist_ok=True)
+    write_json(path, doc)
     if as_json:
         sys.stdout.write(json.dumps(doc, default=str) + "\n")
         return
     # Piped output gets a fixed, readable width instead of rich's 80-column fallback.
-    console = Console() if sys.stdout.isatty() else Console(width=140)
+    console = Console(highlight=False) if sys.stdout.isatty() else Console(width=140, highlight=False)
     console.print(plan_table(doc))
     for o in doc["options"]:
         for note in o.get("notes", []) + ([o["error"]] if o.get("error") else []):
-            console.print(f"  [dim]{o['model']} {o['variant']}:[/dim] {note}")
-    console.print(f"[bold]{doc['verdict']}[/bold]  (plan.json written to {run.path})")
+            console.print(f"  {o['model']} {o['variant']}: {note}", markup=False)
+    console.print(doc["verdict"], markup=False, style="bold")
+    console.print(f"(exploratory plan written to {path}; the run's own plan.json is unchanged)", markup=False)
+
+
+def _command_line(params: dict) -> str:
+    """The command as given, rebuilt from its parsed parameters (defaults shown too)."""
+    words = ["llmbench", "plan", str(params["run_dir"])]
+    for key, value in params.items():
+        if key == "run_dir" or value is None:
+            continue
+        flag = "--" + ("json" if key == "as_json" else key.replace("_", "-"))
+        if isinstance(value, bool):
+            words += [flag] if value else ([] if key == "as_json" else ["--no-" + key.replace("_", "-")])
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def plan_table(doc: dict):
-    """A rich table of each option's plan."""
+    """A rich table of each option's plan (user text as plain text, never markup)."""
     from rich.table import Table
+    from rich.text import Text
 
     def f(v, nd=1):
         return "-" if v is None else f"{v:,.{nd}f}"
 
     load = doc["load"]
-    what = f"trace {Path(str(load.get('path'))).name}, {load.get('mean_rps', 0):.3g} req/s" if load.get("kind") == "trace" else f"{load.get('offered_rps')} req/s Poisson"
-    t = Table(title=f"capacity plan: {what}; SLO {', '.join(doc['slo']) or 'none'} ({doc['hardware']})")
-    for col in ("option", "replicas", "$/month", "E2EL p50/p95 ms", "TTFT p95 ms", "TPOT p95 ms", "sat. req/s", "meets", "err %"):
+    what = (f"trace {Path(str(load.get('path'))).name}, {load.get('mean_rps') or 0:.3g} req/s" if load.get("kind") == "trace"
+            else f"{load.get('offered_rps')} req/s Poisson")
+    t = Table(title=Text(f"capacity plan: {what}; SLO {', '.join(doc['slo']) or 'none'}; {doc.get('policy')} routing "
+                         f"({doc['hardware']})"))
+    for col in ("option", "replicas", "$/month", "E2EL p50/p95 ms", "TTFT p95 ms", "TPOT p95 ms", "sat. req/s",
+                "over context", "meets", "err %"):
         t.add_column(col, justify="left" if col == "option" else "right")
     for o in doc["options"]:
-        name = f"{o['model'].removeprefix('card:')} {o['variant']}"
+        name = Text(f"{o['model'].removeprefix('card:')} {o['variant']}")
         if o.get("error"):
-            t.add_row(name, f"[red]{o['error'][:60]}[/red]", *[""] * 7)
+            t.add_row(name, Text(o["error"][:60], style="red"), *[""] * 8)
             continue
         p = o["predicted"]
         e2 = p["e2el_ms"]
         err = (o.get("prediction_error") or {}).get("max_abs_e2el_p95_error_pct")
-        meets = "[green]yes[/green]" if o["meets_slo"] else f"[red]no: {o['binding']}[/red]"
+        over = o.get("requests_over_context")
+        meets = Text("yes", style="green") if o["meets_slo"] else Text(f"no: {o['binding']}", style="red")
         t.add_row(name, f"{o['replicas']} x b{o['max_batch']}", f(o["cost_per_month"], 2), f"{f(e2.get('p50'), 0)} / {f(e2.get('p95'), 0)}",
-                  f(p["ttft_ms"].get("p95"), 0), f(p["tpot_ms"].get("p95"), 1), f(o["saturation_rps"], 3), meets, f(err, 1))
+                  f(p["ttft_ms"].get("p95"), 0), f(p["tpot_ms"].get("p95"), 1), f(o["saturation_rps"], 3),
+                  "-" if over is None else f"{over:,} ({100 * o['share_over_context']:.1f}%)", meets, f(err, 1))
     return t
