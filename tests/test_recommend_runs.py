@@ -75,14 +75,29 @@ def make_run(path: Path, cells: list[dict], usd_per_hour: float = 1.0, params: d
     return path
 
 
-def cache_doc(scores: list[float], labels: list[int], threshold: float, baseline_threshold: float) -> dict:
+def _per_request(r: dict, n: int, embed_ms: float, traffic: str) -> dict:
+    # Pairs mode replays 2n requests (each pair's text_a, then its text_b): a served lookup is one
+    # request served from cache, a false hit one request answered wrongly (as the cache stage writes).
+    served = r["served"] / (2 * n)
+    wrong = ((r.get("false_hits") or 0) + (r.get("wrong_entries") or 0)) / (2 * n)
+    return {**r, "served_from_cache_rate": served, "wrong_answer_rate": wrong, "embed_ms_p50": embed_ms, "lookup_ms_p50": 0.1,
+            "traffic": traffic, "units": {"hit_rate": "per labelled lookup", "false_hit_rate": "per labelled lookup",
+                                          "served_from_cache_rate": "per request", "wrong_answer_rate": "per request"}}
+
+
+def cache_doc(scores: list[float], labels: list[int], threshold: float, baseline_threshold: float,
+              embed_ms: float = 15.0, traffic: str = "shipped sample pairs (not your traffic)") -> dict:
     """cache.json as the cache stage writes it for labelled pairs when the profile's rule is plain
     cosine: the simulator's own rates and sweep over these lookups' best cosines (a served
-    duplicate always finds its own entry), without the embedder."""
+    duplicate always finds its own entry), per-lookup and per-request figures, and the gateway block."""
     o = Outcomes(np.asarray(scores), np.ones(len(scores), bool), np.asarray(labels))
+    n = len(scores)
     setting = {"rule": "cosine", "threshold": threshold, "target_false_hit": 0.05, "candidates": 1, "source": "cache profile"}
-    return {**rates(o, threshold), "log": "pairs.jsonl", "kind": "pairs", "lookup_ms_p50": 0.1, "lookup_ms_p99": 0.4,
-            "setting": setting, "baseline": {**rates(o, baseline_threshold), "rule": "cosine"},
+    main = _per_request(rates(o, threshold), n, embed_ms, traffic)
+    base = _per_request(rates(o, baseline_threshold), n, embed_ms, traffic)
+    return {**main, "log": "pairs.jsonl", "kind": "pairs", "lookup_ms_p99": 0.4,
+            "setting": setting, "baseline": {**base, "rule": "cosine", "threshold": baseline_threshold},
+            "gateway": {**main, "rule": "cosine", "threshold": threshold},
             "sweep": {"cosine": curve(o, COSINE_GRID), "verifier": []}}
 
 
@@ -97,10 +112,13 @@ def prompt_cache_doc(served: list[bool], threshold: float) -> dict:
 
 
 def compression_entry(model: str, rate: float, ratio: float, agreement: float, net_latency_change_ms: float,
-                      net_saving_usd_per_request: float) -> dict:
+                      net_saving_usd_per_request: float, variant: str = "torch-fp32", compressor_ms: float = 20.0,
+                      ttft_original_ms: float = 100.0, ttft_compressed_ms: float | None = None) -> dict:
     """One entry of compression.json as the compression stage writes it (for 1000 original tokens)."""
-    return {"model": model, "variant": "torch-fp32", "rate": rate, "origin_tokens": 1000,
-            "compressed_tokens": round(1000 / ratio), "ratio": ratio, "compressor_ms": 20.0,
+    return {"model": model, "variant": variant, "rate": rate, "origin_tokens": 1000,
+            "compressed_tokens": round(1000 / ratio), "ratio": ratio, "compressor_ms": compressor_ms,
+            "ttft_original_ms": ttft_original_ms,
+            "ttft_compressed_ms": ttft_original_ms / ratio if ttft_compressed_ms is None else ttft_compressed_ms,
             "net_latency_change_ms": net_latency_change_ms, "agreement": agreement,
             "net_saving_usd_per_request": net_saving_usd_per_request,
             "pays": net_saving_usd_per_request > 0 and net_latency_change_ms < 0, "verdict": "test entry"}

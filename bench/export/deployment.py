@@ -1,30 +1,47 @@
 """deployment.yaml: what to run, per deployment (model, variant, device, replicas, batch, throughput)."""
 from __future__ import annotations
 
-from llmbench.export.servers import servers
+from llmbench.export.servers import servers, sidecar_deployments
 from llmbench.export.yamlio import dump
 
 _KEYS = ("option", "role", "aliases", "kind", "model", "variant", "device", "hardware", "served_name", "api_base",
          "replicas", "plan_replicas_full_load", "max_batch_size", "load_rps", "capacity_req_s", "expected_throughput_req_s",
-         "expected_output_tok_s", "cost_per_month_usd", "cost_per_request_usd", "predicted", "quality", "quality_status")
+         "expected_output_tok_s", "cost_per_month_usd", "cost_per_request_usd", "predicted", "quality", "quality_status", "notes")
+
+
+_BALANCING = {
+    "simple-shuffle": "the gateway picks a replica at random per request; the replicas were planned for random picks",
+    "least-busy": "the gateway sends each request to the replica with the fewest requests in flight (per proxy "
+                  "instance); the replicas were planned for join-shortest-queue, which that is",
+}
 
 
 def deployment_doc(rec: dict) -> dict:
-    """The deployment document (plain data; dumped to YAML by `deployment_yaml`)."""
+    """The deployment document (plain data; dumped to YAML by `deployment_yaml`).
+
+    total_cost_per_month_usd is every deployment listed: primaries, their sidecars (embedder,
+    compressor) and the one-replica standbys; API models count only where they are a primary.
+    """
     srv, fallbacks = servers(rec)
-    deps = [{k: s[k] for k in _KEYS if s.get(k) is not None} for s in srv]
-    total = [s["cost_per_month_usd"] for s in srv if s.get("cost_per_month_usd") is not None]
+    side = sidecar_deployments(srv)
+    deps = [{k: s[k] for k in _KEYS if s.get(k) is not None} for s in srv] + side
+    total = [d["cost_per_month_usd"] for d in deps if d.get("cost_per_month_usd") is not None]
+    gw = rec.get("gateway_routing") or {}
     return {
         "run_id": rec["run_id"], "mode": rec["mode"], "answer": rec["choice"]["answer"],
         "target_rps": rec["constraints"].get("rps"), "rps_source": rec["constraints"].get("rps_source"),
         "slo": rec["constraints"].get("slo"), "total_cost_per_month_usd": round(sum(total), 2) if total else None,
+        "load_balancing": {"gateway_strategy": gw.get("litellm_strategy"), "planned_with": gw.get("planner_policy"),
+                           "source": gw.get("source"), "note": _BALANCING.get(gw.get("litellm_strategy"), "")} if gw else None,
         "deployments": deps, "fallbacks": fallbacks,
     }
 
 
 def deployment_yaml(rec: dict) -> str:
+    """deployment.yaml's text, with a header saying how to read it."""
     header = (f"llmbench deployment plan for run {rec['run_id']} ({rec['mode']}).\n"
               "replicas: servers of this option behind one load-balanced URL (api_base is a placeholder).\n"
-              "Fallback self-hosted deployments are sized as a one-replica standby; plan_replicas_full_load\n"
-              "is what absorbing all of the traffic would take.")
+              "Fallback self-hosted deployments are one-replica standbys, predicted at the load one replica\n"
+              "carries; plan_replicas_full_load is what absorbing all of the traffic would take. Sidecars\n"
+              "(embedder, compressor) are sized for the whole load. total_cost_per_month_usd counts them all.")
     return dump(deployment_doc(rec), header)

@@ -42,12 +42,29 @@ def _gateway_cache(rec: dict) -> dict | None:
     return (rec.get("cache") or {}).get("gateway")
 
 
+def deployed_options(rec: dict) -> list[dict]:
+    """The options the gateway sends traffic to: the routed classes' options, else the chosen one."""
+    opts = {o["id"]: o for o in rec["options"]}
+    if rec["mode"] == "routing":
+        ids = [e["option"] for e in rec["routing"]["classes"] if e.get("option")]
+    else:
+        ids = [rec["choice"].get("chosen") or rec["choice"].get("closest")]
+    return [opts[i] for i in ids if i in opts]
+
+
+def cache_chosen(rec: dict) -> bool:
+    """Whether the deployed option(s) include the semantic cache: the gateway carries exactly the
+    chosen option's parts, so the cache is on only then (all of the traffic goes through one proxy)."""
+    deployed = deployed_options(rec)
+    return bool(deployed) and all(o.get("cache") for o in deployed)
+
+
 def _cache_settings(rec: dict) -> dict:
     cache = _gateway_cache(rec)
     measured = bool(cache and cache.get("threshold") is not None)
     threshold = float(cache["threshold"]) if measured else UNMEASURED_THRESHOLD
-    # On only where the simulation measured a saving and its false hits; otherwise the block is there to switch on.
-    on = bool(measured and cache.get("false_hit_rate") is not None and (cache.get("hit_rate") or 0) > 0)
+    # The block is always there to switch on; it is on only when the chosen option has the cache.
+    on = measured and cache_chosen(rec)
     return {
         "cache": on,
         "cache_params": {
@@ -64,6 +81,7 @@ def _cache_settings(rec: dict) -> dict:
 def litellm_config(rec: dict) -> dict:
     """The config as plain data (what LiteLLM's proxy reads from YAML)."""
     srv, fallbacks = servers(rec)
+    strategy = (rec.get("gateway_routing") or {}).get("litellm_strategy") or "simple-shuffle"
     model_list = [_entry(alias, s) for s in srv for alias in s["aliases"]]
     model_list.append({
         "model_name": EMBEDDING_ALIAS,
@@ -75,9 +93,9 @@ def litellm_config(rec: dict) -> dict:
     return {
         "model_list": model_list,
         "router_settings": {
-            # simple-shuffle weights deployments of a group by their rpm/tpm: replicas of unequal
-            # capacity get traffic in proportion, with no shared state (no Redis) needed.
-            "routing_strategy": "simple-shuffle",
+            # The strategy the replicas were planned with (deployment.yaml's load_balancing): random
+            # picks are simple-shuffle, join-shortest-queue is least-busy.
+            "routing_strategy": strategy,
             "num_retries": 2,
             "allowed_fails": 3,
             "cooldown_time": 30,
@@ -92,10 +110,14 @@ def litellm_yaml(rec: dict) -> str:
     if not cache or cache.get("threshold") is None:
         cache_line = f"semantic cache: not measured in this run, left off; {UNMEASURED_THRESHOLD} is a conservative default"
     else:
-        fh = (f"false hits {cache['false_hit_rate']:.1%}" if cache.get("false_hit_rate") is not None
-              else "false hits not measured: the log has no labels, left off")
-        cache_line = (f"semantic cache: plain cosine >= {cache['threshold']} from the cache simulation "
-                      f"(hit rate {cache['hit_rate']:.1%}, {fh})")
+        served, wrong = cache.get("served_from_cache_rate"), cache.get("wrong_answer_rate")
+        figs = (f"{served:.1%} of requests served from cache, {wrong:.1%} answered wrongly" if served is not None and wrong is not None
+                else "share of requests served or answered wrongly not measured")
+        state = ("ON: the chosen option includes it. LiteLLM prices a cache hit at $0, so its spend figures leave out\n"
+                 "the servers' fixed cost and the embedder; read the monthly cost from deployment.yaml"
+                 if cache_chosen(rec) else "OFF: the chosen option does not include it (cache: true switches it on)")
+        cache_line = (f"semantic cache {state}.\nThe gateway's rule: plain cosine >= {cache['threshold']} from the cache simulation ({figs}; "
+                      f"{cache.get('traffic') or 'traffic not stated'})")
     header = f"""LiteLLM proxy config written by llmbench for run {rec['run_id']} (mode: {rec['mode']}).
 {rec['choice']['answer']}
 Aliases: 'llmbench' takes any request; in routing mode 'llmbench-<class>' take each request class

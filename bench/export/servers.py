@@ -11,15 +11,15 @@ MAIN_ALIAS = "llmbench"
 
 
 def served_name(o: dict) -> str:
-    """The name a self-hosted OpenAI-compatible server would serve the option under."""
+    """The name a self-hosted OpenAI-compatible server would serve the option under (unique per
+    candidate: the option's label is, see naming.model_labels)."""
     if o["kind"] == "api":
         return o["model"]
-    return slug(f"{short_model(o['model'])}-{o.get('variant') or ''}")
+    return slug(f"{o.get('label') or short_model(o['model'])}-{o.get('variant') or ''}")
 
 
 def _class_alias(cls: dict) -> str:
-    head = cls["name"].split(" ")[0]
-    return slug(f"{MAIN_ALIAS}-{head}-{cls['difficulty']}" if cls.get("difficulty") else f"{MAIN_ALIAS}-{head}")
+    return slug(f"{MAIN_ALIAS}-{cls['name'].split(' ')[0]}")
 
 
 def _per_token_costs(o: dict, cost_per_request: float | None) -> tuple[float, float]:
@@ -45,18 +45,18 @@ def _server(o: dict, role: str, plan: dict | None, load: float | None, port: int
     plan = plan or {}
     self_hosted = o["kind"] != "api"
     replicas = plan.get("replicas") if self_hosted else None
-    if self_hosted and role == "fallback":
-        replicas = 1  # standby; the plan's count is what absorbing all traffic would take
     sat = plan.get("saturation_rps") or o.get("throughput_req_s")
     capacity = sat * replicas if (sat and replicas) else None
-    cost_month = plan.get("cost_per_month")
-    if self_hosted and role == "fallback":
-        cost_month = (plan.get("cost_per_hour") or 0) / max(1, plan.get("replicas") or 1) * 730.0 if plan.get("cost_per_hour") else None
-    elif role == "fallback":
-        cost_month = None  # an API fallback is paid per request it actually takes
+    # A primary's servers without its sidecars (those are deployments of their own); a standby's
+    # plan is already its one replica (recommend.planning.standby_plan); an API fallback is paid
+    # per request it takes.
+    cost_month = plan.get("server_cost_per_month", plan.get("cost_per_month")) if self_hosted else (
+        plan.get("cost_per_month") if role != "fallback" else None)
+    side_h = sum(sc.get("cost_per_hour") or 0.0 for sc in plan.get("sidecars") or [])
+    server_h = None if plan.get("cost_per_hour") is None else plan["cost_per_hour"] - side_h
     cpr = None
-    if self_hosted and load and plan.get("cost_per_hour") is not None and role != "fallback":
-        cpr = plan["cost_per_hour"] / (load * 3600.0)
+    if self_hosted and load and server_h is not None:
+        cpr = server_h / (load * 3600.0)  # at the load this deployment takes (its classes' shares summed)
     elif o.get("cost_per_1k_usd") is not None:
         cpr = o["cost_per_1k_usd"] / 1000.0
     c_in, c_out = _per_token_costs(o, cpr)
@@ -68,7 +68,7 @@ def _server(o: dict, role: str, plan: dict | None, load: float | None, port: int
         "api_base": f"http://localhost:{port}/v1" if self_hosted else None,
         "api_key_env": env_name(served_name(o)) if self_hosted else (o.get("prices") or {}).get("api_key_env"),
         "litellm_model": f"openai/{served_name(o)}" if self_hosted else (o.get("prices") or {}).get("litellm_model") or o["model"],
-        "replicas": replicas, "plan_replicas_full_load": plan.get("replicas") if role == "fallback" else None,
+        "replicas": replicas, "plan_replicas_full_load": plan.get("plan_replicas_full_load") if role == "fallback" else None,
         "max_batch_size": o.get("batch_size") if self_hosted else None,
         "load_rps": load, "capacity_req_s": capacity,
         "expected_throughput_req_s": load if load is not None else capacity,
@@ -77,8 +77,27 @@ def _server(o: dict, role: str, plan: dict | None, load: float | None, port: int
         "input_cost_per_token": c_in, "output_cost_per_token": c_out,
         "rpm": rpm, "tpm": int(rpm * tokens) if rpm and tokens else None,
         "predicted": plan.get("predicted"), "quality": o.get("quality"), "quality_status": o.get("quality_status"),
-        "aliases": [], "fallbacks": [],
+        "notes": [n for n in plan.get("notes") or [] if role == "fallback"][:1] or None,
+        "sidecars": plan.get("sidecars") or [], "aliases": [], "fallbacks": [],
     }
+
+
+def sidecar_deployments(srv: list[dict]) -> list[dict]:
+    """The compute beside the primaries (semantic-cache embedder, prompt compressor) as deployments."""
+    out = []
+    for s in srv:
+        for sc in s.get("sidecars") or []:
+            out.append({"option": s["option"], "role": sc["role"], "kind": "sidecar", "hardware": s.get("hardware"),
+                        "replicas": sc["replicas"], "load_rps": sc["load_rps"], "busy_ms_per_request": sc["busy_ms_per_request"],
+                        "utilisation": sc["utilisation"], "cost_per_month_usd": sc["cost_per_month"]})
+    return out
+
+
+def deployment_total(rec: dict) -> float | None:
+    """Monthly cost of everything deployment.yaml lists (primaries, sidecars, standbys); None if unknown."""
+    srv, _ = servers(rec)
+    costs = [d["cost_per_month_usd"] for d in srv + sidecar_deployments(srv) if d.get("cost_per_month_usd") is not None]
+    return sum(costs) if costs else None
 
 
 def servers(rec: dict) -> tuple[list[dict], dict[str, list[str]]]:
@@ -99,25 +118,29 @@ def servers(rec: dict) -> tuple[list[dict], dict[str, list[str]]]:
     chosen = rec["choice"].get("chosen") or rec["choice"].get("closest")
     fallbacks: dict[str, list[str]] = {}
     if rec["mode"] == "routing":
+        share: dict[str, float] = {}
+        for e in classes:  # a deployment taking several classes takes the sum of their shares
+            share[e["option"]] = share.get(e["option"], 0.0) + e["class"]["share"]
         for e in classes:
             alias = _class_alias(e["class"])
-            add(e["option"], alias, "primary", rec["routing"]["plans"].get(e["option"]), rps * e["class"]["share"] if rps else None)
+            add(e["option"], alias, "primary", rec["routing"]["plans"].get(e["option"]), rps * share[e["option"]] if rps else None)
             fallbacks[alias] = e.get("fallbacks") or []
-        main = classes[-1]  # the hardest class's option also meets the easier ones' SLO in practice
+        main = classes[-1]  # the longest prompts' option also serves the shorter ones within the SLO
         out[main["option"]]["aliases"].append(MAIN_ALIAS)
         fallbacks[MAIN_ALIAS] = main.get("fallbacks") or []
-    elif chosen:
+    elif chosen and chosen in opts:
         role = "primary" if rec["mode"] == "single" else "closest (meets no constraint set)"
         add(chosen, MAIN_ALIAS, role, opts[chosen].get("plan"), rps)
-        fallbacks[MAIN_ALIAS] = [f for e in classes for f in (e.get("fallbacks") or []) if f != chosen][:2] or \
-            [e["option"] for e in classes if e["option"] != chosen][:1]
+        fallbacks[MAIN_ALIAS] = opts[chosen].get("fallbacks") or []
+    standbys = rec.get("standbys") or {}
     for alias, fbs in fallbacks.items():
         names = []
         for fid in dict.fromkeys(fbs):
             if fid not in opts:
                 continue
             fb_alias = f"{MAIN_ALIAS}-fallback-{slug(served_name(opts[fid]))}"
-            add(fid, fb_alias, "fallback", opts[fid].get("plan"), None)
+            sb = standbys.get(fid) or {}
+            add(fid, fb_alias, "fallback", sb, sb.get("load_rps"))
             names.append(fb_alias)
         for s in out.values():
             if alias in s["aliases"]:

@@ -13,6 +13,12 @@ def write_exports(rec: dict, out: Path) -> list[Path]:
     out = Path(out)
     paths = [out / "recommendation.json", out / "deployment.yaml", out / "gateway" / "litellm.yaml"]
     write_json(paths[0], rec)
+    if not rec["options"]:
+        # Nothing to deploy: a gateway or deployment file left from an earlier decision would
+        # describe something this run does not support.
+        for p in paths[1:]:
+            p.unlink(missing_ok=True)
+        return paths[:1]
     write_atomic(paths[1], deployment_yaml(rec))
     write_atomic(paths[2], litellm_yaml(rec))
     return paths

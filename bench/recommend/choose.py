@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llmbench.recommend.facts import RANDOM_WEIGHTS
 from llmbench.recommend.option import Option
 from llmbench.slo import SLO, row_meets
 
@@ -43,8 +42,9 @@ def _slo_failures(o: Option, plan: dict | None, slos: list[SLO]) -> list[tuple[s
     return fails
 
 
-def failures(o: Option, plan: dict | None, c: Constraints) -> list[tuple[str, str]]:
-    """(constraint, why) for every constraint this option misses."""
+def failures(o: Option, plan: dict | None, c: Constraints, total: float | None = None) -> list[tuple[str, str]]:
+    """(constraint, why) for every constraint this option misses; `total` is the monthly cost of
+    the whole deployment it needs (servers, sidecars and standbys), which the budget is checked on."""
     fails = _slo_failures(o, plan, c.slos)
     if o.gate == "fail":
         fails.append(("quality gate", f"the variant failed the quality gate ({o.quality:.3f} of its reference)"))
@@ -53,69 +53,104 @@ def failures(o: Option, plan: dict | None, c: Constraints) -> list[tuple[str, st
     if c.quality_floor is not None and o.quality < c.quality_floor:
         fails.append(("quality floor", f"quality {o.quality:.3f} < floor {c.quality_floor:g}"))
     if c.budget_usd_month is not None:
-        cpm = (plan or {}).get("cost_per_month")
+        cpm = total if total is not None else (plan or {}).get("cost_per_month")
         if cpm is None:
             fails.append(("budget", "monthly cost not known (no plan)"))
         elif cpm > c.budget_usd_month:
-            fails.append(("budget", f"${cpm:,.2f}/month > budget ${c.budget_usd_month:,.2f}"))
+            fails.append(("budget", f"${cpm:,.2f}/month for the whole deployment > budget ${c.budget_usd_month:,.2f}"))
     if o.cost_per_1k_usd is None:
         fails.append(("cost", "cost per request not measured"))
     return fails
 
 
-def cost_key(o: Option, plan: dict | None) -> tuple:
-    """Cheapest first: the planned monthly cost at the target load (replica rounding included),
-    then the cost per 1k requests, then the faster, then the better option."""
-    cpm = (plan or {}).get("cost_per_month")
+def cost_key(o: Option, plan: dict | None, total: float | None = None) -> tuple:
+    """Cheapest first: the whole deployment's monthly cost at the target load (replica rounding,
+    sidecars and standbys included), then the cost per 1k requests, then the faster, then the
+    better option, then the id (so equal options are ordered the same way in every run)."""
+    cpm = total if total is not None else (plan or {}).get("cost_per_month")
     inf = float("inf")
-    return (inf if cpm is None else cpm, inf if o.cost_per_1k_usd is None else o.cost_per_1k_usd,
-            inf if o.p95_ms is None else o.p95_ms, -o.quality)
+    return (inf if cpm is None else round(cpm, 6), inf if o.cost_per_1k_usd is None else o.cost_per_1k_usd,
+            inf if o.p95_ms is None else o.p95_ms, -o.quality, o.id)
 
 
-def _binding(fails: dict[str, list[tuple[str, str]]]) -> tuple[list[str], str | None]:
+def miss_distance(o: Option, plan: dict | None, c: Constraints, total: float | None = None) -> float:
+    """How far an option misses, summed over the constraints as relative excess: an SLO missed
+    by 2x counts 1.0, a quality 1% under the floor 0.01. An unmeasured figure counts as far."""
+    far, d = 10.0, 0.0
+    predicted = (plan or {}).get("predicted") or {}
+    for s in c.slos:
+        q = f"p{s.percentile:g}"
+        v = (o.latency.get(f"{s.metric}_ms") or {}).get(q)
+        if v is None:
+            d += far
+            continue
+        under_load = ((predicted.get(f"{s.metric}_ms") or {}).get(q) if (plan or {}).get("meets_slo") is False else None)
+        worst = max(v, under_load or v)
+        d += max(0.0, worst - s.limit_ms) / s.limit_ms
+    if o.gate in ("fail", "error"):
+        d += 1.0 if o.gate == "fail" else far
+    if c.quality_floor is not None and o.quality < c.quality_floor:
+        d += (c.quality_floor - o.quality) / c.quality_floor
+    cpm = total if total is not None else (plan or {}).get("cost_per_month")
+    if c.budget_usd_month is not None:
+        d += far if cpm is None else max(0.0, cpm - c.budget_usd_month) / c.budget_usd_month
+    if o.cost_per_1k_usd is None:
+        d += far
+    return d
+
+
+def _binding(fails: dict[str, list[tuple[str, str]]], distance: dict[str, float]) -> tuple[list[str], str | None]:
     """(binding constraints, closest option); `fails` is in cheapest-first order, so among options
-    missing equally few constraints the cheapest is the closest."""
+    missing by the same distance the cheapest is the closest."""
     # A constraint binds when dropping it alone would make some option feasible; if no single
     # one does, the closest option's whole set of misses binds jointly.
     names = {n for f in fails.values() for n, _ in f}
     single = sorted(n for n in names if any({m for m, _ in f} <= {n} for f in fails.values()))
-    closest = min(fails, key=lambda k: len(fails[k]), default=None)
+    closest = min(fails, key=lambda k: distance[k], default=None)
     if single:
         return single, closest
     return sorted({n for n, _ in fails[closest]}) if closest else [], closest
 
 
-def choose(options: list[Option], plans: dict[str, dict | None], c: Constraints) -> dict:
-    """{chosen, meets_all, answer, binding, closest, verdicts[]} over every option."""
-    fails = {o.id: failures(o, plans.get(o.id), c) for o in options}
-    feasible = sorted((o for o in options if not fails[o.id]), key=lambda o: cost_key(o, plans.get(o.id)))
+def choose(options: list[Option], plans: dict[str, dict | None], c: Constraints,
+           totals: dict[str, float | None] | None = None) -> dict:
+    """{chosen, meets_all, answer, binding, closest, verdicts[]} over every option; `totals` are the
+    whole deployments' monthly costs (standbys included) the budget and the ranking use."""
+    totals = totals or {}
+    fails = {o.id: failures(o, plans.get(o.id), c, totals.get(o.id)) for o in options}
+    key = {o.id: cost_key(o, plans.get(o.id), totals.get(o.id)) for o in options}
+    feasible = sorted((o for o in options if not fails[o.id]), key=lambda o: key[o.id])
     chosen = feasible[0] if feasible else None
     verdicts = []
-    for o in sorted(options, key=lambda o: cost_key(o, plans.get(o.id))):
+    for o in sorted(options, key=lambda o: key[o.id]):
         plan = plans.get(o.id) or {}
         if chosen is not None and o.id == chosen.id:
             status, reasons = "chosen", ["cheapest option meeting every constraint"]
-            if o.random_weights or o.quality_status == RANDOM_WEIGHTS:
-                reasons.append(f"quality {RANDOM_WEIGHTS}: the floor was checked against an unverified figure")
+            if not o.verified:
+                reasons.append(f"quality unverified ({o.quality_status}): the floor was checked against an unverified figure")
+            if o.unreliable:
+                reasons.append(f"rests on an unreliable measurement: {o.unreliable}")
         elif not fails[o.id]:
             status, reasons = "feasible", [f"meets every constraint but costs more than {chosen.id}"]  # type: ignore[union-attr]
         else:
             status, reasons = "rejected", [why for _, why in fails[o.id]]
         verdicts.append({"id": o.id, "status": status, "reasons": reasons, "cost_per_1k_usd": o.cost_per_1k_usd,
-                         "cost_per_month_usd": plan.get("cost_per_month"), "replicas": plan.get("replicas"),
+                         "cost_per_month_usd": plan.get("cost_per_month"), "deployment_cost_per_month_usd": totals.get(o.id),
+                         "replicas": plan.get("replicas"),
                          "quality": o.quality, "p95_ms": o.p95_ms})
     if chosen is not None:
-        plan = plans.get(chosen.id) or {}
-        cpm = plan.get("cost_per_month")
+        cpm = totals.get(chosen.id, (plans.get(chosen.id) or {}).get("cost_per_month"))
         money = f"${cpm:,.2f}/month at {c.rps:g} req/s" if cpm is not None and c.rps else f"${chosen.cost_per_1k_usd:.4f} per 1k requests"
         answer = f"{chosen.id} is the cheapest option meeting every constraint ({money})"
         return {"chosen": chosen.id, "meets_all": True, "answer": answer, "binding": [], "closest": None, "verdicts": verdicts}
-    order = sorted(options, key=lambda o: (any("not measured" in why for _, why in fails[o.id]), cost_key(o, plans.get(o.id))))
-    binding, closest = _binding({o.id: fails[o.id] for o in order})  # measured options first, then the cheapest
+    order = sorted(options, key=lambda o: key[o.id])
+    dist = {o.id: miss_distance(o, plans.get(o.id), c, totals.get(o.id)) for o in options}
+    binding, closest = _binding({o.id: fails[o.id] for o in order}, dist)
     if not options:
         answer = "no option was measured successfully, so nothing can be recommended"
     else:
         misses = "; ".join(why for _, why in fails[closest]) if closest else ""
+        misses += f"; misses by {dist[closest]:.0%} in all" if closest else ""
         answer = (f"no option meets every constraint; binding: {', '.join(binding)}. "
                   f"Closest: {closest} ({misses})")
     return {"chosen": None, "meets_all": False, "answer": answer, "binding": binding, "closest": closest, "verdicts": verdicts}

@@ -7,8 +7,8 @@ from llmbench.recommend.classes import request_classes
 from llmbench.recommend.inputs import RunData
 from llmbench.recommend.options import enumerate_options
 from llmbench.recommend.pareto import frontier
-from llmbench.recommend.planning import HOURS_PER_MONTH, Planner, default_rps
-from llmbench.recommend.routing import route
+from llmbench.recommend.planning import HOURS_PER_MONTH, Planner, default_rps, standby_plan
+from llmbench.recommend.routing import pick_fallbacks, route
 from llmbench.slo import SLO, parse_slo
 
 
@@ -24,23 +24,45 @@ def run_slos(data: RunData, given: list[SLO] | None) -> tuple[list[SLO], str]:
 
 
 def recommend(data: RunData, slos: list[SLO] | None = None, quality_floor: float | None = None,
-              rps: float | None = None, budget: float | None = None) -> dict:
-    """Options, frontier, choice, routing, and the deployment figures the exporters write."""
+              rps: float | None = None, budget: float | None = None, api: list[str] | None = None,
+              include_failed: bool = False) -> dict:
+    """Options, frontier, choice, routing, and the deployment figures the exporters write.
+
+    `api` names API models to compare (else the run config's plan.api_models; none otherwise);
+    `include_failed` keeps rows some of whose requests failed (left out by default).
+    """
     slos, slo_source = run_slos(data, slos)
     if quality_floor is None:
         quality_floor = ((data.meta.get("config") or {}).get("quality") or {}).get("min_share")
-    options = enumerate_options(data)
+    options = enumerate_options(data, api, include_failed)
     rps, rps_source = default_rps(data, rps)
     c = Constraints(slos=slos, quality_floor=quality_floor, budget_usd_month=budget, rps=rps)
-    planner = Planner(data, slos)
+    planner = Planner(data, slos, include_failed)
     plans = {o.id: planner.plan(o, rps) for o in options}
-    choice = choose(options, plans, c)
     by_id = {o.id: o for o in options}
+    # Each option's whole deployment: its servers and sidecars, plus one-replica standbys of its
+    # fallbacks. The budget, the ranking and the headline all use this total.
+    quality_c = Constraints(slos=slos, quality_floor=quality_floor)
+    fallbacks = {o.id: pick_fallbacks(o, options, quality_c)[0] for o in options}
+    standbys: dict[str, dict | None] = {}
+
+    def standby(fid: str) -> dict | None:
+        if fid not in standbys:
+            standbys[fid] = standby_plan(planner, by_id[fid], rps)
+        return standbys[fid]
+
+    def total(cost: float | None, fids: list[str]) -> float | None:
+        if cost is None:
+            return None
+        return cost + sum((standby(f) or {}).get("cost_per_month") or 0.0 for f in fids)
+
+    totals = {o.id: total((plans.get(o.id) or {}).get("cost_per_month"), fallbacks[o.id]) for o in options}
+    choice = choose(options, plans, c, totals)
     chosen = by_id.get(choice["chosen"]) if choice["chosen"] else None
     classes = request_classes(data)
     routing = route(data, options, classes, c, chosen)
-    # Deployments the routing sends traffic to, planned at their share of the load, on the
-    # requests of their class (an option serving several classes is planned on all of its requests).
+    # Deployments the routing sends traffic to, planned at the sum of their classes' shares of the
+    # load, on the requests of their class (an option serving several classes on all of its requests).
     served: dict[str, list] = {}
     for entry, cls in zip(routing["classes"], classes):
         if entry.get("option"):
@@ -48,29 +70,74 @@ def recommend(data: RunData, slos: list[SLO] | None = None, quality_floor: float
     routed_plans = {oid: planner.plan(by_id[oid], rps * sum(c_.share for c_ in cl) if rps else None, cl[0] if len(cl) == 1 else None)
                     for oid, cl in served.items()}
     routed_month = [p.get("cost_per_month") for p in routed_plans.values() if p]
-    routing["cost_per_month_usd"] = sum(routed_month) if routed_month and None not in routed_month else None
+    routed_fbs = [f for e in routing["classes"] for f in (e.get("fallbacks") or []) if f not in served]
+    routing["cost_per_month_usd"] = (total(sum(routed_month), list(dict.fromkeys(routed_fbs)))
+                                     if routed_month and None not in routed_month else None)
     routing["plans"] = routed_plans
-    single_month = (plans.get(chosen.id) or {}).get("cost_per_month") if chosen else None
+    single_month = totals.get(chosen.id) if chosen else None
     if single_month and routing["cost_per_month_usd"] is not None:
         routing["saving"]["monthly"] = {"single_cost_per_month_usd": single_month, "routed_cost_per_month_usd": routing["cost_per_month_usd"],
-                                        "saving_pct": round(100.0 * (single_month - routing["cost_per_month_usd"]) / single_month, 2)}
+                                        "saving_pct": round(100.0 * (single_month - routing["cost_per_month_usd"]) / single_month, 2),
+                                        "note": "whole deployments (servers, sidecars, standbys) at whole replicas; positive = routing is cheaper"}
+    for f in routed_fbs:
+        standby(f)
     front = frontier(options)
     front_ids = {o.id for o in front}
-    return {
+    rec = {
         "mode": _mode(choice, routing, budget),
         "run_id": data.run_id, "llmbench_version": __version__,
         "hardware": data.summary.get("hardware"), "usd_per_hour": data.summary.get("usd_per_hour"),
-        "constraints": {**c.describe(), "slo_source": slo_source, "rps_source": rps_source, "hours_per_month": HOURS_PER_MONTH},
+        "constraints": {**c.describe(), "slo_source": slo_source, "rps_source": rps_source, "hours_per_month": HOURS_PER_MONTH,
+                        "include_failed": include_failed},
         "planner": "llmbench.planner" if planner.plan_option else "estimate (llmbench.planner not available)",
+        "gateway_routing": {"planner_policy": planner.policy, "litellm_strategy": planner.strategy, "source": planner.policy_source},
         "measured": {"quality": any(isinstance(r.get("quality"), dict) for r in data.rows), "cache": data.cache is not None,
-                     "compression": bool(data.compression), "api_models": any(o.kind == "api" for o in options)},
-        "options": [{**o.to_dict(), "plan": plans.get(o.id), "pareto": o.id in front_ids} for o in options],
+                     "compression": bool(data.compression), "api_models": any(o.kind == "api" for o in options),
+                     "failed_rows": sum(1 for r in data.rows if r.get("error")), "rows": len(data.rows)},
+        "options": [{**o.to_dict(), "plan": plans.get(o.id), "pareto": o.id in front_ids, "fallbacks": fallbacks[o.id],
+                     "deployment_cost_per_month_usd": totals.get(o.id)} for o in options],
         "pareto": [o.id for o in front],
         "choice": choice,
-        "recommended": None if chosen is None else {**chosen.to_dict(), "plan": plans.get(chosen.id)},
+        "recommended": None if chosen is None else {**chosen.to_dict(), "plan": plans.get(chosen.id), "fallbacks": fallbacks[chosen.id]},
         "routing": routing,
+        "standbys": {k: v for k, v in standbys.items() if v is not None},
         "cache": data.cache,
     }
+    rec["choice"]["answer"] = headline(rec, by_id)
+    return rec
+
+
+def headline(rec: dict, by_id: dict) -> str:
+    """The answer line every output repeats: what to deploy and the whole deployment's monthly
+    cost, as deployment.yaml totals it, with the caveats the choice rests on."""
+    from llmbench.export.servers import deployment_total
+
+    choice, rps = rec["choice"], rec["constraints"].get("rps")
+    if not rec["options"]:
+        m = rec["measured"]
+        why = (f"{m['failed_rows']} of {m['rows']} measured cells failed" if m["failed_rows"] else
+               "no cell measured a usable latency and throughput" if m["rows"] else "the run has no measurements")
+        return f"nothing was measured successfully ({why}), so nothing is recommended"
+    month = deployment_total(rec)
+    money = f"${month:,.2f}/month at {rps:g} req/s for the whole deployment" if month is not None and rps else None
+    if rec["mode"] == "routing":
+        parts = "; ".join(f"{e['class']['name']} -> {e['option']}" for e in rec["routing"]["classes"])
+        answer = f"route by prompt length: {parts}" + (f" ({money})" if money else "")
+        used = [by_id[e["option"]] for e in rec["routing"]["classes"] if e.get("option") in by_id]
+    elif choice["chosen"]:
+        money = money or f"${by_id[choice['chosen']].cost_per_1k_usd:.4f} per 1k requests"
+        answer = f"{choice['chosen']} is the cheapest option meeting every constraint ({money})"
+        used = [by_id[choice["chosen"]]]
+    else:
+        answer = (f"deployed as the closest option: {money}. " if money else "") + choice["answer"]
+        used = [by_id[choice["closest"]]] if choice.get("closest") in by_id else []
+    unverified = sorted({o.quality_status for o in used if not o.verified})
+    if unverified:
+        answer += f" - quality unverified ({'; '.join(unverified)})"
+    noisy = [f"{o.id}: {o.unreliable}" for o in used if o.unreliable]
+    if noisy:
+        answer += f" - rests on an unreliable measurement ({'; '.join(noisy)})"
+    return answer
 
 
 # Routing pays for its extra deployments only past this saving over the single best option.

@@ -63,18 +63,40 @@ def quality_by_difficulty(row: dict) -> dict[str, float]:
 
 
 # ---- semantic cache ----------------------------------------------------------------------------
+_RATE_KEYS = ("threshold", "hit_rate", "false_hit_rate", "served_from_cache_rate", "wrong_answer_rate",
+              "units", "traffic", "embed_ms_p50", "lookup_ms_p50")
+
+
 def _rates(d: dict) -> dict:
     return {"threshold": d.get("threshold"), "hit_rate": d.get("hit_rate"), "false_hit_rate": d.get("false_hit_rate")}
+
+
+def _block(d: dict, doc: dict, threshold=None) -> dict:
+    """One setting's figures in the units the recommender needs, with the file's timing and traffic.
+
+    served_from_cache_rate and wrong_answer_rate are per request (load, cost, quality use them);
+    hit_rate and false_hit_rate are per labelled lookup (pairs mode). A prompt log's hit_rate is
+    per request already; a pairs file that does not give the per-request figures leaves them None.
+    """
+    out = {k: d.get(k) for k in _RATE_KEYS}
+    if threshold is not None and out["threshold"] is None:
+        out["threshold"] = threshold
+    for k in ("units", "traffic", "embed_ms_p50", "lookup_ms_p50"):
+        if out[k] is None:
+            out[k] = doc.get(k)
+    if out["served_from_cache_rate"] is None and doc.get("kind") == "prompts":
+        out["served_from_cache_rate"] = d.get("hit_rate")
+    return out
 
 
 def cache_facts(doc: dict | None) -> dict | None:
     """The cache simulation's figures from cache.json, or None when it did not run.
 
-    {threshold, hit_rate, false_hit_rate, rule, lookup_ms_p50, sweep{rule: points}, baseline, gateway}.
-    false_hit_rate is None for a prompt log (no labels). `gateway` is what LiteLLM's semantic cache
-    can run, plain cosine: the rule itself when it was cosine, else the cosine baseline chosen for the
-    same target (None if there is none). Everything deployed (options, the gateway config) uses
-    `gateway`; the verifier's figures say what an application-side check would add.
+    {threshold, hit_rate, false_hit_rate, served_from_cache_rate, wrong_answer_rate, units, traffic,
+    embed_ms_p50, lookup_ms_p50, rule, sweep{rule: points}, baseline, gateway}. `gateway` is what
+    LiteLLM's semantic cache can run, plain cosine: cache.json's own `gateway` block where it writes
+    one, else the rule itself when it was cosine, else the cosine baseline chosen for the same target.
+    Everything deployed (options, the gateway config) uses `gateway`.
     """
     if not doc or doc.get("hit_rate") is None:
         return None
@@ -82,11 +104,14 @@ def cache_facts(doc: dict | None) -> dict | None:
     rule = setting.get("rule")
     sweeps = {name: kept for name, pts in (doc.get("sweep") or {}).items()
               if (kept := [p for p in map(_rates, pts) if p["hit_rate"] is not None and p["false_hit_rate"] is not None])}
-    main = {"threshold": setting.get("threshold"), "hit_rate": doc["hit_rate"], "false_hit_rate": doc.get("false_hit_rate")}
-    base = _rates(doc["baseline"]) if doc.get("baseline") else None
-    return {**main, "rule": rule, "lookup_ms_p50": doc.get("lookup_ms_p50"),
-            "sweep": sweeps, "baseline": base,
-            "gateway": main if rule == "cosine" else base}
+    main = _block(doc, doc, setting.get("threshold"))
+    main["threshold"] = setting.get("threshold", main["threshold"])
+    base = _block(doc["baseline"], doc) if doc.get("baseline") else None
+    if isinstance(doc.get("gateway"), dict):
+        gateway = _block(doc["gateway"], doc)
+    else:
+        gateway = main if rule == "cosine" else base
+    return {**main, "rule": rule, "sweep": sweeps, "baseline": base, "gateway": gateway}
 
 
 # ---- prompt compression ------------------------------------------------------------------------

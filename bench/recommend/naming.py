@@ -19,3 +19,27 @@ def slug(text: str) -> str:
 def env_name(text: str) -> str:
     """An environment variable name for an option's API key: LLMBENCH_<X>_API_KEY."""
     return f"LLMBENCH_{slug(text).replace('-', '_').upper()}_API_KEY"
+
+
+def model_labels(models: list[str]) -> dict[str, str]:
+    """A short label per distinct model, unique among them: './a/tiny' and './b/tiny' become
+    'a-tiny' and 'b-tiny' (parent folders are added until the labels differ), so that option ids,
+    served names and gateway aliases never point two candidates at one name."""
+    distinct = list(dict.fromkeys(models))
+    parts = {m: [p for p in PurePath((m[5:] if m.startswith("card:") else m).rstrip("/")).parts if p not in ("/", ".", "..")] or [m]
+             for m in distinct}
+    depth = {m: 1 for m in distinct}
+    while True:
+        labels = {m: "-".join(parts[m][-depth[m]:]) for m in distinct}
+        clash = {m for m in distinct if sum(labels[x] == labels[m] for x in distinct) > 1}
+        grow = {m for m in clash if depth[m] < len(parts[m])}
+        if not grow:
+            break
+        for m in grow:
+            depth[m] += 1
+    seen: dict[str, int] = {}
+    for m in distinct:  # still equal after every folder (e.g. 'tiny' and './tiny'): number them
+        n = seen[labels[m]] = seen.get(labels[m], 0) + 1
+        if n > 1:
+            labels[m] = f"{labels[m]}-{n}"
+    return labels

@@ -5,6 +5,14 @@ from dataclasses import asdict, dataclass, field
 
 LATENCY_METRICS = ("ttft_ms", "tpot_ms", "e2el_ms", "itl_ms")
 API_TIERS = ("small", "mid", "strong", "frontier")  # the price profile's strength hint, weakest first
+# Weight precision by variant suffix, lowest first: a standby of higher precision is the stronger one.
+PRECISION = ("int4", "q4", "int8", "q8", "fp16", "bf16", "f16", "fp32", "f32")
+
+
+def precision_rank(variant: str | None) -> int:
+    """Index of the variant's precision in PRECISION (fp32 highest); 0 when it names none."""
+    v = (variant or "").lower()
+    return max((i for i, p in enumerate(PRECISION) if p in v), default=0)
 
 
 @dataclass
@@ -42,6 +50,9 @@ class Option:
     prices: dict | None = None  # API models: usd per 1M input/output tokens, date, source
     notes: list[str] = field(default_factory=list)
     base_id: str | None = None  # the plain option a cache/compression option is built on
+    label: str | None = None  # the model's short name, unique among the run's candidates
+    unreliable: str | None = None  # why the measurement behind this option is noisy (summary row's flag)
+    sidecars: list[dict] = field(default_factory=list)  # compute beside the server: embedder, compressor
 
     @property
     def p95_ms(self) -> float | None:
@@ -53,19 +64,23 @@ class Option:
         """The (model, variant, scenario, point) whose request records this option was measured on."""
         return (self.model, self.variant, self.scenario, self.point)
 
-    def strength(self) -> tuple:
-        """Ordering for fallbacks: higher quality, then a verified figure, then a larger model.
+    @property
+    def verified(self) -> bool:
+        """Whether the quality figure is a measurement on trained weights (or the reference itself)."""
+        return self.quality_status == "measured" or self.quality_status.startswith("reference")
 
-        API models count as larger than any local model (the usual safety net when a local model
-        fails), ordered among themselves by the price profile's tier hint.
+    def strength(self) -> tuple:
+        """Ordering for fallbacks: verified quality, then numeric precision, then a larger model.
+
+        One rule for unverified figures (random weights, not measured): they decide nothing, so an
+        unverified option ranks by precision and size alone, below any verified quality. API models
+        count as larger than any local model, ordered among themselves by the price profile's tier.
         """
-        verified = self.quality_status == "measured" or self.quality_status.startswith("reference")
+        q = round(self.quality, 4) if self.verified else 0.0
         if self.kind == "api":
             tier = (self.prices or {}).get("tier")
-            size = 1e13 * (2 + (API_TIERS.index(tier) if tier in API_TIERS else 1))
-        else:
-            size = float(self.parameters or 0)
-        return (round(self.quality, 4), verified, size)
+            return (q, len(PRECISION), 1e13 * (2 + (API_TIERS.index(tier) if tier in API_TIERS else 1)))
+        return (q, precision_rank(self.variant), float(self.parameters or 0))
 
     def to_dict(self) -> dict:
         d = asdict(self)

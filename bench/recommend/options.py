@@ -1,10 +1,12 @@
-"""Enumerate every measured option of a run, plus API models priced in the profiles."""
+"""Enumerate every measured option of a run, plus the API models the user named."""
 from __future__ import annotations
 
+from llmbench.errors import BadInput
 from llmbench.recommend.api import api_prices
+from llmbench.recommend.derived import derived_options
 from llmbench.recommend.facts import quality_of
 from llmbench.recommend.inputs import RunData
-from llmbench.recommend.naming import short_model
+from llmbench.recommend.naming import model_labels
 from llmbench.recommend.option import LATENCY_METRICS, Option
 
 # For a batch size measured in several scenarios, the cleanest measurement wins: single-stream
@@ -16,24 +18,34 @@ def _usable(row: dict) -> bool:
     return not row.get("error") and bool((row.get("e2el_ms") or {}).get("p95")) and bool(row.get("request_throughput_req_s"))
 
 
-def self_hosted_options(data: RunData) -> list[Option]:
-    """One option per model x variant x device x batch size that measured without error."""
+def partial_failure(row: dict) -> bool:
+    """A row some of whose requests failed: its figures describe the survivors only."""
+    return bool(row.get("partial_failure")) or bool(row.get("failed"))
+
+
+def self_hosted_options(data: RunData, include_failed: bool = False) -> list[Option]:
+    """One option per model x variant x device x batch size that measured without error.
+
+    Rows with failed requests are left out unless `include_failed` (their latencies and
+    throughput are those of the requests that survived, which flatters them).
+    """
     hardware = data.summary.get("hardware")
     best: dict[tuple, dict] = {}
     for row in data.rows:
-        if not _usable(row):
+        if not _usable(row) or (partial_failure(row) and not include_failed):
             continue
         device = row.get("device") or data.summary.get("device") or "cpu"
         key = (row["model"], row["variant"], device, int(row.get("batch_size") or 1))
         rank = _SCENARIO_PREFERENCE.get(row.get("scenario"), 9)
         if key not in best or rank < _SCENARIO_PREFERENCE.get(best[key].get("scenario"), 9):
             best[key] = row
+    labels = model_labels([k[0] for k in best])
     options = []
     for (model, variant, device, bs), row in best.items():
         q = quality_of(row)
         cpr = row.get("cost_per_request_usd")
-        options.append(Option(
-            id=f"{short_model(model)}/{variant}/{device}/bs{bs}",
+        o = Option(
+            id=f"{labels[model]}/{variant}/{device}/bs{bs}", label=labels[model],
             kind="self-hosted", model=model, variant=variant, device=device, hardware=hardware,
             batch_size=bs, scenario=row.get("scenario"), point=row.get("point"),
             cost_per_1k_usd=None if cpr is None else 1000.0 * cpr,
@@ -43,61 +55,14 @@ def self_hosted_options(data: RunData) -> list[Option]:
             throughput_req_s=row.get("request_throughput_req_s"), output_tok_s=row.get("output_throughput_tok_s"),
             prompt_tokens_mean=row.get("prompt_tokens_mean"), output_tokens_mean=row.get("output_tokens_mean"),
             parameters=row.get("parameters"), random_weights=bool(row.get("random_weights")),
-        ))
+        )
+        if row.get("unreliable"):
+            o.unreliable = str(row.get("unreliable_reason") or "the measurement is flagged unreliable (noisy)")
+            o.notes.append(f"unreliable measurement: {o.unreliable}")
+        if partial_failure(row):
+            o.notes.append(f"{row.get('failed')} of {row.get('requests')} requests failed in this cell (kept by --include-failed)")
+        options.append(o)
     return options
-
-
-def _with_cache(base: Option, cache: dict) -> Option:
-    # The gateway's figures (plain cosine): what the deployed config will actually do.
-    hit, false_hit = cache["hit_rate"], cache["false_hit_rate"]
-    o = Option(**{**base.__dict__, "notes": list(base.notes), "latency": dict(base.latency)})
-    o.id, o.base_id = f"{base.id}+cache", base.id
-    o.cache = {"threshold": cache.get("threshold"), "hit_rate": hit, "false_hit_rate": false_hit}
-    # A hit costs (almost) nothing; a false hit serves another prompt's answer, so it counts
-    # against quality. p95 stays the misses' p95: conservative unless hits exceed 5%.
-    o.cost_per_1k_usd = None if base.cost_per_1k_usd is None else base.cost_per_1k_usd * (1.0 - hit)
-    o.quality = base.quality * (1.0 - false_hit)
-    o.notes.append(f"semantic cache: hit rate {hit:.1%}, false hits {false_hit:.1%}; lookup cost not included; p95 latency of misses kept")
-    return o
-
-
-def _with_compression(base: Option, c: dict) -> Option | None:
-    if c.get("model") not in (None, base.model, short_model(base.model)):
-        return None
-    o = Option(**{**base.__dict__, "notes": list(base.notes), "latency": {k: dict(v) for k, v in base.latency.items()}})
-    o.id, o.base_id = f"{base.id}+compress{c['rate']:g}", base.id
-    o.compression = {k: c.get(k) for k in ("rate", "ratio", "latency_change_ms", "agreement", "net_saving_usd_per_request")}
-    if c.get("net_saving_usd_per_request") is not None and base.cost_per_1k_usd is not None:
-        o.cost_per_1k_usd = max(0.0, base.cost_per_1k_usd - 1000.0 * c["net_saving_usd_per_request"])
-    else:
-        o.notes.append("compression saving not measured: cost kept as without compression")
-    if c.get("agreement") is not None:
-        o.quality = base.quality * c["agreement"]
-    else:
-        o.notes.append("compression quality not measured: quality kept as without compression")
-    shift = c.get("latency_change_ms")
-    if shift is not None:
-        # The measured net change (compressor time minus prefill saved) shifts TTFT and E2EL alike.
-        for m in ("ttft_ms", "e2el_ms"):
-            if m in o.latency:
-                o.latency[m] = {k: (v + shift if k.startswith("p") and isinstance(v, (int, float)) else v)
-                                for k, v in o.latency[m].items()}
-        o.latency_source = "measured, shifted by the measured net compression latency change"
-    return o
-
-
-def derived_options(base: list[Option], data: RunData) -> list[Option]:
-    """Cache and compression settings on top of each self-hosted option, where measured."""
-    out: list[Option] = []
-    rates = [c for c in data.compression if c.get("rate") is not None]
-    for o in base:
-        comp = [x for c in rates if (x := _with_compression(o, c))]
-        out += comp
-        # A log without labels leaves false hits unknown: no quality to weigh a cache option by.
-        gw = (data.cache or {}).get("gateway")
-        if gw and gw["false_hit_rate"] is not None:
-            out += [_with_cache(x, gw) for x in [o, *comp]]
-    return out
 
 
 def _config_length(spec) -> float | None:
@@ -122,27 +87,51 @@ def workload_tokens(data: RunData) -> tuple[float, float] | None:
     return (float(p_in), float(p_out)) if p_in and p_out else None
 
 
-def api_options(data: RunData) -> list[Option]:
-    """API models from the price profiles, priced on this workload's token counts."""
+def api_cost_per_1k(p_in: float, p_out: float, input_usd_per_1m: float, output_usd_per_1m: float) -> float:
+    """USD per 1,000 requests of p_in prompt and p_out output tokens at per-1M-token prices."""
+    return 1000.0 * (p_in * input_usd_per_1m + p_out * output_usd_per_1m) / 1e6
+
+
+def api_options(data: RunData, names: list[str]) -> list[Option]:
+    """The named API models from the price profiles, priced on this workload's token counts.
+
+    Their quality was not measured on this workload: it is marked so and decides nothing (they
+    pass a quality floor only as unverified, like random-weight figures).
+    """
+    if not names:
+        return []
+    prices = {m["name"]: m for m in api_prices()}
+    unknown = [n for n in names if n not in prices]
+    if unknown:
+        raise BadInput(f"API model {unknown[0]!r} is not in the price list (known: {', '.join(sorted(prices))})")
     tokens = workload_tokens(data)
     if tokens is None:
         return []  # nothing to price them on; the report says no API model was compared
     p_in, p_out = tokens
     out = []
-    for m in api_prices():
-        cost = 1000.0 * (p_in * m["input_usd_per_1m"] + p_out * m["output_usd_per_1m"]) / 1e6
+    for name in dict.fromkeys(names):
+        m = prices[name]
         out.append(Option(
-            id=f"api/{m['name']}", kind="api", model=m["name"], device="api",
-            cost_per_1k_usd=cost, cost_note=f"{p_in:.0f} input + {p_out:.0f} output tokens at list price ({m.get('price_date') or 'undated'})",
+            id=f"api/{m['name']}", kind="api", model=m["name"], label=m["name"], device="api",
+            cost_per_1k_usd=api_cost_per_1k(p_in, p_out, m["input_usd_per_1m"], m["output_usd_per_1m"]),
+            cost_note=f"{p_in:.0f} input + {p_out:.0f} output tokens at list price ({m.get('price_date') or 'undated'})",
             latency={}, latency_source="not measured",
+            quality_status="unverified: API model, quality not measured on this workload",
             prompt_tokens_mean=p_in, output_tokens_mean=p_out,
             prices={k: m.get(k) for k in ("litellm_model", "provider", "input_usd_per_1m", "output_usd_per_1m", "price_date", "source", "api_key_env", "tier")},
-            notes=["quality not measured: taken as the reference (1.0)"],
+            notes=["quality not measured on this workload (unverified)"],
         ))
     return out
 
 
-def enumerate_options(data: RunData, include_api: bool = True) -> list[Option]:
-    """Every option: measured self-hosted ones, their cache/compression settings, API models."""
-    base = self_hosted_options(data)
-    return base + derived_options(base, data) + (api_options(data) if include_api else [])
+def named_api_models(data: RunData, given: list[str] | None) -> list[str]:
+    """API models to compare: the command line's, else the run config's `plan.api_models`; none otherwise."""
+    if given:
+        return list(given)
+    return list(data.config_section("plan").get("api_models") or [])
+
+
+def enumerate_options(data: RunData, api: list[str] | None = None, include_failed: bool = False) -> list[Option]:
+    """Every option: measured self-hosted ones, their cache/compression settings, named API models."""
+    base = self_hosted_options(data, include_failed)
+    return base + derived_options(base, data) + api_options(data, named_api_models(data, api))

@@ -9,7 +9,6 @@ import numpy as np
 
 from llmbench.recommend.choose import Constraints, failures
 from llmbench.recommend.classes import RequestClass
-from llmbench.recommend.facts import quality_by_difficulty, quality_of
 from llmbench.recommend.inputs import RunData
 from llmbench.recommend.option import LATENCY_METRICS, Option
 from llmbench.stats import describe
@@ -26,8 +25,11 @@ def _cell_records(data: RunData) -> dict[tuple, list]:
 def class_view(o: Option, cls: RequestClass, cells: dict[tuple, list], rows: dict[tuple, dict]) -> Option:
     """The option as it serves this class: latency and cost from that class's own requests."""
     if o.kind == "api":
+        from llmbench.recommend.options import api_cost_per_1k
+
         prices = o.prices or {}
-        cost = 1000.0 * (cls.prompt_tokens_mean * prices.get("input_usd_per_1m", 0) + cls.output_tokens_mean * prices.get("output_usd_per_1m", 0)) / 1e6
+        cost = api_cost_per_1k(cls.prompt_tokens_mean, cls.output_tokens_mean, prices.get("input_usd_per_1m") or 0.0,
+                               prices.get("output_usd_per_1m") or 0.0)
         return replace(o, cost_per_1k_usd=cost)
     recs = cells.get(o.cell, [])
     mine = [r for r in recs if cls.holds(r.prompt_tokens)]
@@ -37,19 +39,17 @@ def class_view(o: Option, cls: RequestClass, cells: dict[tuple, list], rows: dic
         return view
     stats = {"ttft_ms": describe([r.ttft_ms for r in mine]), "tpot_ms": describe([r.tpot_ms for r in mine]),
              "e2el_ms": describe([r.e2el_ms for r in mine])}
-    shift = (o.compression or {}).get("latency_change_ms") or 0.0
+    # The class's own figures, with the option's additions (cache lookup, compression) on top:
+    # the option's latency minus its base row's latency is what the setting adds or removes.
+    base_row = rows.get(o.cell, {})
     for m, s in stats.items():
         if s and m in LATENCY_METRICS:
-            view.latency[m] = {k: (v + shift if shift and m != "tpot_ms" and k.startswith("p") and isinstance(v, float) else v) for k, v in s.items()}
+            added = {k: (o.latency.get(m) or {}).get(k, 0.0) - ((base_row.get(m) or {}).get(k) or 0.0)
+                     for k in s if isinstance(s.get(k), float) and (k.startswith("p") or k == "mean")}
+            view.latency[m] = {k: (max(0.0, v + added[k]) if k in added else v) for k, v in s.items()}
     # A class's share of a self-hosted machine is its share of busy time: cost scales with E2EL.
     if o.cost_per_1k_usd is not None:
         view.cost_per_1k_usd = o.cost_per_1k_usd * float(np.mean([r.e2el_ms for r in mine])) / float(np.mean([r.e2el_ms for r in recs]))
-    row = rows.get(o.cell, {})
-    by_diff = quality_by_difficulty(row)
-    if cls.difficulty and cls.difficulty in by_diff:
-        # Keep what cache or compression took off the variant's own quality.
-        base_q = quality_of(row)["value"] or 1.0
-        view.quality = by_diff[cls.difficulty] * o.quality / base_q
     return view
 
 
@@ -57,6 +57,31 @@ def _deployment(o: Option) -> tuple:
     # Cache and compression settings of one model run on the same servers: a fallback must be
     # another deployment to help when the first one is down or overloaded.
     return (o.model, o.variant, o.device)
+
+
+def _root(o: Option, by_id: dict[str, Option]) -> Option:
+    # A standby is a server: the plain option under any cache or compression setting.
+    while o.base_id and o.base_id in by_id:
+        o = by_id[o.base_id]
+    return o
+
+
+def pick_fallbacks(primary: Option, views: list[Option], c: Constraints, limit: int = 2) -> tuple[list[str], bool]:
+    """(fallback option ids, whether the first is stronger): other deployments, stronger ones first
+    (Option.strength: verified quality, then precision, then size), then other feasible ones; one
+    per deployment (two batch sizes of one server are no fallback), as plain servers."""
+    by_id = {v.id: v for v in views}
+    stronger = [v for v in views if _deployment(v) != _deployment(primary) and v.strength() > primary.strength()
+                and v.cost_per_1k_usd is not None]
+    stronger.sort(key=lambda v: (bool(failures(v, None, c)), v.cost_per_1k_usd, v.id))
+    others = sorted((v for v in views if _deployment(v) != _deployment(primary) and v not in stronger
+                     and v.cost_per_1k_usd is not None and not failures(v, None, c)), key=lambda v: (v.cost_per_1k_usd, v.id))
+    out, seen = [], {_deployment(primary)}
+    for v in stronger + others:
+        if _deployment(v) not in seen:
+            seen.add(_deployment(v))
+            out.append(_root(v, by_id).id)
+    return out[:limit], bool(stronger)
 
 
 def route(data: RunData, options: list[Option], classes: list[RequestClass], c: Constraints,
@@ -77,16 +102,7 @@ def route(data: RunData, options: list[Option], classes: list[RequestClass], c: 
             routed_cost = float("nan")
             continue
         primary = ok[0]
-        stronger = [v for v in views if _deployment(v) != _deployment(primary) and v.strength() > primary.strength()
-                    and v.cost_per_1k_usd is not None]
-        stronger.sort(key=lambda v: (bool(failures(v, None, class_c)), v.cost_per_1k_usd))
-        others = [v for v in ok[1:] if _deployment(v) != _deployment(primary) and v not in stronger]
-        fallbacks, seen = [], {_deployment(primary)}
-        for v in stronger + others:  # one option per deployment: two batch sizes of one server are no fallback
-            if _deployment(v) not in seen:
-                seen.add(_deployment(v))
-                fallbacks.append(v.id)
-        fallbacks = fallbacks[:2]
+        fallbacks, stronger = pick_fallbacks(primary, views, class_c)
         misses = [f for f in fallbacks if failures(next(v for v in views if v.id == f), None, class_c)]
         entry.update(option=primary.id, cost_per_1k_usd=primary.cost_per_1k_usd, p95_ms=primary.p95_ms, quality=primary.quality,
                      why=f"cheapest of {len(ok)} options meeting this class's constraints", fallbacks=fallbacks,

@@ -15,7 +15,7 @@ def recommend_stage(run_dir, meta: dict, summary: dict, console) -> None:
 
     rec = recommend(load_run(run_dir.path))
     write_exports(rec, run_dir.path)
-    console.print(f"recommend: {rec['choice']['answer']} (load {rec['constraints']['rps']} req/s: {rec['constraints']['rps_source']})", highlight=False)
+    console.print(f"recommend: {rec['choice']['answer']} (load {rec['constraints']['rps']} req/s: {rec['constraints']['rps_source']})", highlight=False, markup=False)
 
 
 register_stage("recommend", recommend_stage)
