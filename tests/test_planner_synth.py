@@ -103,13 +103,23 @@ def test_concurrency_batches_are_regrouped_and_queueing_subtracted():
         assert o.prefill_ms == pytest.approx(TRUE.prefill_ms(o.batch, o.width), rel=1e-6)
 
 
-def test_notes_name_what_lies_outside_the_measured_range():
-    model = fit_service(observations_from_records(batch_records()))
-    notes = model.extrapolation_notes(np.array([100, 5000]), np.array([10, 400]), max_batch=16)
+def test_extrapolation_says_how_far_each_figure_goes():
+    from llmbench.planner.extrapolation import extrapolation
+
+    recs = batch_records()
+    model = fit_service(observations_from_records(recs))
+    widest = max(r.prompt_tokens for r in recs)  # batches are padded to their longest prompt
+    doc, notes = extrapolation(model, np.array([100, 5000]), np.array([10, 400]), max_batch=16)
+    assert doc["prompt_tokens"] == {"measured_max": widest, "load_max": 5000.0, "factor": 5000 / widest,
+                                    "requests_beyond": 1, "share_beyond": 0.5}
+    assert doc["output_tokens"]["factor"] == pytest.approx(400 / 16) and doc["output_tokens"]["requests_beyond"] == 1
+    assert doc["kv_tokens"]["factor"] == pytest.approx(5400 / (widest + 16))
+    assert doc["batch"] == {"measured_max": 8, "load_max": 16, "factor": 2.0}
     text = " ".join(notes)
-    assert "longer than the longest measured" in text and "extrapolated linearly" in text
+    assert "longer than the longest measured" in text and f"x{5000 / widest:.2f}" in text
     assert "generate more tokens" in text and "max batch 16" in text
-    assert model.extrapolation_notes(np.array([100, 150]), np.array([10, 16]), max_batch=8) == []
+    doc, notes = extrapolation(model, np.array([100, 150]), np.array([10, 16]), max_batch=8)
+    assert notes == [] and doc["prompt_tokens"]["requests_beyond"] == 0
 
 
 def test_after_idle_slowdown_is_recovered_from_rate_points():

@@ -49,7 +49,19 @@ def test_header_variants_and_unsorted_rows(tmp_path):
 
 @pytest.mark.parametrize("text, needle", [
     ("", "empty"),
-    ("TIMESTAMP,ContextTokens\n2023-11-16 18:15:46,1\n", "no output column"),
+    ("TIMESTAMP,ContextTokens\n2023-11-16 18:15:46,1\n", ":1: the header 'TIMESTAMP,ContextTokens' is not the Azure"),
+    # Other CSVs are not taken for traces (they were read as '1 req/s' by aliases such as time/prompt/output).
+    ("time,prompt,output\n0,10,5\n1,10,5\n", ":1: the header 'time,prompt,output' is not the Azure trace format"),
+    ("2023-11-16 18:15:46,4808,10\n2023-11-16 18:15:47,110,27\n", ":1: .* is not the Azure trace format"),
+    # Non-finite and out-of-range values: one line naming file and line (they were tracebacks).
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,inf,3\n", ":2: context tokens 'inf' must be a whole"),
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,nan,3\n", ":2: context tokens 'nan' must be a whole"),
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,4,-inf\n", ":2: generated tokens '-inf' must be"),
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,4,1e30\n", ":2: generated tokens '1e30' must be a whole number of tokens from 0 to 10,000,000"),
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n1.0,4,3\ninf,4,3\n", ":3: timestamp 'inf' must be a finite"),
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\nnan,4,3\n", ":2: timestamp 'nan' must be a finite"),
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n-5,4,3\n", ":2: timestamp '-5' must be a finite number of seconds >= 0"),
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n5,4,3\n5,4,3\n", "every request has the same timestamp"),
     ("TIMESTAMP,ContextTokens,GeneratedTokens\n", "no requests"),
     ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,12,3\nyesterday,1,1\n", ":3: cannot read timestamp"),
     ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,-4,3\n", ":2: context tokens"),

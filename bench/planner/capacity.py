@@ -1,135 +1,68 @@
 """Capacity: the fewest replicas that meet the SLOs at a load, what they cost, and one replica's limits.
 
 The load is Poisson arrivals at a rate (lengths drawn from what was measured) or a replayed trace.
-Replica counts are searched (doubling, then bisection) on simulations with the same arrivals and
-the same service-time draws throughout (common random numbers), so that counts are compared on
-the same luck.
+Requests that do not fit in the model's context are split out of it first (context.py), counted
+and reported. The service model is fitted on the option's measured batches, plus a prefill sweep
+where the load needs longer prompts than the run measured (sweep.py); the replica search at each
+max batch size is in search.py.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
+from llmbench.config import MAX_BATCH
 from llmbench.errors import BadInput
 from llmbench.hardware_profiles import HardwareProfile
+from llmbench.planner.context import split_over_context
+from llmbench.planner.extrapolation import extrapolation
 from llmbench.planner.idle import fit_idle_penalty
-from llmbench.planner.queue import Policy, Requests, SimResult, poisson_requests, simulate
+from llmbench.planner.queue import DEFAULT_POLICY, POLICIES, Policy, Requests, poisson_requests
+from llmbench.planner.search import (NO_SLO_UTILIZATION, POISSON_MIN, check_slos, max_sustainable_rps, plan_at_batch,
+                                     saturation_rps)
 from llmbench.planner.service import (FIT_SCENARIOS, ServiceModel, fit_rows, fit_service, observations_from_records,
                                       observations_from_rows)
+from llmbench.planner.sweep import observations as sweep_observations
 from llmbench.planner.trace import Trace, load_trace
 from llmbench.slo import SLO
 
+__all__ = ["HOURS_PER_MONTH", "NO_SLO_UTILIZATION", "check_slos", "max_sustainable_rps", "plan_option", "saturation_rps",
+           "validate_rps", "validate_limits"]
+
 HOURS_PER_MONTH = 730.0  # the cloud providers' billing convention (8760 h / 12)
 DEFAULT_MAX_REPLICAS = 1024
-NO_SLO_UTILIZATION = 0.8  # without an SLO, size for this utilisation of one replica's capacity
+# Limits on what a plan may be asked for: beyond them a simulation takes memory and time out of
+# all proportion.
+# The same bounds as the run config's plan: section (config.py).
+MAX_REPLICAS_LIMIT = 1_000_000
+MAX_BATCH_LIMIT = MAX_BATCH
+MAX_RPS = 1e7
 POISSON_SECONDS = 600.0  # simulated span of a Poisson load, within the request bounds below
-POISSON_MIN, POISSON_MAX = 2000, 12000
-_METRIC = {"ttft": "ttft_ms", "e2el": "e2el_ms", "tpot": "tpot_ms", "itl": "tpot_ms"}
+POISSON_MAX = 12000
 
 
-# ---- SLO checks --------------------------------------------------------------------------------
-def check_slos(sim: SimResult, slos: list[SLO], goodput: float | None = None) -> dict:
-    """Each SLO against the simulated percentile, the share of requests meeting all, and the binding one."""
-    items = []
-    good = np.ones(len(sim.e2el_ms), bool)
-    for s in slos:
-        metric = _METRIC[s.metric]
-        values = getattr(sim, metric)
-        value = sim.percentile(metric, s.percentile)
-        good &= ~(values > s.limit_ms)  # NaN (undefined TPOT) never fails a request
-        items.append({"slo": str(s), "metric": metric, "percentile": s.percentile, "predicted_ms": round(value, 3),
-                      "limit_ms": s.limit_ms, "ok": bool(value <= s.limit_ms), "ratio": value / s.limit_ms})
-    share = float(good.mean()) if len(good) else 1.0
-    missed = [i for i in items if not i["ok"]]
-    ok = not missed and (goodput is None or share >= goodput)
-    binding = None
-    if missed:
-        binding = max(missed, key=lambda i: i["ratio"])["slo"]
-    elif goodput is not None and share < goodput:
-        binding = f"goodput>={goodput:g}"
-    for i in items:
-        i["ratio"] = round(i["ratio"], 4)
-    return {"ok": ok, "slos": items, "goodput_share": round(share, 5), "binding": binding}
+def validate_rps(rps: float, where: str = "--rps") -> float:
+    """A finite, positive target load up to MAX_RPS; BadInput otherwise (one line, the limit in it)."""
+    try:
+        value = float(rps)
+    except (TypeError, ValueError):
+        raise BadInput(f"{where} must be a number of requests/s, got {rps!r}") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_RPS:
+        raise BadInput(f"{where} must be a rate of requests/s above 0 and at most {MAX_RPS:g}, got {rps}")
+    return value
 
 
-# ---- one replica's limits ------------------------------------------------------------------------
-def saturation_rps(service: ServiceModel, prompts: np.ndarray, outputs: np.ndarray, max_batch: int,
-                   samples: int = 256, seed: int = 0) -> float:
-    """Requests/s one replica serves when every batch is full: max_batch / mean full-batch duration.
-
-    Beyond this rate the queue grows without bound; a static batcher never does better, since it
-    takes full batches whenever the queue is long.
-    """
-    rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(prompts), size=(samples, max_batch))
-    p, o = np.asarray(prompts, float), np.asarray(outputs, int)
-    durations = [service.batch_duration_s(p[row].tolist(), o[row].tolist()) for row in pick]
-    return max_batch / (float(np.mean(durations)) * service.mean_ratio)
-
-
-def max_sustainable_rps(service: ServiceModel, prompts: np.ndarray, outputs: np.ndarray, max_batch: int,
-                        slos: list[SLO], saturation: float, goodput: float | None = None, seed: int = 0) -> float | None:
-    """Highest Poisson rate at which one replica still meets every SLO (None without SLOs; 0 if none does)."""
-    if not slos:
-        return None
-
-    def meets(rate: float) -> bool:
-        reqs = poisson_requests(rate, POISSON_MIN, prompts, outputs, seed)
-        return check_slos(simulate(reqs, service, 1, max_batch, seed=seed), slos, goodput)["ok"]
-
-    lo, hi = saturation * 1e-3, saturation * 0.999
-    if not meets(lo):
-        return 0.0
-    if meets(hi):
-        return hi
-    for _ in range(14):  # bisection on a log scale: about 0.1% resolution over three decades
-        mid = math.sqrt(lo * hi)
-        lo, hi = (mid, hi) if meets(mid) else (lo, mid)
-    return lo
-
-
-# ---- the replica search --------------------------------------------------------------------------
-class _Search:
-    """Simulations of one load at different replica counts, each run once."""
-
-    def __init__(self, reqs: Requests, service: ServiceModel, max_batch: int, policy: Policy, slos: list[SLO],
-                 goodput: float | None, min_stable: float | None, seed: int = 0):
-        self.reqs, self.service, self.max_batch, self.policy, self.seed = reqs, service, max_batch, policy, seed
-        self.slos, self.goodput, self.min_stable = slos, goodput, min_stable
-        self.runs: dict[int, tuple[SimResult, dict]] = {}
-
-    def at(self, replicas: int) -> tuple[SimResult, dict]:
-        if replicas not in self.runs:
-            sim = simulate(self.reqs, self.service, replicas, self.max_batch, self.policy, self.seed)
-            check = check_slos(sim, self.slos, self.goodput)
-            # A Poisson load above a replica's capacity is unstable however short the simulation.
-            if self.min_stable is not None and self.min_stable >= replicas:
-                check = {**check, "ok": False, "binding": check["binding"] or "queue stability (offered load >= capacity)"}
-            self.runs[replicas] = (sim, check)
-        return self.runs[replicas]
-
-    def fewest(self, lo: int, hi: int, ok) -> int | None:
-        """Smallest count in [lo, hi] for which ok(count) holds (None if not even at hi).
-
-        Doubling from lo first, since the answer is usually near the stability bound and a
-        simulation of many replicas costs more than one of few.
-        """
-        step = lo
-        while not ok(step):
-            if step >= hi:
-                return None
-            lo, step = step + 1, min(hi, 2 * step)
-        hi = step
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if ok(mid):
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo
+def validate_limits(max_batch: int | None = None, max_replicas: int | None = None, policy: str | None = None) -> None:
+    """BadInput for a max batch, replica cap or routing policy outside what the planner accepts."""
+    if max_batch is not None and not 1 <= int(max_batch) <= MAX_BATCH_LIMIT:
+        raise BadInput(f"--max-batch must be between 1 and {MAX_BATCH_LIMIT}, got {max_batch}")
+    if max_replicas is not None and not 1 <= int(max_replicas) <= MAX_REPLICAS_LIMIT:
+        raise BadInput(f"--max-replicas must be between 1 and {MAX_REPLICAS_LIMIT}, got {max_replicas}")
+    if policy is not None and policy not in POLICIES:
+        raise BadInput(f"--policy must be one of {', '.join(POLICIES)}, got {policy!r}")
 
 
 def _load(rps: float | None, trace, prompts: np.ndarray, outputs: np.ndarray, seed: int) -> tuple[Requests, dict]:
@@ -139,13 +72,12 @@ def _load(rps: float | None, trace, prompts: np.ndarray, outputs: np.ndarray, se
         tr = trace if isinstance(trace, Trace) else (Trace("<requests>", trace) if isinstance(trace, Requests) else load_trace(trace))
         if len(tr.requests) < 2:
             raise BadInput(f"{tr.path}: a trace needs at least two requests")
-        return tr.requests, {"kind": "trace", **tr.describe(), "offered_rps": round(tr.requests.mean_rps, 4)}
-    if not rps > 0:
-        raise BadInput(f"--rps must be a positive rate, got {rps}")
+        return tr.requests, {"kind": "trace", **tr.describe(), "offered_rps": tr.requests.mean_rps}
+    rps = validate_rps(rps)
     n = int(min(POISSON_MAX, max(POISSON_MIN, rps * POISSON_SECONDS)))
     reqs = poisson_requests(rps, n, prompts, outputs, seed)
-    return reqs, {"kind": "poisson", "offered_rps": rps, "requests": n, "duration_s": round(reqs.duration_s, 2),
-                  "prompt_tokens_mean": round(float(np.mean(prompts)), 2), "output_tokens_mean": round(float(np.mean(outputs)), 2),
+    return reqs, {"kind": "poisson", "offered_rps": rps, "requests": n, "duration_s": reqs.duration_s,
+                  "prompt_tokens_mean": float(np.mean(prompts)), "output_tokens_mean": float(np.mean(outputs)),
                   "lengths_from": "the measured requests"}
 
 
@@ -159,108 +91,105 @@ def _measured_lengths(rows: list[dict], records: list | None) -> tuple[np.ndarra
     return np.array(p, float), np.array(o)
 
 
-def _floor(service: ServiceModel, reqs: Requests, slos: list[SLO], seed: int) -> tuple[SLO, float] | None:
-    """The first TTFT/E2EL objective missed even if every request were served alone at once."""
-    ttft, e2el = service.alone_ms(reqs.prompt_tokens, reqs.output_tokens)
-    # With the measured variability, as the simulation has it; served alone means after an idle gap.
-    factors = service.idle_penalty.ratios if service.idle_penalty is not None else service.duration_ratios
-    if factors:
-        scale = np.random.default_rng(seed).choice(np.asarray(factors), size=len(ttft))
-        ttft, e2el = ttft * scale, e2el * scale
-    for s in slos:
-        if s.metric in ("ttft", "e2el"):
-            alone = float(np.percentile(ttft if s.metric == "ttft" else e2el, s.percentile))
-            if alone > s.limit_ms:
-                return s, alone
-    return None
+def _stats(d: dict) -> dict:
+    return {k: float(v) for k, v in d.items()}
 
 
-def _round(d: dict, nd: int = 3) -> dict:
-    return {k: (round(v, nd) if isinstance(v, float) else v) for k, v in d.items()}
-
-
-def _prediction(sim: SimResult, check: dict) -> dict:
+def _prediction(sim, check: dict) -> dict:
     return {
-        "ttft_ms": _round(sim.stats("ttft_ms")),
-        "e2el_ms": _round(sim.stats("e2el_ms")),
-        "tpot_ms": _round(sim.stats("tpot_ms")),
-        "queue_ms": _round(sim.stats("queue_ms")),
+        "ttft_ms": _stats(sim.stats("ttft_ms")),
+        "e2el_ms": _stats(sim.stats("e2el_ms")),
+        "tpot_ms": _stats(sim.stats("tpot_ms")),
+        "queue_ms": _stats(sim.stats("queue_ms")),
         "goodput_share": check["goodput_share"],
-        "goodput_req_s": round(check["goodput_share"] * len(sim.e2el_ms) / sim.window_s, 4) if sim.window_s > 0 else None,
-        "utilization": round(sim.utilization, 4),
-        "mean_batch_size": round(float(sim.batch_size.mean()), 3),
+        "goodput_req_s": check["goodput_share"] * len(sim.e2el_ms) / sim.window_s if sim.window_s > 0 else None,
+        "utilization": sim.utilization,
+        "mean_batch_size": float(sim.batch_size.mean()),
     }
 
 
-def _plan_at_batch(service: ServiceModel, reqs: Requests, load: dict, batch: int, slos: list[SLO], goodput: float | None,
-                   max_replicas: int, policy: Policy, seed: int) -> dict:
-    """The fewest replicas at one max batch size, and what they give."""
-    notes: list[str] = []
-    sat = saturation_rps(service, reqs.prompt_tokens, reqs.output_tokens, batch, seed=seed)
-    sustainable = max_sustainable_rps(service, reqs.prompt_tokens, reqs.output_tokens, batch, slos, sat, goodput, seed)
-    offered = load["offered_rps"]
-    # Replicas at or below offered/capacity cannot keep up with a Poisson load (a finite trace is judged by replay).
-    min_stable = offered / sat if load["kind"] == "poisson" else None
-    search = _Search(reqs, service, batch, policy, slos, goodput, min_stable, seed)
+def _fit(rows: list[dict], records: list, prefill_sweep: dict | None) -> tuple[ServiceModel, list, dict | None]:
+    """The service model (with the sweep's points scaled to the run's level), the fit's records, sweep facts."""
+    scenarios = {r.get("scenario") for r in rows}
+    recs = [r for r in records if r.scenario in scenarios and r.point in {x.get("point") for x in rows}]
+    if not recs:
+        return fit_service(observations_from_rows(rows), "summary rows"), recs, None
+    obs = observations_from_records(recs)
+    service = fit_service(obs, "request log")
+    facts = None
+    if prefill_sweep and prefill_sweep.get("points"):
+        # The sweep contributes the shape, the run the level: scale by the median of run fit / sweep
+        # over the overlap lengths (inside the run's measured range).
+        overlap = [p for p in prefill_sweep["points"] if p.get("overlap")] or prefill_sweep["points"][:1]
+        ratios = [service.prefill_ms(1, p["prompt_tokens"]) / t for p in overlap for t in p["prefill_ms"] if t > 0]
+        scale = float(np.median(ratios)) if ratios else 1.0
+        service = fit_service(obs + sweep_observations(prefill_sweep, scale), "request log + prefill sweep")
+        facts = {"prompt_tokens": [p["prompt_tokens"] for p in prefill_sweep["points"]],
+                 "prefill_ms_median": [float(np.median(p["prefill_ms"])) for p in prefill_sweep["points"]],
+                 "overlap_prompt_tokens": [p["prompt_tokens"] for p in overlap], "scale_to_run": scale,
+                 "measured_at": prefill_sweep.get("measured_at"), "reused": prefill_sweep.get("reused")}
+    service.idle_penalty = fit_idle_penalty(service, records)
+    return service, recs, facts
 
-    meets, binding = True, None
-    floor = _floor(service, reqs, slos, seed)
-    if not slos and goodput is None:
-        replicas = min(max_replicas, max(1, math.ceil(offered / (NO_SLO_UTILIZATION * sat))))
-        binding = f"utilization<={NO_SLO_UTILIZATION:.0%} (no SLO given)"
-        notes.append(f"no SLO given: sized for {NO_SLO_UTILIZATION:.0%} utilisation of one replica's capacity ({sat:.4g} req/s)")
-        meets = replicas * NO_SLO_UTILIZATION * sat >= offered
-    elif floor:
-        # Even a replica per request misses it: report the count past which more replicas stop
-        # helping (within 5% of the no-queueing figure), at its cost, and say so.
-        s, alone = floor
-        meets, binding = False, str(s)
-        notes.append(f"no replica count meets {s}: even served alone with no queueing, its p{s.percentile:g} "
-                     f"{s.metric.upper()} would be {alone:,.0f} ms")
-        at = slos.index(s)
-        replicas = search.fewest(1, max_replicas, lambda r: search.at(r)[1]["slos"][at]["predicted_ms"] <= 1.05 * alone) or max_replicas
-        notes.append(f"{replicas} replicas come within 5% of that; more do not help")
-    else:
-        lo = max(1, min(max_replicas, math.floor(min_stable or 1)))
-        replicas = search.fewest(lo, max_replicas, lambda r: search.at(r)[1]["ok"])
-        if replicas is None:
-            meets, replicas = False, max_replicas
-            binding = search.at(max_replicas)[1]["binding"]
-            notes.append(f"even {max_replicas} replicas do not meet the SLO ({binding}); raise --max-replicas or relax the SLO")
-        elif replicas > 1:
-            binding = search.at(replicas - 1)[1]["binding"]
-    sim, check = search.at(replicas)
-    return {"batch": batch, "replicas": int(replicas), "meets": bool(meets and check["ok"]) if (slos or goodput is not None) else bool(meets),
-            "binding": binding, "sim": sim, "check": check, "saturation": sat, "sustainable": sustainable,
-            "search": {str(k): v[1]["ok"] for k, v in sorted(search.runs.items())}, "notes": notes}
+
+def _unreliable(rows: list[dict]) -> list[dict]:
+    return [{"scenario": r.get("scenario"), "point": r.get("point"), "reason": r.get("unreliable_reason")}
+            for r in rows if r.get("unreliable")]
 
 
 def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rps: float | None = None,
                 trace: Trace | Requests | str | Path | None = None, max_batch: int | None = None, *,
                 records: Iterable | None = None, max_replicas: int = DEFAULT_MAX_REPLICAS, goodput: float | None = None,
-                policy: Policy = "jsq", seed: int = 0, validation: dict | None = None) -> dict:
+                policy: Policy = DEFAULT_POLICY, seed: int = 0, validation: dict | None = None,
+                context_tokens: int | None = None, prefill_sweep: dict | None = None,
+                prompt_filter: Callable[[float], bool] | None = None) -> dict:
     """Plan one option (the summary rows of one model x variant) at a rate or for a trace.
 
-    Returns {replicas, max_batch, cost_per_hour, cost_per_month, predicted: {ttft_ms, e2el_ms, tpot_ms:
-    {p50, p90, p95, p99, mean}, ...}, saturation_rps, max_sustainable_rps, meets_slo, binding, notes, ...}.
-    `records` (that option's request records) give a finer fit than the rows' means; `validation`
-    (validate.validate_option's result) is reported as the prediction error.
+    Returns {replicas, max_batch, policy, cost_per_hour, cost_per_month, predicted: {ttft_ms, e2el_ms,
+    tpot_ms: {p50, p90, p95, p99, mean}, ...}, saturation_rps, max_sustainable_rps, meets_slo, binding,
+    context_tokens, requests_over_context, share_over_context, extrapolation, notes, ...}.
+    `records` (that option's request records) give a finer fit than the rows' means; `policy` is how
+    the gateway spreads requests (random = LiteLLM's simple-shuffle, least-busy = its least-busy);
+    `context_tokens` splits out the requests that do not fit; `prefill_sweep` (sweep.sweep_for) adds
+    long-prompt measurements; `prompt_filter` plans on the measured requests whose prompt length it
+    accepts (a routed class), while the service is still fitted on whole measured batches;
+    `validation` (validate.validate_option's result) is reported as the prediction error.
     """
+    validate_limits(max_batch, max_replicas, policy)
     rows = fit_rows(rows)
     if not rows:
         raise BadInput("no successful summary rows to plan from")
-    scenarios = {r.get("scenario") for r in rows}
     records = [r for r in (records or []) if r.ok]
-    recs = [r for r in records if r.scenario in scenarios and r.point in {x.get("point") for x in rows}]
-    if recs:
-        service = fit_service(observations_from_records(recs), "request log")
-        service.idle_penalty = fit_idle_penalty(service, records)
-    else:
-        service = fit_service(observations_from_rows(rows), "summary rows")
+    service, recs, sweep_facts = _fit(rows, records, prefill_sweep)
     prompts, outputs = _measured_lengths(rows, recs)
+    if prompt_filter is not None:
+        keep = np.array([bool(prompt_filter(p)) for p in prompts])
+        if not keep.any():
+            raise BadInput("no measured request falls in this class's prompt lengths")
+        prompts, outputs = prompts[keep], outputs[keep]
     reqs, load = _load(rps, trace, prompts, outputs, seed)
-    per_replica_usd = hardware.usd_per_hour * hardware.devices
-    notes = list(service.fit_notes) + service.extrapolation_notes(reqs.prompt_tokens, reqs.output_tokens, int(max_batch or 1))
+    reqs, ctx = split_over_context(reqs, context_tokens)
+    notes = list(service.fit_notes)
+    if ctx["requests_over_context"]:
+        if len(reqs) < 2:
+            raise BadInput(f"{ctx['requests_over_context']} of {len(reqs) + ctx['requests_over_context']} requests need more "
+                           f"than the model's {context_tokens:,} positions: none left to plan")
+        notes.append(f"{ctx['requests_over_context']} of {len(reqs) + ctx['requests_over_context']} requests "
+                     f"({100 * ctx['share_over_context']:.1f}%) need more than the model's context of {context_tokens:,} "
+                     "tokens (prompt + output): this model cannot serve them; they are left out of the plan, which "
+                     "covers the rest (route them to a model with a longer context, or truncate them)")
+        load = {**load, "offered_rps": reqs.mean_rps, "offered_rps_all_requests": load["offered_rps"], "requests_planned": len(reqs)}
+    elif context_tokens is None:
+        notes.append("the model's context window is unknown: requests were not checked against it")
+    how_far, extra = extrapolation(service, reqs.prompt_tokens, reqs.output_tokens, int(max_batch or max(service.step_batches)))
+    notes += extra
+    if sweep_facts:
+        scale = sweep_facts["scale_to_run"]
+        notes.append(f"prefill measured up to {max(sweep_facts['prompt_tokens']):,} tokens by a prefill sweep "
+                     f"({'reused from' if sweep_facts['reused'] else 'measured now, kept in'} prefill_sweep.json; times "
+                     f"scaled x{scale:.3f} to the run's level at its {'/'.join(map(str, sweep_facts['overlap_prompt_tokens']))}-token prompts)"
+                     + ("" if 0.8 <= scale <= 1.25 else "; the machine ran at a different speed during the sweep than "
+                        "during the run, so the long-prompt figures carry that uncertainty"))
     if service.idle_penalty is not None:
         pen = service.idle_penalty.describe()
         notes.append(f"after-idle slowdown measured on this run's concurrency points: batches that start after an idle "
@@ -274,20 +203,22 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
         notes.append("ITL objectives are checked against TPOT: the model's decode steps within a batch are uniform")
     if not {r.get("scenario") for r in rows} & set(FIT_SCENARIOS):
         notes.append("fitted on concurrency measurements (queueing subtracted), not on queue-free ones")
+    shaky = _unreliable(rows)
+    if shaky:
+        notes.append(f"rests on {len(shaky)} measurement(s) flagged unreliable (" +
+                     "; ".join(f"{u['scenario']} {u['point']}: {u['reason'] or 'noisy'}" for u in shaky) +
+                     "): re-measure on a quiet machine before acting on this plan")
 
-    if max_batch is not None:
-        if int(max_batch) < 1:
-            raise BadInput(f"max batch must be at least 1, got {max_batch}")
-        sizes = [int(max_batch)]
-    else:  # each measured batch size; padding long prompts to the longest can make a smaller one cheaper
-        sizes = list(service.step_batches)
-    tried = [_plan_at_batch(service, reqs, load, b, slos, goodput, max_replicas, policy, seed) for b in sizes]
+    # Each measured batch size unless one is given; padding long prompts to the longest can make a smaller one cheaper.
+    sizes = [int(max_batch)] if max_batch is not None else list(service.step_batches)
+    tried = [plan_at_batch(service, reqs, load, b, slos, goodput, max_replicas, policy, seed) for b in sizes]
     best = min(tried, key=lambda t: (not t["meets"], t["replicas"], t["sim"].percentile("e2el_ms", 95)))
     notes += best["notes"]
     if len(tried) > 1:
         notes.append("max batch chosen among the measured sizes (fewest replicas, then lowest p95 E2EL): " +
                      ", ".join(f"b={t['batch']}: {t['replicas']} replicas{'' if t['meets'] else ' (misses)'}" for t in tried))
     replicas, sim, check = best["replicas"], best["sim"], best["check"]
+    per_replica_usd = hardware.usd_per_hour * hardware.devices
     cost_h = replicas * per_replica_usd
     if validation is None:
         notes.append("prediction error: not checked on this run (no concurrency rate points to compare with)")
@@ -297,19 +228,23 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
         "policy": policy,
         "hardware": hardware.name,
         "usd_per_hour_per_replica": per_replica_usd,
-        "cost_per_hour": round(cost_h, 4),
-        "cost_per_month": round(cost_h * HOURS_PER_MONTH, 2),
+        "cost_per_hour": cost_h,
+        "cost_per_month": cost_h * HOURS_PER_MONTH,
         "load": load,
+        **ctx,
         "predicted": _prediction(sim, check),
         "slo_check": check["slos"],
         "meets_slo": best["meets"],
         "binding": best["binding"],
-        "saturation_rps": round(best["saturation"], 4),
-        "max_sustainable_rps": None if best["sustainable"] is None else round(best["sustainable"], 4),
+        "saturation_rps": best["saturation"],
+        "max_sustainable_rps": best["sustainable"],
         "replica_search": best["search"],
         "max_batch_search": {str(t["batch"]): {"replicas": t["replicas"], "meets_slo": t["meets"],
-                                               "saturation_rps": round(t["saturation"], 4)} for t in tried},
+                                               "saturation_rps": t["saturation"]} for t in tried},
         "max_replicas": max_replicas,
+        "extrapolation": how_far,
+        "prefill_sweep": sweep_facts,
+        "unreliable_inputs": shaky,
         "service_model": service.describe(),
         "prediction_error": validation,
         "notes": notes,

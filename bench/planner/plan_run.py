@@ -1,18 +1,35 @@
-"""Plan every measured option of a results folder (or one) and write plan.json: shared by the command and the stage."""
+"""Plan every measured option of a results folder (or one): shared by `llmbench plan` and the plan stage.
+
+Two kinds of plan, kept apart so that exploring never changes a decision: the run's own plan,
+`plan.json`, written only by the plan stage of `llmbench run` at the run config's load (what
+`llmbench recommend` reads), and exploratory plans from `llmbench plan`, written beside it as
+`plans/plan-<load>.json`. Each records what produced it (`produced_by`: command, load, time).
+"""
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from llmbench.errors import BadInput
 from llmbench.hardware_profiles import HardwareProfile
-from llmbench.planner.capacity import DEFAULT_MAX_REPLICAS, HOURS_PER_MONTH, plan_option
+from llmbench.planner.capacity import (DEFAULT_MAX_REPLICAS, HOURS_PER_MONTH, plan_option, validate_limits,
+                                       validate_rps)
+from llmbench.planner.context import context_tokens
+from llmbench.planner.queue import DEFAULT_POLICY
+from llmbench.planner.service import FIT_SCENARIOS
+from llmbench.planner.sweep import sweep_for, sweep_lengths
 from llmbench.planner.trace import Trace, load_trace
 from llmbench.planner.validate import rate_max_batch, validate_option
-from llmbench.results import RunDir, write_json
+from llmbench.results import RunDir
 from llmbench.slo import SLO
 
 CHECKED_IN = "BENCHMARKS.md"
+OWN_PLAN = "plan.json"
+EXPLORATORY_DIR = "plans"
 
 
 def _options(rows: list[dict], model: str | None, variant: str | None) -> dict[tuple[str, str], list[dict]]:
@@ -29,36 +46,90 @@ def _options(rows: list[dict], model: str | None, variant: str | None) -> dict[t
     return picked
 
 
+def exploratory_path(run_dir: RunDir, rps: float | None, trace: str | Path | Trace | None) -> Path:
+    """Where `llmbench plan` writes: RUN_DIR/plans/plan-rps<R>.json or plans/plan-trace-<name>.json."""
+    if trace is not None:
+        name = Path(str(trace.path if isinstance(trace, Trace) else trace)).stem
+        label = "trace-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80] or "trace")
+    else:
+        label = f"rps{rps:g}".replace("+", "")
+    return run_dir.path / EXPLORATORY_DIR / f"plan-{label}.json"
+
+
+def produced_by(command: str, load: dict) -> dict:
+    """What produced a plan: the command, its load and the time (UTC)."""
+    what = (f"trace {load.get('path')}" if load.get("kind") == "trace" else f"{load.get('offered_rps')} req/s Poisson")
+    return {"command": command, "load": what, "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _sweep(run_dir: RunDir, meta: dict, m: str, v: str, recs: list, tr: Trace | None, ctx: int | None,
+           measure: bool) -> tuple[dict | None, str | None]:
+    """The option's prefill sweep when the trace needs longer prompts than the run measured; (sweep, note)."""
+    if tr is None:
+        return None, None  # a rate plan draws its lengths from the measured requests
+    fit = [r for r in recs if r.ok and r.scenario in FIT_SCENARIOS] or [r for r in recs if r.ok]
+    if not fit:
+        return None, None
+    widths = np.array([r.prompt_tokens for r in fit], float)
+    need = tr.requests.prompt_tokens
+    if ctx is not None:
+        need = need[tr.requests.prompt_tokens + tr.requests.output_tokens <= ctx]
+    if not len(need):
+        return None, None
+    lengths = sweep_lengths(float(np.median(widths)), float(widths.max()), float(need.max()), ctx)
+    if not lengths["long"]:
+        return None, None
+    if not measure:
+        return None, (f"prefill sweep not run (--no-measure): prompts beyond {widths.max():g} tokens are extrapolated "
+                      "from the run's measurements")
+    try:
+        return sweep_for(run_dir, meta, m, v, lengths), None
+    except BadInput as exc:
+        return None, f"prefill sweep failed ({exc}): prompts beyond {widths.max():g} tokens are extrapolated from the run's measurements"
+
+
 def plan_run(run_dir: RunDir, slos: list[SLO], rps: float | None = None, trace: str | Path | Trace | None = None,
              model: str | None = None, variant: str | None = None, max_replicas: int = DEFAULT_MAX_REPLICAS,
-             max_batch: int | None = None, policy: str = "jsq", goodput: float | None = None,
-             write: bool = True) -> dict:
-    """The plan document for a results folder; written to plan.json when `write`."""
+             max_batch: int | None = None, policy: str = DEFAULT_POLICY, goodput: float | None = None,
+             measure: bool = True) -> dict:
+    """The plan document for a results folder (the caller writes it: see OWN_PLAN and exploratory_path).
+
+    `measure` lets a trace plan load each variant again for a short prefill sweep when the trace
+    needs longer prompts than the run measured (sweep.py); without it they are extrapolated.
+    """
     if (rps is None) == (trace is None):
         raise BadInput("give exactly one of --rps or --trace")
-    if max_replicas < 1:
-        raise BadInput(f"--max-replicas must be at least 1, got {max_replicas}")
+    if rps is not None:
+        rps = validate_rps(rps)
+    validate_limits(max_batch, max_replicas, policy)
     if goodput is not None and not 0 < goodput <= 1:
         raise BadInput(f"--goodput is a share of requests in (0, 1], got {goodput}")
     meta = run_dir.read_json("run.json")
     summary = run_dir.read_json("summary.json")
     hardware = HardwareProfile(**meta["hardware_profile"])
     tr = load_trace(trace) if isinstance(trace, (str, Path)) else trace
+    picked = _options(summary.get("rows") or [], model, variant)
     records = run_dir.records()
     batches = rate_max_batch(meta.get("config") or {})
     options = []
-    for (m, v), rows in _options(summary.get("rows") or [], model, variant).items():
+    for (m, v), rows in picked.items():
         recs = [r for r in records if r.model == m and r.variant == v]
         entry: dict = {"model": m, "variant": v}
         if all(r.get("error") for r in rows):
             options.append({**entry, "error": "every measurement of this option failed"})
             continue
+        ctx, ctx_source = context_tokens(meta, m, v)
+        sweep, sweep_note = _sweep(run_dir, meta, m, v, recs, tr, ctx, measure)
         validation = validate_option(recs, batches)
         try:
             entry.update(plan_option(rows, hardware, slos, rps=rps, trace=tr, max_batch=max_batch, records=recs,
-                                     max_replicas=max_replicas, goodput=goodput, policy=policy, validation=validation))
+                                     max_replicas=max_replicas, goodput=goodput, policy=policy, validation=validation,
+                                     context_tokens=ctx, prefill_sweep=sweep))
+            entry["context_source"] = ctx_source
         except BadInput as exc:
             entry["error"] = str(exc)
+        if sweep_note:
+            entry["notes"] = entry.get("notes", []) + [sweep_note]
         if validation is None:
             entry["notes"] = [n for n in entry.get("notes", []) if not n.startswith("prediction error")] + [
                 f"prediction error: this run has no concurrency rate points to check against; the planner's check "
@@ -67,26 +138,28 @@ def plan_run(run_dir: RunDir, slos: list[SLO], rps: float | None = None, trace: 
     planned = [o for o in options if "error" not in o]
     meeting = [o for o in planned if o["meets_slo"]]
     best = min(meeting, key=lambda o: o["cost_per_month"]) if meeting else None
-    doc = {
+    over = [o["requests_over_context"] for o in planned if o.get("requests_over_context")]
+    return {
         # The headline first: readers (and checks) that take the first figure get the answer.
         "best": None if best is None else {k: best[k] for k in ("model", "variant", "replicas", "max_batch", "cost_per_hour", "cost_per_month")}
-                | {"e2el_p95_ms": best["predicted"]["e2el_ms"].get("p95"), "ttft_p95_ms": best["predicted"]["ttft_ms"].get("p95")},
+                | {"e2el_p95_ms": best["predicted"]["e2el_ms"].get("p95"), "ttft_p95_ms": best["predicted"]["ttft_ms"].get("p95"),
+                   "requests_over_context": best.get("requests_over_context")},
         "verdict": _verdict(planned, best, slos),
         "run_id": meta.get("run_id"),
         "hardware": hardware.name,
         "usd_per_hour_per_replica": hardware.usd_per_hour * hardware.devices,
         "load": planned[0]["load"] if planned else ({"kind": "trace", **tr.describe()} if tr else {"kind": "poisson", "offered_rps": rps}),
+        "policy": policy,
         "slo": [str(s) for s in slos],
         "goodput": goodput,
         "month_hours": HOURS_PER_MONTH,
         "measured_on": _machine(meta),
+        # The most requests any planned option had to leave out for want of context (each option has its own count).
+        "requests_over_context_max": max(over) if over else 0,
         "options": options,
         "prediction": "latencies are a queueing model's prediction from service times measured on this machine, "
                       "not measurements; see each option's prediction_error and notes",
     }
-    if write:
-        write_json(run_dir.path / "plan.json", doc)
-    return doc
 
 
 def _machine(meta: dict) -> str:
@@ -98,8 +171,11 @@ def _machine(meta: dict) -> str:
 
 def _verdict(planned: list[dict], best: dict | None, slos: list[SLO]) -> str:
     if best is not None:
+        left = best.get("requests_over_context")
         return (f"cheapest option meeting {', '.join(map(str, slos)) or 'the load'}: {best['model']} {best['variant']} "
-                f"with {best['replicas']} replica(s), ${best['cost_per_month']:,.2f}/month")
+                f"with {best['replicas']} replica(s), ${best['cost_per_month']:,.2f}/month" +
+                (f"; {left} requests ({100 * best['share_over_context']:.1f}%) exceed its {best['context_tokens']:,}-token "
+                 "context and are not served" if left else ""))
     if not planned:
         return "no option could be planned"
     binding = sorted({str(o["binding"]) for o in planned if o.get("binding")})

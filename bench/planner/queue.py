@@ -2,9 +2,11 @@
 
 Each replica is FIFO: when idle and its queue is not empty it takes up to `max_batch` waiting
 requests, runs them as one static batch to completion (every row is held until the longest is
-done), then takes the next. A dispatcher puts each arrival on a replica: join-shortest-queue
-(fewest requests queued or in service, what a least-busy gateway does) or round robin. Every
-request's TTFT and E2EL include its time in the queue; TPOT does not (DESIGN.md's definition).
+done), then takes the next. A dispatcher puts each arrival on a replica as the gateway would:
+`random` (a uniform pick per request: LiteLLM's default `simple-shuffle` with equal weights),
+`least-busy` (fewest requests queued or in service: LiteLLM's `least-busy`; `jsq`, join the
+shortest queue, is the same rule) or `round-robin`. Every request's TTFT and E2EL include its
+time in the queue; TPOT does not (DESIGN.md's definition).
 """
 from __future__ import annotations
 
@@ -16,7 +18,21 @@ from typing import Literal, Protocol, Sequence
 
 import numpy as np
 
-Policy = Literal["jsq", "round-robin"]
+Policy = Literal["random", "least-busy", "jsq", "round-robin"]
+POLICIES: tuple[str, ...] = ("random", "least-busy", "jsq", "round-robin")
+DEFAULT_POLICY: Policy = "random"  # what LiteLLM does unless told otherwise (simple-shuffle)
+# The LiteLLM router `routing_strategy` each policy stands for, and back.
+GATEWAY_STRATEGY = {"random": "simple-shuffle", "least-busy": "least-busy", "jsq": "least-busy", "round-robin": None}
+_FROM_GATEWAY = {"simple-shuffle": "random", "least-busy": "least-busy"}
+
+
+def policy_for_strategy(strategy: str | None) -> Policy:
+    """The simulated policy for a LiteLLM `routing_strategy` (None: LiteLLM's default, simple-shuffle)."""
+    got = _FROM_GATEWAY.get(strategy or "simple-shuffle")
+    if got is None:
+        raise ValueError(f"no simulated policy for the gateway routing strategy {strategy!r} "
+                         f"(known: {', '.join(_FROM_GATEWAY)})")
+    return got  # type: ignore[return-value]
 
 
 class Service(Protocol):
@@ -103,6 +119,8 @@ def simulate(reqs: Requests, service: Service, replicas: int = 1, max_batch: int
     """
     if replicas < 1 or max_batch < 1:
         raise ValueError("replicas and max_batch must be at least 1")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown routing policy {policy!r} (known: {', '.join(POLICIES)})")
     arr = reqs.arrival_s.tolist()
     prompt = reqs.prompt_tokens.tolist()
     out = reqs.output_tokens.tolist()
@@ -167,7 +185,10 @@ def simulate(reqs: Requests, service: Service, replicas: int = 1, max_batch: int
             if queues[r]:
                 start(r, end)
 
-    jsq = policy == "jsq" and replicas > 1
+    jsq = policy in ("jsq", "least-busy") and replicas > 1
+    # Random picks from their own stream, one uniform per request whatever the replica count, so
+    # that counts are compared on the same picks (common random numbers).
+    picks = (np.random.default_rng([seed, 1]).random(n) * replicas).astype(np.int64).tolist() if policy == "random" else None
     for i in range(n):
         t = arr[i]
         finish_until(t)
@@ -176,6 +197,8 @@ def simulate(reqs: Requests, service: Service, replicas: int = 1, max_batch: int
             np.remainder(key, replicas, out=key)
             key += load
             r = int(key.argmin())
+        elif picks is not None:
+            r = picks[i]
         else:
             r = i % replicas
         queues[r].append(i)

@@ -3,14 +3,16 @@
 A static batch of b requests is left-padded to its longest prompt W and decoded for as many steps
 as its longest output needs (that is how the backends run a batch). So:
 
-    prefill(b, W)      = a + k * b * W                      (ms; the first token of every row)
+    prefill(b, W)      = a + b * (k * W + q * W^2)          (ms; the first token of every row)
     step(b, kv)        = d(b) + e * b * kv                  (ms; one decode step, kv = tokens held)
     token m of a row   = prefill + sum of steps 1..m-1      (steps see kv = W + j)
 
-a and k are fitted on the measured prefills (TTFT minus queueing), d(b) per measured batch size
-(interpolated between them, linear beyond), and e on how the step time grows with the KV length.
-Both are linear in tokens: attention's quadratic prefill term is not modelled, which matters only
-far beyond the measured prompt lengths, and `extrapolation_notes` says when a workload goes there.
+a, k and q are fitted on the measured prefills (TTFT minus queueing), weighted by relative error
+and never negative; q is attention's quadratic cost, which dominates long prompts (on llama-5m
+ONNX a 2,047-token prefill took 6-7x what a linear fit on 51-184-token prompts predicted). d(b) is
+fitted per measured batch size (interpolated between them, linear beyond) and e on how the step
+time grows with the KV length. The prefill sweep (sweep.py) measures long prompts so that q rests
+on measurements; `extrapolation.py` says how far any figure still goes beyond them.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class BatchObservation:
     steps: int
     prompt_min: float
     output_max: int
+    source: str = "run"  # "run": a batch of the workload; "sweep": a prefill-sweep measurement (sweep.py)
 
 
 @dataclass
@@ -49,6 +52,7 @@ class ServiceModel:
     step_batches: tuple[int, ...]
     step_base_ms: tuple[float, ...]
     step_ms_per_kv_token: float = 0.0
+    prefill_ms_per_token2: float = 0.0  # q: attention's quadratic prefill term, ms per (batch x W^2)
     measured: dict = field(default_factory=dict)
     fit_notes: list[str] = field(default_factory=list)
     # Measured batch duration / modelled duration, one per measured batch: the simulator draws from
@@ -63,7 +67,7 @@ class ServiceModel:
     # ---- the model ---------------------------------------------------------------------------
     def prefill_ms(self, batch: int, width: float) -> float:
         """Time to the first token of a batch of `batch` prompts padded to `width` tokens."""
-        return self.prefill_fixed_ms + self.prefill_ms_per_token * batch * width
+        return self.prefill_fixed_ms + batch * width * (self.prefill_ms_per_token + self.prefill_ms_per_token2 * width)
 
     def step_ms(self, batch: int) -> float:
         """Decode step time at kv = 0 for a batch size: interpolated, linear beyond the measured sizes."""
@@ -90,7 +94,7 @@ class ServiceModel:
         b = len(prompts)
         width = max(prompts)
         n = max(outputs)
-        prefill = self.prefill_fixed_ms + self.prefill_ms_per_token * b * width
+        prefill = self.prefill_fixed_ms + b * width * (self.prefill_ms_per_token + self.prefill_ms_per_token2 * width)
         d = self.step_ms(b)
         eb = self.step_ms_per_kv_token * b
         per = d + eb * width
@@ -104,7 +108,7 @@ class ServiceModel:
         """TTFT and E2EL of each request served alone with no queueing (the floor of any plan)."""
         prompts = np.asarray(prompts, float)
         m = np.asarray(outputs, float)
-        ttft = self.prefill_fixed_ms + self.prefill_ms_per_token * prompts
+        ttft = self.prefill_fixed_ms + prompts * (self.prefill_ms_per_token + self.prefill_ms_per_token2 * prompts)
         e = self.step_ms_per_kv_token
         e2el = ttft + (m - 1) * (self.step_ms(1) + e * prompts) + e * (m - 1) * m * 0.5
         return ttft, e2el
@@ -123,61 +127,29 @@ class ServiceModel:
     def mean_ratio(self) -> float:
         return float(np.mean(self.duration_ratios)) if self.duration_ratios else 1.0
 
+    def alone_tpot_ms(self, prompts: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+        """TPOT of each request decoded alone (batch 1): the floor of any plan; NaN for one-token outputs."""
+        p = np.asarray(prompts, float)
+        m = np.asarray(outputs, float)
+        e = self.step_ms_per_kv_token
+        with np.errstate(invalid="ignore"):
+            return np.where(m > 1, self.step_ms(1) + e * p + e * m * 0.5, np.nan)
+
     # ---- reporting ---------------------------------------------------------------------------
     def describe(self) -> dict:
-        """The fitted coefficients and what they were fitted on, for plan.json."""
+        """The fitted coefficients (full precision) and what they were fitted on, for plan.json."""
         return {
-            "formula": "prefill = a + k*b*W; step = d(b) + e*b*kv; token m at prefill + sum of m-1 steps",
-            "prefill_fixed_ms": round(self.prefill_fixed_ms, 4),
-            "prefill_ms_per_token": round(self.prefill_ms_per_token, 6),
-            "step_ms_by_batch": {str(b): round(v, 4) for b, v in zip(self.step_batches, self.step_base_ms)},
-            "step_ms_per_kv_token": round(self.step_ms_per_kv_token, 8),
+            "formula": "prefill = a + b*(k*W + q*W^2); step = d(b) + e*b*kv; token m at prefill + sum of m-1 steps",
+            "prefill_fixed_ms": self.prefill_fixed_ms,
+            "prefill_ms_per_token": self.prefill_ms_per_token,
+            "prefill_ms_per_token_squared": self.prefill_ms_per_token2,
+            "step_ms_by_batch": {str(b): v for b, v in zip(self.step_batches, self.step_base_ms)},
+            "step_ms_per_kv_token": self.step_ms_per_kv_token,
             "measured": self.measured,
             "fit_notes": self.fit_notes,
             "duration_variability": _ratio_stats(self.duration_ratios),
             "idle_penalty": self.idle_penalty.describe() if self.idle_penalty is not None else None,
         }
-
-    def extrapolation_notes(self, prompts: np.ndarray, outputs: np.ndarray, max_batch: int) -> list[str]:
-        """Plain statements of where a workload's lengths or batch size leave the measured range."""
-        notes = []
-        m = self.measured
-        p = np.asarray(prompts, float)
-        o = np.asarray(outputs, float)
-        pmin, pmax = m.get("prompt_tokens", [None, None])
-        omin, omax = m.get("output_tokens", [None, None])
-        n = len(p)
-        if pmax is not None and n:
-            over = int((p > pmax).sum())
-            if over:
-                notes.append(
-                    f"{over} of {n} requests ({100 * over / n:.1f}%) have prompts longer than the longest measured "
-                    f"({pmax:g} tokens; the workload goes to {p.max():,.0f}, p95 {np.percentile(p, 95):,.0f}): prefill is "
-                    f"extrapolated linearly in batch x padded prompt tokens ({self.prefill_fixed_ms:.3g} ms + "
-                    f"{self.prefill_ms_per_token:.3g} ms/token); attention's quadratic cost is not modelled, so long prompts "
-                    f"are more likely under- than over-estimated")
-            under = int((p < pmin).sum())
-            if under:
-                notes.append(f"{under} of {n} requests have prompts shorter than the shortest measured ({pmin:g} tokens): "
-                             "prefill interpolated toward the fitted fixed cost")
-        if omax is not None and n:
-            over = int((o > omax).sum())
-            if over:
-                notes.append(
-                    f"{over} of {n} requests ({100 * over / n:.1f}%) generate more tokens than the most measured "
-                    f"({omax:g}; the workload goes to {o.max():,.0f}): decode is extrapolated at the measured per-step time "
-                    f"for the batch size, growing by {self.step_ms_per_kv_token:.3g} ms per batch x KV token")
-        kv_max = m.get("kv_tokens_max")
-        if kv_max is not None and n and (p + o).max() > 1.1 * kv_max:
-            notes.append(f"KV lengths reach {(p + o).max():,.0f} tokens against {kv_max:,.0f} measured: step-time growth "
-                         "with context is extrapolated linearly")
-        bmax = max(self.step_batches)
-        if max_batch > bmax:
-            how = ("held at the one measured size's step time (optimistic: larger batches cost more per step)"
-                   if len(self.step_batches) == 1 else
-                   "extrapolated linearly from the two largest measured sizes (optimistic if the machine saturates)")
-            notes.append(f"max batch {max_batch} exceeds the largest measured batch ({bmax}): decode step time {how}")
-        return notes
 
 
 # ---- observations ------------------------------------------------------------------------------
@@ -273,33 +245,69 @@ def _rel_rms(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(np.mean(((pred - y) / np.maximum(y, 1e-9)) ** 2)) * 100)
 
 
+def _nnls(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares with every coefficient >= 0, by trying each subset of columns (X has 2-3 columns).
+
+    A negative fixed cost or a negative quadratic term would be a fit to noise; the best fit among
+    those that keep every term physical is taken instead.
+    """
+    n = X.shape[1]
+    best, best_res = np.zeros(n), float(np.sum(y ** 2))
+    for mask in range(1, 2 ** n):
+        cols = [i for i in range(n) if mask >> i & 1]
+        c, *_ = np.linalg.lstsq(X[:, cols], y, rcond=None)
+        if (c < 0).any():
+            continue
+        full = np.zeros(n)
+        full[cols] = c
+        res = float(np.sum((X @ full - y) ** 2))
+        if res < best_res - 1e-15 * max(1.0, best_res):
+            best, best_res = full, res
+    return best
+
+
+def _fit_prefill(obs: list[BatchObservation], notes: list[str]) -> tuple[float, float, float, float]:
+    """(a, k, q, relative RMS %) of prefill = a + b*(k*W + q*W^2), relative errors weighted alike.
+
+    Relative weighting keeps a few long prompts from deciding the short ones; one robust refit
+    drops a batch stalled by other work on the machine (beyond 4 robust sigmas).
+    """
+    b = np.array([o.batch for o in obs], float)
+    w = np.array([o.width for o in obs], float)
+    y = np.array([o.prefill_ms for o in obs], float)
+    x = b * w
+    if np.ptp(x) < 1e-9 * max(1.0, x.max()):
+        notes.append("one padded prompt size measured: prefill taken as proportional to tokens (no fixed part)")
+        return 0.0, float(y.mean() / x.mean()), 0.0, _rel_rms(np.full_like(y, y.mean()), y)
+    # The quadratic term needs at least three prompt widths to be told apart from the linear one.
+    X = np.column_stack([np.ones_like(x), x, x * w] if len(np.unique(w)) >= 3 else [np.ones_like(x), x])
+    coef = _nnls(X / y[:, None], np.ones_like(y))
+    resid = (X @ coef - y) / y
+    mad = np.median(np.abs(resid - np.median(resid))) * 1.4826
+    keep = np.abs(resid) <= max(4 * mad, 1e-3)
+    if keep.sum() >= X.shape[1] + 1 and not keep.all():
+        coef = _nnls(X[keep] / y[keep, None], np.ones(int(keep.sum())))
+    a, k = float(coef[0]), float(coef[1])
+    q = float(coef[2]) if len(coef) > 2 else 0.0
+    if k == 0 and q == 0:
+        a = float(np.median(y))
+        notes.append("prefill did not grow with prompt tokens in the measurements: taken as constant")
+    return a, k, q, _rel_rms(a + x * (k + q * w), y)
+
+
 def fit_service(obs: list[BatchObservation], source: str = "records") -> ServiceModel:
     """Fit the service model on measured batches; BadInput when there is nothing to fit."""
     obs = [o for o in obs if o.prefill_ms > 0]
     if not obs:
         raise BadInput("no successful measurements to fit a service-time model on")
     notes: list[str] = []
-    # Prefill: a + k * (b * W).
-    x = np.array([o.batch * o.width for o in obs])
-    y = np.array([o.prefill_ms for o in obs])
-    if np.ptp(x) < 1e-9 * max(1.0, x.max()):
-        a, k = 0.0, float(y.mean() / x.mean())
-        notes.append("one padded prompt size measured: prefill taken as proportional to tokens (no fixed part)")
-    else:
-        a, k = _robust_lstsq(np.column_stack([np.ones_like(x), x]), y)
-        if k < 0:
-            a, k = float(np.median(y)), 0.0
-            notes.append("prefill did not grow with prompt tokens in the measurements: taken as constant")
-        elif a < 0:
-            a, k = 0.0, float(np.sum(x * y) / np.sum(x * x))
-            notes.append("prefill fit had a negative fixed part: refitted through the origin")
-    prefill_err = _rel_rms(a + k * x, y)
+    a, k, q, prefill_err = _fit_prefill(obs, notes)
 
     # Decode: d(b) per batch size, plus e * b * kv shared across sizes.
     dec = [o for o in obs if o.step_ms is not None and o.steps > 0]
     if not dec:
         # Single-token outputs only: no decode measured. Assume a step costs what a 1-token prefill does.
-        sizes, base, e = (1,), (max(a + k, 1e-3),), 0.0
+        sizes, base, e = (1,), (max(a + k + q, 1e-3),), 0.0
         notes.append("no decode step measured (outputs of one token): step time assumed equal to a one-token prefill")
         step_err = None
     else:
@@ -330,9 +338,12 @@ def fit_service(obs: list[BatchObservation], source: str = "records") -> Service
         "prompt_tokens": [min(o.prompt_min for o in obs), max(widths)],
         "output_tokens": [min(o.output_max for o in obs), max(o.output_max for o in obs)],
         "kv_tokens_max": max(o.width + o.output_max for o in obs),
-        "prefill_fit_rel_rms_pct": round(prefill_err, 2),
-        "step_fit_rel_rms_pct": None if step_err is None else round(step_err, 2),
+        "prefill_fit_rel_rms_pct": prefill_err,
+        "step_fit_rel_rms_pct": step_err,
     }
+    swept = sorted({o.width for o in obs if o.source == "sweep"})
+    if swept:
+        measured["prefill_sweep_prompt_tokens"] = swept
     if source == "summary rows":
         notes.append("fitted on summary-row means (no request log): padded prompt width taken as the mean prompt length")
     worst = max(prefill_err, step_err or 0.0)
@@ -342,11 +353,12 @@ def fit_service(obs: list[BatchObservation], source: str = "records") -> Service
     if len(base) > 1 and any(b2 < b1 * 0.8 for b1, b2 in zip(base, base[1:])):
         notes.append("measured decode step time falls with batch size somewhere (" +
                      ", ".join(f"b={b}: {v:.3g} ms" for b, v in zip(sizes, base)) + "): likely measurement noise")
-    model = ServiceModel(float(a), float(k), sizes, base, e, measured, notes)
+    model = ServiceModel(float(a), float(k), sizes, base, e, float(q), measured, notes)
     if source == "summary rows":
         notes.append("service-time variability not modelled (no per-batch measurements): tails may be underestimated")
     else:
-        pairs = [model.observed_ms(o) for o in obs if o.step_ms is not None or o.steps == 0]
+        # The workload's own batches carry its variability; sweep points are single prompts timed apart.
+        pairs = [model.observed_ms(o) for o in obs if (o.step_ms is not None or o.steps == 0) and o.source == "run"]
         model.duration_ratios = tuple(m / p for m, p in pairs if p > 0)
     return model
 

@@ -1,7 +1,8 @@
 """The `plan` stage at the end of `llmbench run`: plan.json at the config's load (importing this registers it)."""
 from __future__ import annotations
 
-from llmbench.planner.plan_run import plan_run
+from llmbench.planner.plan_run import OWN_PLAN, plan_run, produced_by
+from llmbench.planner.queue import DEFAULT_POLICY
 from llmbench.results import write_json
 from llmbench.slo import parse_slo
 from llmbench.stages import register_stage
@@ -20,7 +21,7 @@ def default_rps(summary: dict) -> tuple[float | None, str]:
 
 
 def plan_stage(run_dir, meta: dict, summary: dict, console) -> None:
-    """Plan every measured option at plan.rps / plan.trace (or a default load) and write plan.json."""
+    """Plan every measured option at plan.rps / plan.trace (or a default load) and write plan.json, the run's own plan."""
     cfg = meta.get("config") or {}
     pc = cfg.get("plan") or {}
     slos = parse_slo(pc.get("slo") or cfg.get("slo"), "plan.slo" if pc.get("slo") else "slo")
@@ -30,9 +31,10 @@ def plan_stage(run_dir, meta: dict, summary: dict, console) -> None:
         console.print(f"[yellow]plan: skipped ({source})[/yellow]")
         return
     doc = plan_run(run_dir, slos, rps=rps, trace=trace, max_replicas=pc.get("max_replicas") or 1024,
-                   max_batch=pc.get("max_batch"), policy=pc.get("policy") or "jsq", goodput=pc.get("goodput"), write=False)
+                   max_batch=pc.get("max_batch"), policy=pc.get("policy") or DEFAULT_POLICY, goodput=pc.get("goodput"))
     doc["load_source"] = source
-    write_json(run_dir.path / "plan.json", doc)
+    doc["produced_by"] = produced_by("llmbench run (plan stage, the run's own plan)", doc["load"])
+    write_json(run_dir.path / OWN_PLAN, doc)
     console.print(f"plan: {doc['verdict']} (load: {source}; plan.json)")
 
 

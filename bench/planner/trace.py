@@ -1,13 +1,17 @@
 """Request traces in the Azure LLM inference trace format: `TIMESTAMP,ContextTokens,GeneratedTokens`.
 
-Timestamps look like `2023-11-16 18:15:46.6805900` (seven fractional digits, more than datetime
-parses), so they are read with a pattern; an ISO `T`, a trailing `Z` or offset, and plain numbers
-(seconds) are accepted too. Anything malformed is a BadInput naming the file and line.
+The header must name those three columns (case, spaces, underscores and dashes aside:
+`timestamp, context_tokens, generated_tokens` reads too); a file with other columns is not taken
+for a trace. Timestamps look like `2023-11-16 18:15:46.6805900` (seven fractional digits, more
+than datetime parses), so they are read with a pattern; an ISO `T`, a trailing `Z` or offset, and
+plain non-negative numbers (seconds) are accepted too. Token counts are whole numbers >= 0 up to
+MAX_TOKENS. Anything malformed (inf, nan, negative, fractional) is a BadInput naming the file and line.
 """
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +25,10 @@ from llmbench.planner.queue import Requests
 _STAMP = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[ T](\d{1,2}):(\d{2}):(\d{2})(?:\.(\d+))?\s*(Z|[+-]\d{2}:?\d{2})?$"
 )
-# Accepted header names, compared lower-case without spaces, underscores or dashes.
-_COLUMNS = {
-    "time": ("timestamp", "time", "arrivaltime", "arrival"),
-    "prompt": ("contexttokens", "prompttokens", "inputtokens", "context", "prompt"),
-    "output": ("generatedtokens", "outputtokens", "completiontokens", "generated", "output"),
-}
+# The Azure header's names, compared lower-case without spaces, underscores or dashes.
+_COLUMNS = {"time": "timestamp", "prompt": "contexttokens", "output": "generatedtokens"}
+HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens"
+MAX_TOKENS = 10_000_000  # far beyond any model's context; a larger count is a broken file, not a request
 CREDIT = "Azure LLM inference trace 2023, Microsoft (CC-BY-4.0)"
 
 
@@ -61,9 +63,13 @@ def parse_timestamp(text: str) -> float:
     """Seconds since the epoch (UTC when no offset is given); ValueError if unreadable."""
     s = text.strip()
     try:
-        return float(s)
+        value = float(s)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"timestamp {text!r} must be a finite number of seconds >= 0 or a date and time")
+        return value
     m = _STAMP.match(s)
     if not m:
         raise ValueError(f"cannot read timestamp {text!r}")
@@ -80,10 +86,11 @@ def parse_timestamp(text: str) -> float:
 def _find_columns(header: list[str], where: str) -> dict[str, int]:
     norm = [re.sub(r"[\s_\-]", "", h.lower()) for h in header]
     found = {}
-    for key, names in _COLUMNS.items():
-        idx = next((i for i, h in enumerate(norm) if h in names), None)
+    for key, name in _COLUMNS.items():
+        idx = next((i for i, h in enumerate(norm) if h == name), None)
         if idx is None:
-            raise BadInput(f"{where}: no {key} column in the header {header!r} (expected TIMESTAMP,ContextTokens,GeneratedTokens)")
+            raise BadInput(f"{where}:1: the header {','.join(header)!r} is not the Azure trace format: "
+                           f"expected {HEADER}")
         found[key] = idx
     return found
 
@@ -93,8 +100,8 @@ def _tokens(value: str, where: str, line: int, what: str) -> int:
         v = float(value)
     except ValueError:
         raise BadInput(f"{where}:{line}: {what} {value!r} is not a number") from None
-    if v < 0 or v != int(v):
-        raise BadInput(f"{where}:{line}: {what} {value!r} must be a whole number of tokens >= 0")
+    if not math.isfinite(v) or v < 0 or v != int(v) or v > MAX_TOKENS:
+        raise BadInput(f"{where}:{line}: {what} {value!r} must be a whole number of tokens from 0 to {MAX_TOKENS:,}")
     return int(v)
 
 
@@ -126,6 +133,8 @@ def load_trace(path: str | Path) -> Trace:
     t = np.array(times)
     pr = np.array(prompts)
     out = np.array(outputs)
+    if len(t) > 1 and t.max() == t.min():
+        raise BadInput(f"{where}: every request has the same timestamp: a trace needs arrivals spread over time")
     notes = []
     if np.any(np.diff(t) < 0):
         order = np.argsort(t, kind="stable")
