@@ -65,6 +65,32 @@ def test_dispatch_lies_between_mmc_and_independent_mm1(policy):
     assert np.bincount(sim.replica, minlength=c).min() > n / c * 0.9
 
 
+def test_random_picks_are_independent_mm1_queues():
+    # LiteLLM's simple-shuffle picks a replica at random per request: a Poisson stream split at
+    # random is c independent M/M/1 queues at rate lambda/c, whose mean wait is rho/(1-rho) x S.
+    c, rho, n = 4, 0.7, 400_000
+    sim = _run(rho, np.random.default_rng(3).exponential(MEAN_SERVICE_MS, n), seed=9, replicas=c, policy="random")
+    assert sim.queue_ms.mean() == pytest.approx(rho / (1 - rho) * MEAN_SERVICE_MS, rel=0.05)
+    assert np.bincount(sim.replica, minlength=c).min() > n / c * 0.98
+    # least-busy is join-shortest-queue under LiteLLM's name: the same picks exactly.
+    service = np.random.default_rng(3).exponential(MEAN_SERVICE_MS, 20_000)
+    a = _run(rho, service, seed=9, replicas=c, policy="least-busy")
+    b = _run(rho, service, seed=9, replicas=c, policy="jsq")
+    assert np.array_equal(a.replica, b.replica) and np.array_equal(a.e2el_ms, b.e2el_ms)
+
+
+def test_gateway_strategies_map_to_policies():
+    from llmbench.planner.queue import GATEWAY_STRATEGY, policy_for_strategy
+
+    assert policy_for_strategy(None) == policy_for_strategy("simple-shuffle") == "random"
+    assert policy_for_strategy("least-busy") == "least-busy"
+    assert GATEWAY_STRATEGY["random"] == "simple-shuffle" and GATEWAY_STRATEGY["least-busy"] == "least-busy"
+    with pytest.raises(ValueError, match="latency-based-routing"):
+        policy_for_strategy("latency-based-routing")
+    with pytest.raises(ValueError, match="unknown routing policy"):
+        simulate(Requests([0.0], [1.0], [1]), UNIT, 2, 1, policy="shortest")
+
+
 def test_static_batches_by_hand():
     # prefill 10 ms + 1 ms/token, steps 2 ms (b=1) / 3 ms (b=2); prompts of 10 tokens.
     svc = ServiceModel(10.0, 1.0, (1, 2), (2.0, 3.0))

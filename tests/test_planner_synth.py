@@ -84,6 +84,60 @@ def test_fit_recovers_a_known_service_model():
         assert model.step_ms(b) == pytest.approx(TRUE.step_ms(b), rel=1e-4)
     assert model.step_ms(3) == pytest.approx((TRUE.step_ms(2) + TRUE.step_ms(4)) / 2, rel=1e-4)
     assert model.step_ms(16) > model.step_ms(8)  # extrapolated along the last segment
+    assert model.prefill_ms_per_token2 == 0.0  # linear data: no quadratic term invented
+
+
+# Attention's quadratic prefill term (issue 11 item 1): 2,000 tokens cost 12 + 100 + 200 ms, not 112.
+TRUE_Q = ServiceModel(prefill_fixed_ms=12.0, prefill_ms_per_token=0.05, step_batches=(1, 2, 4, 8),
+                      step_base_ms=(4.0, 4.6, 5.8, 8.2), step_ms_per_kv_token=0.0004, prefill_ms_per_token2=5e-5)
+
+
+def sweep_doc(service, lengths=(100, 199, 400, 800, 1600), overlap=(100, 199), speed=1.0) -> dict:
+    """A prefill sweep as sweep.measure writes it, timed by `service` (speed > 1: a faster machine)."""
+    points = []
+    for n in lengths:
+        prefill = service.prefill_ms(1, n) / speed
+        steps = [(service.step_ms(1) + service.step_ms_per_kv_token * (n + j)) / speed for j in (1, 2, 3)]
+        points.append({"prompt_tokens": n, "prefill_ms": [prefill] * 2, "step_ms": [float(np.mean(steps))] * 2,
+                       "overlap": n in overlap})
+    return {"steps": 4, "points": points, "measured_at": "2026-11-30T00:00:00+00:00", "reused": False}
+
+
+def test_fit_recovers_a_quadratic_prefill_from_a_sweep():
+    from llmbench.planner.sweep import observations
+
+    obs = observations_from_records(batch_records(service=TRUE_Q)) + observations(sweep_doc(TRUE_Q))
+    model = fit_service(obs)
+    assert model.prefill_fixed_ms == pytest.approx(12.0, rel=1e-6)
+    assert model.prefill_ms_per_token == pytest.approx(0.05, rel=1e-6)
+    assert model.prefill_ms_per_token2 == pytest.approx(5e-5, rel=1e-6)
+    ttft, _ = model.alone_ms(np.array([2000.0]), np.array([1]))
+    assert ttft[0] == pytest.approx(12 + 0.05 * 2000 + 5e-5 * 2000 ** 2, rel=1e-6)  # 312 ms
+    # A batch pays the quadratic term per row: 4 rows of 1,000 tokens.
+    assert model.prefill_ms(4, 1000) == pytest.approx(12 + 4 * (0.05 * 1000 + 5e-5 * 1000 ** 2), rel=1e-6)
+
+
+def test_a_plan_on_long_prompts_uses_the_sweep_at_the_run_s_level():
+    from llmbench.hardware_profiles import HardwareProfile
+    from llmbench.planner.capacity import plan_option
+
+    recs = batch_records(service=TRUE_Q)
+    rows = summary_rows(recs)
+    trace = Requests(np.arange(50) * 2.0, np.full(50, 1600.0), np.full(50, 2))
+    # The sweep ran on a machine twice as fast as during the run: scaled back to the run's level.
+    plan = plan_option(rows, HardwareProfile(**HARDWARE), [], trace=trace, records=recs, max_batch=1,
+                       prefill_sweep=sweep_doc(TRUE_Q, speed=2.0))
+    assert plan["prefill_sweep"]["scale_to_run"] == pytest.approx(2.0, rel=1e-6)
+    assert plan["service_model"]["prefill_ms_per_token_squared"] == pytest.approx(5e-5, rel=1e-6)
+    truth = TRUE_Q.prefill_ms(1, 1600)  # 220 ms; a linear fit of the run alone says 92
+    assert plan["predicted"]["ttft_ms"]["p50"] == pytest.approx(truth, rel=1e-6)
+    assert plan["extrapolation"]["prompt_tokens"]["factor"] == 1.0  # measured as far as the load goes
+    assert any("prefill sweep" in n and "x2.000" in n and "different speed" in n for n in plan["notes"])
+    # Without the sweep, the plan says how far it extrapolates (1600 over the run's longest prompt).
+    bare = plan_option(rows, HardwareProfile(**HARDWARE), [], trace=trace, records=recs, max_batch=1)
+    widest = max(r.prompt_tokens for r in recs)
+    assert bare["extrapolation"]["prompt_tokens"] == {"measured_max": widest, "load_max": 1600.0, "factor": 1600 / widest,
+                                                      "requests_beyond": 50, "share_beyond": 1.0}
 
 
 def test_fit_is_robust_to_a_stalled_batch():
