@@ -25,7 +25,7 @@ CACHE = cache_doc([0.9] + [0.5] * 3 + [0.88] * 3 + [0.4] * 97, [1] * 4 + [0] * 1
 def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
     run = make_run(tmp / "run", CELLS, params={"small": 5_000_000, "big": 50_000_000}, extra_files={"cache.json": CACHE})
-    rec = recommend(load_run(run), parse_slo("e2el_p95=320ms"), rps=20.0)
+    rec = recommend(load_run(run), parse_slo("e2el_p95=320ms"), rps=40.0)
     write_exports(rec, tmp / "out")
     return rec, tmp / "out"
 
@@ -52,12 +52,16 @@ def test_litellm_config_has_costs_limits_fallbacks_and_cache(exported, gateway):
         if m["model_name"] != "llmbench-embedding" and "api_base" in p:  # a self-hosted server (API models have none)
             assert p["model"].startswith("openai/") and p["api_base"].startswith("http://localhost:")
             assert isinstance(p["rpm"], int) and p["rpm"] > 0 and p["tpm"] > p["rpm"]
-    assert gateway["router_settings"]["routing_strategy"] in ("simple-shuffle", "usage-based-routing-v2")
+    # The strategy the replicas were planned with: the default plan policy is random picks (simple-shuffle).
+    assert rec["gateway_routing"]["planner_policy"] == "random"
+    assert gateway["router_settings"]["routing_strategy"] == "simple-shuffle"
     fallbacks = {k: v for d in gateway["router_settings"]["fallbacks"] for k, v in d.items()}
     assert fallbacks["llmbench-short"] and all(f in names for f in fallbacks["llmbench-short"])
     ls = gateway["litellm_settings"]
-    assert ls["cache"] is True and ls["cache_params"]["similarity_threshold"] == 0.87
-    assert ls["cache_params"]["type"] in ("redis-semantic", "qdrant-semantic")
+    # The cache is on only when every deployed option has it; its threshold is the simulation's either way.
+    deployed = [o for o in rec["options"] if o["id"] in {e["option"] for e in rec["routing"]["classes"]}]
+    assert ls["cache"] is all(o["cache"] for o in deployed)
+    assert ls["cache_params"]["similarity_threshold"] == 0.87 and ls["cache_params"]["type"] == "qdrant-semantic"
 
 
 def test_no_secret_only_environment_references(exported, gateway):
@@ -67,27 +71,39 @@ def test_no_secret_only_environment_references(exported, gateway):
     assert not re.search(r"sk-[A-Za-z0-9]{8,}", text)
 
 
-def test_litellm_router_loads_the_config_and_routes(gateway, monkeypatch):
+def test_litellm_router_loads_the_config_and_prices_with_the_deployments_own_cost(exported, gateway, monkeypatch):
+    rec, _ = exported
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
     for ref in _key_refs(gateway):
         monkeypatch.setenv(ref.split("/", 1)[1], "test-only-key")
     router = litellm.Router(model_list=gateway["model_list"], **gateway["router_settings"])
-    # get_model_list() is deprecated in 1.110 in favour of the registry; use whichever exists.
     listed = router.registry().deployments() if hasattr(router, "registry") else router.get_model_list()
-    loaded = {m["model_name"] for m in listed}
-    assert loaded == {m["model_name"] for m in gateway["model_list"]}
+    assert {m["model_name"] for m in listed} == {m["model_name"] for m in gateway["model_list"]}
+    # The per-token prices, recomputed from the plan without the exporter: the short class's server
+    # costs its replicas' hour over the requests it takes in that hour, split between prefill (the
+    # TTFT share of E2EL, over prompt tokens) and decode (the rest, over output tokens).
+    short = next(e for e in rec["routing"]["classes"] if e["class"]["name"].startswith("short"))
+    opt = next(o for o in rec["options"] if o["id"] == short["option"])
+    plan = rec["routing"]["plans"][short["option"]]
+    load = 40.0 * sum(e["class"]["share"] for e in rec["routing"]["classes"] if e["option"] == short["option"])
+    per_request = plan["replicas"] * 1.0 / (load * 3600.0)  # usd_per_hour 1.0 in make_run
+    prefill = opt["latency"]["ttft_ms"]["p50"] / opt["latency"]["e2el_ms"]["p50"]
+    want_in = per_request * prefill / opt["prompt_tokens_mean"]
+    want_out = per_request * (1 - prefill) / opt["output_tokens_mean"]
+    assert want_in != pytest.approx(want_out, rel=0.1)  # a swap of prompt and output counts would show
+    params = next(m["litellm_params"] for m in gateway["model_list"] if m["model_name"] == "llmbench-short")
+    assert params["input_cost_per_token"] == pytest.approx(want_in, rel=1e-5)
+    assert params["output_cost_per_token"] == pytest.approx(want_out, rel=1e-5)
+    # LiteLLM applies exactly those prices: 7 prompt and 3 completion tokens (a mock answer's usage).
     msgs = [{"role": "user", "content": "How many replicas do I need?"}]
     resp = router.completion(model="llmbench-short", messages=msgs, mock_response="three")
-    assert resp.choices[0].message.content == "three"
-    short = next(m["litellm_params"] for m in gateway["model_list"] if m["model_name"] == "llmbench-short")
-    expected = resp.usage.prompt_tokens * short["input_cost_per_token"] + resp.usage.completion_tokens * short["output_cost_per_token"]
-    assert resp._hidden_params["response_cost"] == pytest.approx(expected, rel=1e-6)
-    # A failing primary falls back to the configured stronger deployment.
-    fb = router.completion(model="llmbench-short", messages=msgs, mock_response="from fallback", mock_testing_fallbacks=True)
-    assert fb.choices[0].message.content == "from fallback"
-    assert fb._hidden_params["model_id"].startswith("llmbench-fallback-")
+    u = resp.usage
+    assert resp._hidden_params["response_cost"] == pytest.approx(u.prompt_tokens * want_in + u.completion_tokens * want_out, rel=1e-5)
+    # A failing primary falls back to the configured deployment: the answer comes from the fallback's id.
+    fb = router.completion(model="llmbench-short", messages=msgs, mock_response="x", mock_testing_fallbacks=True)
+    assert fb._hidden_params["model_id"] == f"llmbench-fallback-{short['fallbacks'][0].split('/')[0]}-torch-fp32/{short['fallbacks'][0]}"
 
 
 def test_deployment_yaml_says_what_to_run(exported):
@@ -99,8 +115,8 @@ def test_deployment_yaml_says_what_to_run(exported):
         for key in ("model", "variant", "device", "replicas", "max_batch_size", "expected_throughput_req_s"):
             assert d.get(key) is not None, key
         assert d["replicas"] >= 1
-    assert doc["target_rps"] == 20.0
-    assert sum(d["load_rps"] for d in primaries) == pytest.approx(20.0)  # the classes' shares of the load
+    assert doc["target_rps"] == 40.0
+    assert sum(d["load_rps"] for d in primaries) == pytest.approx(40.0)  # the classes' shares of the load
 
 
 def test_floats_read_back_as_floats():
@@ -114,13 +130,15 @@ def test_the_gateway_gets_plain_cosine_when_the_simulation_ran_the_verifier(tmp_
     # and the options the plan prices must carry what the gateway will actually do.
     doc = cache_doc([0.9] + [0.5] * 3 + [0.88] * 3 + [0.4] * 97, [1] * 4 + [0] * 100, threshold=0.87, baseline_threshold=0.89)
     doc["setting"].update({"rule": "verifier", "threshold": 0.757})
+    del doc["gateway"]  # a cache.json without its own gateway block: the cosine baseline is the gateway's
     doc["sweep"]["verifier"] = doc["sweep"]["cosine"]
     run = make_run(tmp_path / "run", CELLS, params={"small": 5_000_000, "big": 50_000_000}, extra_files={"cache.json": doc})
-    rec = recommend(load_run(run), parse_slo("e2el_p95=320ms"), rps=20.0)
+    rec = recommend(load_run(run), parse_slo("e2el_p95=320ms"), rps=40.0)
     write_exports(rec, tmp_path / "out")
     text = (tmp_path / "out" / "gateway" / "litellm.yaml").read_text()
     assert yaml.safe_load(text)["litellm_settings"]["cache_params"]["similarity_threshold"] == 0.89
     assert "plain cosine >= 0.89" in text and "0.757" not in text
     cached = [o for o in rec["options"] if o["id"].endswith("+cache")]
-    assert cached and all(o["cache"]["hit_rate"] == doc["baseline"]["hit_rate"] == 0.25 for o in cached)
-    assert all(o["cache"]["false_hit_rate"] == doc["baseline"]["false_hit_rate"] == 0.0 for o in cached)
+    # 0.89 serves the one exact duplicate of 104 pairs: 1 of 208 requests served, none wrongly.
+    assert cached and all(o["cache"]["served_from_cache_rate"] == pytest.approx(1 / 208) for o in cached)
+    assert all(o["cache"]["wrong_answer_rate"] == 0.0 for o in cached)

@@ -88,7 +88,7 @@ def with_compression(base: Option, c: dict, usd_per_hour: float) -> Option | Non
         server = base.cost_per_1k_usd * (e2el_mean - ttft_mean * share) / e2el_mean  # server time saved in prefill
         o.cost_per_1k_usd = server + 1000.0 * comp_ms / 1e3 * usd_per_hour / 3600.0
     o.sidecars.append({"role": "prompt compressor", "busy_ms_per_request": comp_ms, "share_of_requests": 1.0})
-    if c.get("agreement") is not None and base.verified:
+    if c.get("agreement") is not None and not base.random_weights:  # flat logits: agreement is ties, not quality
         o.quality = base.quality * c["agreement"]
     else:
         why = "measured on random weights (unverified)" if c.get("agreement") is not None else "not measured"

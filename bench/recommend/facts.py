@@ -116,8 +116,9 @@ def cache_facts(doc: dict | None) -> dict | None:
 
 # ---- prompt compression ------------------------------------------------------------------------
 def compression_facts(doc: dict | None) -> list[dict]:
-    """Per (model, rate) entry of compression.json: ratio, net latency change, agreement, net saving per request."""
-    return [{"model": e.get("model"), "rate": e.get("rate"), "ratio": e.get("ratio"),
-             "latency_change_ms": e.get("net_latency_change_ms"), "agreement": e.get("agreement"),
-             "net_saving_usd_per_request": e.get("net_saving_usd_per_request"), "pays": e.get("pays")}
+    """Per (model, variant, rate) entry of compression.json: ratio, the TTFTs it was measured with,
+    the compressor's time, net latency change, agreement, net saving per request."""
+    keys = ("model", "variant", "rate", "ratio", "compressor_ms", "ttft_original_ms", "ttft_compressed_ms",
+            "agreement", "net_saving_usd_per_request", "pays")
+    return [{**{k: e.get(k) for k in keys}, "latency_change_ms": e.get("net_latency_change_ms")}
             for e in (doc or {}).get("entries") or []]
