@@ -218,3 +218,11 @@ def test_gateway_strategy_follows_the_plan_policy(tmp_path):
     dep = yaml.safe_load((tmp_path / "out" / "deployment.yaml").read_text())
     assert rec["recommended"]["plan"]["policy"] == "jsq"
     assert gw["router_settings"]["routing_strategy"] == "least-busy" == dep["load_balancing"]["gateway_strategy"]
+
+
+def test_shipped_prices_of_one_family_are_one_rate_per_vcpu():
+    # cpu-2core is AWS m7i.large: 2 of m7i.2xlarge's 8 vCPUs, so a quarter of its price.
+    from llmbench.hardware_profiles import load_hardware
+
+    small, big = load_hardware("cpu-2core"), load_hardware("aws-m7i-2xlarge")
+    assert small.usd_per_hour == pytest.approx(big.usd_per_hour / 4)
