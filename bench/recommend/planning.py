@@ -151,11 +151,12 @@ class Planner:
             return _estimate(option, load, self.hardware.usd_per_hour * self.hardware.devices)
         if load <= 0:
             return {"replicas": 0, "cost_per_hour": 0.0, "cost_per_month": 0.0, "notes": ["every request is a cache hit"], "source": "planner"}
-        records = [r for r in self.data.records if r.model == option.model and r.variant == option.variant
-                   and (only is None or only.holds(r.prompt_tokens))]
+        # A class plans on its requests' lengths, fitted on whole measured batches (planner prompt_filter).
+        records = [r for r in self.data.records if r.model == option.model and r.variant == option.variant]
         try:
             got = dict(self.plan_option(self.rows_for(option), self.hardware, self.slos, rps=load, max_batch=option.batch_size,
-                                        records=records, policy=self.policy, **({"max_replicas": max_replicas} if max_replicas else {})))
+                                        records=records, policy=self.policy, prompt_filter=None if only is None else only.holds,
+                                        **({"max_replicas": max_replicas} if max_replicas else {})))
         except Exception as exc:  # one option the planner cannot fit must not sink the others
             got = _estimate(option, load, self.hardware.usd_per_hour * self.hardware.devices)
             got["notes"] = [f"the planner failed on this option ({type(exc).__name__}: {exc}); " + got["notes"][0]]
