@@ -1,9 +1,10 @@
 """Golden sets: versioned JSONL files of prompts, some with reference answers, for the quality gate.
 
 Format: the first line is a header `{"golden": {"name": ..., "version": "X.Y.Z", "about": ...}}`;
-every later line is an item `{"id": ..., "prompt": ..., "reference": ..., "difficulty": ...}`
-(`reference` and `difficulty` optional; a difficulty label groups the figures, so that a router
-can send each class of request to the cheapest variant that keeps its quality).
+every later line is an item `{"id": ..., "prompt": ..., "reference": ..., "difficulty": ..., "stop": ...}`
+(`reference`, `difficulty` and `stop` optional; `stop`, a string or a list, cuts answers before
+scoring; a difficulty label groups the figures, so that a router can send each class of request
+to the cheapest variant that keeps its quality).
 Like datasets, a golden set is versioned as code: its name, version and the sha256 of the file go
 into quality.json, so two runs' quality figures are comparable only when those match.
 """
@@ -28,6 +29,7 @@ class GoldenItem:
     prompt: str
     reference: str | None = None
     difficulty: str | None = None
+    stop: tuple[str, ...] = ()  # answers are cut at the first of these before scoring
 
     @property
     def text(self) -> str:
@@ -72,11 +74,15 @@ def load_golden(path: Path | str | None = None) -> GoldenSet:
         difficulty = row.get("difficulty")
         if difficulty is not None and (not isinstance(difficulty, str) or not difficulty.strip()):
             raise BadInput(f"{what} {p}: item {n - 1}: 'difficulty' must be a non-empty string when given")
+        stop = row.get("stop", [])
+        stop = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stop, list) or not all(isinstance(x, str) and x for x in stop):
+            raise BadInput(f"{what} {p}: item {n - 1}: 'stop' must be a non-empty string or a list of them")
         item_id = str(row.get("id", n - 1))
         if item_id in seen:
             raise BadInput(f"{what} {p}: item {n - 1}: duplicate id {item_id!r}")
         seen.add(item_id)
-        items.append(GoldenItem(item_id, prompt, ref.strip() if ref else None, difficulty))
+        items.append(GoldenItem(item_id, prompt, ref.strip() if ref else None, difficulty, tuple(stop)))
     if not items:
         raise BadInput(f"{what} {p} has a header but no items")
     return GoldenSet(name, version, sha256_of(p), str(p), items)

@@ -33,9 +33,32 @@ UNVERIFIED = "unverified: random weights"
 FLAT_ENTROPY_SHARE = 0.9
 
 
-def reference_variant(device: str) -> str:
-    """The variant every other variant is judged against: fp32 on the CPU, bf16 on a GPU."""
-    return "torch-bf16" if device.startswith("cuda") else "torch-fp32"
+# Bits per weight of each variant family, for choosing the reference: the highest-precision
+# variant is the one every other is judged against (a lower-precision reference would hide the
+# damage quantization does, or charge a full-precision variant with the reference's own error).
+_PRECISION = (("fp32", 32), ("float32", 32), ("bf16", 16), ("fp16", 16), ("float16", 16), ("int8", 8),
+              ("q8", 8), ("int4", 4), ("q4", 4))
+FULL_PRECISION_REFERENCE = "torch-fp32"
+
+
+def precision_bits(variant: str) -> int:
+    """Bits per weight a variant name implies (0 when it names none)."""
+    name = variant.lower()
+    return next((bits for tag, bits in _PRECISION if tag in name), 0)
+
+
+def reference_variant(device: str, variants: list[str] | None = None) -> str:
+    """The variant every other variant is judged against: the highest-precision one listed.
+
+    Among equals a torch variant goes first (the gate's teacher-forced logits come from torch
+    most directly), then the listed order. When none of the listed variants is 32-bit (or none is
+    listed), torch-fp32 is measured as the reference anyway, on any device: fp32 weights are
+    the source's own, and a bf16 reference would judge fp32 variants against a rounder copy.
+    """
+    listed = [v for v in (variants or []) if precision_bits(v) == 32]
+    if not listed:
+        return FULL_PRECISION_REFERENCE
+    return min(listed, key=lambda v: (not v.startswith("torch-"), listed.index(v)))
 
 
 # ---- what one variant produces on the golden set ------------------------------------------------
@@ -62,13 +85,48 @@ def encode(tokenizer, golden: GoldenSet) -> Encoded:
     return Encoded([ids(i.prompt) for i in golden.items], [ids(i.text) for i in golden.items])
 
 
-def collect(backend, tokenizer, enc: Encoded, max_new_tokens: int) -> Outputs:
-    """Greedy outputs (one batch) and teacher-forced logits of one loaded backend."""
+def eos_ids(tokenizer, backend=None) -> set[int]:
+    """Token ids that end a generation: the tokenizer's EOS and the model's generation config's."""
+    ids: set[int] = set()
+    for value in (getattr(tokenizer, "eos_token_id", None),
+                  getattr(getattr(getattr(backend, "model", None), "generation_config", None), "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value if isinstance(v, int))
+    return ids
+
+
+def cut_at_eos(ids: list[int], eos: set[int]) -> list[int]:
+    """Tokens up to and including the first end-of-sequence token (the backends generate a fixed count)."""
+    for i, tok in enumerate(ids):
+        if tok in eos:
+            return list(ids[: i + 1])
+    return list(ids)
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...] | list[str]) -> str:
+    """Text before the earliest stop string (the whole text when none occurs)."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+def collect(backend, tokenizer, enc: Encoded, max_new_tokens: int,
+            stops: list[tuple[str, ...]] | None = None) -> Outputs:
+    """Greedy outputs (one batch) and teacher-forced logits of one loaded backend.
+
+    Generation runs a fixed number of tokens, so each output is cut after its first EOS, and each
+    answer at its golden item's stop strings, before anything is scored: text a model would never
+    have returned must not count for or against it.
+    """
     t = time.perf_counter()
     gen = backend.generate(enc.prompts, max_new_tokens, timed=False)
     logits = backend.next_token_logits(enc.texts).float()
-    answers = [tokenizer.decode(ids, skip_special_tokens=True) for ids in gen.output_ids]
-    return Outputs(gen.output_ids, logits, answers, time.perf_counter() - t)
+    eos = eos_ids(tokenizer, backend)
+    greedy = [cut_at_eos(ids, eos) for ids in gen.output_ids]
+    stops = stops or [()] * len(greedy)
+    answers = [cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), st) for ids, st in zip(greedy, stops)]
+    return Outputs(greedy, logits, answers, time.perf_counter() - t)
 
 
 # ---- figures ------------------------------------------------------------------------------------
@@ -209,8 +267,9 @@ def measure_candidate(source, variants: list[str], device: str, dtype: str, gold
     """Run the golden set through the reference and each variant; figures and gate per variant."""
     from llmbench.backends.registry import backend_for
 
-    ref_name = reference_variant(device)
+    ref_name = reference_variant(device, variants)
     references = [i.reference for i in golden.items]
+    stops = [i.stop for i in golden.items]
 
     def load(variant: str):
         backend = backend_for(variant)(source, variant, device, dtype, trust_remote_code)
@@ -222,7 +281,7 @@ def measure_candidate(source, variants: list[str], device: str, dtype: str, gold
     tokenizer = ref_backend.tokenizer
     try:
         enc = encode(tokenizer, golden)
-        ref = collect(ref_backend, tokenizer, enc, cfg.max_new_tokens)
+        ref = collect(ref_backend, tokenizer, enc, cfg.max_new_tokens, stops)
     finally:
         ref_backend.close()
     ref_scores = answer_scores(ref.answers, references)
@@ -236,6 +295,9 @@ def measure_candidate(source, variants: list[str], device: str, dtype: str, gold
         unverified = f"unverified: near-flat reference logits (entropy {flat:.0%} of uniform; untrained weights?)"
     out = {
         "reference": ref_name,
+        "reference_variant": ref_name,
+        "reference_why": ("the highest-precision variant listed" if ref_name in variants
+                          else "no 32-bit variant listed: torch-fp32 measured as the reference"),
         "random_weights": source.random_weights,
         "entropy_share": round(flat, 4),
         "variants": {ref_name: _rounded({"role": "reference", "gate": "reference", "ppl": base["ppl"],
@@ -247,7 +309,7 @@ def measure_candidate(source, variants: list[str], device: str, dtype: str, gold
         try:
             backend = load(variant)
             try:
-                var = collect(backend, tokenizer, enc, cfg.max_new_tokens)
+                var = collect(backend, tokenizer, enc, cfg.max_new_tokens, stops)
             finally:
                 backend.close()
             figs = compare(ref, var, enc, references, [i.difficulty for i in golden.items])
@@ -272,15 +334,16 @@ def run_quality(meta: dict, log=lambda s: None) -> dict:
     cfg = quality_config(meta)
     golden = load_golden(cfg.golden_set)
     device = meta.get("device") or "cpu"
-    ref_name = reference_variant(device)
     doc = {"golden": golden.identity(), "min_share": cfg.min_share, "max_new_tokens": cfg.max_new_tokens,
            "device": device, "candidates": {}}
     config = meta["config"]
     for cand in config["candidates"]:
         label = cand.get("name") or str(cand["model"])
+        ref_name = reference_variant(device, cand["variants"])
         others = [v for v in cand["variants"] if v != ref_name]
         if not others:
-            doc["candidates"][label] = {"reference": ref_name, "skipped": "no variant besides the reference"}
+            doc["candidates"][label] = {"reference": ref_name, "reference_variant": ref_name,
+                                        "skipped": "no variant besides the reference"}
             continue
         dtype = cand.get("dtype") or config.get("dtype", "float32")
         try:
@@ -289,7 +352,7 @@ def run_quality(meta: dict, log=lambda s: None) -> dict:
                                                          cand.get("trust_remote_code", False), log)
         except Exception as exc:  # e.g. the reference does not load: the other candidates still count
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-            doc["candidates"][label] = {"reference": ref_name, "error": msg,
+            doc["candidates"][label] = {"reference": ref_name, "reference_variant": ref_name, "error": msg,
                                         "variants": {v: {"gate": "error", "error": msg} for v in others}}
             log(f"{label}: {msg}")
     return doc
@@ -306,13 +369,13 @@ def _ratio(a, b) -> float | None:
 
 def annotate_rows(summary: dict, meta: dict, doc: dict) -> None:
     """Add quality figures, variant facts and speed-ups over the reference variant to summary rows."""
-    ref_name = reference_variant(doc.get("device", "cpu"))
     rows = summary.get("rows", [])
     by_cell = {(r["model"], r["variant"], r["scenario"], r["point"]): r for r in rows}
     for row in rows:
         vmeta = meta.get("variants", {}).get(f"{row['model']}|{row['variant']}", {})
         row.update({k: vmeta[k] for k in _VARIANT_FACTS if k in vmeta})
         cand = doc["candidates"].get(row["model"], {})
+        ref_name = cand.get("reference") or reference_variant(doc.get("device", "cpu"))
         q = cand.get("variants", {}).get(row["variant"])
         if q is not None:
             row["quality"] = {"reference": cand.get("reference"), "golden": f"{doc['golden']['name']}@{doc['golden']['version']}",

@@ -137,8 +137,57 @@ def test_optional_perplexity_and_kl_limits():
     assert gate(_figs(1.0, 1.0), None, QualityConfig(max_ppl_increase=0.05, max_kl=0.1), None)["gate"] == "pass"
 
 
-def test_reference_variant_by_device():
-    assert reference_variant("cpu") == "torch-fp32" and reference_variant("cuda") == "torch-bf16"
+def test_the_reference_is_the_highest_precision_variant():
+    # On a GPU too: fp32 variants are never judged against a bf16 reference.
+    assert reference_variant("cuda", ["torch-bf16", "torch-fp32", "onnx-int8"]) == "torch-fp32"
+    assert reference_variant("cuda", ["torch-bf16", "torch-fp16"]) == "torch-fp32"  # measured anyway
+    assert reference_variant("cuda") == reference_variant("cpu") == "torch-fp32"
+    assert reference_variant("cpu", ["onnx-int8", "onnx-fp32", "onnx-int4"]) == "onnx-fp32"
+    assert reference_variant("cpu", ["onnx-fp32", "torch-fp32"]) == "torch-fp32"
+
+
+def test_answers_are_cut_at_eos_and_stop_strings():
+    """A fixed-length generation runs past EOS: " Paris<eos> The capital" is the answer " Paris"."""
+    from llmbench.backends.base import Generation
+    from llmbench.models.tokenizer import load_shipped_tokenizer
+    from llmbench.quality import collect
+
+    tok = load_shipped_tokenizer()
+    ids = lambda text: tok(text)["input_ids"]  # noqa: E731
+    eos = tok.eos_token_id
+    greedy = [ids(" Paris") + [eos] + ids(" The capital"), ids(" Tokyo, I think") + [eos]]
+
+    class FixedOutput:
+        """The greedy ids a backend returned (it generates a fixed count, as the gate asks)."""
+
+        def generate(self, prompts, new_tokens, timed=True):
+            return Generation(start=0.0, token_times=[0.0], prompt_tokens=[1, 1], output_ids=[list(g) for g in greedy])
+
+        def next_token_logits(self, texts):
+            return torch.zeros(len(texts), max(map(len, texts)), 8)
+
+    out = collect(FixedOutput(), tok, Encoded([[5], [5]], [[5, 6], [5, 6]]), 16, [(), (",",)])
+    assert out.greedy == [ids(" Paris") + [eos], ids(" Tokyo, I think") + [eos]]
+    assert out.answers == [" Paris", " Tokyo"]
+    assert answer_scores(out.answers, ["Paris", "Tokyo"]) == {"exact_match": 1.0, "contains": 1.0, "answered": 2}
+
+
+def test_golden_stop_strings_are_read_and_checked(tmp_path):
+    p = tmp_path / "g.jsonl"
+    p.write_text('{"golden": {"name": "x", "version": "1.0.0"}}\n{"prompt": "a", "stop": "\\n"}\n'
+                 '{"prompt": "b", "stop": ["Q:", "."]}\n{"prompt": "c"}\n')
+    assert [i.stop for i in load_golden(p).items] == [("\n",), ("Q:", "."), ()]
+    p.write_text('{"golden": {"name": "x", "version": "1.0.0"}}\n{"prompt": "a", "stop": [3]}\n')
+    with pytest.raises(BadInput, match="item 1: 'stop'"):
+        load_golden(p)
+
+
+def test_gate_passes_exactly_at_the_bar():
+    """A figure equal to min_share keeps the share asked for: a pass (kills a `>` mutant)."""
+    cfg = QualityConfig(min_share=0.75)
+    verdict = gate(_figs(0.75, 0.75, 0.75), {"exact_match": 1.0, "contains": 1.0}, cfg, None)
+    assert verdict["gate"] == "pass"
+    assert all(c["ok"] for c in verdict["checks"].values()) and verdict["checks"]["exact_match_kept"]["value"] == 0.75
 
 
 # ---- on a real (tiny) model ---------------------------------------------------------------------
@@ -202,10 +251,17 @@ def test_quality_stage_in_a_run(tmp_path, llama):
     assert set(rows["onnx-int8"]["quality"]["by_difficulty"]) == {"short-answer", "open"}
     doc = json.loads((out / "quality.json").read_text())
     assert doc["golden"]["name"] == "default" and doc["min_share"] == 0.99 and doc["max_new_tokens"] == 8
+    assert doc["candidates"]["tiny"]["reference_variant"] == "torch-fp32"
     assert set(doc["candidates"]["tiny"]["variants"]) == {"torch-fp32", "onnx-fp32", "onnx-int8"}
     saved = json.loads((out / "summary.json").read_text())
     assert "quality" in saved["rows"][1]
     assert "quality_greedy_agreement" in (out / "summary.csv").read_text().splitlines()[0]
+
+
+def test_without_torch_fp32_the_onnx_fp32_variant_is_the_reference(llama):
+    doc = measure_candidate(llama, ["onnx-int4", "onnx-fp32"], "cpu", "float32", load_golden(), QualityConfig())
+    assert doc["reference_variant"] == "onnx-fp32" and doc["variants"]["onnx-fp32"]["gate"] == "reference"
+    assert set(doc["variants"]) == {"onnx-fp32", "onnx-int4"} and doc["variants"]["onnx-int4"]["kl_mean"] > 0
 
 
 def test_a_run_with_only_the_reference_skips_quietly(tmp_path, llama):

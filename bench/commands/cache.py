@@ -153,8 +153,11 @@ def simulate(log: str, threshold: float | None, sweep: bool, target_false_hit: f
         raise BadInput(f"{log}: --sweep needs a labelled pairs file (text_a, text_b, label)")
     profile = load_user_profile(verifier_path, "--verifier") if verifier_path else load_profile()
     smallest = min(s.target for s in profile.settings)
-    if threshold is None and target_false_hit < smallest:
-        raise BadInput(f"--target-false-hit {target_false_hit}: the profile's settings start at {smallest}")
+    if target_false_hit < smallest:
+        # With --threshold too: the cosine baseline beside it is chosen for this target.
+        raise BadInput(f"--target-false-hit {target_false_hit}: the profile's settings start at {smallest}"
+                       + (" (the cosine baseline reported beside --threshold is chosen for this target)"
+                          if threshold is not None else ""))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from llmbench.optimizers.cache import simulate as sim
 

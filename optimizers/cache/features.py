@@ -70,6 +70,20 @@ TOKEN_FEATURE_NAMES = (
     "tok_maxpool_cos",   # cosine of the element-wise maxima over all tokens: a second pooling of the same vectors
 )
 
+# The direction each feature may push the verifier's probability: +1 for a "sameness" feature
+# (largest for identical texts), -1 for a "difference" feature (zero for identical texts), 0 for
+# one that says nothing about sameness. The verifier's weights are fitted under these signs, so no
+# feature can lower the probability of a pair for being more alike: identity is never punished.
+FEATURE_SIGNS = {
+    "cosine": 1, "cosine_sq": 1, "word_jaccard": 1, "content_jaccard": 1, "content_miss_max": -1,
+    "content_miss_min": -1, "bigram_jaccard": 1, "char3_jaccard": 1, "number_mismatch": -1,
+    "negation_mismatch": -1, "name_mismatch": -1, "qword_mismatch": -1, "length_ratio": 1, "log_length": 0,
+    "order_discord": -1, "order_swapped": -1, "only_words_min": -1, "only_words_max": -1,
+    "numbers_differ": -1, "numbers_one_side": -1,
+    "tok_precision": 1, "tok_recall": 1, "tok_f1": 1, "tok_weighted_min": 1, "tok_weighted_max": 1,
+    "tok_worst": 1, "tok_worst2": 1, "tok_content_min": 1, "tok_maxpool_cos": 1,
+}
+
 
 @dataclass(frozen=True)
 class Parsed:

@@ -90,10 +90,15 @@ def _prompts(path: str, records: list[tuple[int, dict]]) -> PromptLog:
     for no, rec in records:
         where = f"{path}:{no}"
         text = _text_of(rec)
+        if text is None and is_requests:
+            kept = "only each prompt's sha256 (prompt_sha256)" if rec.get("prompt_sha256") else "no prompt text"
+            raise BadInput(f"{where}: this run's records hold {kept}, and a cache can only be simulated on the "
+                           "text itself (to embed it and compare meanings): run again with "
+                           "'workload: {record_prompts: true}' in the config to keep the text in requests.jsonl, "
+                           f"or give a log with one of the fields {', '.join(TEXT_FIELDS)} or messages")
         if text is None:
-            hint = " (this requests.jsonl was written without prompt text)" if is_requests else ""
             raise BadInput(f"{where}: no prompt text: expected one of the fields "
-                           f"{', '.join(TEXT_FIELDS)} or messages{hint}")
+                           f"{', '.join(TEXT_FIELDS)} or messages")
         log.prompts.append(text)
         log.prompt_tokens.append(_number(rec, "prompt_tokens", where, int))
         log.output_tokens.append(_number(rec, "output_tokens", where, int))

@@ -67,6 +67,8 @@ class CacheProfile:
         verifiers = {k: Verifier.from_dict(v) for k, v in d["verifiers"].items()}
         settings = [Setting(float(s["target"]), s["verifier"], float(s["threshold"]), float(s["cosine_threshold"]),
                             s.get("dev", {})) for s in d["settings"]]
+        if not settings:
+            raise ValueError("its 'settings' list is empty: no target false-hit rate has a setting")
         for s in settings:
             if s.verifier not in verifiers and s.verifier != PLAIN_COSINE:
                 raise ValueError(f"setting for target {s.target} names unknown verifier {s.verifier}")
@@ -93,9 +95,18 @@ def load_user_profile(path: str, where: str) -> CacheProfile:
     """A profile the user named (`where`: the option or config key); BadInput, one line, if it is not one."""
     from llmbench.errors import BadInput
 
+    file = Path(path)
+    if not file.is_file():
+        # The name of a shipped profile is accepted too; anything else is a file the user meant.
+        shipped = profile_path(path) if "/" not in path and "\\" not in path and not file.suffix else None
+        if shipped is None or not shipped.is_file():
+            raise BadInput(f"{where}: {path} does not exist (give a cache profile file written by "
+                           "python -m llmbench.optimizers.cache.fit --out FILE)")
+        file = shipped
     try:
-        return load_profile(path)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        with open(file, encoding="utf-8") as fh:
+            return CacheProfile.from_dict(json.load(fh))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadInput(f"{where}: {path} is not a readable cache profile ({exc})") from None
 
 

@@ -6,7 +6,19 @@ Entry points (all return one JSON-ready dict):
   simulate_log(path, ...)                            either, by the log's kind
   sweep_pairs(path, ...)                             hit rate against false-hit rate over thresholds
 Every result carries `baseline`: the same figures for plain cosine, its threshold chosen for the
-same target false-hit rate on the same dev pairs as the shipped verifier.
+same target false-hit rate on the same dev pairs as the shipped verifier, and `gateway`: whichever
+of the two is plain cosine (what LiteLLM's semantic cache can run).
+
+Units (also written into every result as `units`): `hit_rate` is per label-1 lookup in a labelled
+pairs file and per request in a prompt log; `false_hit_rate` is per label-0 lookup;
+`served_from_cache_rate` and `wrong_answer_rate` are per request (lookup) whatever the log.
+
+Labelled pairs, protocol: every distinct text_a is cached, then every text_b is looked up. A
+text_b whose normalised text equals a cached prompt is a repeat: the identical entry is the right
+answer to it, whatever the pair's label says (the label compares text_b with its own text_a, not
+with the identical copy already cached), so such lookups count as label 1 with the identical entry
+as the right one; `repeats` says how many there were and how many were relabelled from 0. Other
+labels are taken as given: label noise in them (QQP has some) is not corrected.
 """
 from __future__ import annotations
 
@@ -16,7 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from llmbench.optimizers.cache.cache import SemanticCache
+from llmbench.optimizers.cache.cache import SemanticCache, normalise_text
 from llmbench.optimizers.cache.chooser import Outcomes, curve, rates
 from llmbench.optimizers.cache.decision import CosineRule, DecisionRule
 from llmbench.optimizers.cache.embedder import Embedder, default_embedder
@@ -55,6 +67,64 @@ def _embed(embedder: Embedder, texts: list[str], tokens: bool, progress: Progres
     return vecs, toks, (elapsed * 1e3 / missing if missing else None)
 
 
+SAMPLE_TRAFFIC = "shipped sample pairs (not your traffic)"
+UNITS_PAIRS = {"hit_rate": "per_label1_lookup", "false_hit_rate": "per_label0_lookup",
+               "wrong_entry_rate": "per_label1_lookup", "served_from_cache_rate": "per_request",
+               "wrong_answer_rate": "per_request"}
+UNITS_PROMPTS = {"hit_rate": "per_request", "false_hit_rate": "per_label0_lookup",
+                 "wrong_entry_rate": "per_label1_lookup", "served_from_cache_rate": "per_request",
+                 "wrong_answer_rate": "per_request"}
+
+
+def per_request(r: dict) -> dict:
+    """`served_from_cache_rate` and `wrong_answer_rate` (None without labels) of a `rates`-like dict, per lookup."""
+    n = r.get("lookups") or 0
+    served = r.get("served", r.get("hits"))
+    wrong = (None if r.get("false_hits") is None or r.get("wrong_entries") is None
+             else r["false_hits"] + r["wrong_entries"])
+    return {"served_from_cache_rate": served / n if n and served is not None else None,
+            "wrong_answer_rate": wrong / n if n and wrong is not None else None}
+
+
+def embed_latency_ms(embedder: Embedder, texts: Sequence[str], tokens: bool, samples: int = 16) -> float | None:
+    """Median time to embed one request on its own (as a gateway embeds each prompt), in ms.
+
+    Measured with the model itself, bypassing the on-disk vector store (a store hit is not what a
+    new request costs); the first call (model load, first-batch setup) is not counted.
+    """
+    inner = getattr(embedder, "inner", embedder)
+    picks = [texts[int(i)] for i in np.linspace(0, len(texts) - 1, min(samples, len(texts)))] if texts else []
+    if not picks:
+        return None
+
+    def one(t: str) -> None:
+        if tokens and hasattr(inner, "embed_with_tokens"):
+            inner.embed_with_tokens([t])
+        else:
+            inner.embed([t])
+
+    one(picks[0])
+    times = []
+    for t in picks:
+        t0 = time.perf_counter()
+        one(t)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def _gateway(result: dict, lookup_ms_p50: float | None) -> dict:
+    """The plain-cosine side of a result (the rule itself when it is cosine, else the baseline)."""
+    src = result if result["setting"]["rule"] == "cosine" else result["baseline"]
+    keys = ("threshold", "lookups", "served", "hits", "false_hits", "wrong_entries", "hit_rate", "false_hit_rate",
+            "wrong_entry_rate", "precision", "served_from_cache_rate", "wrong_answer_rate", "api_calls_saved",
+            "tokens_saved", "cost_saved")
+    out = {k: src.get(k) for k in keys if k in src}
+    out.update({"rule": "cosine", "threshold": src.get("threshold", result["setting"]["threshold"]),
+                "units": result["units"], "traffic": result["traffic"], "embed_ms_p50": result["embed_ms_p50"],
+                "lookup_ms_p50": lookup_ms_p50})
+    return out
+
+
 def _rules(profile: CacheProfile, target_false_hit: float, threshold: float | None) -> tuple[DecisionRule, CosineRule]:
     baseline = profile.cosine_rule(target_false_hit)
     main = CosineRule(float(threshold)) if threshold is not None else profile.verifier_rule(target_false_hit)
@@ -68,7 +138,9 @@ def _setting(main: DecisionRule, profile: CacheProfile, target: float, fixed: bo
            "candidates": profile.candidates, "source": "--threshold" if fixed else "cache profile"}
     if fixed:
         return out
-    out.update({"verifier": s.verifier, "dev_target": s.target, "dev": s.dev,
+    out.update({"verifier": s.verifier, "dev_target": s.target, "dev_in_sample": s.dev,
+                "dev_note": "in-sample: chosen on the dev pairs the profile was fitted on, so its false-hit "
+                            "rate sits at the target by construction; held-out figures: fit --check",
                 "fitted_on": profile.meta.get("fitted_on"), "fitted_sha256": profile.meta.get("sha256")})
     if s.verifier in profile.verifiers:
         out["cosine_floor"] = profile.verifiers[s.verifier].floor
@@ -105,12 +177,13 @@ def _savings(served: np.ndarray, prompt_tokens: Sequence[int], output_tokens: Se
 def simulate_pairs(log: str | Path | PairsLog, target_false_hit: float = 0.05, threshold: float | None = None,
                    price_per_1m: Price = None, embedder: Embedder | None = None,
                    profile: CacheProfile | None = None, progress: Progress | None = None,
-                   keep_outcomes: bool = False) -> dict:
+                   keep_outcomes: bool = False, traffic: str | None = None) -> dict:
     """Cache every text_a, look up every text_b; hit, false-hit and wrong-entry rates for the rule and the baseline.
 
     The rule is the shipped verifier at the setting chosen for `target_false_hit`, or plain cosine
     at `threshold` when one is given. Token savings are estimated from text length (pairs carry no
     counts); cost_saved needs `price_per_1m`: USD per million tokens, one figure or (input, output).
+    `traffic` says whose traffic the log is (default: its path).
     """
     pairs = log if isinstance(log, PairsLog) else read_log(log)
     if not isinstance(pairs, PairsLog):
@@ -129,41 +202,61 @@ def simulate_pairs(log: str | Path | PairsLog, target_false_hit: float = 0.05, t
     cache.store.warm_up()  # a first-call compile is not lookup latency
     id_of_text = dict(zip(entries, ids))
 
+    same_text: dict[str, set[int]] = {}
+    for text, entry_id in id_of_text.items():
+        same_text.setdefault(normalise_text(text), set()).add(entry_id)
+
     n = len(pairs.texts_b)
+    labels = np.asarray(pairs.labels).copy()
+    repeats = relabelled = 0
     main_scores, main_ok = np.full(n, -np.inf), np.zeros(n, bool)
     base_scores, base_ok = np.full(n, -np.inf), np.zeros(n, bool)
     for i, (a, b) in enumerate(zip(pairs.texts_a, pairs.texts_b)):
         tb = tok_b[i] if tok_b is not None else None
         res = cache.lookup_vector(b, vec_b[i], tb)
-        own = id_of_text[a]
+        right = same_text.get(normalise_text(b))  # a repeat: the identical entry is the right answer
+        if right:
+            repeats += 1
+            relabelled += int(labels[i] == 0)
+            labels[i] = 1
+        else:
+            right = {id_of_text[a]}
         if res.candidate_id is not None:
             main_scores[i] = res.score
-            main_ok[i] = cache.entries[res.candidate_id].text == a or res.candidate_id == own
-        cands = res.candidates  # the same nearest entries, judged by plain cosine
+            main_ok[i] = res.candidate_id in right
+        cands = res.candidates or cache.candidates_for(vec_b[i])  # the nearest entries, judged by plain cosine
         j, score = baseline.best(b, tb, cands)
         if j is not None:
             base_scores[i] = score
-            base_ok[i] = cands[j].text == a
+            base_ok[i] = cands[j].entry_id in right
         if progress and (i % 200 == 0 or i == n - 1):
             progress("lookups", i + 1, n)
 
-    labels = np.asarray(pairs.labels)
     est_tokens = [_estimate_tokens(t) for t in pairs.texts_b]
     no_costs, no_output = [None] * n, [0] * n
     mo, bo = Outcomes(main_scores, main_ok, labels), Outcomes(base_scores, base_ok, labels)
     result = rates(mo, main.threshold)
     result.update(_savings(mo.scores >= main.threshold, est_tokens, no_output, no_costs, price_per_1m))
+    result.update(per_request(result))
     result.update({"log": str(pairs.path), "kind": "pairs", "entries": len(entries),
+                   "units": UNITS_PAIRS, "traffic": traffic or str(pairs.path),
+                   "repeats": {"lookups": repeats, "relabelled_from_0": relabelled,
+                               "rule": "a lookup whose normalised text is cached counts as label 1, "
+                                       "the identical entry being its right answer"},
                    "tokens_estimated": True, "price_per_1m": price_per_1m,
                    "lookup_ms_p50": cache.stats.latency_ms(50), "lookup_ms_p99": cache.stats.latency_ms(99),
+                   "exact_hits": cache.stats.exact_hits,
+                   "embed_ms_p50": embed_latency_ms(embedder, pairs.texts_b, need_tokens),
                    "embed_ms_per_text": _mean_ms(ms_a, ms_b, len(entries), n),
                    "embedder": embedder.name, "setting": _setting(main, profile, target_false_hit, threshold is not None)})
     base = rates(bo, baseline.threshold)
+    base.update(per_request(base))
     base.update(_savings(bo.scores >= baseline.threshold, est_tokens, no_output, no_costs, price_per_1m))
     base.update({"rule": "cosine", "threshold": baseline.threshold})
     result["baseline"] = base
     result["hit_rate_vs_baseline"] = (result["hit_rate"] / base["hit_rate"]
                                       if result["hit_rate"] is not None and base["hit_rate"] else None)
+    result["gateway"] = _gateway(result, cache.stats.latency_ms(50))
     if keep_outcomes:
         result["_outcomes"] = {"rule": mo, "baseline": bo}
     return result
@@ -179,7 +272,7 @@ def simulate_prompts(prompts: Sequence[str], prompt_tokens: Sequence[int | None]
                      target_false_hit: float = 0.05, threshold: float | None = None,
                      price_per_1m: Price = None, embedder: Embedder | None = None,
                      profile: CacheProfile | None = None, progress: Progress | None = None,
-                     source: str = "prompts") -> dict:
+                     source: str = "prompts", traffic: str | None = None) -> dict:
     """Replay prompts in order: look each up, cache it on a miss. Hit rate and what the hits save.
 
     Token counts and costs per prompt are used where given (a run's requests.jsonl has them);
@@ -216,19 +309,25 @@ def simulate_prompts(prompts: Sequence[str], prompt_tokens: Sequence[int | None]
     base_served, base_cache = replay(baseline, "replay baseline")
     unlabelled = {"false_hit_rate": None, "wrong_entry_rate": None, "precision": None, "false_hits": None,
                   "wrong_entries": None}
-    result = {"log": source, "kind": "prompts", "lookups": n, "hits": int(served.sum()),
+    result = {"log": source, "kind": "prompts", "lookups": n, "served": int(served.sum()), "hits": int(served.sum()),
               "hit_rate": float(served.mean()), **unlabelled, "entries": len(cache),
+              "units": UNITS_PROMPTS, "traffic": traffic or source, "exact_hits": cache.stats.exact_hits,
               **_savings(served, ptok, otok, cost_list, price_per_1m),
               "tokens_estimated": prompt_tokens is None or any(p is None for p in prompt_tokens),
               "price_per_1m": price_per_1m,
               "lookup_ms_p50": cache.stats.latency_ms(50), "lookup_ms_p99": cache.stats.latency_ms(99),
+              "embed_ms_p50": embed_latency_ms(embedder, list(prompts), main.needs_tokens),
               "embed_ms_per_text": ms, "embedder": embedder.name,
               "setting": _setting(main, profile, target_false_hit, threshold is not None)}
-    base = {"rule": "cosine", "threshold": baseline.threshold, "lookups": n, "hits": int(base_served.sum()),
-            "hit_rate": float(base_served.mean()), **unlabelled,
+    result.update(per_request(result))
+    base = {"rule": "cosine", "threshold": baseline.threshold, "lookups": n, "served": int(base_served.sum()),
+            "hits": int(base_served.sum()), "hit_rate": float(base_served.mean()), **unlabelled,
             **_savings(base_served, ptok, otok, cost_list, price_per_1m)}
+    base.update(per_request(base))
     result["baseline"] = base
     result["hit_rate_vs_baseline"] = result["hit_rate"] / base["hit_rate"] if base["hit_rate"] else None
+    gw_cache = cache if result["setting"]["rule"] == "cosine" else base_cache
+    result["gateway"] = _gateway(result, gw_cache.stats.latency_ms(50))
     return result
 
 
@@ -260,6 +359,8 @@ def sweep_pairs(log: str | Path | PairsLog, target_false_hit: float = 0.05, plot
     ver_curve = curve(outcomes["rule"], PROB_GRID) if result["setting"]["rule"] == "verifier" else []
     result["setting"]["sweep_note"] = ("verifier curve: its probability threshold swept at the shipped "
                                        "setting's floor; cosine curve: the nearest entry's cosine swept")
+    for point in cos_curve + ver_curve:
+        point.update(per_request(point))
     result["sweep"] = {"cosine": cos_curve, "verifier": ver_curve}
     if plot_path is not None:
         from llmbench.optimizers.cache.plot import plot_sweep

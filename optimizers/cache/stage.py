@@ -20,17 +20,18 @@ def cache_stage(run_dir, meta: dict, summary: dict, console) -> None:
         return
     from llmbench.optimizers.cache.logs import PairsLog, read_log
     from llmbench.optimizers.cache.profile import load_profile
-    from llmbench.optimizers.cache.simulate import simulate_log, sweep_pairs
+    from llmbench.optimizers.cache.simulate import SAMPLE_TRAFFIC, simulate_log, sweep_pairs
 
     log = Path(cfg["log"]) if cfg.get("log") else sample_pairs()
+    traffic = str(log) if cfg.get("log") else SAMPLE_TRAFFIC
     target = cfg.get("target_false_hit", 0.05)
     profile = load_profile(str(cfg["verifier"])) if cfg.get("verifier") else None
     parsed = read_log(log)
     if isinstance(parsed, PairsLog):
-        doc = sweep_pairs(parsed, target_false_hit=target, profile=profile,
+        doc = sweep_pairs(parsed, target_false_hit=target, profile=profile, traffic=traffic,
                           plot_path=run_dir.path / "plots" / "cache_sweep.png")
     else:
-        doc = simulate_log(log, target_false_hit=target, profile=profile)
+        doc = simulate_log(log, target_false_hit=target, profile=profile, traffic=traffic)
     doc["log"] = str(log) if cfg.get("log") else f"shipped sample pairs ({log.name}): near-duplicate documentation sentences"
     write_json(run_dir.path / "cache.json", doc)
     fh = doc.get("false_hit_rate")

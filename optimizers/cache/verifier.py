@@ -69,10 +69,42 @@ class Verifier:
         return cls(str(d["name"]), names, arrays[0], arrays[1], arrays[2], float(d["intercept"]), float(d["floor"]))
 
 
+def _constrained_logistic(x: np.ndarray, y: np.ndarray, signs: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+    """L2 logistic regression (sklearn's objective: C x log-loss + |w|^2 / 2, intercept free) with each
+    weight held to its sign (+1: >= 0, -1: <= 0, 0: free). L-BFGS-B from zeros: deterministic."""
+    from scipy.optimize import minimize
+
+    n, f = x.shape
+    ys = np.where(y > 0, 1.0, -1.0)
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:f], theta[f]
+        z = ys * (x @ w + b)
+        # log(1 + exp(-z)) and its derivative, stable for large |z|
+        lse = np.logaddexp(0.0, -z)
+        g = -ys * np.exp(-np.logaddexp(0.0, z))  # d/d(xw+b) of log(1+exp(-z))
+        value = c * lse.sum() + 0.5 * w @ w
+        grad = np.empty(f + 1)
+        grad[:f] = c * (x.T @ g) + w
+        grad[f] = c * g.sum()
+        return float(value), grad
+
+    bounds = [(0.0, None) if s > 0 else (None, 0.0) if s < 0 else (None, None) for s in signs] + [(None, None)]
+    res = minimize(loss, np.zeros(f + 1), jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-10})
+    return res.x[:f].copy(), float(res.x[f])
+
+
 def fit_verifier(x: np.ndarray, y: np.ndarray, cosines: np.ndarray, floor: float, name: str,
                  c: float = 0.3, use_tokens: bool = True) -> Verifier:
-    """Fit a standardised L2 logistic regression on the pairs at or above `floor` cosine."""
-    from sklearn.linear_model import LogisticRegression
+    """Fit a standardised L2 logistic regression on the pairs at or above `floor` cosine.
+
+    Each weight keeps the sign FEATURE_SIGNS gives its feature, so a pair that is more alike on
+    any feature never scores lower: an identical pair scores at least as high as any other of its
+    length. (Unconstrained, collinear sameness features took negative weights and refused exact
+    repeats at strict targets.)
+    """
+    from llmbench.optimizers.cache.features import FEATURE_SIGNS
 
     width = len(FEATURE_NAMES) + (len(TOKEN_FEATURE_NAMES) if use_tokens else 0)
     x = np.asarray(x, dtype=np.float64)[:, :width]
@@ -83,6 +115,7 @@ def fit_verifier(x: np.ndarray, y: np.ndarray, cosines: np.ndarray, floor: float
     mean = xk.mean(axis=0)
     scale = xk.std(axis=0)
     scale[scale < 1e-9] = 1.0  # a constant feature contributes nothing rather than dividing by zero
-    model = LogisticRegression(C=c, max_iter=5000).fit((xk - mean) / scale, yk)
     names = (FEATURE_NAMES + TOKEN_FEATURE_NAMES)[:width]
-    return Verifier(name, names, mean, scale, model.coef_[0].copy(), float(model.intercept_[0]), floor)
+    signs = np.array([FEATURE_SIGNS[n] for n in names], dtype=np.int64)
+    coef, intercept = _constrained_logistic((xk - mean) / scale, yk, signs, c)
+    return Verifier(name, names, mean, scale, coef, intercept, floor)
