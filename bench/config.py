@@ -221,6 +221,7 @@ class PlanConfig(Strict):
     max_replicas: int = Field(1024, ge=1, le=1_000_000)
     max_batch: int | None = Field(None, ge=1, le=MAX_BATCH, description="default: the largest batch measured")
     policy: Literal["random", "least-busy", "jsq", "round-robin"] = "random"  # random = LiteLLM's simple-shuffle
+    api_models: list[str] = Field([], description="API models from the price list to compare (recommend --api); none by default")
 
 
 # ---- the whole run -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,13 +16,18 @@ from llmbench.hardware import detect, resolve_device
 from llmbench.hardware_profiles import HardwareProfile, load_hardware
 from llmbench.models.source import ModelSource, resolve
 from llmbench.records import RequestRecord
-from llmbench.results import RequestLog, RunDir, write_json
+from llmbench.results import FolderLock, RequestLog, RunDir, write_json
 from llmbench.scenarios.base import CellContext
 from llmbench.scenarios.registry import make_scenario
 from llmbench.slo import parse_slo
-from llmbench.trackers import MemoryTracker
+from llmbench.hardware import roofline_bandwidth
+from llmbench.roofline import weight_bytes_per_token
+from llmbench.scenarios.sampling import Sampling
+from llmbench.trackers import CpuTracker, MemoryTracker
+from llmbench.trackers.memory import current_rss_mb, release_freed_memory
 from llmbench.workload import build_prompts, dataset_identity, validate_workload
 from llmbench import environment
+from rich.markup import escape
 
 
 @dataclass
@@ -46,12 +52,30 @@ def prepare(config: RunConfig) -> Prepared:
             except BadInput as exc:
                 raise BadInput(f"candidates[{i}].variants: {exc}") from None
     validate_workload(config.workload)
-    return Prepared(config, sources, load_hardware(config.hardware), device, parse_slo(config.slo, "slo"))
+    hardware, slos = load_hardware(config.hardware), parse_slo(config.slo, "slo")
+    from llmbench.preflight import preflight
+
+    preflight(config, sources, device)
+    return Prepared(config, sources, hardware, device, slos)
 
 
 def new_run_id(config_text: str) -> str:
+    """Time, config hash and a random part: two runs of one config in the same second differ."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{hashlib.sha256(config_text.encode()).hexdigest()[:6]}"
+    return f"{stamp}-{hashlib.sha256(config_text.encode()).hexdigest()[:6]}-{secrets.token_hex(3)}"
+
+
+_HELD_LOCKS: list[FolderLock] = []  # results folders this process writes (released at exit)
+
+
+def open_for_resume(path: Path) -> tuple[RunDir, dict]:
+    """Lock an interrupted run's folder and read its run.json (BadInput when another run holds it)."""
+    lock = FolderLock(Path(path)).acquire() if Path(path).is_dir() else None
+    run_dir = RunDir(Path(path))
+    meta = run_dir.read_json("run.json")
+    if lock is not None:
+        _HELD_LOCKS.append(lock)
+    return run_dir, meta
 
 
 @dataclass
@@ -95,6 +119,8 @@ class Runner:
             for point in sc.points()
         ]
         todo = [p for p in plan if (cfg.candidates[p[0]].label, p[1], scenarios[p[2]].kind, p[3].label) not in done]
+        if todo and "roofline_bandwidth" not in self.meta:  # once per run: the rooflines' denominator
+            self.meta["roofline_bandwidth"] = roofline_bandwidth(self.prep.device, self.meta.get("environment", {}).get("machine"))
         log = RequestLog(self.dir.requests_path)
         counter = itertools.count(len(self.dir.records()))
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -104,6 +130,8 @@ class Runner:
                 task = progress.add_task("measuring", total=len(todo), status="")
                 for (ci, variant), cells in itertools.groupby(todo, key=lambda p: (p[0], p[1])):
                     self._measure_variant(ci, variant, list(cells), scenarios, log, counter, progress, task)
+            if todo:
+                self._bandwidth_after()
         finally:
             log.close()
             self._save_meta()
@@ -112,17 +140,22 @@ class Runner:
         cfg = self.prep.config
         cand = cfg.candidates[ci]
         label = cand.label
-        progress.update(task, description=f"{label} {variant}", status="loading")
+        progress.update(task, description=escape(f"{label} {variant}"), status="loading")
         backend = backend_for(variant)(self.prep.sources[ci], variant, self.prep.device, cand.dtype or cfg.dtype, cand.trust_remote_code)
         vmeta = self.meta.setdefault("variants", {}).setdefault(f"{label}|{variant}", {})
+        # The memory baseline: what the process holds before this variant, once earlier ones are freed.
+        release_freed_memory()
+        baseline = current_rss_mb()
+        vmeta["rss_baseline_mb"] = baseline
         try:
-            with MemoryTracker(self.prep.device) as mem:
+            with MemoryTracker(self.prep.device, baseline) as mem:
                 t = time.perf_counter()
                 backend.load()
                 vmeta.update(load_s=round(time.perf_counter() - t, 3), parameters=backend.info.parameters,
                              size_bytes=backend.info.size_bytes, device=backend.info.device, dtype=backend.info.dtype,
                              random_weights=self.prep.sources[ci].random_weights, **backend.info.extra)
             vmeta["load_peak_rss_mb"] = mem.peak.rss_mb
+            vmeta["weight_bytes_per_token"] = self._bytes_per_token(backend)
             prompts = build_prompts(cfg.workload, backend.tokenizer, cfg.seed)
         except Exception as exc:  # a broken model fails its cells, not the run
             for _, _, si, point in cells:
@@ -133,25 +166,67 @@ class Runner:
             for _, _, si, point in cells:
                 scenario = scenarios[si]
                 key = (label, variant, scenario.kind, point.label)
-                progress.update(task, status=f"{scenario.kind} {point.label}")
+                progress.update(task, status=escape(f"{scenario.kind} {point.label}"))
                 ctx = CellContext(self.meta["run_id"], label, variant, scenario.kind, point,
                                   self.prep.hardware.usd_per_second, next_id=lambda: next(counter))
+                mem, cpu = MemoryTracker(self.prep.device, baseline), CpuTracker()
+                scenario.last_sampler = None
                 try:
-                    scenario.warmup(backend, prompts, point, cfg.warmup)
-                    with MemoryTracker(self.prep.device) as mem:
-                        for rec in scenario.measure(backend, prompts, ctx, cfg.iterations, cfg.min_duration_s):
+                    scenario.warmup(backend, prompts, point, cfg.warmup)  # never recorded
+                    with mem, cpu:
+                        for rec in scenario.measure(backend, prompts, ctx, self._sampling()):
                             log.write([rec])
                 except Exception as exc:
                     self._fail(label, variant, scenario.kind, point, exc, log, counter)
                 else:
-                    self.meta.setdefault("cells", {})["|".join(key)] = {
-                        "peak_rss_mb": mem.peak.rss_mb, "cuda_max_allocated_mb": mem.peak.cuda_allocated_mb,
-                        "cuda_max_reserved_mb": mem.peak.cuda_reserved_mb}
                     self.meta["completed_cells"].append(list(key))
+                finally:
+                    self.meta.setdefault("cells", {})["|".join(key)] = self._cell_facts(scenario, mem, cpu)
                     self._save_meta()
                 progress.advance(task)
         finally:
             backend.close()
+            release_freed_memory()
+
+    def _bandwidth_after(self) -> None:
+        """A second bandwidth reading after measuring; the roofline uses the higher one.
+
+        The bound is what the machine can read; a reading taken while other work shares the
+        memory bus is low, and one low reading would make every variant look closer to its bound.
+        """
+        bw = self.meta.get("roofline_bandwidth") or {}
+        if not bw or self.prep.device.startswith("cuda"):
+            return
+        try:
+            again = roofline_bandwidth(self.prep.device)["gbs"]
+        except Exception:
+            return
+        readings = bw.setdefault("readings_gbs", [bw["gbs"]]) + [again]
+        bw.update(gbs=max(readings), readings_gbs=readings)
+
+    def _sampling(self) -> Sampling:
+        cfg = self.prep.config
+        return Sampling(iterations=cfg.iterations, min_duration_s=cfg.min_duration_s,
+                        precision_pct=getattr(cfg, "precision_pct", None), time_cap_s=getattr(cfg, "cell_time_cap_s", 0.0))
+
+    @staticmethod
+    def _bytes_per_token(backend) -> int | None:
+        try:
+            return weight_bytes_per_token(backend)
+        except Exception:  # a roofline is a bonus figure: never fail a variant for it
+            return None
+
+    @staticmethod
+    def _cell_facts(scenario, mem: MemoryTracker, cpu: CpuTracker) -> dict:
+        """Per-cell facts for run.json, merged into the summary row: memory, machine load, sampling."""
+        p = mem.peak
+        facts = {"peak_rss_mb": p.rss_mb, "rss_baseline_mb": p.baseline_mb, "peak_rss_delta_mb": p.delta_mb,
+                 "memory_method": p.method, "cuda_max_allocated_mb": p.cuda_allocated_mb,
+                 "cuda_max_reserved_mb": p.cuda_reserved_mb, **cpu.load.as_row()}
+        sampler = getattr(scenario, "last_sampler", None)
+        if sampler is not None:
+            facts.update(sampler.outcome())
+        return facts
 
     def _fail(self, label, variant, scenario, point, exc, log, counter) -> None:
         msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
@@ -162,12 +237,14 @@ class Runner:
 
 
 def start_run(prep: Prepared, config_text: str, out: Path | None) -> tuple[RunDir, dict]:
-    """Create the results folder and its run.json (config as resolved, environment)."""
+    """Create and lock the results folder and write its run.json (config as resolved, environment)."""
     run_id = new_run_id(config_text)
     path = Path(out) if out else Path("results") / run_id
+    lock = FolderLock(path).acquire()  # held until the process ends: a second run here is refused
     if (path / "run.json").exists():
+        lock.release()
         raise BadInput(f"--out {str(path)!r} already holds a run; use --resume {path} or another folder")
-    path.mkdir(parents=True, exist_ok=True)
+    _HELD_LOCKS.append(lock)
     meta = {
         "run_id": run_id,
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -19,23 +19,30 @@ TPOT_CV_LIMIT_PCT = 50.0
 _VARIANT_KEYS = ("parameters", "size_bytes", "load_s", "device", "dtype", "random_weights", "weight_bytes_per_token")
 
 
+def _reasons(row: dict) -> list[tuple[str, str]]:
+    """(short tag for the table, full reason for the files) for each cause of an unreliable row."""
+    out = []
+    if row.get("partial_failure"):
+        total = (row.get("requests") or 0) + (row.get("failed") or 0)
+        out.append(("partial failure", f"failed partway ({row.get('failed')} of {total} requests failed)"))
+    steal, others = row.get("cpu_steal_pct"), row.get("cpu_others_pct")
+    if steal is not None and steal > STEAL_LIMIT_PCT:
+        out.append((f"steal {steal:.0f}%", f"CPU steal {steal:.0f}% during the cell"))
+    if others is not None and others > OTHERS_LIMIT_PCT:
+        out.append((f"other load {others:.0f}%", f"other work used {others:.0f}% of the CPUs during the cell"))
+    prec = row.get("precision_pct")
+    if prec is not None and prec > PRECISION_LIMIT_PCT:
+        out.append((f"±{prec:.0f}%", f"p50 TPOT known only to ±{prec:.0f}%"))
+    cv = (row.get("tpot_ms") or {}).get("cv_pct")
+    if cv is not None and cv > TPOT_CV_LIMIT_PCT:
+        out.append((f"TPOT CV {cv:.0f}%", f"TPOT CV {cv:.0f}%"))
+    return out
+
+
 def reliability(row: dict) -> tuple[bool, str | None]:
     """Whether a row's figures can be trusted, and why not: a partial failure, steal or other load
     on the machine during the cell, or a spread too wide (see the limits above)."""
-    reasons = []
-    if row.get("partial_failure"):
-        reasons.append(f"failed partway ({row.get('failed')} of {row.get('requests', 0) + row.get('failed', 0)} requests failed)")
-    steal, others = row.get("cpu_steal_pct"), row.get("cpu_others_pct")
-    if steal is not None and steal > STEAL_LIMIT_PCT:
-        reasons.append(f"CPU steal {steal:.0f}% during the cell")
-    if others is not None and others > OTHERS_LIMIT_PCT:
-        reasons.append(f"other work used {others:.0f}% of the CPUs during the cell")
-    prec = row.get("precision_pct")
-    if prec is not None and prec > PRECISION_LIMIT_PCT:
-        reasons.append(f"p50 TPOT known only to ±{prec:.0f}%")
-    cv = (row.get("tpot_ms") or {}).get("cv_pct")
-    if cv is not None and cv > TPOT_CV_LIMIT_PCT:
-        reasons.append(f"TPOT CV {cv:.0f}%")
+    reasons = [long for _, long in _reasons(row)]
     return bool(reasons), "; ".join(reasons) or None
 
 
@@ -73,12 +80,13 @@ def write_summary(run_dir: RunDir, summary: dict) -> None:
 
 
 def row_notes(r: dict) -> str:
-    """The table's warnings for a row: noisy (precision not reached), failed partway, unreliable."""
+    """The table's short warnings for a row: noisy (precision not reached), why it is unreliable."""
     notes = []
     if r.get("precision_reached") is False and r.get("precision_pct") is not None:
         notes.append(f"noisy: ±{r['precision_pct']:.0f}%")
     if r.get("unreliable"):
-        notes.append(f"unreliable: {r.get('unreliable_reason')}")
+        tags = [short for short, _ in _reasons(r) if not short.startswith("±")]
+        notes.append("unreliable" + (f" ({', '.join(tags)})" if tags else ""))
     return "; ".join(notes)
 
 

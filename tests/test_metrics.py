@@ -114,3 +114,19 @@ def test_goodput_counts_requests_meeting_every_slo():
     s = summarize_cell(rows, usd_per_hour=1.0, slos=parse_slo("ttft_p95=500ms"))
     assert s["slo_met_share"] == 0.5
     assert math.isclose(s["goodput_req_s"], 1 / window_s(rows), rel_tol=1e-3)
+
+
+def test_table_flags_noisy_and_unreliable_cells():
+    from rich.console import Console
+
+    from llmbench.summary import reliability, summary_table
+
+    row = summarize_cell([rec(i, 10.0, 40.0 + i, 4, request_id=i) for i in range(8)], usd_per_hour=1.0)
+    row.update(model="tiny [/int4]", precision_target_pct=2.0, precision_reached=False, hit_cap=True,
+               cpu_steal_pct=12.0, cpu_others_pct=3.0)
+    row["unreliable"], row["unreliable_reason"] = reliability(row)
+    assert row["unreliable"] and row["unreliable_reason"].startswith("CPU steal 12%")
+    console = Console(width=400, record=True)
+    console.print(summary_table({"run_id": "r", "hardware": "h", "rows": [row]}))
+    text = console.export_text()
+    assert f"noisy: ±{row['precision_pct']:.0f}%" in text and "tiny [/int4]" in text and "unreliable (steal 12%)" in text

@@ -1,7 +1,7 @@
 """Bytes of weights a model reads to produce one token: the numerator of a decode roofline.
 
 At batch 1 a decode step reads every weight matrix once, but only one row of an embedding table
-(a Gather), so tables read through Gather are left out. The bound is then
+(a Gather), so a table read only through lookups counts as one row. The bound is then
 `bandwidth / bytes_per_token` tokens per second; nothing that reads all those bytes beats it.
 """
 from __future__ import annotations
@@ -35,27 +35,53 @@ def onnx_bytes_per_token(model_file: str | Path) -> int:
     total = 0
     for init in graph.initializer:
         if uses.get(init.name, {"stream"}) == {"lookup"}:
+            total += _tensor_bytes(init) // max(1, init.dims[0] if init.dims else 1)  # one row per token
             continue
         total += _tensor_bytes(init)
     return total
 
 
-def torch_bytes_per_token(model) -> int:
-    """Parameter bytes of a torch model, less input embeddings that no output layer shares."""
-    import torch
-
-    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    shared = {id(out.weight)} if out is not None and hasattr(out, "weight") else set()
-    seen, total = set(), 0
-    for p in model.parameters():
-        if id(p) in seen or (id(p) in embeddings and id(p) not in shared):
-            continue
-        seen.add(id(p))
-        total += p.numel() * p.element_size()
-    # Quantized Linear layers keep their packed weights outside .parameters().
+def _packed_bytes(model) -> int:
+    """Bytes of the packed weights and biases of quantized Linear layers (kept outside .parameters())."""
+    total = 0
     for m in model.modules():
         if hasattr(m, "_packed_params") and hasattr(m, "weight") and callable(m.weight):
             w = m.weight()
             total += w.numel() * w.element_size()
+            b = m.bias() if callable(getattr(m, "bias", None)) else None
+            if b is not None:
+                total += b.numel() * b.element_size()
     return total
+
+
+def torch_weight_bytes(model) -> int:
+    """Bytes of every weight a torch model holds in memory: each parameter once, quantized layers packed.
+
+    This is a variant's size: torch-int8 holds int8 Linear weights, torch-bf16 two bytes per
+    weight, whatever the checkpoint file it was loaded from.
+    """
+    seen, total = set(), 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel() * p.element_size()
+    return total + _packed_bytes(model)
+
+
+def torch_bytes_per_token(model) -> int:
+    """Parameter bytes of a torch model; input embeddings that no output layer shares count as one row."""
+    import torch
+
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    shared = {id(out.weight)} if out is not None and isinstance(getattr(out, "weight", None), torch.Tensor) else set()
+    seen, total = set(), 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        if id(p) in embeddings and id(p) not in shared:
+            total += (p.numel() // max(1, p.shape[0])) * p.element_size()  # one row per token
+            continue
+        total += p.numel() * p.element_size()
+    return total + _packed_bytes(model)

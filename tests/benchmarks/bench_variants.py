@@ -6,8 +6,9 @@ Every variant is loaded once and measured in rounds, round-robin, so that drift 
 machine hits all of them alike; each figure is the median over rounds of one generation's decode
 rate ((tokens - 1) / (last token time - first token time), prefill excluded).
 
-Roofline: at batch 1 a decode step streams every weight once (embedding tables are read one row
-at a time and left out), so tokens/s <= read bandwidth / weight bytes per token. Bandwidth is
+Roofline: at batch 1 a decode step streams every weight once (an embedding table is read one row
+per token), so tokens/s <= read bandwidth / weight bytes per token (`llmbench.roofline`, the same
+figure every `llmbench run` puts in summary.json). Bandwidth is
 `llmbench.hardware.measure_read_bandwidth_gbs()` (a parallel read, as `llmbench hardware`).
 Goal (issue 3): onnx-int4 >= 4x torch-fp32 and >= 50% of its own roofline.
 
@@ -27,14 +28,6 @@ import statistics
 import time
 
 VARIANTS = ("torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int4")
-
-
-def bytes_per_token(backend) -> int:
-    from llmbench.optimizers.quantize.footprint import onnx_bytes_per_token, torch_bytes_per_token
-
-    if backend.kind == "onnx":
-        return onnx_bytes_per_token(backend.build.model_file)
-    return torch_bytes_per_token(backend.model)
 
 
 def decode_rate(backend, prompt: list[int], tokens: int) -> float:
@@ -61,6 +54,7 @@ def main() -> None:
     from llmbench.backends.registry import backend_for
     from llmbench.hardware import cpu_model, measure_read_bandwidth_gbs
     from llmbench.models.source import resolve
+    from llmbench.roofline import weight_bytes_per_token
 
     source = resolve(f"card:{args.card}")
     variants = args.variants.split(",")
@@ -91,7 +85,7 @@ def main() -> None:
     base = statistics.median(rates[variants[0]])
     for v in variants:
         tok_s = statistics.median(rates[v])
-        wbytes = bytes_per_token(backends[v])
+        wbytes = weight_bytes_per_token(backends[v])
         roof = bandwidth * 1e9 / wbytes
         rows.append({"variant": v, "decode_tok_s": round(tok_s, 1), "min_tok_s": round(min(rates[v]), 1),
                      "max_tok_s": round(max(rates[v]), 1), "weight_mb_per_token": round(wbytes / 1e6, 1),
