@@ -32,6 +32,11 @@ def _money(v, nd=2) -> str:
     return "not known" if v is None else f"${v:,.{nd}f}"
 
 
+def _sentence(note) -> str:
+    text = str(note).strip()
+    return (text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")) if text else ""
+
+
 def _money_small(v) -> str:
     # Per-request savings are fractions of a cent: three significant figures, never float noise.
     return "-" if v is None else f"{'-' if v < 0 else ''}${abs(v):.3g}"
@@ -54,7 +59,7 @@ def _decision(ctx: ReportContext) -> Section:
         s.p(f"Plan for {r['id']}: {p.get('replicas')} replica(s) of {r.get('hardware')} at max batch {p.get('max_batch') or r.get('batch_size')}, "
             f"{_money(p.get('cost_per_hour'), 3)}/hour, {_money(p.get('cost_per_month'))}/month ({p.get('source')}). "
             + f"Predicted, not measured; {_prediction_error(p, _plan_option(ctx, r))}. "
-            + " ".join(str(n) for n in p.get("notes") or [] if not str(n).startswith("prediction error")))
+            + " ".join(_sentence(n) for n in p.get("notes") or [] if not str(n).startswith("prediction error")))
     if r and r.get("quality_status") != "measured":
         s.p(f"Quality of the recommended option: {r.get('quality_status')}.")
     if rec["choice"].get("binding"):

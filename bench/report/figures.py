@@ -48,14 +48,16 @@ def new_figure(width: float = 7.0, height: float = 4.2, cols: int = 1) -> tuple[
 def log_if_spread(ax, values, axis: str = "x", ratio: float = 20.0) -> bool:
     """Log scale on `axis` when the positive values span more than `ratio`x, so one slow option does
     not flatten the rest; ticks stay plain numbers (1, 10, 100), not powers of ten."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     v = [float(x) for x in values if x is not None and x == x and x > 0]
     if not v or max(v) / min(v) <= ratio:
         return False
     target = ax.xaxis if axis == "x" else ax.yaxis
     (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
-    target.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    # 1-2-5 ticks while the span is a few decades, so a reader can read values off the axis.
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if max(v) / min(v) < 1e4 else (1.0,)))
+    target.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.6g}"))
     target.set_minor_formatter(NullFormatter())
     return True
 

@@ -95,7 +95,7 @@ def capacity_plan(ctx: ReportContext):
         return "the planner returned no replica count"
     fig, (ax,) = new_figure()
     ax.step([x for x, _ in pts], [p["replicas"] for _, p in pts], where="post", marker="o", label="replicas")
-    ax.axvline(rps, color="red", ls=":", label=f"target {rps:g} req/s")
+    ax.axvline(rps, color="red", ls=":", label=f"target {rps:.3g} req/s")
     ax.set_xlabel("load, requests/s")
     ax.set_ylabel("replicas")
     from matplotlib.ticker import MaxNLocator

@@ -119,7 +119,9 @@ def ttft_tpot(ctx: ReportContext):
         _ecdf(b, [r.tpot_ms for r in recs], label)
     a.set_xlabel("TTFT, ms"), a.set_ylabel("share of requests")
     b.set_xlabel("TPOT, ms")
-    a.legend(fontsize=7)
+    # One legend under both panels: inside a panel it covers the fastest option's curve.
+    handles, labels = a.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=7)
     for ax, vals in ((a, [r.ttft_ms for rs in by_opt.values() for r in rs]), (b, [r.tpot_ms for rs in by_opt.values() for r in rs])):
         log_if_spread(ax, vals, "x")
     note = f" Not shown (no request measured alone): {', '.join(missing)}." if missing else ""

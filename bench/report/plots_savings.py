@@ -6,6 +6,7 @@ from llmbench.recommend.facts import RANDOM_WEIGHTS, quality_of
 from llmbench.report.context import ReportContext
 from llmbench.report.figures import NOT_MEASURED, label_of, new_figure, plot
 
+_SHAPES = ["o", "s", "^", "D"]
 _GATE_COLOURS = {"pass": "tab:green", "fail": "tab:red", "unverified": "tab:grey"}
 
 
@@ -43,16 +44,26 @@ def cache(ctx: ReportContext):
     if c["false_hit_rate"] is None:
         return NOT_MEASURED + " (the cache replayed a log without labels: no false-hit rate)"
     fig, (ax,) = new_figure()
+    # The settings that matter sit at low false-hit rates: show up to a few times the chosen ones,
+    # not the whole sweep out to thresholds nobody would pick.
+    gw = c.get("gateway") or {}
+    chosen = [v for v in (c.get("false_hit_rate"), gw.get("false_hit_rate"), c.get("target_false_hit")) if isinstance(v, (int, float))]
+    every = [p["false_hit_rate"] for k in ("cosine", "verifier") for p in c["sweep"].get(k) or []]
+    xmax = min(max(every, default=1.0), max(0.2, 4 * max(chosen, default=0.05)))
     for name, label in (("cosine", "plain cosine, threshold swept"), ("verifier", "verifier, probability swept")):
         pts = sorted(c["sweep"].get(name) or [], key=lambda p: p["false_hit_rate"])
         if not pts:
             continue
         line, = ax.plot([p["false_hit_rate"] for p in pts], [p["hit_rate"] for p in pts], marker=".", label=label)
-        for p in pts[:: max(1, len(pts) // 6)]:
-            if p.get("threshold") is not None:
+        last = None
+        for p in pts:  # label a threshold only where it does not crowd the previous label
+            if p.get("threshold") is None or p["false_hit_rate"] > xmax:
+                continue
+            at = (p["false_hit_rate"] / xmax, p["hit_rate"])
+            if last is None or abs(at[0] - last[0]) > 0.08 or abs(at[1] - last[1]) > 0.08:
                 ax.annotate(f"{p['threshold']:.2f}", (p["false_hit_rate"], p["hit_rate"]), fontsize=6,
                             xytext=(3, -8), textcoords="offset points", color=line.get_color())
-    gw = c.get("gateway")
+                last = at
     if gw and gw.get("hit_rate") is not None and gw.get("false_hit_rate") is not None:
         ax.scatter([gw["false_hit_rate"]], [gw["hit_rate"]], marker="*", s=250, color="red", zorder=3,
                    label=f"red star: the gateway config's setting (plain cosine >= {gw['threshold']})")
@@ -61,7 +72,8 @@ def cache(ctx: ReportContext):
     if c.get("rule") == "verifier":
         ax.scatter([c["false_hit_rate"]], [c["hit_rate"]], marker="D", s=60, color="black", zorder=3,
                    label=f"diamond: llmbench's verifier at the same target (p >= {c['threshold']})")
-    ax.set_xlabel("false-hit rate (wrong answer served)")
+    ax.set_xlim(-0.01 * xmax, xmax * 1.02)
+    ax.set_xlabel("false-hit rate (wrong answer served)" + (f"; the sweep goes on to {max(every):.2f}" if every and max(every) > xmax else ""))
     ax.set_ylabel("hit rate")
     ax.legend(fontsize=7)
     return fig, ("From cache.json: the red star is the plain-cosine setting written into the gateway config "
@@ -78,21 +90,33 @@ def compression(ctx: ReportContext):
     by_model: dict[str, list] = {}
     for c in pts:
         by_model.setdefault(str(c.get("model") or "all candidates"), []).append(c)
-    offsets = [(4, 4), (4, -10), (-22, 4), (-22, -10)]  # models measured at the same rates overlap: label each apart
+    from matplotlib.lines import Line2D
+    from matplotlib.transforms import offset_copy
+
+    handles: list = []
+    offsets = [(6, 4), (6, -10), (-22, 4), (-22, -10)]  # models measured at the same rates overlap: label each apart
     for k, (model, cs) in enumerate(by_model.items()):
         cs.sort(key=lambda c: c["ratio"])
         ys = [c["agreement"] if c.get("agreement") is not None else float("nan") for c in cs]
-        line, = ax.plot([c["ratio"] for c in cs], ys, ls="-", alpha=0.6, label=label_of(model, None))
+        shape = _SHAPES[k % len(_SHAPES)]  # models measured at one rate land on one point: shapes tell them apart
+        # Nudge each model's markers sideways by a few points so equal figures stay visible side by side.
+        shift = offset_copy(ax.transData, fig=fig, x=9 * (k - (len(by_model) - 1) / 2), y=0, units="points")
+        line, = ax.plot([c["ratio"] for c in cs], ys, ls="-", alpha=0.6, transform=shift)
+        handles.append(Line2D([], [], color=line.get_color(), marker=shape, label=label_of(model, None)))
         for c, y in zip(cs, ys):
             filled = c.get("pays") is True
-            ax.scatter([c["ratio"]], [y], s=45, zorder=3, edgecolors=line.get_color(), linewidths=1.5,
-                       facecolors=line.get_color() if filled else "white")
+            ax.scatter([c["ratio"]], [y], s=50, marker=shape, zorder=3 + k, edgecolors=line.get_color(), linewidths=1.5,
+                       facecolors=line.get_color() if filled else "white", transform=shift)
             ax.annotate(f"{c['rate']:g}", (c["ratio"], y), fontsize=7, color=line.get_color(),
                         xytext=offsets[k % len(offsets)], textcoords="offset points")
-    ax.margins(x=0.12, y=0.12)
+    # The nudged artists do not count in autoscaling: give the axes the points themselves.
+    ax.update_datalim([(c["ratio"], 0.0) for c in pts])
+    ax.margins(x=0.12)
+    ax.autoscale_view()
+    ax.set_ylim(-0.05, 1.05)  # agreement is a share: its whole range, so 0 reads as 0
     ax.set_xlabel("compression ratio (original / compressed tokens)")
     ax.set_ylabel("output agreement with the uncompressed prompt")
-    ax.legend(fontsize=7)
+    ax.legend(handles=handles, fontsize=7)
     return fig, ("Higher ratio cuts input tokens; agreement (greedy output, against the uncompressed prompt) shows what it "
                  "costs in answers. Numbers are the rates asked for; a filled point pays for its compressor's own cost, a "
-                 "hollow one does not.")
+                 "hollow one does not; models with equal figures are drawn side by side.")

@@ -34,9 +34,8 @@ def row_flags(row: dict) -> list[str]:
     if row.get("unreliable"):
         flags.append("unreliable" + (f": {row['unreliable_reason']}" if row.get("unreliable_reason") else ""))
     prec = row.get("precision_pct")
-    if isinstance(prec, (int, float)) and not isinstance(prec, bool) and row.get("precision_reached") is False:
-        flags.append(f"noisy: ±{prec:.1f}%")
-    elif isinstance(prec, (int, float)) and not isinstance(prec, bool) and prec > 5:
+    missed = row.get("precision_reached") is False or bool(row.get("hit_cap") and row.get("precision_reached") is not True)
+    if isinstance(prec, (int, float)) and not isinstance(prec, bool) and missed and "±" not in str(row.get("unreliable_reason") or ""):
         flags.append(f"noisy: ±{prec:.1f}%")
     n = ((row.get("ttft_ms") or {}).get("n")) or _n(row)
     if not row.get("error") and 0 < n < FEW_SAMPLES:
@@ -71,8 +70,10 @@ def roofline_table(rows: list[dict]) -> tuple[list[str], list[list]] | None:
         label = label_of(r["model"], r["variant"])
         tp = (r.get("tpot_ms") or {}).get("p50")
         share = r.get("roofline_share")
-        seen.setdefault(label, [label, _f(1e3 / tp if tp else None), _f(r.get("roofline_tok_s")),
-                                "-" if share is None else f"{share:.0%}"])
+        text = "-" if share is None else f"{share:.0%}"
+        if share is not None and share > 1:  # faster than reading the weights allows: a figure is off
+            text += " (above the roofline: the bandwidth or bytes-per-token figure is off, or the cell was noisy)"
+        seen.setdefault(label, [label, _f(1e3 / tp if tp else None), _f(r.get("roofline_tok_s")), text])
     if not seen:
         return None
     return ["option", "decode tok/s at batch 1 (1 / TPOT p50)", "roofline tok/s (bandwidth / weight bytes per token)",
