@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import inspect
 import time
-from pathlib import Path
 
 from llmbench.backends.base import Backend, Generation
+from llmbench.optimizers.quantize.footprint import torch_weight_bytes
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -33,14 +33,6 @@ def left_pad(prompts: list[list[int]], pad_id: int):
         ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
         mask[row, width - len(p):] = 1
     return ids, mask
-
-
-def weights_size(path: str) -> int | None:
-    """Bytes of weight files in a local model folder (None for a hub id)."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return None
-    return sum(f.stat().st_size for f in folder.iterdir() if f.suffix in {".safetensors", ".bin", ".onnx", ".onnx_data"})
 
 
 class TorchBackend(Backend):
@@ -71,6 +63,8 @@ class TorchBackend(Backend):
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=torch_dtype(dtype), trust_remote_code=self.trust_remote_code, use_safetensors=None
         )
+        # Counted before quantizing: quantized Linear layers keep their weights outside .parameters().
+        self.info.parameters = sum(p.numel() for p in model.parameters())
         if precision == "int8":
             from llmbench.optimizers.quantize.torch_int8 import quantize_torch_int8
 
@@ -78,9 +72,10 @@ class TorchBackend(Backend):
         self.model = model.to(self.device).eval()
         self._keep_arg = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.info.parameters = sum(p.numel() for p in self.model.parameters())
-        self.info.size_bytes = weights_size(path)
-        self.info.dtype = dtype
+        # The variant's own weights as held in memory (int8 Linear layers for torch-int8, two bytes
+        # per weight for bf16), not the size of the file they were loaded from.
+        self.info.size_bytes = torch_weight_bytes(self.model)
+        self.info.dtype = "int8" if precision == "int8" else dtype
 
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):

@@ -48,9 +48,19 @@ def fold_weight_transposes(model) -> int:
 
 
 def quantize_int8(src: Path, dst: Path, recipe: Recipe) -> None:
-    """Dynamic int8: weights stored int8, activations quantized on the fly (MatMul with constant B only)."""
+    """Dynamic int8: weights stored int8, activations quantized on the fly (MatMul with constant B only).
+
+    With `recipe.embeddings` the input embedding table is stored as uint8 too (onnxruntime's
+    Gather quantizer: ONE scale and zero point for the whole table, a DequantizeLinear after the
+    lookup); without it the table stays float32. opcount reports which.
+    """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.registry import IntegerOpsRegistry
+
+    # onnxruntime's default list quantizes Gather (embedding lookups) as well as MatMul.
+    lookups = ("Gather", "EmbedLayerNormalization")
+    op_types = [op for op in IntegerOpsRegistry if recipe.embeddings or op not in lookups]
 
     external = _uses_external_data(src)
     with quiet():
@@ -62,7 +72,7 @@ def quantize_int8(src: Path, dst: Path, recipe: Recipe) -> None:
             src = folded
         try:
             quantize_dynamic(
-                str(src), str(dst), weight_type=QuantType.QInt8, per_channel=recipe.per_channel,
+                str(src), str(dst), weight_type=QuantType.QInt8, per_channel=recipe.per_channel, op_types_to_quantize=op_types,
                 use_external_data_format=external,
                 # Fused contrib operators (fuse.py) carry no type information for shape inference.
                 extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},

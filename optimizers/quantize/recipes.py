@@ -6,12 +6,12 @@ A recipe is plain data. Its `identity()` is part of the variant cache key, so ch
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from llmbench.errors import BadInput
 
 # Bump when a recipe's code changes what it writes: old cache entries then stop matching.
-RECIPE_VERSION = 4
+RECIPE_VERSION = 5  # 5: int8's embeddings knob is applied and keyed; opcount reports tables
 
 DEFAULT_BLOCK_SIZE = 32
 ONNX_PRECISIONS = ("fp32", "int8", "int4")
@@ -23,10 +23,12 @@ class Recipe:
     """How to build one ONNX variant from a source model.
 
     precision: fp32 (plain export), int8 (dynamic: int8 weights, activations quantized per call),
-    int4 (weight-only MatMulNBits). block_size/symmetric/accuracy_level/embeddings only matter for
-    int4; accuracy_level 4 lets onnxruntime compute in int8 on CPUs with VNNI (faster, same
-    weights); embeddings also stores the embedding table in int4 blocks (GatherBlockQuantized),
-    which is a quarter or more of a small model's bytes on disk but is read one row per token.
+    int4 (weight-only MatMulNBits). block_size/symmetric/accuracy_level only matter for int4;
+    accuracy_level 4 lets onnxruntime compute in int8 on CPUs with VNNI (faster, same weights).
+    embeddings (int8 and int4) also quantizes the input embedding table, which is a quarter or
+    more of a small model's bytes on disk but is read one row per token: int4 stores it in blocks
+    along the hidden axis (GatherBlockQuantized), int8 as uint8 with one scale for the whole table
+    (onnxruntime's dynamic Gather quantizer). opcount reports how the table was stored.
     """
 
     precision: str
@@ -55,7 +57,7 @@ class Recipe:
             keep.update(block_size=self.block_size, symmetric=self.symmetric, accuracy_level=self.accuracy_level,
                         embeddings=self.embeddings)
         if self.precision == "int8":
-            keep.update(per_channel=self.per_channel)
+            keep.update(per_channel=self.per_channel, embeddings=self.embeddings)
         return keep
 
     def describe(self) -> dict:
@@ -69,11 +71,21 @@ def check_block_size(block_size: int, where: str = "block size") -> int:
     return block_size
 
 
-def onnx_recipe(variant: str, block_size: int | None = None) -> Recipe:
+def onnx_recipe(variant: str, block_size: int | None = None, embeddings: bool | None = None) -> Recipe:
     """The recipe of an `onnx-*` variant name; `block_size` overrides the int4 default.
 
     `onnx-int4-b128` names the block size inside the variant, so a run config can compare sizes.
+    `embeddings` (None: the default, quantized) chooses whether int8/int4 quantize the embedding table.
     """
+    recipe = _named_recipe(variant, block_size)
+    if embeddings is None or embeddings == recipe.embeddings:
+        return recipe
+    if recipe.precision == "fp32":
+        raise BadInput(f"variant {variant!r}: the embeddings choice applies to int8 and int4 only")
+    return replace(recipe, embeddings=embeddings)
+
+
+def _named_recipe(variant: str, block_size: int | None) -> Recipe:
     if not variant.startswith("onnx-"):
         raise BadInput(f"variant {variant!r} is not an ONNX variant")
     precision = variant[len("onnx-"):]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from llmbench.errors import BadInput
@@ -66,6 +67,34 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+# transformers' own order of preference (use_safetensors=None): safetensors first, then .bin; a
+# sharded checkpoint is the shards its index names.
+_CHECKPOINTS = (("model.safetensors.index.json", "model.safetensors"), ("pytorch_model.bin.index.json", "pytorch_model.bin"))
+
+
+def loaded_weight_files(folder: Path) -> list[Path]:
+    """The weight files `from_pretrained` loads from a folder, not every weight file in it.
+
+    A folder often holds one checkpoint in two formats (`model.safetensors` and
+    `pytorch_model.bin`); only one is read, so only one counts as the model's size.
+    """
+    folder = Path(folder)
+    for index_name, single in _CHECKPOINTS:
+        index = folder / index_name
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (OSError, ValueError, KeyError, AttributeError, TypeError):
+                raise BadInput(f"{index}: not a readable checkpoint index (no weight_map)") from None
+            return [folder / s for s in shards if (folder / s).is_file()]
+        if (folder / single).is_file():
+            return [folder / single]
+    # Another layout (a custom name): safetensors files if any, else every weight file.
+    files = [p for p in model_files(folder) if p.suffix in WEIGHT_SUFFIXES]
+    safetensors = [p for p in files if p.suffix == ".safetensors"]
+    return safetensors or files
+
+
 def weights_bytes(folder: Path) -> int:
-    """Bytes of the weight files in a model folder (what a variant is compared against)."""
-    return sum(p.stat().st_size for p in model_files(folder) if p.suffix in WEIGHT_SUFFIXES)
+    """Bytes of the weight files a model folder loads (what a variant is compared against)."""
+    return sum(p.stat().st_size for p in loaded_weight_files(folder))

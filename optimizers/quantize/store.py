@@ -12,14 +12,17 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmbench.models.scratch import scratch_dir, sweep_scratch
 from llmbench.optimizers.quantize.sources import sha256_file
 
 MANIFEST = "manifest.json"
+BUILD_PREFIX = ".build-"
+# Facts a reader of an entry needs (build._from_entry): an entry without one of them is corrupt.
+REQUIRED_FACTS = {"variant": str, "recipe": dict, "build_s": (int, float), "files": dict}
 # The libraries whose versions change what an export or a quantizer writes.
 LIBRARIES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-gpu", "onnx-ir")
 
@@ -31,9 +34,14 @@ def library_versions() -> dict[str, str]:
     return installed_versions(LIBRARIES)
 
 
-def cache_key(source_digest: str, recipe_identity: dict, versions: dict[str, str]) -> str:
-    """sha256 of (source content, recipe, versions) as canonical JSON."""
-    doc = {"source": source_digest, "recipe": recipe_identity, "versions": versions}
+def cache_key(source_digest: str, recipe_identity: dict, versions: dict[str, str], trust_remote_code: bool = False) -> str:
+    """sha256 of (source content, recipe, versions, whether the model's own code ran) as canonical JSON.
+
+    trust_remote_code is part of the key: a graph exported with the model's own code must never
+    be served to a user who declined to run that code.
+    """
+    doc = {"source": source_digest, "recipe": recipe_identity, "versions": versions,
+           "trust_remote_code": bool(trust_remote_code)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -74,8 +82,12 @@ class VariantStore:
         return None
 
     def new_build_dir(self) -> Path:
-        """An empty folder on the same file system, to build into before `put` renames it."""
-        return Path(tempfile.mkdtemp(dir=self.root, prefix=".build-"))
+        """An empty folder on the same file system, to build into before `put` renames it.
+
+        Build folders left by killed processes are removed first (see llmbench.models.scratch).
+        """
+        sweep_scratch(self.root, BUILD_PREFIX)
+        return scratch_dir(self.root, BUILD_PREFIX)
 
     def put(self, key: str, build_dir: Path, facts: dict) -> Entry:
         """Write the manifest (files with sha256) into `build_dir` and publish it as the entry of `key`."""
@@ -111,8 +123,13 @@ def verify(path: Path, key: str) -> str | None:
         return "no manifest"
     except (OSError, ValueError):
         return "unreadable manifest"
-    if not isinstance(manifest, dict) or manifest.get("key") != key or not isinstance(manifest.get("files"), dict):
+    if not isinstance(manifest, dict) or manifest.get("key") != key:
         return "manifest does not match the key"
+    for fact, kind in REQUIRED_FACTS.items():
+        if fact not in manifest:
+            return f"manifest has no {fact!r}"
+        if not isinstance(manifest[fact], kind) or isinstance(manifest[fact], bool):
+            return f"manifest's {fact!r} is not a {getattr(kind, '__name__', 'number')}"
     present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() and p.name != MANIFEST}
     extra = sorted(present - set(manifest["files"]))
     if extra:  # an entry is what its manifest says, no more: a stray file would be counted and copied
