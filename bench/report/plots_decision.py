@@ -32,8 +32,10 @@ def cost_per_1k(ctx: ReportContext):
     kinds = {o["kind"] for o in opts}
     ax.legend(handles=[Patch(color=c, label=k) for k, c in _KIND_COLOURS.items() if k in kinds]
               + [Patch(color="tab:green", label="recommended")], fontsize=7)
-    more = len(every) - len(opts)
-    note = f" The {len(opts)} cheapest of {len(every)} options are shown; the Options table lists all {len(every)}." if more else ""
+    shown = min(TOP_BARS, len(every))
+    extra = " and the recommended one" if len(opts) > shown else ""
+    note = (f" The {shown} cheapest of {len(every)} options are shown{extra}; the Options table lists all {len(every)}."
+            if len(every) > TOP_BARS else "")
     return fig, ("Self-hosted: the hardware's $/hour over the measured request throughput (machine fully busy); "
                  "API: this workload's tokens at list price. Green: the recommended option." + note)
 
