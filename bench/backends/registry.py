@@ -42,3 +42,12 @@ def _onnx() -> type[Backend]:
 
 
 register("onnx", _onnx)
+
+
+def _genai() -> type[Backend]:
+    from llmbench.backends.genai_backend import GenaiBackend
+
+    return GenaiBackend
+
+
+register("genai", _genai)

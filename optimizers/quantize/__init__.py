@@ -13,6 +13,7 @@ Modules, one job each:
   store       the content-addressed variant cache with a checked manifest
   build       build (or reuse) one variant: the entry point of the backend and of `llmbench quantize`
   torch_int8  torch dynamic int8 quantization of Linear layers (the torch-int8 variant)
+  genai_build onnxruntime-genai's model builder: the genai-int4 variant (GroupQueryAttention graph)
 
 `build_variant` is imported lazily so that `import llmbench.optimizers.quantize` stays cheap.
 """

@@ -11,7 +11,9 @@ from pathlib import Path
 # onnx TensorProto data types -> bits per element (int4 packs two per byte).
 _BITS = {1: 32, 2: 8, 3: 8, 5: 16, 6: 32, 7: 64, 9: 8, 10: 16, 11: 64, 12: 32, 13: 64, 16: 16, 21: 4, 22: 4}
 # Lookups read one row per token: their table inputs are not streamed.
-_LOOKUPS = {"Gather": (0,), "GatherBlockQuantized": (0, 2, 3), "RotaryEmbedding": (2, 3)}
+# GroupQueryAttention (onnxruntime-genai's graphs) reads its rotary cos/sin caches (inputs 7, 8)
+# at the current positions only.
+_LOOKUPS = {"Gather": (0,), "GatherBlockQuantized": (0, 2, 3), "RotaryEmbedding": (2, 3), "GroupQueryAttention": (7, 8)}
 
 
 def _tensor_bytes(init) -> int:

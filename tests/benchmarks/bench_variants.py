@@ -10,7 +10,7 @@ Roofline: at batch 1 a decode step streams every weight once (an embedding table
 per token), so tokens/s <= read bandwidth / weight bytes per token (`llmbench.roofline`, the same
 figure every `llmbench run` puts in summary.json). Bandwidth is
 `llmbench.hardware.measure_read_bandwidth_gbs()` (a parallel read, as `llmbench hardware`).
-Goal (issue 3): onnx-int4 >= 4x torch-fp32 and >= 50% of its own roofline.
+Goals: onnx-int4 >= 4x torch-fp32 (issue 3); the best int4 variant (genai-int4, issue 10) >= 50% of its own roofline.
 
 Idle threads: by default both engines keep their own defaults (onnxruntime's threads spin between
 operators, torch's OpenMP pool follows OpenMP's default policy), as a deployment would run them.
@@ -27,7 +27,7 @@ import os
 import statistics
 import time
 
-VARIANTS = ("torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int4")
+VARIANTS = ("torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int4", "genai-int4")
 
 
 def decode_rate(backend, prompt: list[int], tokens: int) -> float:
