@@ -296,6 +296,31 @@ def _toy_verifier() -> Verifier:
     return fit_verifier(x, y, cos, floor=0.8, name="toy", c=1.0)
 
 
+def test_verifier_weights_cannot_punish_identity():
+    """Every weight keeps its feature's sign (sameness >= 0, difference <= 0), so an identical pair,
+    which maximises every sameness feature and zeroes every difference feature, scores at least as
+    high as any other pair of its length. Unconstrained, random features take weights of both signs."""
+    rng = np.random.default_rng(3)
+    width = len(FEATURE_NAMES) + len(TOKEN_FEATURE_NAMES)
+    names = FEATURE_NAMES + TOKEN_FEATURE_NAMES
+    x = rng.random((400, width))
+    cos = 0.8 + 0.2 * rng.random(400)
+    x[:, 0] = cos
+    y = (rng.random(400) < 0.5).astype(int)  # labels unrelated to the features: free weights would scatter
+    v = fit_verifier(x, y, cos, floor=0.8, name="noise", c=10.0)
+    signs = np.array([FEATURE_SIGNS[n] for n in names])
+    assert np.all(v.coef * signs >= -1e-12)
+    for prof_v in load_profile().verifiers.values():  # the shipped verifiers too
+        assert np.all(prof_v.coef * np.array([FEATURE_SIGNS[n] for n in prof_v.feature_names]) >= 0)
+    # An identical pair against the same texts with one word changed: never lower.
+    emb = WordEmbedder()
+    texts = ["how do i learn python quickly", "how do i learn java quickly"]
+    vecs, toks = emb.embed_with_tokens(texts)
+    same = v.features(texts[0], toks[0], texts[0], toks[0], 1.0)
+    other = v.features(texts[1], toks[1], texts[0], toks[0], float(vecs[0] @ vecs[1]))
+    assert v.probabilities(same[None], [1.0])[0] >= v.probabilities(other[None], [0.9])[0]
+
+
 def test_verifier_round_trips_as_plain_data():
     v = _toy_verifier()
     back = Verifier.from_dict(json.loads(json.dumps(v.to_dict())))
@@ -388,7 +413,7 @@ def test_read_log_kinds(tmp_path):
     (['{"text_a": "a", "text_b": "b", "label": 1}', "{not json"], r"\.jsonl:2: not valid JSON"),
     (['{"text_a": "a", "text_b": "b", "label": 2}'], "label"),
     (['{"text_a": "a", "label": 1}'], "text_a and text_b"),
-    (['{"prompt_tokens": 5, "output_tokens": 2}'], "no prompt text.*without prompt text"),
+    (['{"prompt_tokens": 5, "output_tokens": 2}'], "hold no prompt text.*record_prompts: true"),
     (['{"prompt": "x", "prompt_tokens": -1}'], "non-negative"),
     (["[1, 2]"], "JSON object"),
     ([""], "is empty"),
@@ -438,3 +463,73 @@ def test_shipped_profile_is_reproduced_by_its_command(tmp_path):
         assert a.cosine_threshold == pytest.approx(b.cosine_threshold, abs=2e-3)
     for name, v in shipped.verifiers.items():
         np.testing.assert_allclose(refit.verifiers[name].coef, v.coef, atol=1e-3)
+
+
+# ---- fitting: the repeats protocol, determinism, the held-out check's cache size ----------------
+def _synthetic_pairs(n: int = 200, seed: int = 0) -> PairsLog:
+    """Pairs of 12-word texts whose text_b changes 1-3 words of its text_a; labels at random, so
+    that both labels sit above every cosine floor."""
+    rng = np.random.default_rng(seed)
+    a, b, labels = [], [], []
+    for _ in range(n):
+        words = [f"w{int(i)}" for i in rng.choice(400, 12, replace=False)]
+        other = list(words)
+        for pos in rng.choice(12, int(rng.integers(1, 4)), replace=False):
+            other[pos] = f"x{int(rng.integers(0, 400))}"
+        a.append(" ".join(words))
+        b.append(" ".join(other))
+        labels.append(int(rng.random() < 0.5))
+    return PairsLog("synthetic", a, b, labels)
+
+
+def _embedded(pairs: PairsLog):
+    emb = WordEmbedder()
+    entries = list(dict.fromkeys(pairs.texts_a))
+    va, ta = emb.embed_with_tokens(entries)
+    vb, tb = emb.embed_with_tokens(pairs.texts_b)
+    return dict(zip(entries, va)), dict(zip(entries, ta)), vb, tb
+
+
+def test_prepare_treats_an_identical_cached_copy_as_the_right_answer():
+    from llmbench.optimizers.cache import fit
+
+    pairs = _synthetic_pairs(40)
+    # Lookup 5 asks, word for word, what pair 0 cached; its own pair says "different" (label 0).
+    pairs.texts_b[5], pairs.labels[5] = pairs.texts_a[0], 0
+    p = fit.prepare(pairs, *_embedded(pairs))
+    assert p.repeat[5] and p.lookup_labels[5] == 1 and p.labels[5] == 0  # trained as labelled, judged as a repeat
+    assert p.cand_correct[5, 0]  # the nearest entry is the identical one: right
+    assert p.repeat.sum() == 1 and (p.lookup_labels == np.where(p.repeat, 1, p.labels)).all()
+    v = fit_verifier(p.own_x, p.labels, p.own_cos, 0.0, "all", c=1.0)
+    o = fit.verifier_outcomes(v, p, np.arange(len(p.labels)))
+    assert o.scores[5] == np.inf and o.correct[5]  # served before the verifier, at any threshold
+    assert rates(o, 1e9)["hits"] == 1 and rates(o, 1e9)["false_hits"] == 0
+
+
+def test_fit_is_deterministic_for_the_same_vectors():
+    from llmbench.optimizers.cache import fit
+
+    pairs = _synthetic_pairs()
+    p = fit.prepare(pairs, *_embedded(pairs))
+    one = json.dumps(fit.fit_profile(p, {}, targets=(0.05, 0.1)).to_dict())
+    two = json.dumps(fit.fit_profile(p, {}, targets=(0.05, 0.1)).to_dict())
+    assert one == two
+
+
+def test_held_out_check_searches_the_full_size_cache(monkeypatch):
+    """Held-out lookups are scored against the cache of every pair's text_a, the size the setting is for."""
+    from llmbench.optimizers.cache import fit
+
+    pairs = _synthetic_pairs()
+    sizes = []
+    real = fit.prepare
+
+    def spy(sub, *args, **kwargs):
+        sizes.append(len(dict.fromkeys(sub.texts_a)))
+        return real(sub, *args, **kwargs)
+
+    monkeypatch.setattr(fit, "prepare", spy)
+    rows = fit.check(pairs, _embedded(pairs), splits=2, holdout=0.3)
+    full = len(dict.fromkeys(pairs.texts_a))
+    assert sizes and set(sizes) == {full}
+    assert [r["entries"] for r in rows] == [full, full]

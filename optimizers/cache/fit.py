@@ -8,6 +8,11 @@ its pair), so the false-hit rate the chooser sees is the one new pairs will see,
 one that is too kind. One verifier is fitted per cosine floor; for each target false-hit rate the
 chooser keeps the floor and threshold with the most hits, and records plain cosine's threshold for
 the same target as the baseline.
+
+Deterministic: the folds are seeded and the sign-constrained logistic fit starts from zeros, so
+the same embedding store gives the same file byte for byte. MiniLM's vectors themselves can differ
+in the last bits with the batches a text was first embedded in, so a fresh store may move the
+coefficients by about 1e-6 (the settings' thresholds stay within 2e-3).
 """
 from __future__ import annotations
 
@@ -217,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"fitted_on": Path(args.pairs).name, "sha256": _sha256(args.pairs), "pairs": len(pairs.labels),
             "command": "python -m llmbench.optimizers.cache.fit", "embedder": "all-MiniLM-L6-v2",
             "folds": FOLDS, "seed": SEED, "C": C_REG, "floors": list(FLOORS),
-            "thresholds_from": "out-of-fold probabilities"}
+            "thresholds_from": "out-of-fold probabilities",
+            "weights": "sign-constrained (features.FEATURE_SIGNS): no feature lowers the score for being more alike",
+            "repeats": "a text_b whose normalised text is cached counts as label 1, its identical entry the right "
+                       "answer (served before the verifier); other labels as given"}
     prof = fit_profile(p, meta)
     out = Path(args.out) if args.out else profile_path("default")
     save_profile(prof, out)
