@@ -14,7 +14,8 @@ EMBEDDING_PORT = 8090
 # The cache simulation embeds with all-MiniLM-L6-v2 (384-d); the gateway must embed the same way
 # for the measured threshold to mean the same thing.
 EMBEDDING_MODEL, EMBEDDING_DIM = "all-MiniLM-L6-v2", 384
-UNMEASURED_THRESHOLD = 0.95  # conservative: few false hits, used only when no simulation ran
+UNMEASURED_THRESHOLD = 0.95
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"  # conservative: few false hits, used only when no simulation ran
 
 
 def _entry(alias: str, s: dict) -> dict:
@@ -102,6 +103,9 @@ def litellm_config(rec: dict) -> dict:
             "fallbacks": [{alias: fbs} for alias, fbs in fallbacks.items()],
         },
         "litellm_settings": _cache_settings(rec),
+        # The proxy refuses to start without a master key (clients send it as their bearer token):
+        # read from the environment like every other secret.
+        "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}"},
     }
 
 
@@ -127,5 +131,6 @@ api_base http://localhost:80NN/v1 is a placeholder: point it at the OpenAI-compa
 (os.environ/NAME); set LLMBENCH_*_API_KEY to your servers' keys (any value if they need none).
 Self-hosted per-token costs split each request's measured cost between prefill and decode time.
 {cache_line}; qdrant-semantic reads QDRANT_API_BASE / QDRANT_API_KEY from the environment.
+Set LITELLM_MASTER_KEY (sk-..., long and random): clients send it as their bearer token.
 Run: litellm --config gateway/litellm.yaml"""
     return dump(litellm_config(rec), header)

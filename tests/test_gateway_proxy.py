@@ -1,0 +1,149 @@
+"""The exported gateway config loaded by a real LiteLLM proxy (`litellm --config`), on loopback.
+
+The proxy reads litellm_settings and general_settings, which the in-process Router never sees; it
+is started by the test in its own process group and stopped by it. The model servers behind it
+are a minimal OpenAI-compatible HTTP server in this process (fixed usage: 7 prompt and 3
+completion tokens), so that the costs the proxy reports can be recomputed by hand.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmbench.export.writer import write_exports
+from llmbench.recommend.engine import recommend
+from llmbench.recommend.inputs import load_run
+from llmbench.slo import parse_slo
+from test_recommend_runs import cell, make_run
+
+LITELLM = Path(sys.executable).with_name("litellm")
+USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+
+
+class _Server(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's hook
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+        out = json.dumps({"id": "t", "object": "chat.completion", "created": 1, "model": body.get("model"), "usage": USAGE,
+                          "choices": [{"index": 0, "finish_reason": "stop",
+                                       "message": {"role": "assistant", "content": f"served by {body.get('model')}"}}]}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _call(url: str, key: str, payload: dict | None = None) -> tuple[int, dict, dict]:
+    req = urllib.request.Request(url, data=None if payload is None else json.dumps(payload).encode(),
+                                 headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, dict(r.headers), json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+    if not LITELLM.exists():
+        pytest.fail(f"{LITELLM} is missing: install the test extra (litellm[proxy], see constraints.txt)")
+    tmp = tmp_path_factory.mktemp("proxy")
+    cells = [cell("small", ttft_ms=50, tpot_ms=5), cell("big", ttft_ms=200, tpot_ms=20)]
+    run = make_run(tmp / "run", cells, params={"small": 5_000_000, "big": 50_000_000})
+    rec = recommend(load_run(run), parse_slo("e2el_p95=2s"), rps=1.0)
+    write_exports(rec, tmp / "out")
+    cfg = yaml.safe_load((tmp / "out" / "gateway" / "litellm.yaml").read_text())
+    # The primary's server is down (nothing listens on its port); its standby is up.
+    backend = ThreadingHTTPServer(("127.0.0.1", 0), _Server)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    dead = _free_port()
+    for m in cfg["model_list"]:
+        if m["model_info"].get("llmbench_role") == "primary":
+            m["litellm_params"]["api_base"] = f"http://127.0.0.1:{dead}/v1"
+        elif "api_base" in m["litellm_params"]:
+            m["litellm_params"]["api_base"] = f"http://127.0.0.1:{backend.server_port}/v1"
+    (tmp / "litellm.yaml").write_text(yaml.safe_dump(cfg))
+    key = "sk-" + secrets.token_hex(24)
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False", "LITELLM_MASTER_KEY": key,
+           **{m["litellm_params"]["api_key"].split("/", 1)[1]: "test-only" for m in cfg["model_list"] if "api_key" in m["litellm_params"]}}
+    port = _free_port()
+    log = open(tmp / "proxy.log", "wb")
+    proc = subprocess.Popen([str(LITELLM), "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"the proxy exited ({proc.returncode}): {(tmp / 'proxy.log').read_text()[-800:]}")
+            try:
+                if urllib.request.urlopen(f"{base}/health/liveliness", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the proxy did not answer within 120 s")
+        yield {"base": base, "key": key, "rec": rec, "cfg": cfg, "proc": proc}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        backend.shutdown()
+        log.close()
+        time.sleep(0.5)
+        with pytest.raises(ProcessLookupError):  # no process of the proxy's group outlives the test
+            os.killpg(proc.pid, 0)
+        shutil.rmtree(tmp / "out", ignore_errors=True)
+
+
+def test_the_proxy_loads_the_config_falls_back_and_prices_with_its_costs(proxy):
+    status, headers, body = _call(f"{proxy['base']}/v1/chat/completions", proxy["key"],
+                                  {"model": "llmbench", "messages": [{"role": "user", "content": "How many replicas?"}]})
+    assert status == 200, body
+    standby = proxy["rec"]["recommended"]["fallbacks"][0]
+    entry = next(m for m in proxy["cfg"]["model_list"] if m["model_info"]["llmbench_option"] == standby)
+    # The primary is down: the configured fallback (router_settings) answered.
+    assert body["choices"][0]["message"]["content"] == f"served by {entry['litellm_params']['model'].split('/', 1)[1]}"
+    assert int(headers["x-litellm-attempted-fallbacks"]) == 1
+    # The cost the proxy reports is 7 prompt x input price + 3 completion x output price.
+    p = entry["litellm_params"]
+    assert float(headers["x-litellm-response-cost"]) == pytest.approx(7 * p["input_cost_per_token"] + 3 * p["output_cost_per_token"])
+
+
+def test_the_proxy_reads_litellm_settings_and_general_settings(proxy):
+    # The cache is off as the chosen option has none: the proxy built no cache from litellm_settings.
+    assert proxy["cfg"]["litellm_settings"]["cache"] is False
+    status, _, body = _call(f"{proxy['base']}/cache/ping", proxy["key"])
+    assert status == 503 and "Cache not initialized" in json.dumps(body)
+    # general_settings.master_key: a request with another key is refused.
+    status, _, body = _call(f"{proxy['base']}/v1/chat/completions", "sk-wrong",
+                            {"model": "llmbench", "messages": [{"role": "user", "content": "hi"}]})
+    # (without a database the proxy answers 400 "No connected db" for an unknown key: still refused)
+    assert 400 <= status < 500 and "choices" not in body, body
