@@ -89,8 +89,8 @@ def check_card_memory(config, sources: list, device: str) -> None:
         per = _bytes_per_parameter(cand.variants)
         need = card_parameters(src.ref) * per
         if need > free:
-            raise BadInput(f"candidates[{i}]: card {src.ref!r} needs at least {need / 1e9:.1f} GB for its weights "
-                           f"({'bfloat16' if per == 2 else 'float32'}), and this machine has {free / 1e9:.1f} GB "
+            raise BadInput(f"candidates[{i}]: card {src.ref!r} needs at least {need / 1e9:.2f} GB for its weights "
+                           f"({'bfloat16' if per == 2 else 'float32'}), and this machine has {free / 1e9:.2f} GB "
                            "available; choose a smaller card")
 
 
