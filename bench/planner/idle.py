@@ -56,11 +56,11 @@ class IdlePenalty:
         return float(np.mean([x for b in self.bins for x in b]))
 
     def describe(self) -> dict:
-        means = {f"{1e3 * lo:g}-{1e3 * hi:g}ms" if hi < math.inf else f">{1e3 * lo:g}ms": round(float(np.mean(b)), 3)
+        means = {f"{1e3 * lo:g}-{1e3 * hi:g}ms" if hi < math.inf else f">{1e3 * lo:g}ms": float(np.mean(b))
                  for lo, hi, b in zip(EDGES_S, EDGES_S[1:], self.bins)}
         p90 = float(np.percentile([x for b in self.bins for x in b], 90))
-        return {"mean_extra_pct": round(100 * (self.mean - 1), 1), "ratio_p90": round(p90, 3), "mean_ratio_by_idle_gap": means,
-                "normalised_by_back_to_back_ratio": round(self.drift, 3)}
+        return {"mean_extra_pct": 100 * (self.mean - 1), "ratio_p90": p90, "mean_ratio_by_idle_gap": means,
+                "normalised_by_back_to_back_ratio": self.drift}
 
 
 def idle_points(service: ServiceModel, records: Iterable) -> tuple[np.ndarray, np.ndarray]:

@@ -368,5 +368,5 @@ def _ratio_stats(ratios: tuple[float, ...]) -> dict | None:
         return None
     r = np.asarray(ratios)
     p = np.percentile(r, [5, 50, 95])
-    return {"batches": len(r), "ratio_p5": round(float(p[0]), 3), "ratio_p50": round(float(p[1]), 3),
-            "ratio_p95": round(float(p[2]), 3), "cv_pct": round(float(r.std() / r.mean() * 100), 1)}
+    return {"batches": len(r), "ratio_p5": float(p[0]), "ratio_p50": float(p[1]),
+            "ratio_p95": float(p[2]), "cv_pct": float(r.std() / r.mean() * 100)}

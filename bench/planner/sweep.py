@@ -17,6 +17,7 @@ Results are kept in RUN_DIR/prefill_sweep.json and reused by later plans that ne
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 
 import numpy as np
@@ -57,6 +58,11 @@ def measure(meta: dict, label: str, variant: str, lengths: dict[str, list[int]],
     from llmbench.models.source import resolve
 
     cand = _candidate(meta, label)
+    # The run's OpenMP wait policy, unless this process already has one: spinning workers on a busy
+    # machine would time the sweep under other conditions than the run (llmbench.cli decides it per load).
+    recorded = str((meta.get("environment") or {}).get("omp_wait_policy") or "")
+    if recorded.upper() in ("PASSIVE", "ACTIVE"):
+        os.environ.setdefault("OMP_WAIT_POLICY", recorded.upper())
     source = resolve(model_string(meta, label), where=f"the model of {label}")
     dtype = cand.get("dtype") or (meta.get("config") or {}).get("dtype") or "float32"
     backend = backend_for(variant)(source, variant, meta.get("device") or "cpu", dtype, bool(cand.get("trust_remote_code")))
@@ -66,9 +72,10 @@ def measure(meta: dict, label: str, variant: str, lengths: dict[str, list[int]],
     vocab = int(getattr(backend.tokenizer, "vocab_size", None) or len(backend.tokenizer))
     rng = np.random.default_rng(seed)
     points = []
+    todo = lengths["overlap"] + lengths["long"]
     try:
-        backend.generate([rng.integers(10, vocab, size=lengths["overlap"][0]).tolist()], SWEEP_STEPS)  # warm-up
-        for n in lengths["overlap"] + lengths["long"]:
+        backend.generate([rng.integers(10, vocab, size=min(todo)).tolist()], SWEEP_STEPS)  # warm-up
+        for n in todo:
             ttft, steps = [], []
             for _ in range(REPEATS):
                 gen = backend.generate([rng.integers(10, vocab, size=n).tolist()], SWEEP_STEPS)
@@ -79,7 +86,8 @@ def measure(meta: dict, label: str, variant: str, lengths: dict[str, list[int]],
     finally:
         backend.close()
     return {"measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "load_s": load_s,
-            "steps": SWEEP_STEPS, "points": points}
+            "steps": SWEEP_STEPS, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (spinning)"),
+            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None, "points": points}
 
 
 def cached(run_dir: RunDir, label: str, variant: str) -> dict | None:

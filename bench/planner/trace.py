@@ -45,8 +45,8 @@ class Trace:
         return {
             "path": self.path,
             "requests": len(r),
-            "duration_s": round(r.duration_s, 3),
-            "mean_rps": round(r.mean_rps, 4) if r.duration_s > 0 else None,
+            "duration_s": r.duration_s,
+            "mean_rps": r.mean_rps if r.duration_s > 0 else None,
             "prompt_tokens": _dist(r.prompt_tokens),
             "output_tokens": _dist(r.output_tokens),
             "notes": self.notes,
@@ -55,7 +55,7 @@ class Trace:
 
 def _dist(a: np.ndarray) -> dict:
     p = np.percentile(a, [50, 95, 99])
-    return {"mean": round(float(a.mean()), 2), "p50": float(p[0]), "p95": float(p[1]), "p99": float(p[2]),
+    return {"mean": float(a.mean()), "p50": float(p[0]), "p95": float(p[1]), "p99": float(p[2]),
             "min": float(a.min()), "max": float(a.max())}
 
 

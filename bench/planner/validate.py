@@ -50,17 +50,17 @@ def rate_max_batch(config: dict) -> dict[str, int]:
 
 def _pcts(values: np.ndarray) -> dict:
     p = np.percentile(values, [50, 95, 99])
-    return {"p50": round(float(p[0]), 3), "p95": round(float(p[1]), 3), "p99": round(float(p[2]), 3)}
+    return {"p50": float(p[0]), "p95": float(p[1]), "p99": float(p[2])}
 
 
 def _mean_pcts(draws: list[dict[str, np.ndarray]]) -> dict:
     """Percentiles of each metric averaged over repeated simulations."""
-    return {m: {q: round(float(np.mean([np.percentile(d[m], int(q[1:])) for d in draws])), 3) for q in ("p50", "p95", "p99")}
+    return {m: {q: float(np.mean([np.percentile(d[m], int(q[1:])) for d in draws])) for q in ("p50", "p95", "p99")}
             for m in METRICS}
 
 
 def _err(pred: float, meas: float) -> float | None:
-    return round(100.0 * (pred - meas) / meas, 2) if meas > 0 else None
+    return 100.0 * (pred - meas) / meas if meas > 0 else None
 
 
 def _by_run(records: list) -> dict[str, tuple[list, dict[str, list]]]:
@@ -136,9 +136,9 @@ def validate_option(records: list, max_batches: dict[str, int] | None = None, se
             "requests": len(measured[point]["e2el_ms"]),
             "runs": len(shares[point]),
             "max_batch": batch_of[point],
-            "load_share_of_saturation": round(float(np.mean(shares[point])), 3),
-            "service_time_measured_over_fitted": round(service_sums[point][0] / service_sums[point][1], 3),
-            "idle_penalty_extra_pct": round(100 * float(np.mean(penalties[point])), 1),
+            "load_share_of_saturation": float(np.mean(shares[point])),
+            "service_time_measured_over_fitted": service_sums[point][0] / service_sums[point][1],
+            "idle_penalty_extra_pct": 100 * float(np.mean(penalties[point])),
             "measured": meas,
             "predicted_replay": pred,
             "predicted_poisson": pois,
@@ -161,7 +161,7 @@ def validate_option(records: list, max_batches: dict[str, int] | None = None, se
         "method": "per run: service model fitted on its single-stream/batch measurements; replay = measured arrivals "
                   f"through the simulator; poisson = simulated runs of the same size at the rate; mean of {REPEATS} draws",
         "levels": levels,
-        "max_abs_e2el_p95_error_pct": round(max(e95), 2) if e95 else None,
-        "max_abs_e2el_p95_error_pct_poisson": round(max(p95), 2) if p95 else None,
+        "max_abs_e2el_p95_error_pct": max(e95) if e95 else None,
+        "max_abs_e2el_p95_error_pct_poisson": max(p95) if p95 else None,
         "service_models": services,
     }

@@ -14,6 +14,13 @@
    merged folder reports the same as each option's prediction_error.
 Goal (issue 6): predicted p95 E2EL within 15% of the measured one.
 
+    .venv/bin/python tests/benchmarks/bench_planner.py --prefill RUN_DIR [--model card:llama-5m] [--variant onnx-int8]
+
+3. Prefill at long prompts (issue 11): on an existing run, the prefill sweep (as `llmbench plan`
+   runs it, up to the model's context) is fitted with the run's batches; held-out prompts between
+   the sweep's lengths are then timed on the same variant and compared with that fit and with the
+   old linear fit on the run alone (a + k*b*W).
+
 --threads sets OMP_NUM_THREADS for the measuring runs. On a machine shared with other work, torch's
 OpenMP threads spin at their barriers when the cores are oversubscribed: one request of llama-5m
 took about 3.9 s with 2 threads against about 0.15 s with 1 while other jobs ran (2026-11-28).
@@ -114,6 +121,44 @@ def validate(model: str, out: Path, rates: list[float], max_batch: int, requests
     return result
 
 
+def prefill_check(run_path: Path, model: str, variant: str, held_out: list[int]) -> dict:
+    """Held-out long-prompt prefill against the quadratic fit (run + sweep) and the linear run-only fit."""
+    import numpy as np
+
+    from llmbench.planner.capacity import _fit
+    from llmbench.planner.context import context_tokens
+    from llmbench.planner.service import FIT_SCENARIOS, fit_rows
+    from llmbench.planner.sweep import measure, sweep_for, sweep_lengths
+    from llmbench.results import RunDir
+
+    rd = RunDir(run_path)
+    meta, summary = rd.read_json("run.json"), rd.read_json("summary.json")
+    rows = fit_rows([r for r in summary["rows"] if r["model"] == model and r["variant"] == variant])
+    recs = [r for r in rd.records() if r.model == model and r.variant == variant and r.ok]
+    ctx, _ = context_tokens(meta, model, variant)
+    widths = np.array([r.prompt_tokens for r in recs if r.scenario in FIT_SCENARIOS], float)
+    lengths = sweep_lengths(float(np.median(widths)), float(widths.max()), float(ctx), ctx)
+    sweep = sweep_for(rd, meta, model, variant, lengths)
+    quad, fit_recs, facts = _fit(rows, recs, sweep)
+    run_only, _, _ = _fit(rows, recs, None)
+    # The pre-issue-11 model: prefill = a + k*b*W, least squares on the run's batches alone.
+    from llmbench.planner.service import observations_from_records
+
+    obs = observations_from_records(fit_recs)
+    x = np.array([o.batch * o.width for o in obs])
+    a, k = np.linalg.lstsq(np.column_stack([np.ones_like(x), x]), np.array([o.prefill_ms for o in obs]), rcond=None)[0]
+    timed = measure(meta, model, variant, {"overlap": [], "long": held_out})
+    out = []
+    for p in timed["points"]:
+        n, got = p["prompt_tokens"], float(np.median(p["prefill_ms"])) * facts["scale_to_run"]
+        q, lin = quad.prefill_ms(1, n), a + k * n
+        out.append({"prompt_tokens": n, "measured_ms_at_run_level": got, "quadratic_ms": q, "linear_ms": lin,
+                    "quadratic_error_pct": 100 * (q - got) / got, "linear_error_pct": 100 * (lin - got) / got})
+    return {"model": model, "variant": variant, "context_tokens": ctx, "sweep": facts,
+            "run_prompt_tokens": [float(widths.min()), float(widths.max())], "held_out": out,
+            "service_model_run_only": run_only.describe(), "load_avg": _load_avg()}
+
+
 def markdown(result: dict) -> str:
     lines = ["| load (share of saturation) | rate req/s | requests | measured p95 E2EL ms [95% CI] | predicted, replay | error | "
              "predicted, Poisson | error | measured / predicted p50 E2EL ms | service time measured / fitted |",
@@ -139,7 +184,28 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the measuring runs")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_planner"))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--prefill", type=Path, metavar="RUN_DIR", help="check long-prompt prefill on this run instead")
+    ap.add_argument("--variant", default="onnx-int8")
+    ap.add_argument("--held-out", type=int, nargs="+", default=[384, 768, 1400, 1800])
     args = ap.parse_args()
+    if args.prefill:
+        import llmbench.cli  # noqa: F401  (its OpenMP wait policy for a busy machine, as `llmbench plan` has it)
+
+        doc = prefill_check(args.prefill, args.model, args.variant, args.held_out)
+        # Growth from the shortest held-out prompt: the shape, whatever the machine's speed at the time.
+        print("| prompt tokens | measured ms (run level) | quadratic fit (run + sweep) | error | linear fit (run only) | error "
+              "| growth measured / quadratic / linear |")
+        print("|---|---|---|---|---|---|---|")
+        first = doc["held_out"][0]
+        for h in doc["held_out"]:
+            g = [h[k] / first[k] for k in ("measured_ms_at_run_level", "quadratic_ms", "linear_ms")]
+            print(f"| {h['prompt_tokens']} | {h['measured_ms_at_run_level']:.1f} | {h['quadratic_ms']:.1f} | "
+                  f"{h['quadratic_error_pct']:+.0f}% | {h['linear_ms']:.1f} | {h['linear_error_pct']:+.0f}% | "
+                  f"x{g[0]:.1f} / x{g[1]:.1f} / x{g[2]:.1f} |")
+        print(f"sweep {doc['sweep']['prompt_tokens']} scaled x{doc['sweep']['scale_to_run']:.3f}; load average {doc['load_avg']}")
+        if args.json:
+            args.json.write_text(json.dumps(doc, indent=2, default=str))
+        return
     # Before torch is imported (by the first run), so that its thread pool takes the setting.
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
