@@ -145,3 +145,14 @@ def test_compression_table_rounds_for_display_only(tmp_path):
     build_report(run)
     md = (run / "report.md").read_text()
     assert "-1.6537315538224975e-05" not in md and "-\\$1.65e-05" in md
+
+
+def test_models_sharing_a_folder_name_keep_distinct_labels(tmp_path):
+    run = make_run(tmp_path / "run", [cell("/x/a/tiny", ttft_ms=50), cell("/x/b/tiny", ttft_ms=90)])
+    build_report(run)
+    md = (run / "report.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| a-tiny/torch-fp32 | single |") or line.startswith("| b-tiny/torch-fp32 | single |")]
+    assert len(rows) == 2
+    ctx = load_context(run)
+    fig, _ = latency_throughput(ctx)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][:2] == ["a-tiny/torch-fp32", "b-tiny/torch-fp32"]

@@ -55,3 +55,15 @@ def test_a_plot_failing_at_save_is_skipped_not_fatal(tmp_path, monkeypatch):
     assert got["plots"] == [] and "latency_throughput" in got["skipped"]
     assert got["skipped"]["latency_throughput"] == "could not be drawn (RuntimeError: renderer broke)"
     assert "renderer broke" in (run / "report.md").read_text()
+
+
+def test_report_command_prints_skip_reasons_as_written(tmp_path):
+    from click.testing import CliRunner
+
+    from llmbench.cli import main
+
+    run = make_run(tmp_path / "[bold]run[/bold]", [cell("m")])
+    res = CliRunner().invoke(main, ["report", str(run)])
+    assert res.exit_code == 0, res.output
+    # rich would swallow "[bold]" as markup; the folder's real name is printed.
+    assert f"wrote {run}/report.md" in res.stderr

@@ -167,10 +167,10 @@ def _capacity(ctx: ReportContext, pl: Plot | None) -> Section:
     rows = []
     for o in plan.get("options") or []:
         if o.get("error"):
-            rows.append([label_of(o.get("model", "?"), o.get("variant")), "-", "-", "-", "-", o["error"]])
+            rows.append([label_of(o.get("model", "?"), o.get("variant"), ctx.models), "-", "-", "-", "-", o["error"]])
             continue
         e2 = ((o.get("predicted") or {}).get("e2el_ms") or {}).get("p95")
-        rows.append([label_of(o["model"], o.get("variant")), o.get("replicas"), _money(o.get("cost_per_month")),
+        rows.append([label_of(o["model"], o.get("variant"), ctx.models), o.get("replicas"), _money(o.get("cost_per_month")),
                      "-" if e2 is None else f"{e2:,.0f}", "yes" if o.get("meets_slo") else "no", _prediction_error(o)])
     return s.table(["option", "replicas", "$/month", "E2EL p95 ms (predicted)", "meets SLO", "prediction error"], rows)
 

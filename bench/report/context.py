@@ -20,6 +20,11 @@ class ReportContext:
     def path(self) -> Path:
         return self.data.path
 
+    @property
+    def models(self) -> list[str]:
+        """Every model of the run, in row order (labels are made unique among these)."""
+        return list(dict.fromkeys(r["model"] for r in self.data.rows if r.get("model")))
+
     def option(self, oid: str | None) -> dict | None:
         return next((o for o in self.rec["options"] if o["id"] == oid), None) if oid else None
 

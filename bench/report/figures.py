@@ -62,10 +62,13 @@ def log_if_spread(ax, values, axis: str = "x", ratio: float = 20.0) -> bool:
     return True
 
 
-def label_of(model: str, variant: str | None) -> str:
-    from llmbench.recommend.naming import short_model
+def label_of(model: str, variant: str | None, among=None) -> str:
+    """'card:llama-5m', 'onnx-int4' -> 'llama-5m/onnx-int4'. With `among` (every model of the run),
+    the model's name is the one the option ids use, unique among them ('./a/tiny' -> 'a-tiny')."""
+    from llmbench.recommend.naming import model_labels, short_model
 
-    return f"{short_model(model)}/{variant}" if variant else short_model(model)
+    name = model_labels(list(among))[model] if among is not None and model in among else short_model(model)
+    return f"{name}/{variant}" if variant else name
 
 
 def draw_all(ctx: ReportContext, out_dir: Path) -> list[Plot]:

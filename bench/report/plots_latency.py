@@ -73,7 +73,7 @@ def latency_throughput(ctx: ReportContext):
     ax.set_ylabel("E2EL p95, ms")
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=c, lw=2, label=label_of(m, v)) for (m, v), c in colours.items()]
+    handles = [Line2D([], [], color=c, lw=2, label=label_of(m, v, ctx.models)) for (m, v), c in colours.items()]
     kinds = {point_kind(r)[0] for rows in groups.values() for r in rows}
     handles += [Line2D([], [], color="grey", marker=mk, ls=ls or "none", label=name) for k, (name, mk, ls) in _KINDS.items() if k in kinds]
     ax.legend(handles=handles, fontsize=7, ncols=2 if len(handles) > 8 else 1)
@@ -87,11 +87,12 @@ def _single_records(ctx: ReportContext) -> tuple[dict[str, list], list[str]]:
     # 1 but queue behind each other, so they are left out. Options with no such point fall back
     # to a static batch of 1, and are named when they have neither.
     recs = [r for r in ctx.data.records if r.ok]
+    models = ctx.models
     by_opt: dict[str, list] = defaultdict(list)
     fallback: dict[str, list] = defaultdict(list)
     every = set()
     for r in recs:
-        label = label_of(r.model, r.variant)
+        label = label_of(r.model, r.variant, models)
         every.add(label)
         if r.scenario == "single-stream":
             by_opt[label].append(r)

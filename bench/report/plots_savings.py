@@ -15,7 +15,7 @@ def quality(ctx: ReportContext):
     seen: dict[str, dict] = {}
     for r in ctx.data.rows:
         if isinstance(r.get("quality"), dict):
-            seen.setdefault(label_of(r["model"], r["variant"]), {**quality_of(r), "raw": r["quality"]})
+            seen.setdefault(label_of(r["model"], r["variant"], ctx.models), {**quality_of(r), "raw": r["quality"]})
     if not seen:
         return NOT_MEASURED + " (no quality gate ran)"
     fig, (ax,) = new_figure(7.5, max(2.5, 0.35 * len(seen) + 1.2))
@@ -102,7 +102,7 @@ def compression(ctx: ReportContext):
         # Nudge each model's markers sideways by a few points so equal figures stay visible side by side.
         shift = offset_copy(ax.transData, fig=fig, x=9 * (k - (len(by_model) - 1) / 2), y=0, units="points")
         line, = ax.plot([c["ratio"] for c in cs], ys, ls="-", alpha=0.6, transform=shift)
-        handles.append(Line2D([], [], color=line.get_color(), marker=shape, label=label_of(model, None)))
+        handles.append(Line2D([], [], color=line.get_color(), marker=shape, label=label_of(model, None, ctx.models)))
         for c, y in zip(cs, ys):
             filled = c.get("pays") is True
             ax.scatter([c["ratio"]], [y], s=50, marker=shape, zorder=3 + k, edgecolors=line.get_color(), linewidths=1.5,

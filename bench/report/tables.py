@@ -47,13 +47,14 @@ def summary_table(rows: list[dict]) -> tuple[list[str], list[list]]:
     headers = ["option", "point", "n", "TTFT p50 ms [95% CI]", "TTFT p95 ms", "TPOT p50 ms", "E2EL p95 ms", "tok/s", "req/s",
                "$/1M out tok", "peak RSS MB", "flags"]
     out = []
+    models = [r["model"] for r in rows]
     for r in rows:
         if r.get("error"):
-            out.append([label_of(r["model"], r["variant"]), r["point"], 0, f"failed: {r['error'][:60]}"] + ["-"] * 7 + ["failed"])
+            out.append([label_of(r["model"], r["variant"], models), r["point"], 0, f"failed: {r['error'][:60]}"] + ["-"] * 7 + ["failed"])
             continue
         tt, tp, e2 = r.get("ttft_ms") or {}, r.get("tpot_ms") or {}, r.get("e2el_ms") or {}
         ci = tt.get("p50_ci95") or [None, None]
-        out.append([label_of(r["model"], r["variant"]), r["point"], _n(r),
+        out.append([label_of(r["model"], r["variant"], models), r["point"], _n(r),
                     f"{_f(tt.get('p50'))} [{_f(ci[0])}, {_f(ci[1])}]", _f(tt.get("p95")), _f(tp.get("p50"), 2), _f(e2.get("p95")),
                     _f(r.get("output_throughput_tok_s")), _f(r.get("request_throughput_req_s"), 3),
                     _f(r.get("cost_per_1m_output_tokens_usd"), 3), _f(r.get("peak_rss_mb"), 0), "; ".join(row_flags(r)) or "-"])
@@ -67,7 +68,7 @@ def roofline_table(rows: list[dict]) -> tuple[list[str], list[list]] | None:
     for r in rows:
         if r.get("roofline_tok_s") is None and r.get("roofline_share") is None:
             continue
-        label = label_of(r["model"], r["variant"])
+        label = label_of(r["model"], r["variant"], [x["model"] for x in rows])
         tp = (r.get("tpot_ms") or {}).get("p50")
         share = r.get("roofline_share")
         text = "-" if share is None else f"{share:.0%}"
