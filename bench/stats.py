@@ -16,48 +16,57 @@ BOOTSTRAP_RESAMPLES = 1000
 CI_LEVEL = 0.95
 
 
-def _grouped(values: np.ndarray, units: Sequence[Hashable] | None) -> np.ndarray:
-    """Values as a (units, longest unit) matrix padded with +inf (sorted last, never read)."""
+def _unit_index(n: int, units: Sequence[Hashable] | None) -> tuple[np.ndarray, int]:
+    """Each value's unit as 0..k-1, and k (without units, every value is its own unit)."""
     if units is None:
-        return values.reshape(-1, 1)
-    groups: dict[Hashable, list[float]] = {}
-    for v, u in zip(values, units):
-        groups.setdefault(u, []).append(float(v))
-    width = max(len(g) for g in groups.values())
-    out = np.full((len(groups), width), np.inf)
-    for i, g in enumerate(groups.values()):
-        out[i, : len(g)] = g
-    return out
+        return np.arange(n), n
+    index: dict[Hashable, int] = {}
+    return np.array([index.setdefault(u, len(index)) for u in units]), len(index)
 
 
-def _row_percentiles(sorted_rows: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
-    """numpy's default (linear) percentile of each row's first `counts` values."""
-    h = (counts - 1) * q / 100.0
-    lo = np.floor(h).astype(int)
-    hi = np.minimum(lo + 1, counts - 1)
-    rows = np.arange(sorted_rows.shape[0])
-    a, b = sorted_rows[rows, lo], sorted_rows[rows, hi]
-    return a + (h - lo) * (b - a)
+def bootstrap_cis(values: Sequence[float], qs: Sequence[float], seed: int = 0, level: float = CI_LEVEL,
+                  units: Sequence[Hashable] | None = None) -> list[tuple[float, float]]:
+    """Percentile-bootstrap `level` confidence intervals of the percentiles `qs`, from one set of resamples.
+
+    With `units`, whole units are drawn with replacement (a cluster bootstrap) and each percentile
+    (numpy's default, linear) is taken over all values of the drawn units. A resample is done by
+    weights, not copies: a value counts as often as its unit was drawn, so one sort serves all.
+    """
+    arr = np.asarray(values, dtype=float)
+    unit_of, k = _unit_index(arr.size, units)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, k, size=(BOOTSTRAP_RESAMPLES, k))
+    order = np.argsort(arr, kind="stable")
+    sorted_values, sorted_units = arr[order], unit_of[order]
+    n = arr.size
+    estimates = np.empty((len(qs), BOOTSTRAP_RESAMPLES))
+    step = max(1, 4_000_000 // max(1, n))  # resamples per chunk: bounded memory
+    for start in range(0, BOOTSTRAP_RESAMPLES, step):
+        chunk = idx[start:start + step]
+        r = chunk.shape[0]
+        counts = np.bincount((chunk + k * np.arange(r)[:, None]).ravel(), minlength=r * k).reshape(r, k)
+        cum = np.cumsum(counts[:, sorted_units], axis=1)
+        total = cum[:, -1]
+        # The value of pooled rank j is the first sorted value whose cumulative count exceeds j:
+        # one binary search per row, over the rows laid end to end with disjoint offsets.
+        offset = np.arange(r, dtype=np.int64) * (int(total.max()) + 1)
+        flat = (cum + offset[:, None]).ravel()
+        base = np.arange(r) * n
+        for i, q in enumerate(qs):
+            h = (total - 1) * q / 100.0
+            lo = np.floor(h).astype(np.int64)
+            hi = np.minimum(lo + 1, total - 1)
+            a = sorted_values[np.searchsorted(flat, lo + offset, side="right") - base]
+            b = sorted_values[np.searchsorted(flat, hi + offset, side="right") - base]
+            estimates[i, start:start + r] = a + (h - lo) * (b - a)
+    tail = (1 - level) / 2 * 100
+    return [tuple(float(x) for x in np.percentile(e, [tail, 100 - tail])) for e in estimates]
 
 
 def bootstrap_ci(values: Sequence[float], q: float, seed: int = 0, level: float = CI_LEVEL,
                  units: Sequence[Hashable] | None = None) -> tuple[float, float]:
-    """Percentile-bootstrap `level` confidence interval of the q-th percentile.
-
-    With `units`, whole units are drawn with replacement (a cluster bootstrap) and the percentile
-    is taken over all values of the drawn units.
-    """
-    arr = np.asarray(values, dtype=float)
-    grouped = _grouped(arr, units)
-    k = grouped.shape[0]
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, k, size=(BOOTSTRAP_RESAMPLES, k))
-    drawn = np.sort(grouped[idx].reshape(BOOTSTRAP_RESAMPLES, -1), axis=1)
-    counts = np.isfinite(drawn).sum(axis=1)
-    estimates = _row_percentiles(drawn, counts, q)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(estimates, [tail, 100 - tail])
-    return float(lo), float(hi)
+    """Percentile-bootstrap `level` confidence interval of the q-th percentile (see bootstrap_cis)."""
+    return bootstrap_cis(values, [q], seed, level, units)[0]
 
 
 def half_width_pct(center: float, ci: Sequence[float]) -> float | None:
@@ -85,8 +94,8 @@ def describe(values: Sequence[float | None], seed: int = 0, units: Sequence[Hash
     std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
     out.update(mean=mean, std=std, cv_pct=(100.0 * std / mean) if mean else None, n=int(arr.size), n_units=n_units)
     if n_units > 1:
-        out["p50_ci95"] = list(bootstrap_ci(arr, 50, seed, units=unit_ids))
-        out["p95_ci95"] = list(bootstrap_ci(arr, 95, seed, units=unit_ids))
+        p50_ci, p95_ci = bootstrap_cis(arr, (50, 95), seed, units=unit_ids)
+        out["p50_ci95"], out["p95_ci95"] = list(p50_ci), list(p95_ci)
     else:  # one independent unit: no spread to resample
         out["p50_ci95"] = [out["p50"], out["p50"]]
         out["p95_ci95"] = [out["p95"], out["p95"]]

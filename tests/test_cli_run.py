@@ -114,7 +114,7 @@ def test_failing_candidate_does_not_stop_the_others(tmp_path, tiny_llama):
             (broken / f.name).write_bytes(f.read_bytes())
     cfg = write_config(tmp_path / "c.yaml", {
         "candidates": [{"model": str(broken), "name": "broken"}, {"model": str(tiny_llama), "name": "good"}],
-        "workload": {"prompt_tokens": 8, "output_tokens": 3, "requests": 2}, "warmup": 0})
+        "workload": {"prompt_tokens": 8, "output_tokens": 3, "requests": 2}, "warmup": 0, "precision_pct": None})
     proc = llmbench("run", str(cfg), "--out", str(tmp_path / "r"), "--json")
     assert proc.returncode == 1
     rows = {r["model"]: r for r in json.loads(proc.stdout)["rows"]}
@@ -126,7 +126,8 @@ def test_interrupted_run_resumes_without_losing_records(tmp_path, tiny_llama):
     cfg = write_config(tmp_path / "c.yaml", {
         "candidates": [{"model": str(tiny_llama), "name": "tiny"}],
         "workload": {"prompt_tokens": 16, "output_tokens": 8, "requests": 40},
-        "scenarios": [{"kind": "batch", "batch_sizes": [1, 2, 3]}], "warmup": 0})
+        # precision_pct: null: exactly one pass per point, so the counts below are known.
+        "scenarios": [{"kind": "batch", "batch_sizes": [1, 2, 3]}], "warmup": 0, "precision_pct": None})
     out = tmp_path / "r"
     proc = subprocess.Popen([*LLMB, "run", str(cfg), "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = out / "requests.jsonl"
