@@ -18,8 +18,8 @@ def report(run_dir: str, as_json: bool) -> None:
 
     got = build_report(run_dir)
     console = Console(stderr=True)
-    console.print(f"wrote {got['md']} and {got['html']} with {len(got['plots'])} plots", highlight=False, markup=False)
+    console.print(f"wrote {got['md']} and {got['html']} with {len(got['plots'])} plots", highlight=False, markup=False, soft_wrap=True)
     for name, why in got["skipped"].items():
-        console.print(f"  {name}: {why}", highlight=False, markup=False)
+        console.print(f"  {name}: {why}", highlight=False, markup=False, soft_wrap=True)
     if as_json:
         sys.stdout.write(json.dumps(got) + "\n")
