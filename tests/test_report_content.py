@@ -156,3 +156,17 @@ def test_models_sharing_a_folder_name_keep_distinct_labels(tmp_path):
     ctx = load_context(run)
     fig, _ = latency_throughput(ctx)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][:2] == ["a-tiny/torch-fp32", "b-tiny/torch-fp32"]
+
+
+def test_cache_plot_says_what_its_star_is(tmp_path):
+    from llmbench.report.plots_savings import cache
+    from test_report import LOOKUPS
+    from test_recommend_runs import cache_doc
+
+    run = make_run(tmp_path / "run", [cell("m")], extra_files={"cache.json": cache_doc(LOOKUPS, [1] * 10 + [0] * 20, threshold=0.88,
+                                                                                        baseline_threshold=0.9)})
+    fig, _ = cache(load_context(run))
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    # The profile's rule here is plain cosine: its setting is the red star, as in `cache simulate --sweep`,
+    # and it is the gateway's.
+    assert "red star: plain cosine >= 0.880, the gateway config's setting" in labels

@@ -101,10 +101,10 @@ def _rates_text(c: dict) -> str:
 def _cache_note(c: dict) -> str:
     gw = c.get("gateway")
     text = ("Semantic cache in the gateway (plain cosine, what LiteLLM runs): "
-            + (f"threshold {gw['threshold']}, {_rates_text(gw)}." if gw else "no cosine setting measured."))
+            + (f"threshold {gw['threshold']:.3f}, {_rates_text(gw)}." if gw else "no cosine setting measured."))
     if c.get("rule") == "verifier":
         text += (f" With llmbench's verifier (a check in your application, not in the gateway): "
-                 f"{_rates_text(c)} at probability {c.get('threshold')}.")
+                 f"{_rates_text(c)} at probability {c['threshold']:.3f}.")
     return text
 
 

@@ -64,21 +64,25 @@ def cache(ctx: ReportContext):
                 ax.annotate(f"{p['threshold']:.2f}", (p["false_hit_rate"], p["hit_rate"]), fontsize=6,
                             xytext=(3, -8), textcoords="offset points", color=line.get_color())
                 last = at
+    # Same marks as `cache simulate --sweep` draws: the red star is the profile's own setting
+    # (the verifier's, or plain cosine's when that is the rule), the black cross plain cosine at
+    # the same target, which is what the gateway config runs. The labels say so in words.
+    if c.get("rule") == "verifier" and c.get("hit_rate") is not None:
+        ax.plot([c["false_hit_rate"]], [c["hit_rate"]], "r*", ms=14, zorder=4,
+                label=f"red star: llmbench's verifier at p >= {c['threshold']:.3f} (a check in your application)")
     if gw and gw.get("hit_rate") is not None and gw.get("false_hit_rate") is not None:
-        ax.scatter([gw["false_hit_rate"]], [gw["hit_rate"]], marker="*", s=250, color="red", zorder=3,
-                   label=f"red star: the gateway config's setting (plain cosine >= {gw['threshold']})")
-        ax.annotate("gateway", (gw["false_hit_rate"], gw["hit_rate"]), fontsize=7, color="red",
-                    xytext=(8, 6), textcoords="offset points")
-    if c.get("rule") == "verifier":
-        ax.scatter([c["false_hit_rate"]], [c["hit_rate"]], marker="D", s=60, color="black", zorder=3,
-                   label=f"diamond: llmbench's verifier at the same target (p >= {c['threshold']})")
+        star = c.get("rule") != "verifier"
+        ax.plot([gw["false_hit_rate"]], [gw["hit_rate"]], "r*" if star else "kx", ms=14 if star else 10, mew=2, zorder=4,
+                label=(f"{'red star' if star else 'black cross'}: plain cosine >= {gw['threshold']:.3f}, "
+                       "the gateway config's setting"))
+        ax.annotate("gateway", (gw["false_hit_rate"], gw["hit_rate"]), fontsize=7, xytext=(8, 6), textcoords="offset points")
     ax.set_xlim(-0.01 * xmax, xmax * 1.02)
     ax.set_xlabel("false-hit rate (wrong answer served)" + (f"; the sweep goes on to {max(every):.2f}" if every and max(every) > xmax else ""))
     ax.set_ylabel("hit rate")
     ax.legend(fontsize=7)
-    return fig, ("From cache.json: the red star is the plain-cosine setting written into the gateway config "
-                 "(LiteLLM compares cosines only); the diamond is what llmbench's verifier gives at the same "
-                 "target, as a check in your application.")
+    return fig, ("From cache.json, marked as `llmbench cache simulate --sweep` marks them: the red star is the cache "
+                 "profile's own setting, the black cross plain cosine at the same false-hit target. The gateway config "
+                 "always gets plain cosine (LiteLLM compares cosines only); a verifier runs as a check in your application.")
 
 
 @plot("compression", "Prompt compression: ratio against output agreement")
