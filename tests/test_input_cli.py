@@ -174,3 +174,16 @@ def test_a_cache_profile_without_settings_is_bad_input(tmp_path):
     (tmp_path / "v.json").write_text(json.dumps(doc))
     with pytest.raises(BadInput, match="cache.verifier.*'settings' list is empty"):
         parse_config({"candidates": [{"model": "x"}], "cache": {"verifier": str(tmp_path / "v.json")}}, str(tmp_path / "c.yaml"))
+
+
+def test_an_uncached_hub_id_fails_fast_without_offline_mode():
+    # Issue 13 item 11: without HF_HUB_OFFLINE, huggingface_hub retried for about 30 s, printing tracebacks.
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens there: the hub is unreachable
+    code = ("import time; from transformers import AutoConfig; from llmbench.models.source import resolve\n"
+            "t = time.perf_counter()\ntry:\n    resolve('someorg/not-cached-model')\nexcept Exception as e:\n"
+            "    print(type(e).__name__, round(time.perf_counter() - t, 2))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    name, seconds = proc.stdout.split()
+    assert name == "BadInput" and float(seconds) < 5.0, proc.stdout + proc.stderr
+    assert "Retrying" not in proc.stderr and "Traceback" not in proc.stderr

@@ -27,6 +27,45 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+_TABLE_SUFFIXES = {".csv", ".tsv", ".xlsx", ".parquet"}
+
+
+def read_prompts(path: Path) -> list:
+    """PROMPTS as prompts: a JSON array (of strings or {"prompt": ...} objects), one JSON object, JSONL,
+    or plain text (one prompt). A table file is refused rather than compressed as one long prompt."""
+    from llmbench.files import read_input_text
+    from llmbench.optimizers.compress.prompts import Prompt, _prompt_from, load_prompts
+
+    if path.suffix.lower() in _TABLE_SUFFIXES:
+        raise BadInput(f"prompts file {str(path)!r}: a {path.suffix} table is not read as prompts; give a text file "
+                       "(one prompt), JSONL (one {\"prompt\": ...} per line) or a JSON array of prompts")
+    if not path.is_file():
+        return load_prompts(path)  # its own one-line error for a missing file or a folder
+    text = read_input_text(path, "prompts file")
+    head = text.lstrip()[:1]
+    if head in ("[", "{") or path.suffix.lower() == ".json":
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            if path.suffix.lower() == ".json":
+                raise BadInput(f"prompts file {str(path)!r}: not valid JSON ({exc})") from None
+            return load_prompts(path)  # JSONL, or plain text that starts with a bracket ("[INST] ...")
+        items = doc if isinstance(doc, list) else [doc]
+        if not items:
+            raise BadInput(f"prompts file {str(path)!r}: the JSON array is empty")
+        out = []
+        for i, item in enumerate(items):
+            where = f"{path}[{i}]" if isinstance(doc, list) else str(path)
+            if isinstance(item, str) and item.strip():
+                out.append(Prompt(context=item))
+            elif isinstance(item, dict):
+                out.append(_prompt_from(item, where))
+            else:
+                raise BadInput(f"{where}: each prompt must be a non-empty string or an object with \"prompt\"")
+        return out
+    return load_prompts(path)
+
+
 def _totals(rows: list) -> dict:
     origin = sum(r.origin_tokens for r in rows)
     compressed = sum(r.compressed_tokens for r in rows)
@@ -63,7 +102,6 @@ def compress(
     """Compress PROMPTS (a text file, or JSONL with "prompt"/"text" and optional
     "instruction"/"context"/"question") with LLMLingua and a local model, offline."""
     from llmbench.optimizers.compress.compressor import DEFAULT_MODEL
-    from llmbench.optimizers.compress.prompts import load_prompts
 
     if rate is not None and target_tokens is not None:
         raise BadInput("give --rate or --target-tokens, not both")
@@ -75,7 +113,7 @@ def compress(
         raise BadInput(f"--target-tokens must be at least 1, got {target_tokens}")
     if out is not None and not out.parent.is_dir():
         raise BadInput(f"--out: folder {str(out.parent)!r} does not exist")
-    items = load_prompts(prompts)
+    items = read_prompts(prompts)
     forced = tuple(_unescape(t) for t in force_tokens)
 
     from llmbench.models.source import resolve

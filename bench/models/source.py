@@ -66,6 +66,14 @@ def _check_hub(model_id: str, where: str) -> None:
     from transformers import AutoConfig
 
     try:
+        AutoConfig.from_pretrained(model_id, local_files_only=True)
+        return  # in the local cache: no network needed
+    except Exception:  # not cached: ask the hub, if it can be reached at all
+        pass
+    try:
+        if not _hub_reachable():
+            # Without this, huggingface_hub retries for about 30 s, printing a traceback each time.
+            raise OSError("the hub cannot be reached from this machine")
         AutoConfig.from_pretrained(model_id)
     except Exception as exc:  # transformers raises OSError, ValueError or HTTP errors here
         raise BadInput(
@@ -73,3 +81,19 @@ def _check_hub(model_id: str, where: str) -> None:
             f"unreachable or has no such model: {type(exc).__name__}); download it to a folder and "
             "point `model:` at the folder"
         ) from None
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the hub's host answers a TCP connection within a few seconds (offline mode: never)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
