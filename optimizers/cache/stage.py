@@ -34,9 +34,11 @@ def cache_stage(run_dir, meta: dict, summary: dict, console) -> None:
         doc = simulate_log(log, target_false_hit=target, profile=profile, traffic=traffic)
     doc["log"] = str(log) if cfg.get("log") else f"shipped sample pairs ({log.name}): near-duplicate documentation sentences"
     write_json(run_dir.path / "cache.json", doc)
-    fh = doc.get("false_hit_rate")
-    console.print(f"cache: hit rate {doc['hit_rate']:.1%}, false hits "
-                  f"{'not measured (no labels)' if fh is None else f'{fh:.1%}'} on {doc['log']} (cache.json)")
+    fh, wrong = doc.get("false_hit_rate"), doc.get("wrong_answer_rate")
+    console.print(f"cache: {doc['served_from_cache_rate']:.1%} of requests served from cache, wrong answers "
+                  f"{'not measured (no labels)' if wrong is None else f'{wrong:.1%} of requests'} "
+                  f"(false hits {'-' if fh is None else f'{fh:.1%}'} of label-0 lookups) on {doc['traffic']} "
+                  "(cache.json)", highlight=False, markup=False)
 
 
 register_stage("cache", cache_stage)
