@@ -146,6 +146,12 @@ def test_run_writes_a_summary_that_matches_its_records(at):
         assert row["requests"] == per_cell[(row["scenario"], row["point"])] >= cfg["workload"]["requests"]
         ok = [r for r in recs if (r["scenario"], r["point"]) == (row["scenario"], row["point"]) and not r.get("error")]
         assert row["output_tokens_mean"] == pytest.approx(sum(r["output_tokens"] for r in ok) / len(ok), abs=0.05)
+    # What the README's results table says each row carries, recomputed where it is a figure.
+    single = next(r for r in rows if r["scenario"] == "single-stream")
+    assert single["roofline_share"] == pytest.approx(1e3 / single["tpot_ms"]["p50"] / single["roofline_tok_s"], rel=1e-3)
+    for row in rows:
+        assert row["failed"] == sum(1 for r in recs if (r["scenario"], r["point"]) == (row["scenario"], row["point"]) and r.get("error"))
+        assert row["partial_failure"] is (0 < row["failed"] < row["requests"]) and isinstance(row["unreliable"], bool)
     meta = json.loads((run / "run.json").read_text())
     assert meta["config"]["slo"] == cfg["slo"] and meta["hardware_profile"]["name"] == cfg["hardware"]
     # The summary table's SLO share: requests meeting ttft_p95<=500ms and tpot_p99<=80ms, recounted.
@@ -298,6 +304,10 @@ def test_report_from_the_command_line(at):
     for r in rows:
         line = next(x for x in md.splitlines() if x.startswith("| my-llama/torch-fp32 | " + r["point"] + " |"))
         assert line.split(" | ")[2] == str(r["requests"] - r["failed"])
+        assert line.rstrip(" |").endswith(" | -") == (not r.get("unreliable") and not r["failed"] and r["requests"] >= 5
+                                                        and r.get("precision_reached") is not False)
+    share = next(r["roofline_share"] for r in rows if r["scenario"] == "single-stream")
+    assert f"| my-llama/torch-fp32 | " in md.split("memory roofline")[1] and f"| {share:.0%} |" in md
 
 
 def test_compare_a_run_with_itself_flags_nothing(at, tmp_path):
