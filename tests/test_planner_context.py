@@ -85,3 +85,14 @@ def test_split_over_context_by_hand():
     assert facts["requests_over_context"] == 1 and facts["share_over_context"] == 0.25  # 2000 + 48 fits exactly
     assert list(kept.prompt_tokens) == [100, 2000, 2040] and list(kept.arrival_s) == [0.0, 1.0, 2.0]
     assert split_over_context(reqs, None)[1]["requests_over_context"] is None
+
+
+def test_the_sweep_stops_at_its_time_budget(run_dir, monkeypatch):
+    from llmbench.planner import sweep
+
+    meta = json.loads((run_dir / "run.json").read_text())
+    label = meta["config"]["candidates"][0]["model"]
+    monkeypatch.setattr(sweep, "BUDGET_S", 0.0)  # no time at all: only the first length is timed
+    got = sweep.measure(meta, label, "torch-fp32", {"overlap": [100, 199], "long": [300, 400]})
+    assert [p["prompt_tokens"] for p in got["points"]] == [100]
+    assert got["not_measured_over_budget"] == [199, 300, 400]

@@ -127,7 +127,8 @@ def _fit(rows: list[dict], records: list, prefill_sweep: dict | None) -> tuple[S
         facts = {"prompt_tokens": [p["prompt_tokens"] for p in prefill_sweep["points"]],
                  "prefill_ms_median": [float(np.median(p["prefill_ms"])) for p in prefill_sweep["points"]],
                  "overlap_prompt_tokens": [p["prompt_tokens"] for p in overlap], "scale_to_run": scale,
-                 "measured_at": prefill_sweep.get("measured_at"), "reused": prefill_sweep.get("reused")}
+                 "measured_at": prefill_sweep.get("measured_at"), "reused": prefill_sweep.get("reused"),
+                 "not_measured_over_budget": prefill_sweep.get("not_measured_over_budget") or []}
     service.idle_penalty = fit_idle_penalty(service, records)
     return service, recs, facts
 
@@ -189,7 +190,9 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
                      f"({'reused from' if sweep_facts['reused'] else 'measured now, kept in'} prefill_sweep.json; times "
                      f"scaled x{scale:.3f} to the run's level at its {'/'.join(map(str, sweep_facts['overlap_prompt_tokens']))}-token prompts)"
                      + ("" if 0.8 <= scale <= 1.25 else "; the machine ran at a different speed during the sweep than "
-                        "during the run, so the long-prompt figures carry that uncertainty"))
+                        "during the run, so the long-prompt figures carry that uncertainty")
+                     + (f"; {', '.join(map(str, sweep_facts['not_measured_over_budget']))} tokens not measured (they would "
+                        "have taken longer than the sweep's time budget)" if sweep_facts["not_measured_over_budget"] else ""))
     if service.idle_penalty is not None:
         pen = service.idle_penalty.describe()
         notes.append(f"after-idle slowdown measured on this run's concurrency points: batches that start after an idle "

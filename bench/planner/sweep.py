@@ -16,8 +16,10 @@ Results are kept in RUN_DIR/prefill_sweep.json and reused by later plans that ne
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import sys
 import time
 
 import numpy as np
@@ -32,6 +34,7 @@ SWEEP_STEPS = 4  # tokens generated per point: the prefill and three decode step
 REPEATS = 2  # timings per length (the fit drops outliers; the longest prompts dominate the sweep's time)
 LONG_POINTS = 4  # lengths from the run's longest up to the load's longest, geometrically spaced
 MIN_REACH = 1.1  # a load within 10% of the longest measured prompt needs no sweep
+BUDGET_S = 120.0  # per option: a length whose timings would end past this (quadratic estimate) is not measured
 
 
 def sweep_lengths(run_median: float, run_max: float, needed: float, context: int | None) -> dict[str, list[int]]:
@@ -72,10 +75,18 @@ def measure(meta: dict, label: str, variant: str, lengths: dict[str, list[int]],
     vocab = int(getattr(backend.tokenizer, "vocab_size", None) or len(backend.tokenizer))
     rng = np.random.default_rng(seed)
     points = []
-    todo = lengths["overlap"] + lengths["long"]
+    todo = sorted(set(lengths["overlap"] + lengths["long"]))
+    skipped: list[int] = []
+    start = time.perf_counter()
     try:
         backend.generate([rng.integers(10, vocab, size=min(todo)).tolist()], SWEEP_STEPS)  # warm-up
         for n in todo:
+            if points:  # a big model's longest prompts could take minutes each: stop at the budget
+                last = points[-1]
+                guess = REPEATS * max(last["prefill_ms"]) / 1e3 * (n / last["prompt_tokens"]) ** 2
+                if time.perf_counter() - start + guess > BUDGET_S:
+                    skipped = [x for x in todo if x >= n]
+                    break
             ttft, steps = [], []
             for _ in range(REPEATS):
                 gen = backend.generate([rng.integers(10, vocab, size=n).tolist()], SWEEP_STEPS)
@@ -87,7 +98,8 @@ def measure(meta: dict, label: str, variant: str, lengths: dict[str, list[int]],
         backend.close()
     return {"measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "load_s": load_s,
             "steps": SWEEP_STEPS, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (spinning)"),
-            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None, "points": points}
+            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "not_measured_over_budget": skipped, "points": points}
 
 
 def cached(run_dir: RunDir, label: str, variant: str) -> dict | None:
@@ -106,16 +118,22 @@ def observations(sweep: dict, scale: float = 1.0) -> list[BatchObservation]:
             for p in sweep["points"] for pf, st in zip(p["prefill_ms"], p["step_ms"])]
 
 
+def _measure_quietly(meta: dict, label: str, variant: str, lengths: dict[str, list[int]]) -> dict:
+    # Whatever a library prints while building or loading goes to stderr: `plan --json` keeps stdout to its document.
+    with contextlib.redirect_stdout(sys.stderr):
+        return measure(meta, label, variant, lengths)
+
+
 def sweep_for(run_dir: RunDir, meta: dict, label: str, variant: str, lengths: dict[str, list[int]]) -> dict:
     """The option's sweep covering `lengths`: reused from RUN_DIR/prefill_sweep.json or measured and kept there.
 
     Raises BadInput when the variant cannot be loaded again (the caller plans without it and says so).
     """
     got = cached(run_dir, label, variant)
-    if got and max(p["prompt_tokens"] for p in got["points"]) >= max(lengths["long"]):
+    if got and max([p["prompt_tokens"] for p in got["points"]] + got.get("not_measured_over_budget", [])) >= max(lengths["long"]):
         return {**got, "reused": True}
     try:
-        got = measure(meta, label, variant, lengths)
+        got = _measure_quietly(meta, label, variant, lengths)
     except BadInput:
         raise
     except Exception as exc:  # a model that no longer loads: the plan goes on without the sweep
