@@ -125,3 +125,22 @@ def test_the_stage_writes_plan_json_at_a_default_load(run_dir):
     assert all(o["replicas"] >= 1 for o in doc["options"])
     assert doc["produced_by"]["command"].startswith("llmbench run (plan stage")
     assert doc["policy"] == "random"  # what the gateway does by default (LiteLLM simple-shuffle)
+
+
+def test_an_exploratory_plan_never_moves_the_recommendation_s_load(tmp_path):
+    # Issue 13 item 3: after `plan --rps 1e6`, `recommend` planned for a million req/s.
+    from rich.console import Console
+
+    from llmbench.planner.stage import plan_stage
+    from llmbench.recommend.inputs import load_run
+    from llmbench.recommend.planning import default_rps
+
+    path = write_run(tmp_path / "r", batch_records(model="card:tiny", variant="torch-fp32"))
+    rd = RunDir(path)
+    plan_stage(rd, rd.read_json("run.json"), rd.read_json("summary.json"), Console(file=open("/dev/null", "w")))
+    own = json.loads((path / "plan.json").read_text())["load"]["offered_rps"]
+    before = default_rps(load_run(path))
+    code, _, err = _invoke("plan", str(path), "--rps", "1e6", "--max-batch", "8", "--json")
+    assert code == 0, err
+    assert json.loads((path / "plans" / "plan-rps1e06.json").read_text())["load"]["offered_rps"] == 1e6
+    assert default_rps(load_run(path)) == before and before[0] == own != 1e6
