@@ -32,7 +32,11 @@ def test_cards_are_loadable_folders_of_the_stated_size():
     src = resolve("card:llama-5m")
     assert src.random_weights and src.kind == "card"
     folder = card_dir("llama-5m")
-    assert card_dir("llama-5m") == folder  # cached
+    files = {f.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in folder.iterdir() if f.is_file()}
+    assert "config.json" in files and any(n.endswith(".safetensors") for n in files)
+    # built once: the second call returns the same folder with the very same files, not a rebuilt copy
+    assert card_dir("llama-5m") == folder
+    assert {f.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in folder.iterdir() if f.is_file()} == files
     model = AutoModelForCausalLM.from_pretrained(folder)
     tok = AutoTokenizer.from_pretrained(folder)
     assert model.config.hidden_size == 256 and "token_type_ids" not in tok("hello")
