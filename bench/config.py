@@ -219,7 +219,7 @@ class PlanConfig(Strict):
     slo: str | None = Field(None, description="default: the run's slo")
     goodput: float | None = Field(None, gt=0, le=1, description="also require this share of requests to meet every SLO")
     max_replicas: int = Field(1024, ge=1, le=1_000_000)
-    max_batch: int | None = Field(None, ge=1, le=MAX_BATCH, description="default: the largest batch measured")
+    max_batch: int | None = Field(None, ge=1, le=MAX_BATCH, description="default: each measured batch size is tried, the one needing the fewest replicas taken")
     policy: Literal["random", "least-busy", "jsq", "round-robin"] = "random"  # random = LiteLLM's simple-shuffle
     api_models: list[str] = Field([], description="API models from the price list to compare (recommend --api); none by default")
 
