@@ -170,3 +170,14 @@ def test_cache_plot_says_what_its_star_is(tmp_path):
     # The profile's rule here is plain cosine: its setting is the red star, as in `cache simulate --sweep`,
     # and it is the gateway's.
     assert "red star: plain cosine >= 0.880, the gateway config's setting" in labels
+
+
+def test_pareto_says_when_no_quality_is_verified(tmp_path):
+    from llmbench.report.plots_decision import pareto
+
+    run = make_run(tmp_path / "run", [cell("m"), cell("m", batch=4)], random_weights=True)
+    ctx = load_context(run)
+    assert all(o["quality_status"] != "measured" for o in ctx.rec["options"])
+    fig, caption = pareto(ctx)
+    assert "No option's quality is verified here" in caption
+    assert fig.axes[1].get_ylabel() == "quality (share of reference), unverified"

@@ -48,7 +48,9 @@ def pareto(ctx: ReportContext):
     fig, (ax,) = new_figure()
     sc = ax.scatter([o["cost_per_1k_usd"] for o in opts], [o["p95_ms"] for o in opts], c=[o["quality"] for o in opts],
                     cmap="viridis", vmin=min(0.8, min(o["quality"] for o in opts)), vmax=1.0, s=40, zorder=3)
-    fig.colorbar(sc, ax=ax, label="quality (share of reference)")
+    # Random weights or no gate: the colour is the figure the recommender used, not a verified one.
+    unverified = all(o.get("quality_status") != "measured" for o in opts)
+    fig.colorbar(sc, ax=ax, label="quality (share of reference)" + (", unverified" if unverified else ""))
     # A frontier in three objectives is not a line in two: ring its points and number them.
     front = sorted((o for o in opts if o.get("pareto")), key=lambda o: o["cost_per_1k_usd"])
     ax.scatter([o["cost_per_1k_usd"] for o in front], [o["p95_ms"] for o in front], s=140, facecolors="none",
@@ -67,7 +69,10 @@ def pareto(ctx: ReportContext):
     ax.legend(fontsize=7)
     key = "; ".join(f"{i}: {o['id']}" for i, o in enumerate(front, 1))
     note = "" if pick else f" No option meets every constraint: {ctx.rec['choice']['answer']}"
-    return fig, f"Lower left is better; colour is quality. Frontier: {key}. Options without a measured latency (API models) are not placed." + note
+    caution = (" No option's quality is verified here (random weights or no quality gate): the colours are the figures "
+               "the recommender used, not evidence of quality.") if unverified else ""
+    return fig, (f"Lower left is better; colour is quality. Frontier: {key}. Options without a measured latency (API models) "
+                 "are not placed." + caution + note)
 
 
 @plot("capacity_plan", "Capacity plan")
