@@ -184,6 +184,7 @@ def simulate(log: str, threshold: float | None, sweep: bool, target_false_hit: f
 
 
 def _simulate_table(r: dict) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -193,13 +194,19 @@ def _simulate_table(r: dict) -> None:
     from rich.markup import escape
 
     t = Table(title=escape(f"{r['log']}: {r['lookups']} lookups, target false-hit rate {s['target_false_hit']}"),
-              caption=escape(f"rule: {rule}; baseline: cosine >= {b['threshold']:.3f}"))
-    for col in ("", "hit", "false hit", "wrong", "precision", "calls saved", "tokens saved", "cost saved"):
-        t.add_column(col, justify="left" if not col else "right")
+              caption=escape(f"rule: {rule}; baseline: cosine >= {b['threshold']:.3f}"), box=box.SIMPLE_HEAD)
+    units = r.get("units") or {}
+    hit_unit = "per label-1 lookup" if units.get("hit_rate") == "per_label1_lookup" else "per request"
+    t.caption += (f"; hit {hit_unit}, false hit per label-0 lookup, wrong entry per label-1 lookup; "
+                  "served and wrong answers (false hits + wrong entries) per request")
+    t.add_column("", no_wrap=True, min_width=8)
+    for col in ("hit", "false hit", "wrong entry", "served", "wrong ans.", "calls saved", "tokens saved",
+                "cost saved"):
+        t.add_column(col, justify="right", min_width=6 if col == "served" else 5)
     for name, x in (("rule", r), ("baseline", b)):
         t.add_row(name, _fmt(x["hit_rate"], 3), _fmt(x.get("false_hit_rate"), 3), _fmt(x.get("wrong_entry_rate"), 3),
-                  _fmt(x.get("precision"), 3), _fmt(x["api_calls_saved"]), _fmt(x["tokens_saved"]),
-                  _fmt(x["cost_saved"], 4))
+                  _fmt(x.get("served_from_cache_rate"), 3), _fmt(x.get("wrong_answer_rate"), 3),
+                  _fmt(x["api_calls_saved"]), _fmt(x["tokens_saved"]), _fmt(x["cost_saved"], 4))
     Console().print(t)
     click.echo(f"lookup latency p50 {_fmt(r['lookup_ms_p50'], 3)} ms, p99 {_fmt(r['lookup_ms_p99'], 3)} ms"
                + (f"; plot: {r['plot']}" if r.get("plot") else ""))
