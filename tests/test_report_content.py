@@ -181,3 +181,20 @@ def test_pareto_says_when_no_quality_is_verified(tmp_path):
     fig, caption = pareto(ctx)
     assert "No option's quality is verified here" in caption
     assert fig.axes[1].get_ylabel() == "quality (share of reference), unverified"
+
+
+def test_decision_explains_the_headline_total(tmp_path):
+    import re
+
+    run = make_run(tmp_path / "run", [cell("a", ttft_ms=50), cell("b", ttft_ms=80), cell("c", ttft_ms=120)],
+                   config={"plan": {"rps": 2.0, "trace": None, "slo": None}})
+    build_report(run)
+    ctx = load_context(run)
+    r = ctx.rec["recommended"]
+    assert r["fallbacks"], "the case needs standbys to explain"
+    expected = r["plan"]["cost_per_month"] + sum(ctx.rec["standbys"][f]["cost_per_month"] for f in r["fallbacks"])
+    decision = (run / "report.md").read_text().split("## Decision")[1].split("## ")[0]
+    stated = re.search(r"Whole deployment: \*\*\\\$([\d,.]+)/month\*\*", decision)
+    assert stated and float(stated.group(1).replace(",", "")) == pytest.approx(expected, abs=0.01)
+    headline = re.search(r"\\\$([\d,.]+)/month at", decision)
+    assert headline and headline.group(1) == stated.group(1)  # the headline's figure is the total explained

@@ -60,12 +60,28 @@ def _decision(ctx: ReportContext) -> Section:
             f"{_money(p.get('cost_per_hour'), 3)}/hour, {_money(p.get('cost_per_month'))}/month ({p.get('source')}). "
             + f"Predicted, not measured; {_prediction_error(p, _plan_option(ctx, r))}. "
             + " ".join(_sentence(n) for n in p.get("notes") or [] if not str(n).startswith("prediction error")))
+    if r and r.get("plan") and r.get("kind") != "api":
+        s.p(_deployment_total(ctx.rec, r))
     if r and r.get("quality_status") != "measured":
         s.p(f"Quality of the recommended option: {r.get('quality_status')}.")
     if rec["choice"].get("binding"):
         s.p(f"Binding constraint(s): {', '.join(rec['choice']['binding'])}; closest option: {rec['choice'].get('closest')}.")
     s.p(f"Deployment mode: **{rec['mode']}**. Recommendation source: {ctx.rec_source}. Planner: {rec.get('planner')}.")
     return s
+
+
+def _deployment_total(rec: dict, r: dict) -> str:
+    """The whole deployment the headline prices: the option's servers plus a one-replica standby of
+    each fallback, so the plan's own $/month and the headline's total are both explained."""
+    own = (r.get("plan") or {}).get("cost_per_month")
+    parts = [(f, (rec.get("standbys") or {}).get(f) or {}) for f in r.get("fallbacks") or []]
+    parts = [(f, sb) for f, sb in parts if sb.get("cost_per_month") is not None]
+    if own is None or not parts:
+        return f"Whole deployment: {_money(own)}/month, the servers above (no standby fallbacks)."
+    total = own + sum(sb["cost_per_month"] for _, sb in parts)
+    standbys = ", ".join(f"{f} {sb.get('replicas', 1)} replica(s) {_money(sb['cost_per_month'])}" for f, sb in parts)
+    return (f"Whole deployment: **{_money(total)}/month**, the servers above ({_money(own)}) plus standby fallbacks "
+            f"kept ready in the gateway ({standbys}).")
 
 
 def _routing(ctx: ReportContext) -> Section:
