@@ -345,3 +345,16 @@ def test_fit_and_simulate_with_your_own_verifier(at, tmp_path):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert 0 <= doc["hit_rate"] <= 1 and doc["lookups"] > 0
+
+
+def test_readme_links_stay_inside_the_repository():
+    links = re.findall(r"\]\(([^)#]+)\)", README)
+    assert "docs/DESIGN.md" in links
+    for link in links:
+        if "://" in link:
+            continue
+        target = (ROOT / link).resolve()
+        assert target.is_relative_to(ROOT) and target.is_file(), f"README links {link}, which a user's checkout does not have"
+    # The design's own metric definitions are the ones the README names.
+    design = (ROOT / "docs" / "DESIGN.md").read_text()
+    assert "TPOT: (E2EL - TTFT) / (output_tokens - 1)" in design and "../shared/DESIGN.md" not in design
