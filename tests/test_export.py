@@ -61,6 +61,8 @@ def test_litellm_config_has_costs_limits_fallbacks_and_cache(exported, gateway):
     # The cache is on only when every deployed option has it; its threshold is the simulation's either way.
     deployed = [o for o in rec["options"] if o["id"] in {e["option"] for e in rec["routing"]["classes"]}]
     assert ls["cache"] is all(o["cache"] for o in deployed)
+    # The cache is one switch for all traffic: the routed classes share the chosen option's setting.
+    assert {bool(o["cache"]) for o in deployed} == {bool(rec["recommended"]["cache"])} == {ls["cache"]}
     assert ls["cache_params"]["similarity_threshold"] == 0.87 and ls["cache_params"]["type"] == "qdrant-semantic"
 
 

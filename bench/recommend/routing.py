@@ -89,6 +89,10 @@ def route(data: RunData, options: list[Option], classes: list[RequestClass], c: 
     """{classes: [{class, share, option, cost_per_1k_usd, fallbacks, why}], saving: {...}}."""
     cells = _cell_records(data)
     rows = {(r["model"], r["variant"], r["scenario"], r["point"]): r for r in data.rows if "model" in r}
+    if single_best is not None:
+        # The gateway's semantic cache is one switch for all traffic: classes cannot mix options
+        # with and without it, so they route among options with the chosen one's setting.
+        options = [o for o in options if bool(o.cache) == bool(single_best.cache)]
     class_c = Constraints(slos=c.slos, quality_floor=c.quality_floor)  # the budget applies to the whole plan
     out, routed_cost = [], 0.0
     for cls in classes:
