@@ -32,6 +32,11 @@ def _money(v, nd=2) -> str:
     return "not known" if v is None else f"${v:,.{nd}f}"
 
 
+def _rate(v: float) -> str:
+    # 5.8461 -> "5.85", 1.5 -> "1.5", 1e6 -> "1,000,000": two decimals at most, for display.
+    return f"{v:,.2f}".rstrip("0").rstrip(".")
+
+
 def _sentence(note) -> str:
     text = str(note).strip()
     return (text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")) if text else ""
@@ -49,7 +54,7 @@ def _decision(ctx: ReportContext) -> Section:
     s.p(f"Constraints: SLO {', '.join(c['slo']) or 'none'} ({c.get('slo_source')}); quality floor "
         f"{c['quality_floor'] if c.get('quality_floor') is not None else 'none'}; budget "
         f"{_money(c['budget_usd_per_month']) + ' per month' if c.get('budget_usd_per_month') else 'none'}. "
-        f"Target load **{str(c['rps']) + ' req/s' if c.get('rps') else 'not set'}**: {c.get('rps_source')}.")
+        f"Target load **{_rate(c['rps']) + ' req/s' if c.get('rps') else 'not set'}**: {c.get('rps_source')}.")
     r = rec.get("recommended")
     if r and r["kind"] == "api" and r.get("plan"):
         s.p(f"{r['id']} is an API model: pay per token ({r.get('cost_note')}), {_money(r['plan'].get('cost_per_month'))}/month at the "
