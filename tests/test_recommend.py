@@ -116,7 +116,8 @@ def test_cli_answers_with_exit_0_when_nothing_fits(tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [(["--quality-floor", "1.5"], "--quality-floor"), (["--slo", "ttft=5"], "--slo"),
-                                         (["--rps", "-1"], "--rps")])
+                                         (["--rps", "-1"], "--rps"), (["--rps", "inf"], "--rps"),
+                                         (["--budget", "nan"], "--budget"), (["--api", "no-such-api-model"], "no-such-api-model")])
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, args, needle):
     run = make_run(tmp_path / "run", SPEED[:1])
     res = CliRunner().invoke(main, ["recommend", str(run), *args])

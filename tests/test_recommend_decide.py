@@ -159,6 +159,8 @@ def test_api_models_only_when_named_and_priced_input_times_input(tmp_path):
     # make_run's prompts are 40 and 160 tokens (mean 100), 32 output tokens each.
     assert o["cost_per_1k_usd"] == pytest.approx(1000 * (100 * p.input_usd_per_1m + 32 * p.output_usd_per_1m) / 1e6)
     assert o["quality_status"].startswith("unverified")
+    named = _rec(tmp_path / "c", make={"config": {"plan": {"api_models": ["gpt-4o-mini"]}}})
+    assert [o["id"] for o in named["options"] if o["kind"] == "api"] == ["api/gpt-4o-mini"]
     res = CliRunner().invoke(main, ["recommend", str(tmp_path / "b" / "run"), "--api", "no-such-model"])
     assert res.exit_code == 2 and "no-such-model" in res.stderr
 

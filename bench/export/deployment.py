@@ -30,7 +30,7 @@ def deployment_doc(rec: dict) -> dict:
     return {
         "run_id": rec["run_id"], "mode": rec["mode"], "answer": rec["choice"]["answer"],
         "target_rps": rec["constraints"].get("rps"), "rps_source": rec["constraints"].get("rps_source"),
-        "slo": rec["constraints"].get("slo"), "total_cost_per_month_usd": round(sum(total), 2) if total else None,
+        "slo": rec["constraints"].get("slo"), "total_cost_per_month_usd": sum(total) if total else None,
         "load_balancing": {"gateway_strategy": gw.get("litellm_strategy"), "planned_with": gw.get("planner_policy"),
                            "source": gw.get("source"), "note": _BALANCING.get(gw.get("litellm_strategy"), "")} if gw else None,
         "deployments": deps, "fallbacks": fallbacks,
