@@ -204,6 +204,7 @@ def test_an_entry_over_max_bytes_does_not_wipe_the_cache():
     keep = [cache.insert("small one"), cache.insert("small two")]
     huge = cache.insert("huge", response="x" * 300_000)
     assert set(cache.entries) == set(keep) and huge not in cache.entries
+    assert (cache.stats.refused, cache.stats.evictions) == (1, 0)
     assert not cache.lookup("huge").hit and cache.lookup("small one").hit
 
 

@@ -81,6 +81,7 @@ class CacheStats:
     exact_hits: int = 0
     inserts: int = 0
     evictions: int = 0
+    refused: int = 0
     expirations: int = 0
     latencies_ms: list[float] = field(default_factory=list)
 
@@ -95,7 +96,8 @@ class CacheStats:
     def to_dict(self) -> dict:
         """JSON-ready counters with p50/p99 latency."""
         return {"lookups": self.lookups, "hits": self.hits, "misses": self.misses, "hit_rate": self.hit_rate,
-                "exact_hits": self.exact_hits, "inserts": self.inserts, "evictions": self.evictions, "expirations": self.expirations,
+                "exact_hits": self.exact_hits, "inserts": self.inserts, "evictions": self.evictions,
+                "refused": self.refused, "expirations": self.expirations,
                 "lookup_ms_p50": self.latency_ms(50), "lookup_ms_p99": self.latency_ms(99)}
 
 
@@ -174,7 +176,10 @@ class SemanticCache:
             self.stats.inserts += 1
             for victim in self.policy.on_insert(entry_id, nbytes):
                 self._drop(victim)
-                self.stats.evictions += 1
+                if victim == entry_id:
+                    self.stats.refused += 1  # larger than max_bytes on its own: never held
+                else:
+                    self.stats.evictions += 1
             if entry_id in self.entries:
                 self._exact[normalise_text(text)] = entry_id
         return ids
