@@ -8,6 +8,9 @@ Numba and faiss each bring an OpenMP runtime; by default an idle OpenMP worker s
 milliseconds after each parallel region, stealing a core from whichever library runs next. The
 command line therefore sets OMP_WAIT_POLICY=PASSIVE before either is loaded (recorded in the
 output); on 2 cores that changed every interleaved figure.
+
+The float32 scan's shape is chosen by timing the candidates on the benchmark matrix first
+(`llmbench.kernels.calibrate`); the choice and every candidate's figures are in the output.
 """
 from __future__ import annotations
 
@@ -68,6 +71,7 @@ def run_bench(n: int = 200_000, dim: int = 384, queries: int = 64, k: int = 10, 
 
     from llmbench.kernels import search
     from llmbench.kernels.bandwidth import parallel_read_f32, parallel_read_rows_f32
+    from llmbench.kernels.calibrate import CANDIDATES, calibrate_f32
     from llmbench.kernels.int8 import topk_int8_single
     from llmbench.kernels.topk import ROW_TILE, topk_f32_batch, topk_f32_single
 
@@ -87,7 +91,8 @@ def run_bench(n: int = 200_000, dim: int = 384, queries: int = 64, k: int = 10, 
     t0 = time.perf_counter()
     tiny = m[: min(n, 64)].copy()
     tq, ts = search.quantize(tiny)
-    topk_f32_single(tiny, tiny.shape[0], qs[0], k, threads)
+    for p in CANDIDATES:
+        topk_f32_single(tiny, tiny.shape[0], qs[0], k, threads, p.rows, p.ahead)
     topk_f32_batch(tiny, tiny.shape[0], qs[: min(queries, 8)], k, threads, ROW_TILE)
     topk_int8_single(tq, ts, tiny, tiny.shape[0], tq[0], ts[0], tiny[0], k, search.default_rescore(k), threads)
     parallel_read_f32(flat[:1024], threads)
@@ -99,6 +104,11 @@ def run_bench(n: int = 200_000, dim: int = 384, queries: int = 64, k: int = 10, 
     mq, scales = search.quantize(m)
     quantize_ms = (time.perf_counter() - t0) * 1e3
     qq, qscale = search.quantize(qs)
+    say("calibrate", 0, 1)
+    t0 = time.perf_counter()
+    plan, plan_figures = calibrate_f32(m, n, qs[0], k, threads)
+    calibrate_s = time.perf_counter() - t0
+    say("calibrate", 1, 1)
     rescore = search.default_rescore(k)
 
     try:
@@ -113,7 +123,7 @@ def run_bench(n: int = 200_000, dim: int = 384, queries: int = 64, k: int = 10, 
     methods: dict[str, Callable[[int], object]] = {
         "read": lambda i: parallel_read_f32(flat, threads),
         "read_rows": lambda i: parallel_read_rows_f32(m, threads),
-        "f32_single": lambda i: topk_f32_single(m, n, qs[i], k, threads),
+        "f32_single": lambda i: topk_f32_single(m, n, qs[i], k, threads, plan.rows, plan.ahead),
         "int8_single": lambda i: topk_int8_single(mq, scales, m, n, qq[i], qscale[i], qs[i], k, rescore, threads),
         "numpy_single": lambda i: _numpy_single(m, qs[i], k),
     }
@@ -181,6 +191,8 @@ def run_bench(n: int = 200_000, dim: int = 384, queries: int = 64, k: int = 10, 
         "bandwidth_fraction_single": m.nbytes / (ms["f32_single"] / 1e3) / 1e9 / bandwidth,
         "bandwidth_fraction_int8": (mq.nbytes + scales.nbytes) / (ms["int8_single"] / 1e3) / 1e9 / bandwidth,
         "f32_agreement_with_faiss": faiss_agreement,
+        "f32_plan": plan.name, "f32_plan_rows": plan.rows, "f32_plan_prefetch_elements": plan.ahead,
+        "f32_calibration": plan_figures, "f32_calibration_s": calibrate_s,
         "quantize_ms": quantize_ms, "compile_or_cache_load_s": compile_s,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "numba": numba.__version__, "numpy": np.__version__, "faiss": faiss_version,

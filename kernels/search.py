@@ -9,6 +9,8 @@ import numpy as np
 
 NORM_TOLERANCE = 1e-3  # |norm - 1| allowed: float32 normalisation leaves about 1e-7; 1e-3 is a typo guard
 SERIAL_BELOW = 1 << 22  # matrix elements (16 MiB of float32, ~10k 384-d rows): below, one thread beats waking a pool
+CALIBRATE_ABOVE = 64 << 20  # matrix bytes (twice the L3 here): from there a scan is memory-bound and the shape matters
+_chosen_plan: list = []  # the float32 scan shape for this process, once calibrated or set (a list: no `global`)
 
 
 class InvalidVectors(ValueError):
@@ -75,12 +77,38 @@ def _check_query(q: np.ndarray, dim: int) -> np.ndarray:
     return q
 
 
+def f32_plan(m: np.ndarray | None = None, n: int | None = None, n_threads: int | None = None):
+    """The float32 scan shape this process uses (a `calibrate.F32Plan`).
+
+    Once set (`set_f32_plan`) or calibrated, that plan. Otherwise, for a matrix of at least
+    CALIBRATE_ABOVE bytes, the candidates are timed once on it (a few scans, about 0.5 s at 300 MB)
+    and the cheapest is kept for the rest of the process; smaller matrices use the default shape.
+    """
+    from llmbench.kernels.calibrate import DEFAULT, calibrate_f32
+
+    if _chosen_plan:
+        return _chosen_plan[0]
+    if m is None or n is None or n * m.shape[1] * m.itemsize < CALIBRATE_ABOVE:
+        return DEFAULT
+    plan, _ = calibrate_f32(m, n, np.ascontiguousarray(m[0]), 10, threads(n_threads))
+    set_f32_plan(plan)
+    return plan
+
+
+def set_f32_plan(plan) -> None:
+    """Use `plan` (a `calibrate.F32Plan`) for every later float32 scan of this process; None forgets it."""
+    _chosen_plan.clear()
+    if plan is not None:
+        _chosen_plan.append(plan)
+
+
 def topk(m: np.ndarray, q: np.ndarray, k: int, n: int | None = None,
-         n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+         n_threads: int | None = None, plan=None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k of m[:n] @ q: (float32 scores, int64 indices), best first, ties to the lower index.
 
     Small indexes (under SERIAL_BELOW elements) are scanned on the calling thread unless
-    n_threads is given; the answer is the same either way.
+    n_threads is given; the answer is the same either way. `plan` fixes the scan's shape
+    (default: `f32_plan`); every shape gives the same indices in the same order.
     """
     from llmbench.kernels.topk import topk_f32_serial, topk_f32_single
 
@@ -88,9 +116,10 @@ def topk(m: np.ndarray, q: np.ndarray, k: int, n: int | None = None,
     q = _check_query(q, m.shape[1]).reshape(-1)
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
+    p = plan if plan is not None else f32_plan(m, n, n_threads)
     if (n_threads is None and n * m.shape[1] < SERIAL_BELOW) or n_threads == 1:
-        return topk_f32_serial(m, n, q, int(k))
-    return topk_f32_single(m, n, q, int(k), threads(n_threads))
+        return topk_f32_serial(m, n, q, int(k), p.rows, p.ahead)
+    return topk_f32_single(m, n, q, int(k), threads(n_threads), p.rows, p.ahead)
 
 
 def topk_batch(m: np.ndarray, qs: np.ndarray, k: int, n: int | None = None, n_threads: int | None = None,

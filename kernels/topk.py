@@ -7,6 +7,9 @@ Two kernels over the first `n` rows of a C-contiguous (capacity, d) float32 matr
   topk_f32_batch    many queries: rows are taken in tiles that stay in cache while every query
                     (four at a time, sharing each load of a row) is scored against them, so the
                     matrix is read from memory once per batch rather than once per query.
+The single-query scan comes in shapes that suit different hosts (`rows`: four rows per pass or one;
+`ahead`: a software prefetch distance, 0 for none); `llmbench.kernels.calibrate` times them on the
+machine and picks one. Every shape gives the same answer and the same tie order.
 Order: higher score first, then lower index (see _heap). The numpy twins are in reference.py.
 Thread counts are arguments, never read from Numba inside a kernel (that silently disables
 `cache=True`).
@@ -17,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from llmbench.kernels._heap import FASTMATH, heap_clear, heap_push, merge_sorted
+from llmbench.kernels._prefetch import prefetch
 
 ROW_TILE = 64  # rows per tile in the batched kernel: 64 x 384 x 4 B = 96 KiB, L2-resident
 
@@ -46,17 +50,31 @@ def _dot_rows4(m, r0, r1, r2, r3, q):
     return s0, s1, s2, s3
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def scan_rows_f32(m, lo, hi_row, q, hs, hi):
-    """Offer rows lo..hi_row-1 of m, scored against q, to the heap (hs, hi).
+@njit(cache=True, inline="always")
+def prefetch_rows(m, r0, count, ahead, step):
+    """Prefetch the cache lines of rows r0..r0+count-1 of m, `ahead` elements further on.
 
-    Rows go four at a time, which halves the loads per multiply-add (the scan then keeps up with
-    the parallel reader under load). The last group repeats its final row rather than taking
-    another code path, so every row's score comes from the same arithmetic and identical rows tie
-    exactly (then the lower index wins).
+    `step` is the number of elements in a 64-byte line; lines past the end of m are skipped.
+    """
+    lo = r0 * m.shape[1] + ahead
+    hi = min(lo + count * m.shape[1], m.shape[0] * m.shape[1])
+    for x in range(lo, hi, step):
+        prefetch(m, x)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def scan_rows4_f32(m, lo, hi_row, q, hs, hi, ahead):
+    """Offer rows lo..hi_row-1 of m, scored against q, to the heap (hs, hi), four rows per pass.
+
+    Each load of q serves four rows (fewer loads per multiply-add). The last group repeats its
+    final row rather than taking another code path, so every row's score comes from the same
+    arithmetic and identical rows tie exactly (then the lower index wins). `ahead` > 0 prefetches
+    the group that far ahead (in elements).
     """
     last = hi_row - 1
     for r in range(lo, hi_row, 4):
+        if ahead > 0:
+            prefetch_rows(m, r, 4, ahead, 16)
         s0, s1, s2, s3 = _dot_rows4(m, r, min(r + 1, last), min(r + 2, last), min(r + 3, last), q)
         heap_push(hs, hi, s0, np.int64(r))
         if r + 1 <= last:
@@ -67,15 +85,37 @@ def scan_rows_f32(m, lo, hi_row, q, hs, hi):
             heap_push(hs, hi, s3, np.int64(r + 3))
 
 
+@njit(cache=True, fastmath=FASTMATH)
+def scan_rows1_f32(m, lo, hi_row, q, hs, hi, ahead):
+    """scan_rows4_f32 one row at a time: the matrix is read as one sequential stream, like a flat
+    read, which is what the hardware prefetcher follows best on some hosts."""
+    for r in range(lo, hi_row):
+        if ahead > 0:
+            prefetch_rows(m, r, 1, ahead, 16)
+        heap_push(hs, hi, dot_f32(m, r, q), np.int64(r))
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def scan_rows_f32(m, lo, hi_row, q, hs, hi, rows, ahead):
+    """Offer rows lo..hi_row-1 to the heap in the given shape: `rows` 4 or 1 per pass, prefetch `ahead`."""
+    if rows == 4:
+        scan_rows4_f32(m, lo, hi_row, q, hs, hi, ahead)
+    else:
+        scan_rows1_f32(m, lo, hi_row, q, hs, hi, ahead)
+
+
 @njit(cache=True, fastmath=FASTMATH, parallel=True)
-def topk_f32_single(m, n, q, k, n_threads):
-    """Top-k rows of m[:n] by inner product with q: (scores float32[<=k], indices int64[<=k])."""
+def topk_f32_single(m, n, q, k, n_threads, rows, ahead):
+    """Top-k rows of m[:n] by inner product with q: (scores float32[<=k], indices int64[<=k]).
+
+    `rows` and `ahead` choose the scan's shape (see scan_rows_f32); the answer does not depend on them.
+    """
     kk = max(k, 1)
     hs = np.empty((n_threads, kk), dtype=np.float32)
     hi = np.empty((n_threads, kk), dtype=np.int64)
     for t in prange(n_threads):
         heap_clear(hs[t], hi[t])
-        scan_rows_f32(m, t * n // n_threads, (t + 1) * n // n_threads, q, hs[t], hi[t])
+        scan_rows_f32(m, t * n // n_threads, (t + 1) * n // n_threads, q, hs[t], hi[t], rows, ahead)
     out_s, out_i = merge_sorted(hs.ravel(), hi.ravel(), kk)
     if k == 0:
         return out_s[:0], out_i[:0]
@@ -83,14 +123,14 @@ def topk_f32_single(m, n, q, k, n_threads):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def topk_f32_serial(m, n, q, k):
+def topk_f32_serial(m, n, q, k, rows, ahead):
     """topk_f32_single on the calling thread: for small indexes, where waking a thread pool costs
     more than the scan (and, on a busy machine, a descheduled worker stalls the whole lookup)."""
     kk = max(k, 1)
     hs = np.empty(kk, dtype=np.float32)
     hi = np.empty(kk, dtype=np.int64)
     heap_clear(hs, hi)
-    scan_rows_f32(m, 0, n, q, hs, hi)
+    scan_rows_f32(m, 0, n, q, hs, hi, rows, ahead)
     out_s, out_i = merge_sorted(hs, hi, kk)
     if k == 0:
         return out_s[:0], out_i[:0]
@@ -149,7 +189,7 @@ def topk_f32_batch(m, n, qs, k, n_threads, row_tile):
                     heap_push(h2s, h2i, s2, ri)
                     heap_push(h3s, h3i, s3, ri)
             for a in range(nq4, nq):  # the last nq % 4 queries, one at a time
-                scan_rows_f32(m, r0, r1, qs[a], hs[t, a], hi[t, a])
+                scan_rows4_f32(m, r0, r1, qs[a], hs[t, a], hi[t, a], 0)
     kout = min(kk, n)
     out_s = np.full((nq, kout), -np.inf, dtype=np.float32)
     out_i = np.full((nq, kout), -1, dtype=np.int64)

@@ -1,0 +1,95 @@
+"""Choose the single-query float32 scan's shape on the machine that runs it.
+
+Hosts of the same kind disagree on the fastest shape. On the 2026-11-30 VM (AMD EPYC, AVX-512) a
+scan from memory ran fastest four rows per pass (one load of the query serves four rows), but from
+L2 one row at a time was 1.3x faster (a single sequential stream, as a flat read), and on a host whose
+hardware prefetcher falls behind a software prefetch a few kilobytes ahead closes the gap. So the
+candidates are timed on the caller's own matrix and the cheapest is used.
+
+The measure is process CPU time per scan, not wall time: on a loaded machine wall time mostly says
+how long the threads waited for a core, which is the same for every shape; CPU time says what the
+shape itself costs. Neighbours only ever add to it, so the least CPU time over interleaved repeats
+ranks the shapes. Under load (8 agents on 2 cores) a 5-repeat median once ranked one-row passes
+first by 1%, and that run's scan then read at 0.83 of bandwidth instead of 0.98: so another shape
+replaces the default only when it is at least MARGIN cheaper.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class F32Plan:
+    """One shape of the float32 scan: `rows` per pass (4 or 1) and a prefetch distance in elements."""
+
+    name: str
+    rows: int
+    ahead: int
+
+
+CANDIDATES: tuple[F32Plan, ...] = (
+    F32Plan("rows4", 4, 0),
+    F32Plan("rows1", 1, 0),
+    F32Plan("rows1+pf8k", 1, 2048),  # 2048 float32 = 8 KiB ahead
+    F32Plan("rows4+pf4k", 4, 1024),
+)
+DEFAULT = CANDIDATES[0]
+MARGIN = 0.05  # a shape must cost 5% less CPU than the default to replace it (noise is a few %)
+
+
+def plan_named(name: str) -> F32Plan:
+    """The candidate called `name`; ValueError listing the names otherwise."""
+    for p in CANDIDATES:
+        if p.name == name:
+            return p
+    raise ValueError(f"unknown float32 scan shape {name!r}; known: {', '.join(p.name for p in CANDIDATES)}")
+
+
+def calibrate_f32(m: np.ndarray, n: int, q: np.ndarray, k: int, n_threads: int,
+                  repeats: int = 7) -> tuple[F32Plan, dict[str, dict[str, float]]]:
+    """Time every candidate on m[:n] with query q; return the chosen plan and each one's figures.
+
+    Figures per candidate: the least and the median process CPU ms per scan, the median wall ms,
+    and the matrix bytes per least CPU second (GB/s). The chosen plan is the one with the least
+    CPU ms, unless it saves less than MARGIN against DEFAULT. Each candidate runs once untimed
+    first, so compilation or cache loading never enters the figures.
+    """
+    from llmbench.kernels.topk import topk_f32_serial, topk_f32_single
+
+    if n_threads == 1:
+        def run(p: F32Plan) -> object:
+            return topk_f32_serial(m, n, q, k, p.rows, p.ahead)
+    else:
+        def run(p: F32Plan) -> object:
+            return topk_f32_single(m, n, q, k, n_threads, p.rows, p.ahead)
+
+    cpu: dict[str, list[float]] = {p.name: [] for p in CANDIDATES}
+    wall: dict[str, list[float]] = {p.name: [] for p in CANDIDATES}
+    for p in CANDIDATES:
+        run(p)
+    order = list(CANDIDATES)
+    for rep in range(max(1, repeats)):
+        for p in order[rep % len(order):] + order[: rep % len(order)]:  # no shape always goes first
+            c0, w0 = time.process_time(), time.perf_counter()
+            run(p)
+            cpu[p.name].append(time.process_time() - c0)
+            wall[p.name].append(time.perf_counter() - w0)
+    nbytes = n * m.shape[1] * m.itemsize
+    figures = {}
+    for p in CANDIDATES:
+        c = float(np.min(cpu[p.name]))
+        figures[p.name] = {"cpu_ms": c * 1e3, "cpu_median_ms": float(np.median(cpu[p.name])) * 1e3,
+                           "wall_ms": float(np.median(wall[p.name])) * 1e3,
+                           "gbs_per_cpu_s": nbytes / c / 1e9 if c > 0 else None}
+    return choose(figures), figures
+
+
+def choose(figures: dict[str, dict[str, float]]) -> F32Plan:
+    """The plan with the least `cpu_ms`, or DEFAULT when that saves less than MARGIN against it."""
+    best = min(CANDIDATES, key=lambda p: (figures[p.name]["cpu_ms"], figures[p.name]["wall_ms"]))
+    if figures[best.name]["cpu_ms"] > (1.0 - MARGIN) * figures[DEFAULT.name]["cpu_ms"]:
+        return DEFAULT
+    return best
