@@ -7,8 +7,8 @@ as its longest output needs (that is how the backends run a batch). So:
     step(b, kv)        = d(b) + e * b * kv                  (ms; one decode step, kv = tokens held)
     token m of a row   = prefill + sum of steps 1..m-1      (steps see kv = W + j)
 
-a, k and q are fitted on the measured prefills (TTFT minus queueing), weighted by relative error
-and never negative; q is attention's quadratic cost, which dominates long prompts (on llama-5m
+a, k and q are fitted on the measured prefills (TTFT minus queueing), errors taken relative to the
+fit and no term negative; q is attention's quadratic cost, which dominates long prompts (on llama-5m
 ONNX a 2,047-token prefill took 6-7x what a linear fit on 51-184-token prompts predicted). d(b) is
 fitted per measured batch size (interpolated between them, linear beyond) and e on how the step
 time grows with the KV length. The prefill sweep (sweep.py) measures long prompts so that q rests
@@ -266,11 +266,26 @@ def _nnls(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return best
 
 
-def _fit_prefill(obs: list[BatchObservation], notes: list[str]) -> tuple[float, float, float, float]:
-    """(a, k, q, relative RMS %) of prefill = a + b*(k*W + q*W^2), relative errors weighted alike.
+def _weighted_nnls(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares on errors relative to the fitted value, by reweighting from a plain fit.
 
-    Relative weighting keeps a few long prompts from deciding the short ones; one robust refit
-    drops a batch stalled by other work on the machine (beyond 4 robust sigmas).
+    Weighting by the fit (a function of the prompt size) rather than by each measurement keeps
+    short and long prompts alike in the fit without pulling it toward the fastest of repeated
+    measurements: dividing by the measured value would (on a shared CPU, batches of one size took
+    2 ms or 25 ms as other work came and went; 1/y weights fitted the 2 ms ones, an optimistic plan).
+    """
+    coef = _nnls(X, y)
+    floor = 1e-3 * max(float(np.median(np.abs(y))), 1e-12)
+    for _ in range(3):
+        w = 1.0 / np.maximum(X @ coef, floor)
+        coef = _nnls(X * w[:, None], y * w)
+    return coef
+
+
+def _fit_prefill(obs: list[BatchObservation], notes: list[str]) -> tuple[float, float, float, float]:
+    """(a, k, q, relative RMS %) of prefill = a + b*(k*W + q*W^2), errors relative to the fit.
+
+    One robust refit drops a batch stalled by other work on the machine (beyond 4 robust sigmas).
     """
     b = np.array([o.batch for o in obs], float)
     w = np.array([o.width for o in obs], float)
@@ -281,12 +296,13 @@ def _fit_prefill(obs: list[BatchObservation], notes: list[str]) -> tuple[float, 
         return 0.0, float(y.mean() / x.mean()), 0.0, _rel_rms(np.full_like(y, y.mean()), y)
     # The quadratic term needs at least three prompt widths to be told apart from the linear one.
     X = np.column_stack([np.ones_like(x), x, x * w] if len(np.unique(w)) >= 3 else [np.ones_like(x), x])
-    coef = _nnls(X / y[:, None], np.ones_like(y))
-    resid = (X @ coef - y) / y
+    coef = _weighted_nnls(X, y)
+    pred = np.maximum(X @ coef, 1e-12)
+    resid = (y - pred) / pred
     mad = np.median(np.abs(resid - np.median(resid))) * 1.4826
     keep = np.abs(resid) <= max(4 * mad, 1e-3)
     if keep.sum() >= X.shape[1] + 1 and not keep.all():
-        coef = _nnls(X[keep] / y[keep, None], np.ones(int(keep.sum())))
+        coef = _weighted_nnls(X[keep], y[keep])
     a, k = float(coef[0]), float(coef[1])
     q = float(coef[2]) if len(coef) > 2 else 0.0
     if k == 0 and q == 0:
