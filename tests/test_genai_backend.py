@@ -65,10 +65,16 @@ def test_a_padded_batch_equals_its_rows_one_at_a_time(backend):
     assert gen.prompt_tokens == [30, 12, 3]
 
 
-def test_next_token_logits_match_the_first_generated_token(backend):
+def test_teacher_forced_logits_are_left_aligned_like_the_other_backends(backend):
+    """The quality gate reads [batch, width, vocab] with each row's logits ending at the last column."""
     logits = backend.next_token_logits(PROMPTS)
     first = [row[0] for row in backend.generate(PROMPTS, 1).output_ids]
-    assert logits.shape == (3, 4096) and logits.argmax(-1).tolist() == first
+    assert logits.shape == (3, 30, 4096) and logits[:, -1].argmax(-1).tolist() == first
+    for row, prompt in enumerate(PROMPTS):
+        alone = backend.next_token_logits([prompt])[0]
+        pad = 30 - len(prompt)
+        assert np.allclose(logits[row, pad:].numpy(), alone.numpy(), atol=1e-4)
+        assert not logits[row, :pad].any()
 
 
 def test_weights_per_token_are_the_graph_s_initializers(backend):

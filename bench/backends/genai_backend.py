@@ -67,11 +67,21 @@ class SharedKVDecoder:
             binding.bind_ortvalue_output(present, buf)
         return binding
 
-    def prefill(self, binding, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """Logits [batch, vocab] after each row's prompt (right-padded `ids`, real `lengths`)."""
+    def prefill(self, binding, ids: np.ndarray, lengths: np.ndarray, every_position: bool = False) -> np.ndarray:
+        """Logits [batch, vocab] after each row's prompt (right-padded `ids`, real `lengths`).
+
+        `every_position`: all of them instead, [batch, width, vocab], re-aligned to the left-padded
+        layout the other backends return (row b's logits end at the last column; padding is 0).
+        """
         mask = (np.arange(ids.shape[1])[None, :] < lengths[:, None]).astype(np.int64)
         logits = self._run(binding, ids, mask)
-        return logits[np.arange(len(lengths)), lengths - 1, :]
+        if not every_position:
+            return logits[np.arange(len(lengths)), lengths - 1, :]
+        width = ids.shape[1]
+        out = np.zeros_like(logits)
+        for row, n in enumerate(lengths):
+            out[row, width - n:] = logits[row, :n]
+        return out
 
     def generate(self, prompts: list[list[int]], new_tokens: int, pad_id: int, timed: bool = True) -> Generation:
         """Greedy-decode `new_tokens` tokens per prompt, timing each step."""
@@ -155,7 +165,8 @@ class GenaiBackend(Backend):
 
         ids, lengths = right_pad(prompts, self.pad_id)
         binding = self.decoder.start(len(prompts), ids.shape[1])
-        logits = self.decoder.prefill(binding, ids, lengths)
+        # Teacher-forced logits at every position, left-aligned like torch's and onnx's (quality gate).
+        logits = self.decoder.prefill(binding, ids, lengths, every_position=True)
         return torch.from_numpy(np.asarray(logits, dtype=np.float32))
 
     def close(self) -> None:
