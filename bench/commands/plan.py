@@ -23,8 +23,8 @@ Context: requests whose prompt + output exceed the model's context window
 (requests_over_context, share_over_context) and left out of the plan, never planned.
 \b
 Long prompts: when a trace needs longer prompts than the run measured, each variant is
-loaded again for a short prefill sweep up to the longest the trace needs (kept in
-RUN_DIR/prefill_sweep.json and reused); --no-measure extrapolates instead. The plan's
+loaded again for a short prefill sweep up to the longest the trace needs (about 150 s
+at most in all; kept in RUN_DIR/prefill_sweep.json and reused); --no-measure extrapolates. The plan's
 `extrapolation` block says how far each figure still goes beyond what was measured.""")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--rps", type=float, help="target load, requests/s (Poisson arrivals, lengths as measured); above 0, at most 1e7")

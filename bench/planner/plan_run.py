@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from llmbench.planner.capacity import (DEFAULT_MAX_REPLICAS, HOURS_PER_MONTH, pl
 from llmbench.planner.context import context_tokens
 from llmbench.planner.queue import DEFAULT_POLICY
 from llmbench.planner.service import FIT_SCENARIOS
-from llmbench.planner.sweep import sweep_for, sweep_lengths
+from llmbench.planner.sweep import TOTAL_BUDGET_S, sweep_for, sweep_lengths
 from llmbench.planner.trace import Trace, load_trace
 from llmbench.planner.validate import rate_max_batch, validate_option
 from llmbench.results import RunDir
@@ -63,7 +64,7 @@ def produced_by(command: str, load: dict) -> dict:
 
 
 def _sweep(run_dir: RunDir, meta: dict, m: str, v: str, recs: list, tr: Trace | None, ctx: int | None,
-           measure: bool) -> tuple[dict | None, str | None]:
+           measure: bool, budget_s: float) -> tuple[dict | None, str | None]:
     """The option's prefill sweep when the trace needs longer prompts than the run measured; (sweep, note)."""
     if tr is None:
         return None, None  # a rate plan draws its lengths from the measured requests
@@ -83,7 +84,7 @@ def _sweep(run_dir: RunDir, meta: dict, m: str, v: str, recs: list, tr: Trace | 
         return None, (f"prefill sweep not run (--no-measure): prompts beyond {widths.max():g} tokens are extrapolated "
                       "from the run's measurements")
     try:
-        return sweep_for(run_dir, meta, m, v, lengths), None
+        return sweep_for(run_dir, meta, m, v, lengths, budget_s), None
     except BadInput as exc:
         return None, f"prefill sweep failed ({exc}): prompts beyond {widths.max():g} tokens are extrapolated from the run's measurements"
 
@@ -112,14 +113,16 @@ def plan_run(run_dir: RunDir, slos: list[SLO], rps: float | None = None, trace: 
     records = run_dir.records()
     batches = rate_max_batch(meta.get("config") or {})
     options = []
-    for (m, v), rows in picked.items():
+    deadline = time.monotonic() + TOTAL_BUDGET_S  # the sweeps' time, shared out over the options still to plan
+    for i, ((m, v), rows) in enumerate(picked.items()):
         recs = [r for r in records if r.model == m and r.variant == v]
         entry: dict = {"model": m, "variant": v}
         if all(r.get("error") for r in rows):
             options.append({**entry, "error": "every measurement of this option failed"})
             continue
         ctx, ctx_source = context_tokens(meta, m, v)
-        sweep, sweep_note = _sweep(run_dir, meta, m, v, recs, tr, ctx, measure)
+        share = max(10.0, (deadline - time.monotonic()) / (len(picked) - i))
+        sweep, sweep_note = _sweep(run_dir, meta, m, v, recs, tr, ctx, measure, share)
         validation = validate_option(recs, batches)
         try:
             entry.update(plan_option(rows, hardware, slos, rps=rps, trace=tr, max_batch=max_batch, records=recs,

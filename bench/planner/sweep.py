@@ -13,6 +13,8 @@ prompts of the run's median and longest length (the overlap), and scales its tim
 of the run's fitted / the sweep's measured prefill there, so the sweep contributes the shape and
 the run the level (both recorded; a scale far from 1 is said in the plan).
 Results are kept in RUN_DIR/prefill_sweep.json and reused by later plans that need no longer prompts.
+The sweeps of one plan share a time budget (TOTAL_BUDGET_S): a length that would not finish within
+its option's share (estimated from the last one, quadratically) is left out, recorded and said.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ REPEATS = 2  # timings per length (the fit drops outliers; the longest prompts d
 LONG_POINTS = 4  # lengths from the run's longest up to the load's longest, geometrically spaced
 MIN_REACH = 1.1  # a load within 10% of the longest measured prompt needs no sweep
 BUDGET_S = 120.0  # per option: a length whose timings would end past this (quadratic estimate) is not measured
+TOTAL_BUDGET_S = 150.0  # for all the options of one `llmbench plan`, model loads included (shared out by plan_run)
 
 
 def sweep_lengths(run_median: float, run_max: float, needed: float, context: int | None) -> dict[str, list[int]]:
@@ -55,7 +58,8 @@ def _candidate(meta: dict, label: str) -> dict:
     return {}
 
 
-def measure(meta: dict, label: str, variant: str, lengths: dict[str, list[int]], seed: int = 0) -> dict:
+def measure(meta: dict, label: str, variant: str, lengths: dict[str, list[int]], seed: int = 0,
+            budget_s: float | None = None) -> dict:
     """Load the option's variant as the run did and time each length REPEATS times (plus a warm-up)."""
     from llmbench.backends.registry import backend_for
     from llmbench.models.source import resolve
@@ -84,7 +88,7 @@ def measure(meta: dict, label: str, variant: str, lengths: dict[str, list[int]],
             if points:  # a big model's longest prompts could take minutes each: stop at the budget
                 last = points[-1]
                 guess = REPEATS * max(last["prefill_ms"]) / 1e3 * (n / last["prompt_tokens"]) ** 2
-                if time.perf_counter() - start + guess > BUDGET_S:
+                if time.perf_counter() - start + guess > (BUDGET_S if budget_s is None else budget_s):
                     skipped = [x for x in todo if x >= n]
                     break
             ttft, steps = [], []
@@ -118,13 +122,14 @@ def observations(sweep: dict, scale: float = 1.0) -> list[BatchObservation]:
             for p in sweep["points"] for pf, st in zip(p["prefill_ms"], p["step_ms"])]
 
 
-def _measure_quietly(meta: dict, label: str, variant: str, lengths: dict[str, list[int]]) -> dict:
+def _measure_quietly(meta: dict, label: str, variant: str, lengths: dict[str, list[int]], budget_s: float | None) -> dict:
     # Whatever a library prints while building or loading goes to stderr: `plan --json` keeps stdout to its document.
     with contextlib.redirect_stdout(sys.stderr):
-        return measure(meta, label, variant, lengths)
+        return measure(meta, label, variant, lengths, budget_s=budget_s)
 
 
-def sweep_for(run_dir: RunDir, meta: dict, label: str, variant: str, lengths: dict[str, list[int]]) -> dict:
+def sweep_for(run_dir: RunDir, meta: dict, label: str, variant: str, lengths: dict[str, list[int]],
+              budget_s: float | None = None) -> dict:
     """The option's sweep covering `lengths`: reused from RUN_DIR/prefill_sweep.json or measured and kept there.
 
     Raises BadInput when the variant cannot be loaded again (the caller plans without it and says so).
@@ -133,7 +138,7 @@ def sweep_for(run_dir: RunDir, meta: dict, label: str, variant: str, lengths: di
     if got and max([p["prompt_tokens"] for p in got["points"]] + got.get("not_measured_over_budget", [])) >= max(lengths["long"]):
         return {**got, "reused": True}
     try:
-        got = _measure_quietly(meta, label, variant, lengths)
+        got = _measure_quietly(meta, label, variant, lengths, budget_s)
     except BadInput:
         raise
     except Exception as exc:  # a model that no longer loads: the plan goes on without the sweep
