@@ -187,3 +187,27 @@ def test_an_uncached_hub_id_fails_fast_without_offline_mode():
     name, seconds = proc.stdout.split()
     assert name == "BadInput" and float(seconds) < 5.0, proc.stdout + proc.stderr
     assert "Retrying" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_record_prompts_keeps_the_text_for_cache_simulate(tmp_path, tiny_llama):
+    # Issue 13 item 6: `cache simulate RUN/requests.jsonl` needs prompt text; a config switch keeps it.
+    import hashlib
+
+    texts = ["how do I reset my password?", "how can I reset my password?", "where is my order?"]
+    (tmp_path / "ds.jsonl").write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
+    base = {"candidates": [{"model": str(tiny_llama)}], "warmup": 0,
+            "workload": {"dataset": {"path": str(tmp_path / "ds.jsonl")}, "requests": 3, "output_tokens": 2}}
+    counts = {}
+    for keep in (True, False):
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump({**base, "workload": {**base["workload"], "record_prompts": keep}}))
+        out = tmp_path / f"r-{keep}"
+        assert llmbench("run", str(tmp_path / "c.yaml"), "--out", str(out)).returncode == 0
+        recs = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+        n = counts[keep] = len(recs)
+        assert [r["prompt_sha256"] for r in recs] == [hashlib.sha256(texts[i % 3].encode()).hexdigest() for i in range(n)]
+        assert [r["prompt"] for r in recs] == ([texts[i % 3] for i in range(n)] if keep else [None] * n)
+    sim = llmbench("cache", "simulate", str(tmp_path / "r-True" / "requests.jsonl"), "--json", timeout=600)
+    assert sim.returncode == 0, sim.stderr
+    assert json.loads(sim.stdout)["lookups"] == counts[True]
+    hidden = llmbench("cache", "simulate", str(tmp_path / "r-False" / "requests.jsonl"))
+    one_line_exit_2(hidden, "prompt_sha256", "record_prompts: true")
