@@ -211,3 +211,15 @@ def test_rows_only_and_a_replayed_trace(measured):
     assert plan["load"]["kind"] == "trace" and plan["replicas"] >= 1
     text = " ".join(plan["notes"])
     assert "summary-row means" in text and "longer than the longest measured" in text
+
+
+def test_the_prediction_error_note_never_denies_measured_rate_points(measured):
+    # Issue 13 item 7: plans made without validation said "no concurrency rate points" on runs that had them.
+    from test_planner_synth import rate_records
+
+    rows, recs = measured
+    bare = plan_option(rows, HW, [], rps=10.0, records=recs)
+    assert "prediction error: not checked on this run (no concurrency rate points to compare with)" in bare["notes"]
+    with_rates = plan_option(rows, HW, [], rps=10.0, records=recs + rate_records(20.0, n=50))
+    assert not any("no concurrency rate points" in n for n in with_rates["notes"])
+    assert any(n.startswith("prediction error: not computed in this plan") for n in with_rates["notes"])

@@ -224,7 +224,11 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
     per_replica_usd = hardware.usd_per_hour * hardware.devices
     cost_h = replicas * per_replica_usd
     if validation is None:
-        notes.append("prediction error: not checked on this run (no concurrency rate points to compare with)")
+        # Only say the run has no rate points when it has none (the recommender plans without validation).
+        has_rates = any(r.scenario == "concurrency" and str(r.point).startswith("rate=") for r in records)
+        notes.append("prediction error: not computed in this plan (plan.json's prediction_error compares the planner "
+                     "with this run's concurrency rate points)" if has_rates else
+                     "prediction error: not checked on this run (no concurrency rate points to compare with)")
     return {
         "replicas": int(replicas),
         "max_batch": best["batch"],
