@@ -121,3 +121,17 @@ def test_only_computed_percentiles_are_accepted(slo, ok):
     else:
         with pytest.raises(BadInput, match="slo"):
             parse_slo(slo, "slo")
+
+
+def test_stage_lines_keep_bracketed_user_text_and_their_own_styles():
+    from rich.console import Console
+
+    from llmbench.commands.run import _StageConsole
+
+    console = Console(record=True, width=200, color_system="truecolor")
+    stage = _StageConsole(console)
+    stage.print("[yellow]plan: skipped for tiny [/int4] and [int4][/yellow]")
+    stage.print("failed: KeyError: ['x'] [/red]")
+    text = console.export_text()
+    assert "plan: skipped for tiny [/int4] and [int4]" in text and "[yellow]" not in text
+    assert "failed: KeyError: ['x'] [/red]" in text
