@@ -7,7 +7,9 @@ ratios are the result; the absolute times are kept beside them.
 Numba and faiss each bring an OpenMP runtime; by default an idle OpenMP worker spins for a few
 milliseconds after each parallel region, stealing a core from whichever library runs next. The
 command line therefore sets OMP_WAIT_POLICY=PASSIVE before either is loaded (recorded in the
-output); on 2 cores that changed every interleaved figure.
+output); on 2 cores that changed every interleaved figure. numpy's OpenBLAS does the same for about
+0.1 s after every `M @ q` (its own setting, OPENBLAS_THREAD_TIMEOUT, also set and recorded): on a
+quiet machine that spinner cost the reads, the scan and faiss 20-35% of their speed.
 
 The float32 scan's shape is chosen by timing the candidates on the benchmark matrix first
 (`llmbench.kernels.calibrate`); the choice and every candidate's figures are in the output.
@@ -194,10 +196,12 @@ def run_bench(n: int = 200_000, dim: int = 384, queries: int = 64, k: int = 10, 
         "f32_plan": plan.name, "f32_plan_rows": plan.rows, "f32_plan_prefetch_elements": plan.ahead,
         "f32_calibration": plan_figures, "f32_calibration_s": calibrate_s,
         "quantize_ms": quantize_ms, "compile_or_cache_load_s": compile_s,
+        "single_times_ms": {name: [t * 1e3 for t in v] for name, v in times.items()},  # in run order
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "numba": numba.__version__, "numpy": np.__version__, "faiss": faiss_version,
                     "threading_layer": _threading_layer(),
-                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                    "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")},
     }
     return out
 

@@ -75,9 +75,12 @@ def bench(n: int, dim: int, queries: int, k: int, repeats: int, seed: int, as_js
         avail = None
     if avail is not None and need > 0.8 * avail:
         raise BadInput(f"--n {n} --dim {dim}: needs about {need / 1e9:.1f} GB, {avail / 1e9:.1f} GB available")
-    # Before numba or faiss load their OpenMP runtimes: idle workers sleep instead of spinning on
-    # the core the other library needs (see llmbench.kernels.bench).
+    # Before numba, faiss and numpy load their thread pools: idle workers sleep instead of spinning on
+    # the core the other library needs (see llmbench.kernels.bench). OpenBLAS (numpy's `M @ q`) does
+    # not read OMP_WAIT_POLICY; its workers spin for 2**THREAD_TIMEOUT cycles (about 0.1 s) after
+    # each call unless told otherwise.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     from llmbench.kernels.bench import run_bench
 
     t0 = time.perf_counter()
