@@ -329,3 +329,18 @@ print(spun)
     spun = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                                 check=True).stdout)
     assert spun < 0.005, f"OpenBLAS workers still used {spun:.3f} s of CPU while the caller slept"
+
+
+def test_bench_varies_the_order_of_methods():
+    """Each method must run after several different neighbours and in several places: a rotation
+    keeps the cycle (the scan always ran third after faiss), which under load biased the ratios."""
+    from llmbench.kernels.bench import run_bench
+
+    out = run_bench(n=500, dim=8, queries=2, k=5, single_repeats=12, batch_repeats=1)
+    orders = out["single_order"]
+    names = set(out["single_times_ms"])
+    assert len(orders) == 12 and all(sorted(o) == sorted(names) for o in orders)
+    for name in names:
+        before = {o[o.index(name) - 1] for o in orders if o.index(name) > 0}
+        places = {o.index(name) for o in orders}
+        assert len(before) >= 3 and len(places) >= 3, (name, before, places)
