@@ -106,7 +106,7 @@ def _bench_table(r: dict) -> None:
                     f"(medians; bandwidth {r['bandwidth_gbs']:.1f} GB/s)")
     for col in ("method", "single query ms", f"batch of {r['queries']} ms"):
         t.add_column(col, justify="right" if col != "method" else "left")
-    t.add_row("numba float32", _fmt(r["f32_single_ms"]), _fmt(r["f32_batch_ms"]))
+    t.add_row(f"numba float32 (shape {r['f32_plan']})", _fmt(r["f32_single_ms"]), _fmt(r["f32_batch_ms"]))
     t.add_row("numba int8 + re-score", _fmt(r["int8_single_ms"]), "-")
     t.add_row("numpy", _fmt(r["numpy_single_ms"]), _fmt(r["numpy_batch_ms"]))
     t.add_row("faiss IndexFlatIP", _fmt(r["faiss_single_ms"]), _fmt(r["faiss_batch_ms"]))
