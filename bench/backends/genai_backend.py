@@ -45,6 +45,9 @@ class SharedKVDecoder:
         first = inputs[self.past_names[0]]
         self.kv_heads, self.head_dim = first.shape[1], first.shape[3]
         self.kv_dtype = _NP_DTYPES.get(first.type, np.float32)
+        logits = next(o for o in session.get_outputs() if o.name == "logits")
+        self.vocab = logits.shape[2] if isinstance(logits.shape[2], int) else None
+        self.logits_dtype = _NP_DTYPES.get(logits.type, np.float32)
 
     def _run(self, binding, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         binding.bind_cpu_input("input_ids", ids)
@@ -99,10 +102,21 @@ class SharedKVDecoder:
         if timed:
             times.append(clock())
         rows = np.arange(batch)
+        step_logits = None
+        if self.vocab:  # decode steps write their logits into one buffer: no allocation, no copy per step
+            step_logits = np.empty((batch, 1, self.vocab), dtype=self.logits_dtype)
+            binding.bind_output("logits", "cpu", 0, self.logits_dtype, list(step_logits.shape), step_logits.ctypes.data)
         for step in range(1, new_tokens):
             full_mask[rows, lengths + step - 1] = 1
             mask = np.ascontiguousarray(full_mask[:, : width + step])
-            logits = self._run(binding, token.reshape(batch, 1).astype(np.int64), mask)
+            ids = token.reshape(batch, 1).astype(np.int64)
+            if step_logits is None:
+                logits = self._run(binding, ids, mask)
+            else:
+                binding.bind_cpu_input("input_ids", ids)
+                binding.bind_cpu_input("attention_mask", mask)
+                self.session.run_with_iobinding(binding)
+                logits = step_logits
             token = logits[:, -1, :].argmax(-1)
             steps[:, step] = token
             if timed:

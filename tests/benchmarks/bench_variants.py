@@ -9,7 +9,8 @@ rate ((tokens - 1) / (last token time - first token time), prefill excluded).
 Roofline: at batch 1 a decode step streams every weight once (an embedding table is read one row
 per token), so tokens/s <= read bandwidth / weight bytes per token (`llmbench.roofline`, the same
 figure every `llmbench run` puts in summary.json). Bandwidth is
-`llmbench.hardware.measure_read_bandwidth_gbs()` (a parallel read, as `llmbench hardware`).
+`llmbench.hardware.measure_read_bandwidth_gbs()` (a parallel read, as `llmbench hardware`), the
+best of six readings.
 Goals: onnx-int4 >= 4x torch-fp32 (issue 3); the best int4 variant (genai-int4, issue 10) >= 50% of its own roofline.
 
 Idle threads: by default both engines keep their own defaults (onnxruntime's threads spin between
@@ -69,8 +70,10 @@ def main() -> None:
     for b in backends.values():  # warm-up: first-call allocations, thread pools
         b.generate([prompt], 8)
         b.generate([prompt], 8)
-    # Bandwidth: the median of several measurements before and after (one lucky or unlucky
-    # reading on a shared machine moves every roofline).
+    # Bandwidth: the best of several measurements before and after. A reading can only come out
+    # low (another process on a core, a reader thread descheduled), never above what memory
+    # delivers: on 2026-11-30, in quiet minutes, the three before the rounds read 8-11 GB/s and the
+    # three after 47-55, and a median of the six (29-32) put onnx-fp32 at 119% of its roofline.
     bandwidths = [measure_read_bandwidth_gbs() for _ in range(3)]
     rates: dict[str, list[float]] = {v: [] for v in variants}
     load_before = os.getloadavg()[0]
@@ -79,7 +82,7 @@ def main() -> None:
             rates[v].append(decode_rate(backends[v], prompt, args.tokens))
     load_after = os.getloadavg()[0]
     bandwidths += [measure_read_bandwidth_gbs() for _ in range(3)]
-    bandwidth = statistics.median(bandwidths)
+    bandwidth = max(bandwidths)
 
     rows = []
     base = statistics.median(rates[variants[0]])
