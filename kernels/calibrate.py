@@ -2,9 +2,9 @@
 
 Hosts of the same kind disagree on the fastest shape. On the 2026-11-30 VM (AMD EPYC, AVX-512) a
 scan from memory ran fastest four rows per pass (one load of the query serves four rows), but from
-L2 one row at a time was 1.3x faster (a single sequential stream, as a flat read), and on a host whose
-hardware prefetcher falls behind a software prefetch a few kilobytes ahead closes the gap. So the
-candidates are timed on the caller's own matrix and the cheapest is used.
+L2 one row at a time was 1.3x faster (a single sequential stream, as a flat read); a software
+prefetch a few kilobytes ahead is there for a host whose hardware prefetcher falls behind (on that
+VM it gained nothing). So the candidates are timed on the caller's own matrix and the cheapest is used.
 
 The measure is process CPU time per scan, not wall time: on a loaded machine wall time mostly says
 how long the threads waited for a core, which is the same for every shape; CPU time says what the
