@@ -89,6 +89,13 @@ def _sweep(run_dir: RunDir, meta: dict, m: str, v: str, recs: list, tr: Trace | 
         return None, f"prefill sweep failed ({exc}): prompts beyond {widths.max():g} tokens are extrapolated from the run's measurements"
 
 
+def _cheapest_first(o: dict) -> tuple:
+    """The recommender's order (recommend/choose.py cost_key): cost, then the faster at p95, then the name,
+    so that equal-cost options are ranked the same way in plan.json and in the decision."""
+    p95 = (o.get("predicted") or {}).get("e2el_ms", {}).get("p95")
+    return (round(o["cost_per_month"], 6), float("inf") if p95 is None else p95, o["model"], o["variant"])
+
+
 def plan_run(run_dir: RunDir, slos: list[SLO], rps: float | None = None, trace: str | Path | Trace | None = None,
              model: str | None = None, variant: str | None = None, max_replicas: int = DEFAULT_MAX_REPLICAS,
              max_batch: int | None = None, policy: str = DEFAULT_POLICY, goodput: float | None = None,
@@ -140,7 +147,7 @@ def plan_run(run_dir: RunDir, slos: list[SLO], rps: float | None = None, trace: 
         options.append(entry)
     planned = [o for o in options if "error" not in o]
     meeting = [o for o in planned if o["meets_slo"]]
-    best = min(meeting, key=lambda o: o["cost_per_month"]) if meeting else None
+    best = min(meeting, key=_cheapest_first) if meeting else None
     over = [o["requests_over_context"] for o in planned if o.get("requests_over_context")]
     return {
         # The headline first: readers (and checks) that take the first figure get the answer.
