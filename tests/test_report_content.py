@@ -122,13 +122,17 @@ def test_flags_reach_the_table_and_old_rows_read():
     base = {"model": "m", "variant": "v", "scenario": "single-stream", "point": "single", "requests": 10, "failed": 0,
             "ttft_ms": {"p50": 1.0, "n": 10}, "tpot_ms": {"p50": 2.0}, "e2el_ms": {"p95": 3.0}}
     assert row_flags(base) == []  # a row written before any flag existed
-    assert row_flags({**base, "failed": 2, "partial_failure": True}) == ["partial failure: 2 of 10 requests failed"]
+    # Today's rows: `requests` counts successes, `failed` the rest. Older rows counted both in `requests`.
+    assert row_flags({**base, "requests": 8, "failed": 2, "partial_failure": True}) == ["partial failure: 2 of 10 requests failed"]
+    assert row_flags({**base, "failed": 2}) == ["partial failure: 2 of 10 requests failed"]
     assert row_flags({**base, "unreliable": True, "unreliable_reason": "other work used 86% of the CPUs"}) == \
         ["unreliable: other work used 86% of the CPUs"]
     assert row_flags({**base, "precision_pct": 13.42, "precision_reached": False}) == ["noisy: ±13.4%"]
     assert row_flags({**base, "requests": 3, "ttft_ms": {"p50": 1.0, "n": 3}}) == ["only 3 samples: percentiles and intervals are rough"]
-    headers, rows = summary_table([base, {**base, "failed": 2}])
+    assert row_flags({**base, "ttft_ms": {"p50": 1.0, "n": 16, "n_units": 2}}) == ["only 2 independent batches: the intervals are rough"]
+    headers, rows = summary_table([base, {**base, "failed": 2}, {**base, "requests": 8, "failed": 2, "partial_failure": True}])
     assert headers[-1] == "flags" and rows[0][-1] == "-" and rows[1][2] == 8 and rows[1][-1].startswith("partial failure")
+    assert rows[2][2] == 8 and rows[2][-1] == "partial failure: 2 of 10 requests failed"
     assert roofline_table([base]) is None
 
 

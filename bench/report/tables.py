@@ -21,14 +21,22 @@ def _f(v, nd: int = 1):
 
 
 def _n(row: dict) -> int:
+    """Successful requests: `requests` counts only those since rows carry `partial_failure`; in
+    older summaries it counted every record, failed ones included."""
+    if "partial_failure" in row:
+        return row.get("requests") or 0
     return (row.get("requests") or 0) - (row.get("failed") or 0)
+
+
+def _total(row: dict) -> int:
+    return _n(row) + (row.get("failed") or 0)
 
 
 def row_flags(row: dict) -> list[str]:
     """What a reader must know before trusting a summary row (each flag is read only if present)."""
     flags = []
     if row.get("failed") and not row.get("error"):
-        flags.append(f"partial failure: {row['failed']} of {row.get('requests')} requests failed")
+        flags.append(f"partial failure: {row['failed']} of {_total(row)} requests failed")
     elif row.get("partial_failure") and not row.get("error"):
         flags.append("partial failure")
     if row.get("unreliable"):
@@ -37,9 +45,13 @@ def row_flags(row: dict) -> list[str]:
     missed = row.get("precision_reached") is False or bool(row.get("hit_cap") and row.get("precision_reached") is not True)
     if isinstance(prec, (int, float)) and not isinstance(prec, bool) and missed and "±" not in str(row.get("unreliable_reason") or ""):
         flags.append(f"noisy: ±{prec:.1f}%")
-    n = ((row.get("ttft_ms") or {}).get("n")) or _n(row)
+    dist = row.get("ttft_ms") or {}
+    n, units = dist.get("n") or _n(row), dist.get("n_units")
     if not row.get("error") and 0 < n < FEW_SAMPLES:
         flags.append(f"only {n} samples: percentiles and intervals are rough")
+    elif not row.get("error") and isinstance(units, int) and 0 < units < FEW_SAMPLES:
+        # Requests of one static batch share their timings: the intervals resample whole batches.
+        flags.append(f"only {units} independent batches: the intervals are rough")
     return flags
 
 
