@@ -28,8 +28,8 @@ def cache_stage(run_dir, meta: dict, summary: dict, console) -> None:
     profile = load_profile(str(cfg["verifier"])) if cfg.get("verifier") else None
     parsed = read_log(log)
     if isinstance(parsed, PairsLog):
-        doc = sweep_pairs(parsed, target_false_hit=target, profile=profile, traffic=traffic,
-                          plot_path=run_dir.path / "plots" / "cache_sweep.png")
+        # No plot here: the report draws this sweep (plots/cache.png); one curve, drawn once.
+        doc = sweep_pairs(parsed, target_false_hit=target, profile=profile, traffic=traffic)
     else:
         doc = simulate_log(log, target_false_hit=target, profile=profile, traffic=traffic)
     doc["log"] = str(log) if cfg.get("log") else f"shipped sample pairs ({log.name}): near-duplicate documentation sentences"

@@ -1,0 +1,109 @@
+"""The embedded default, end to end through the real CLI, as `make run` runs it.
+
+One full `llmbench run --json` per session; every test below recomputes a published figure from
+the files beneath it (records -> summary -> decision -> gateway), so a stage that drifts from its
+inputs fails here even when each stage's own tests pass.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+DEFAULT = Path(__file__).resolve().parents[1] / "profiles" / "default.yaml"
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("default-run")
+    cli = Path(sys.executable).with_name("llmbench")
+    proc = subprocess.run([str(cli), "run", "--out", str(out), "--json"], capture_output=True, text=True,
+                          timeout=1500, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = next(out.rglob("run.json")).parent
+    return run, json.loads(proc.stdout)
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "requests.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_every_configured_cell_has_a_row_and_its_records(default_run):
+    run, printed = default_run
+    summary = json.loads((run / "summary.json").read_text())
+    assert printed["rows"] == summary["rows"]  # --json prints the summary as written
+    cfg = yaml.safe_load(DEFAULT.read_text())  # read apart from the package's own config loader
+    points_per_variant = sum(1 if s == "single-stream" else len(s["batch_sizes"]) for s in cfg["scenarios"])
+    expected = sum(len(c["variants"]) for c in cfg["candidates"]) * points_per_variant
+    assert len(summary["rows"]) == expected
+    per_cell = Counter((r["model"], r["variant"], r["scenario"], r["point"]) for r in _records(run))
+    for row in summary["rows"]:
+        assert per_cell[(row["model"], row["variant"], row["scenario"], row["point"])] == row["requests"] + row["failed"]
+
+
+def test_percentiles_and_costs_recompute_from_the_records(default_run):
+    run, _ = default_run
+    summary = json.loads((run / "summary.json").read_text())
+    recs = _records(run)
+    usd_per_s = summary["usd_per_hour"] / 3600.0
+    checked = 0
+    for row in summary["rows"]:
+        if row["scenario"] != "single-stream" or row["failed"]:
+            continue
+        cell = [r for r in recs if (r["model"], r["variant"], r["scenario"], r["point"]) == (row["model"], row["variant"], row["scenario"], row["point"]) and r["status"] == "ok"]
+        ttft = np.array([r["ttft_ms"] for r in cell])
+        assert row["ttft_ms"]["p50"] == pytest.approx(np.percentile(ttft, 50), rel=1e-9)
+        assert row["ttft_ms"]["n"] == len(cell)
+        # Cost per 1M output tokens = 1e6 x $/s / output throughput (DESIGN.md).
+        tok_s = row["output_throughput_tok_s"]
+        assert row["cost_per_1m_output_tokens_usd"] == pytest.approx(1e6 * usd_per_s / tok_s, rel=1e-6)
+        assert math.isfinite(row["roofline_share"]) and 0 < row["roofline_share"] < 5 and row["roofline_tok_s"] > 0
+        checked += 1
+    assert checked >= 6  # every variant of both cards, one request at a time
+
+
+def test_decision_files_agree_on_cost_and_parts(default_run):
+    run, _ = default_run
+    rec = json.loads((run / "recommendation.json").read_text())
+    dep = yaml.safe_load((run / "deployment.yaml").read_text())
+    gw = yaml.safe_load((run / "gateway" / "litellm.yaml").read_text())
+    m = re.search(r"\$([0-9][0-9,]*\.?[0-9]*)\s*/\s*month", rec["choice"]["answer"])
+    assert m, rec["choice"]["answer"]
+    assert float(m.group(1).replace(",", "")) == pytest.approx(dep["total_cost_per_month_usd"], abs=0.01)
+    assert bool((gw.get("litellm_settings") or {}).get("cache")) == bool((rec.get("recommended") or {}).get("cache"))
+    for o in rec["options"]:
+        for metric, v in (o.get("latency") or {}).items():
+            assert all(v[q] > 0 for q in ("p50", "p95") if isinstance(v, dict) and isinstance(v.get(q), (int, float))), (o["id"], metric)
+        if o.get("kind") == "self-hosted":
+            assert o["cost_per_1k_usd"] > 0, o["id"]
+    # Random-weight cards: the caveat travels with the answer into the files a user deploys.
+    assert "quality unverified" in (run / "deployment.yaml").read_text()
+    assert "quality unverified" in (run / "gateway" / "litellm.yaml").read_text()
+
+
+def test_report_embeds_every_plot_it_drew(default_run):
+    run, _ = default_run
+    html = (run / "report.html").read_text()
+    plots = sorted((run / "plots").glob("*.png"))
+    assert len(plots) >= 5
+    assert html.count("data:image/png;base64,") >= len(plots)
+    assert "src=\"plots/" not in html  # self-contained: no file references
+
+
+def test_rerunning_a_stage_changes_nothing_it_should_not(default_run):
+    # `llmbench report` on the finished folder rebuilds the report from the files alone.
+    run, _ = default_run
+    before = json.loads((run / "summary.json").read_text())
+    cli = Path(sys.executable).with_name("llmbench")
+    proc = subprocess.run([str(cli), "report", str(run)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert json.loads((run / "summary.json").read_text()) == before
