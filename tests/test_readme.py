@@ -32,9 +32,9 @@ COMMAND = re.compile(r"^(?:\.venv/bin/)?(llmbench \w|python -m llmbench|litellm 
 
 # Commands the README shows that this module does not run, and why (each is covered elsewhere).
 NOT_RUN = {
-    "make run": "the embedded default end to end takes minutes; acceptance 02-run-default runs it",
+    "make run": "the embedded default end to end (minutes): tests/test_default_run.py runs it through the CLI",
     "make test": "runs this very suite",
-    "llmbench run": "the embedded default (as `make run`)",
+    "llmbench run": "the embedded default: tests/test_default_run.py",
     "pip install -c constraints.txt -e '.[gpu]'": "needs a GPU and the network",
     "litellm --config gateway/litellm.yaml": "starts a proxy server; the gateway file it loads is checked by "
                                               "test_recommend_writes_the_decision_files and tests/test_export.py",
@@ -80,6 +80,7 @@ CHECKED = {
 
 def test_every_readme_command_is_checked():
     assert readme_commands() == set(CHECKED) | set(NOT_RUN)
+    assert (ROOT / "tests" / "test_default_run.py").is_file()  # where `make run`'s command is run
     assert all(callable(globals().get(name)) for name in CHECKED.values())
     # The plan row's second form is an option pair, not a command of its own: it is run too.
     assert "`--trace azure.csv --slo e2el_p95=60s`" in README
