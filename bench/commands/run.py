@@ -68,7 +68,7 @@ def run(config: str | None, out: str | None, as_json: bool, resume: str | None) 
         prep = prepare(cfg)
         run_dir, meta = start_run(prep, text, Path(out) if out else None)
     console.print(f"[bold]llmbench run[/bold] {escape(meta['run_id'])} -> {escape(str(run_dir.path))}  "
-                  f"(device {prep.device}, hardware {escape(prep.hardware.name)})")
+                  f"(device {prep.device}, hardware {escape(prep.hardware.name)})", soft_wrap=True)
     runner = Runner(prep, run_dir, meta, console)
     interrupted = False
     try:
@@ -76,7 +76,7 @@ def run(config: str | None, out: str | None, as_json: bool, resume: str | None) 
     except KeyboardInterrupt:
         interrupted = True
         console.print(f"[yellow]interrupted: completed records are kept; finish with "
-                      f"`llmbench run --resume {escape(str(run_dir.path))}`[/yellow]")
+                      f"`llmbench run --resume {escape(str(run_dir.path))}`[/yellow]", soft_wrap=True)  # a command to copy: never wrapped
     summary = build_summary(run_dir, meta)
     write_summary(run_dir, summary)
     stage_errors = {}
