@@ -5,10 +5,22 @@ import re
 from pathlib import PurePath
 
 
-def short_model(model: str) -> str:
-    """'card:llama-5m' -> 'llama-5m'; '/models/my-llama' -> 'my-llama'; 'org/name' -> 'name'."""
+# A folder, hub id or card: no spaces or brackets. Anything else is a candidate's own `name:`, kept
+# whole: 'tiny [/int4]' is a name, not a folder 'int4]' inside 'tiny ['.
+_PATHLIKE = re.compile(r"[\w.~/-]+")
+
+
+def _parts(model: str) -> list[str]:
     m = model[5:] if model.startswith("card:") else model
-    return PurePath(m.rstrip("/")).name or m
+    if not _PATHLIKE.fullmatch(m):
+        return [model]
+    return [p for p in PurePath(m.rstrip("/")).parts if p not in ("/", ".", "..")] or [m]
+
+
+def short_model(model: str) -> str:
+    """'card:llama-5m' -> 'llama-5m'; '/models/my-llama' -> 'my-llama'; 'org/name' -> 'name';
+    a candidate's own name ('tiny [/int4]') stays whole."""
+    return _parts(model)[-1]
 
 
 def slug(text: str) -> str:
@@ -26,8 +38,7 @@ def model_labels(models: list[str]) -> dict[str, str]:
     'a-tiny' and 'b-tiny' (parent folders are added until the labels differ), so that option ids,
     served names and gateway aliases never point two candidates at one name."""
     distinct = list(dict.fromkeys(models))
-    parts = {m: [p for p in PurePath((m[5:] if m.startswith("card:") else m).rstrip("/")).parts if p not in ("/", ".", "..")] or [m]
-             for m in distinct}
+    parts = {m: _parts(m) for m in distinct}
     depth = {m: 1 for m in distinct}
     while True:
         labels = {m: "-".join(parts[m][-depth[m]:]) for m in distinct}
