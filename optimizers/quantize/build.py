@@ -120,16 +120,25 @@ def build_variant(
     return _build(source, recipe, trust_remote_code, store or VariantStore(), log or (lambda s: None))
 
 
-def _build(source: ModelSource, recipe: Recipe, trust_remote_code: bool, store: VariantStore, log) -> VariantBuild:
-    folder = model_folder(source)
-    key = cache_key(folder_digest(folder), recipe.identity(), library_versions(), trust_remote_code)
+def reuse(store: VariantStore, key: str, variant: str, log) -> tuple[VariantBuild | None, str | None]:
+    """The cached build under `key` (None when there is none or it failed verification) and the
+    store's reason for refusing a damaged entry, which the caller keeps in the rebuilt manifest."""
     entry = store.lookup(key)
     problem = store.last_problem
     if problem:
         log(problem)
-    if entry is not None:
-        log(f"{recipe.variant}: reusing {entry.path}")
-        return _from_entry(entry, hit=True, problem=None)
+    if entry is None:
+        return None, problem
+    log(f"{variant}: reusing {entry.path}")
+    return _from_entry(entry, hit=True, problem=None), problem
+
+
+def _build(source: ModelSource, recipe: Recipe, trust_remote_code: bool, store: VariantStore, log) -> VariantBuild:
+    folder = model_folder(source)
+    key = cache_key(folder_digest(folder), recipe.identity(), library_versions(), trust_remote_code)
+    hit, problem = reuse(store, key, recipe.variant, log)
+    if hit is not None:
+        return hit
 
     parent = _build(source, recipe.parent, trust_remote_code, store, log) if recipe.parent else None
     log(f"{recipe.variant}: building from {parent.variant if parent else source.name}")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from llmbench.models.source import ModelSource
-from llmbench.optimizers.quantize.build import VariantBuild, _from_entry, check_causal_lm
+from llmbench.optimizers.quantize.build import VariantBuild, _from_entry, check_causal_lm, reuse
 from llmbench.optimizers.quantize.opcount import count_ops, describe
 from llmbench.optimizers.quantize.sources import folder_digest, model_folder, weights_bytes
 from llmbench.optimizers.quantize.store import VariantStore, cache_key, library_versions
@@ -86,13 +86,9 @@ def build_genai_variant(
     log = log or (lambda s: None)
     folder = model_folder(source)
     key = cache_key(folder_digest(folder), recipe.identity(version), library_versions(), trust_remote_code)
-    entry = store.lookup(key)
-    problem = store.last_problem
-    if problem:
-        log(problem)
-    if entry is not None:
-        log(f"{recipe.variant}: reusing {entry.path}")
-        return _from_entry(entry, hit=True, problem=None)
+    hit, problem = reuse(store, key, recipe.variant, log)
+    if hit is not None:
+        return hit
     check_causal_lm(folder, trust_remote_code)
     log(f"{recipe.variant}: building from {source.name} with onnxruntime-genai {version}")
     work = store.new_build_dir()
