@@ -85,7 +85,8 @@ def test_relative_paths_resolve_against_the_config_and_resume_from_anywhere(tmp_
     assert again.returncode == 0, again.stderr
     recs = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
     # the first row's own length, then the config's, in every pass over the dataset
-    assert recs and [r["output_tokens"] for r in recs] == [3, 4] * (len(recs) // 2)
+    # (a cell may stop mid-pass at its time cap: the count of records need not be even)
+    assert recs and [r["output_tokens"] for r in recs] == ([3, 4] * len(recs))[: len(recs)]
 
 
 def test_resume_refuses_a_config_or_another_out(tmp_path, tiny_llama):
