@@ -1,7 +1,7 @@
 import pytest
 
 from llmbench.errors import BadInput
-from llmbench.slo import parse_slo, row_meets
+from llmbench.slo import meets_all, parse_slo, row_meets
 
 
 def test_parse_units_and_percentiles():
@@ -20,3 +20,26 @@ def test_row_meets_names_the_missed_objective():
     assert row_meets(row, parse_slo("tpot_p99=80ms")) == []
     missed = row_meets(row, parse_slo("ttft_p95=500ms,tpot_p99=80ms"))
     assert len(missed) == 1 and "ttft" in missed[0]
+
+
+def _record(ttft: float, e2el: float, tokens: int = 5):
+    from llmbench.records import RequestRecord
+
+    gaps = [(e2el - ttft) / (tokens - 1)] * (tokens - 1)
+    return RequestRecord(timestamp=0.0, run_id="r", model="m", variant="v", scenario="s", point="p", request_id=0,
+                         prompt_tokens=8, output_tokens=tokens, ttft_ms=ttft, e2el_ms=e2el, itl_ms=gaps)
+
+
+def test_a_request_exactly_at_its_limit_meets_it():
+    # "must not exceed": at the limit is met, a hair above is not (goodput counts the first).
+    slos = parse_slo("ttft_p95=500ms,e2el_p95=2s")
+    assert meets_all(_record(500.0, 2000.0), slos)
+    assert not meets_all(_record(500.001, 2000.0), slos)
+    assert not meets_all(_record(100.0, 2000.001), slos)
+    # TPOT = (E2EL - TTFT) / (tokens - 1) = (900 - 100) / 4 = 200 ms: at a 200 ms limit it is met.
+    assert meets_all(_record(100.0, 900.0), parse_slo("tpot_p99=200ms"))
+    assert not meets_all(_record(100.0, 900.0), parse_slo("tpot_p99=199.9ms"))
+
+
+def test_a_row_exactly_at_its_limit_meets_it():
+    assert row_meets({"ttft_ms": {"p95": 500.0}}, parse_slo("ttft_p95=500ms")) == []
