@@ -317,7 +317,7 @@ def measure_candidate(source, variants: list[str], device: str, dtype: str, gold
         except Exception as exc:  # one broken variant must not hide the others' figures
             result = {"gate": "error", "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]}
         out["variants"][variant] = result
-        log(f"{variant}: {result.get('gate')}")
+        log(f"{variant}: measured")  # progress only: the stage prints each verdict once, with its figures
     out["seconds"] = round(time.perf_counter() - t, 3)
     return out
 
@@ -349,7 +349,8 @@ def run_quality(meta: dict, log=lambda s: None) -> dict:
         try:
             source = resolve(str(cand["model"]), where=f"candidate {label}")
             doc["candidates"][label] = measure_candidate(source, cand["variants"], device, dtype, golden, cfg,
-                                                         cand.get("trust_remote_code", False), log)
+                                                         cand.get("trust_remote_code", False),
+                                                         lambda s, label=label: log(f"{label} {s}"))
         except Exception as exc:  # e.g. the reference does not load: the other candidates still count
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
             doc["candidates"][label] = {"reference": ref_name, "reference_variant": ref_name, "error": msg,

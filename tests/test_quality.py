@@ -257,6 +257,9 @@ def test_quality_stage_in_a_run(tmp_path, llama):
     saved = json.loads((out / "summary.json").read_text())
     assert "quality" in saved["rows"][1]
     assert "quality_greedy_agreement" in (out / "summary.csv").read_text().splitlines()[0]
+    # Issue 13 item 11: each verdict printed once, with the model's name beside the variant.
+    verdicts = [line for line in proc.stderr.splitlines() if line.lstrip().startswith("quality") and "onnx-int8" in line and "unverified" in line]
+    assert len(verdicts) == 1 and "tiny onnx-int8" in verdicts[0], verdicts
 
 
 def test_without_torch_fp32_the_onnx_fp32_variant_is_the_reference(llama):
