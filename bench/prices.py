@@ -10,10 +10,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmbench.errors import BadInput
+from llmbench.yamlsafe import load_yaml
 
 Tier = Literal["small", "mid", "strong", "frontier"]
 TIER_ORDER: tuple[str, ...] = ("small", "mid", "strong", "frontier")
@@ -58,13 +58,11 @@ class _PriceFile(BaseModel):
 
 
 def _parse(text: str, where: str) -> list[ApiModelPrice]:
+    data = load_yaml(text, where)  # safe types, no duplicate keys, no alias bombs
+    if not isinstance(data, dict):
+        raise BadInput(f"{where}: a price file is a mapping with a 'models' list")
     try:
-        data = yaml.safe_load(text)
-        if not isinstance(data, dict):
-            raise BadInput(f"{where}: a price file is a mapping with a 'models' list")
         return _PriceFile(**data).models
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
