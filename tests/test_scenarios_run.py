@@ -85,7 +85,9 @@ def test_each_cell_states_its_memory_baseline_and_machine_load(run):
     for row in summary["rows"]:
         assert row["rss_baseline_mb"] == base and row["memory_method"].startswith("in-process")
         assert row["peak_rss_delta_mb"] == pytest.approx(row["peak_rss_mb"] - base)
-        assert 0 <= row["cpu_steal_pct"] <= 100 and 0 < row["cpu_busy_pct"] <= 100
+        assert 0 <= row["cpu_steal_pct"] <= 100 and 0 <= row["cpu_busy_pct"] <= 100
+        if row["measured_s"] >= 1.0:  # /proc/stat counts 10 ms ticks: a cell of a few ticks can read 0 busy
+            assert row["cpu_busy_pct"] > 0
         assert 0 <= row["cpu_others_pct"] <= row["cpu_busy_pct"]
         assert isinstance(row["unreliable"], bool)
         assert row["precision_target_pct"] is None and row["hit_cap"] is False
