@@ -207,7 +207,7 @@ class Runner:
     def _sampling(self) -> Sampling:
         cfg = self.prep.config
         return Sampling(iterations=cfg.iterations, min_duration_s=cfg.min_duration_s,
-                        precision_pct=getattr(cfg, "precision_pct", None), time_cap_s=getattr(cfg, "cell_time_cap_s", 0.0))
+                        precision_pct=cfg.precision_pct, time_cap_s=cfg.cell_time_cap_s)
 
     @staticmethod
     def _bytes_per_token(backend) -> int | None:

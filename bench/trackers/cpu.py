@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -50,7 +50,6 @@ class CpuLoad:
     cpu_busy_pct: float | None = None
     cpu_others_pct: float | None = None
     loadavg_1min: float | None = None
-    extra: dict = field(default_factory=dict)
 
     def as_row(self) -> dict:
         return {"cpu_steal_pct": self.cpu_steal_pct, "cpu_busy_pct": self.cpu_busy_pct,
