@@ -158,8 +158,10 @@ class Concurrency(Strict):
 
     kind: Literal["concurrency"] = "concurrency"
     clients: list[Annotated[int, Field(ge=1, le=MAX_CLIENTS)]] = Field(default_factory=list)
-    rates: list[Annotated[float, Field(ge=MIN_RATE, le=MAX_RATE)]] = Field(default_factory=list, description="requests/s, Poisson")
-    max_batch: int = Field(8, ge=1, le=MAX_BATCH)
+    rates: list[Annotated[float, Field(ge=MIN_RATE, le=MAX_RATE)]] = Field(default_factory=list, description="requests/s, open loop")
+    arrivals: Literal["poisson", "constant"] = Field("poisson", description="gaps between a rate point's arrivals")
+    max_batch: int = Field(8, ge=1, le=MAX_BATCH, description="in-process: the largest static batch; "
+                           "served: a rate point's --parallel")
 
     @model_validator(mode="after")
     def _some_load(self) -> "Concurrency":
@@ -168,7 +170,17 @@ class Concurrency(Strict):
         return self
 
 
-Scenario = Annotated[Union[SingleStream, Batch, Concurrency], Field(discriminator="kind")]
+class Sweep(Strict):
+    """As GuideLLM's sweep: synchronous (1 client), maximum (max_clients), then `rates` open-loop
+    rates spaced evenly between the two throughputs just measured."""
+
+    kind: Literal["sweep"] = "sweep"
+    rates: int = Field(4, ge=1, le=64, description="open-loop rates between the sync and max throughputs")
+    max_clients: int = Field(16, ge=1, le=MAX_CLIENTS, description="closed-loop clients of sweep=max")
+    arrivals: Literal["poisson", "constant"] = Field("constant", description="gaps between a rate point's arrivals")
+
+
+Scenario = Annotated[Union[SingleStream, Batch, Concurrency, Sweep], Field(discriminator="kind")]
 
 
 # ---- hardware ----------------------------------------------------------------------------------

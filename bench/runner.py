@@ -18,6 +18,7 @@ from llmbench.models.source import ModelSource, resolve
 from llmbench.records import RequestRecord
 from llmbench.results import FolderLock, RequestLog, RunDir, write_json
 from llmbench.scenarios.base import CellContext
+from llmbench.scenarios.plan import check_unserved, drop_unserved, replay, served_of
 from llmbench.scenarios.registry import make_scenario
 from llmbench.slo import parse_slo
 from llmbench.hardware import roofline_bandwidth
@@ -51,6 +52,7 @@ def prepare(config: RunConfig) -> Prepared:
                 backend_for(variant).check_variant(variant, device)
             except BadInput as exc:
                 raise BadInput(f"candidates[{i}].variants: {exc}") from None
+    check_unserved(config, served_of(config, backend_for))
     validate_workload(config.workload)
     hardware, slos = load_hardware(config.hardware), parse_slo(config.slo, "slo")
     from llmbench.preflight import preflight
@@ -118,6 +120,9 @@ class Runner:
             for si, sc in enumerate(scenarios)
             for point in sc.points()
         ]
+        plan = drop_unserved(plan, scenarios, served_of(cfg, backend_for), self.console.print)
+        # A sweep's rates come from its earlier cells: a resume tells it those first.
+        replay(scenarios, plan, lambda ci: cfg.candidates[ci].label, done, self.dir.records())
         todo = [p for p in plan if (cfg.candidates[p[0]].label, p[1], scenarios[p[2]].kind, p[3].label) not in done]
         if todo and "roofline_bandwidth" not in self.meta:  # once per run: the rooflines' denominator
             self.meta["roofline_bandwidth"] = roofline_bandwidth(self.prep.device, self.meta.get("environment", {}).get("machine"))
@@ -167,19 +172,27 @@ class Runner:
                 scenario = scenarios[si]
                 key = (label, variant, scenario.kind, point.label)
                 progress.update(task, status=escape(f"{scenario.kind} {point.label}"))
-                ctx = CellContext(self.meta["run_id"], label, variant, scenario.kind, point,
-                                  self.prep.hardware.usd_per_second, next_id=lambda: next(counter))
                 mem, cpu = MemoryTracker(self.prep.device, baseline), CpuTracker()
-                scenario.last_sampler = None
+                scenario.last_sampler, scenario.last_facts = None, {}
+                records: list[RequestRecord] = []
                 try:
-                    scenario.warmup(backend, prompts, point, cfg.warmup)  # never recorded
-                    with mem, cpu:
-                        for rec in scenario.measure(backend, prompts, ctx, self._sampling()):
-                            log.write([rec])
+                    point = scenario.resolve(point, label, variant)  # a sweep's rate, from earlier cells
+                    ctx = CellContext(self.meta["run_id"], label, variant, scenario.kind, point,
+                                      self.prep.hardware.usd_per_second, next_id=lambda: next(counter))
+                    backend.begin_cell(point, prompts, self.dir)
+                    try:
+                        scenario.warmup(backend, prompts, point, cfg.warmup)  # never recorded
+                        with mem, cpu:
+                            for rec in scenario.measure(backend, prompts, ctx, self._sampling()):
+                                log.write([rec])
+                                records.append(rec)
+                    finally:
+                        backend.end_cell()
                 except Exception as exc:
                     self._fail(label, variant, scenario.kind, point, exc, log, counter)
                 else:
                     self.meta["completed_cells"].append(list(key))
+                    scenario.observe(point, records)
                 finally:
                     self.meta.setdefault("cells", {})["|".join(key)] = self._cell_facts(scenario, mem, cpu)
                     self._save_meta()
@@ -226,11 +239,13 @@ class Runner:
         sampler = getattr(scenario, "last_sampler", None)
         if sampler is not None:
             facts.update(sampler.outcome())
+        facts.update(getattr(scenario, "last_facts", None) or {})  # rate_rps, an open loop's late sends
         return facts
 
     def _fail(self, label, variant, scenario, point, exc, log, counter) -> None:
-        msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
-        self.failed_cells.append(f"{label} {variant} {scenario} {point.label}: {msg}")
+        # Every line of the message, joined: a server's failure carries its log's last lines.
+        msg = f"{type(exc).__name__}: {' | '.join(ln.strip() for ln in str(exc).splitlines() if ln.strip())}"[:2000]
+        self.failed_cells.append(f"{label} {variant} {scenario} {point.label}: {msg[:500]}")
         log.write([RequestRecord(timestamp=time.time(), run_id=self.meta["run_id"], model=label, variant=variant,
                                  scenario=scenario, point=point.label, request_id=next(counter), prompt_tokens=0,
                                  output_tokens=0, status="error", error=msg)])

@@ -41,6 +41,8 @@ class Backend(ABC):
     """A model variant behind one interface, so that scenarios never see which engine runs it."""
 
     kind: ClassVar[str]
+    # A served backend streams requests over HTTP (send/open_client) instead of generate().
+    served: ClassVar[bool] = False
 
     def __init__(self, source: ModelSource, variant: str, device: str, dtype: str, trust_remote_code: bool = False):
         self.source = source
@@ -69,6 +71,12 @@ class Backend(ABC):
     def next_token_logits(self, prompts: list[list[int]]):  # pragma: no cover - optional
         """Logits of the next token after each prompt (for the quality gate), as a float32 tensor."""
         raise NotImplementedError
+
+    def begin_cell(self, point, prompts, run_dir) -> None:
+        """Before a cell's warm-up: e.g. start a server sized to `point` (raise: that cell fails)."""
+
+    def end_cell(self) -> None:
+        """After a cell, measured or failed: undo begin_cell."""
 
     def synchronize(self) -> None:
         """Wait for the device (no-op on the CPU)."""

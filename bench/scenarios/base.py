@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar, Iterator
 
 from llmbench.backends.base import Backend, Generation
 from llmbench.errors import BadInput
 from llmbench.records import RequestRecord
 from llmbench.scenarios.sampling import Sampler, Sampling
+from llmbench.scenarios.served import Driver, Load, warm
 from llmbench.workload import Prompt
 
 # perf_counter is the clock for intervals; records also carry wall-clock send times.
@@ -24,6 +25,8 @@ class Point:
     batch_size: int = 1
     clients: int | None = None
     rate: float | None = None
+    # The most requests the point can have in flight at once: what sizes a server's --parallel.
+    parallel: int = 1
 
 
 @dataclass
@@ -80,6 +83,7 @@ def to_records(gen: Generation, batch: list[Prompt], arrivals: list[float], ctx:
                 dataset=prompt.dataset,
                 prompt=prompt.recorded_text,
                 prompt_sha256=prompt.sha256,
+                usage_source="engine",  # in-process: exact counts from generate
             )
         )
     return records
@@ -116,12 +120,35 @@ class Scenario(ABC):
         """The largest batch the point can form: warm-up runs at that size (allocator peaks, kernels)."""
         return point.batch_size
 
+    def served_load(self, point: Point) -> Load | None:
+        """The load shape of `point` on a served backend; None where a point has no meaning for a
+        server (static batches: a server batches continuously)."""
+        if point.clients is not None:
+            return Load(clients=point.clients, parallel=point.parallel)
+        if point.rate is not None:
+            return Load(rate=point.rate, arrivals=getattr(self.config, "arrivals", "poisson"),
+                        seed=getattr(self, "seed", 0), parallel=point.parallel)
+        return Load(clients=1)
+
+    def resolve(self, point: Point, model: str, variant: str) -> Point:
+        """The point as measured for one (model, variant): a sweep fills in rates from earlier cells."""
+        return point
+
+    def observe(self, point: Point, records: list[RequestRecord]) -> None:
+        """Told the records of every completed cell (also those logged before a resume), in order."""
+
     def warmup(self, backend: Backend, prompts: list[Prompt], point: Point, count: int) -> int:
         """Run `count` unrecorded warm-up batches at the point's largest batch; returns requests sent.
 
-        `warmup` in a config counts these batches (see RunConfig.warmup).
+        `warmup` in a config counts these batches (see RunConfig.warmup). On a served backend the
+        same number of requests go out (at most 8 output tokens each) from `point.parallel`
+        closed-loop clients, so every server slot has run once.
         """
         size = self.warmup_batch(point)
+        if getattr(backend, "served", False):
+            short = [replace(p, output_tokens=max(1, min(8, p.output_tokens))) for p in prompts]
+            check_outputs(short)
+            return warm(backend, short, count * size, max(1, point.parallel))
         for i in range(count):
             batch = [prompts[(i * size + j) % len(prompts)] for j in range(size)]
             check_outputs(batch)
@@ -134,8 +161,17 @@ class Scenario(ABC):
         holds how it ended."""
         sampler = Sampler(sampling, self.pass_size(prompts, ctx.point))
         self.last_sampler = sampler
-        for rec in self.stream(backend, prompts, ctx, sampler):
-            yield rec
+        self.last_facts = {"rate_rps": ctx.point.rate} if ctx.point.rate is not None else {}
+        if getattr(backend, "served", False):
+            load = self.served_load(ctx.point)
+            if load is None:
+                raise BadInput(f"{self.kind} {ctx.point.label} has no meaning for a served backend")
+            check_outputs(prompts)
+            driver = Driver(backend, prompts, ctx, load, sampler)
+            yield from driver
+            self.last_facts.update(driver.facts())
+            return
+        yield from self.stream(backend, prompts, ctx, sampler)
 
 
 class UnitScenario(Scenario):

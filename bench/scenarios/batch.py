@@ -10,7 +10,10 @@ class BatchScenario(UnitScenario):
     kind = "batch"
 
     def points(self) -> list[Point]:
-        return [Point(f"batch={b}", batch_size=b) for b in self.config.batch_sizes]
+        return [Point(f"batch={b}", batch_size=b, parallel=b) for b in self.config.batch_sizes]
+
+    def served_load(self, point):
+        return None  # a server batches continuously: a static batch has no meaning for it
 
     def pass_size(self, prompts, point) -> int:
         # At least two batches per pass, so even the largest size has a spread to report.

@@ -1,9 +1,10 @@
-"""N closed-loop clients, or Poisson arrivals at a fixed rate, against one model instance.
+"""N closed-loop clients, or arrivals at a fixed rate (Poisson or constant), against one model instance.
 
 The instance is a static-batching server: it takes up to `max_batch` waiting requests, runs them
 to completion, then takes the next. Time spent waiting in the queue counts in TTFT and E2EL,
 as a user would feel it. Everything runs on one thread on the real clock, so there is no
-client-side overhead to subtract.
+client-side overhead to subtract. (A served backend batches continuously itself: its points go
+through the served driver instead, see base.Scenario.measure.)
 """
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import time
 from collections import deque
 from typing import Iterator
 
-import numpy as np
-
+from llmbench.scenarios.arrivals import arrival_gaps
 from llmbench.scenarios.base import CellContext, Point, Scenario, run_batch
 
 
@@ -22,11 +22,14 @@ class ConcurrencyScenario(Scenario):
     def __init__(self, config, seed: int = 0) -> None:
         super().__init__(config)
         self.seed = seed
+        # The in-process instance's largest static batch, and how a rate point's arrivals are spaced.
+        self.max_batch = config.max_batch if config is not None else 1
+        self.arrivals = getattr(config, "arrivals", "poisson")
 
     def points(self) -> list[Point]:
-        mb = self.config.max_batch
-        pts = [Point(f"clients={c}", batch_size=min(c, mb), clients=c) for c in self.config.clients]
-        pts += [Point(f"rate={r:g}", batch_size=1, rate=r) for r in self.config.rates]
+        mb = self.max_batch
+        pts = [Point(f"clients={c}", batch_size=min(c, mb), clients=c, parallel=c) for c in self.config.clients]
+        pts += [Point(f"rate={r:g}", batch_size=1, rate=r, parallel=mb) for r in self.config.rates]
         return pts
 
     def pass_size(self, prompts, point: Point) -> int:
@@ -34,7 +37,7 @@ class ConcurrencyScenario(Scenario):
 
     def warmup_batch(self, point: Point) -> int:
         # A rate point's queue can fill a whole batch: warm up at the largest batch it may run.
-        return point.batch_size if point.clients is not None else self.config.max_batch
+        return point.batch_size if point.clients is not None else self.max_batch
 
     def stream(self, backend, prompts, ctx: CellContext, sampler) -> Iterator:
         if ctx.point.clients is not None:
@@ -48,7 +51,7 @@ class ConcurrencyScenario(Scenario):
         queue = deque((prompts[i % len(prompts)], now) for i in range(clients))
         sent = clients
         while queue:
-            take = [queue.popleft() for _ in range(min(self.config.max_batch, len(queue)))]
+            take = [queue.popleft() for _ in range(min(self.max_batch, len(queue)))]
             records = run_batch(backend, [p for p, _ in take], [t for _, t in take], ctx)
             sampler.add(records)
             yield from records
@@ -62,10 +65,9 @@ class ConcurrencyScenario(Scenario):
                 sent += 1
 
     def _open_loop(self, backend, prompts, ctx, sampler) -> Iterator:
-        # One continuous Poisson arrival process for the whole point, however many passes it takes.
-        rng = np.random.default_rng(self.seed)
-        mean_gap = 1.0 / ctx.point.rate
-        next_arrival = time.perf_counter() + rng.exponential(mean_gap)
+        # One continuous arrival process for the whole point, however many passes it takes.
+        gaps = arrival_gaps(self.arrivals, ctx.point.rate, self.seed)
+        next_arrival = time.perf_counter() + next(gaps)
         pending: deque = deque()
         sent = 0
         while True:
@@ -73,13 +75,13 @@ class ConcurrencyScenario(Scenario):
             while next_arrival <= now and sampler.more(sent):
                 pending.append((prompts[sent % len(prompts)], next_arrival))
                 sent += 1
-                next_arrival += rng.exponential(mean_gap)
+                next_arrival += next(gaps)
             if not pending:
                 if not sampler.more(sent):
                     return
                 time.sleep(max(0.0, next_arrival - time.perf_counter()))
                 continue
-            take = [pending.popleft() for _ in range(min(self.config.max_batch, len(pending)))]
+            take = [pending.popleft() for _ in range(min(self.max_batch, len(pending)))]
             records = run_batch(backend, [p for p, _ in take], [t for _, t in take], ctx)
             sampler.add(records)
             yield from records

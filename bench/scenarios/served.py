@@ -1,0 +1,207 @@
+"""Load on a served backend: closed-loop clients or open-loop arrivals, streamed over HTTP.
+
+One cell runs an asyncio event loop in a background thread; the runner's thread iterates the
+Driver and gets each record as soon as its request completes (a queue between the two), so every
+measured request is logged at once and a resume keeps it. Closing the iterator (Ctrl-C, or a
+failure in the runner) cancels the requests in flight and joins the thread; an exception in the
+loop is raised again in the runner's thread and fails the cell.
+"""
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from llmbench.records import RequestRecord
+from llmbench.scenarios.arrivals import arrival_gaps
+from llmbench.scenarios.served_gate import CountGate, SamplerGate
+
+# An open-loop request is sent at its arrival time whatever is in flight: the client's pool must
+# never hold it back (queueing is the server's), so it gets at least this many connections.
+OPEN_LOOP_POOL = 256
+# A send this far behind its scheduled time is counted late (the loop's timers wake within ~1 ms).
+LATE_S = 2e-3
+_JOIN_S = 30.0  # cancelled streams close within this; the thread is a daemon in any case
+
+
+@dataclass(frozen=True)
+class Load:
+    """How requests go out: `clients` closed-loop clients, or open-loop arrivals at `rate` per second."""
+
+    clients: int | None = None
+    rate: float | None = None
+    arrivals: str = "poisson"
+    seed: int = 0
+    parallel: int = 1
+
+    def pool(self) -> int:
+        """Connections the client may open at once."""
+        return self.clients if self.clients is not None else max(self.parallel, OPEN_LOOP_POOL)
+
+
+_DONE = object()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+class Driver:
+    """One cell's load on a served backend; iterate it for the records, in completion order."""
+
+    def __init__(self, backend, prompts: list, ctx, load: Load, sampler=None, count: int | None = None):
+        self.backend, self.prompts, self.ctx, self.load = backend, prompts, ctx, load
+        # Measured cells follow the sampler; a warm-up sends a fixed count and records nothing.
+        self.gate = SamplerGate(sampler) if sampler is not None else CountGate(count or 0)
+        self.sent = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.late = 0
+        self.max_lag_s = 0.0
+        self._queue: queue.Queue = queue.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._started = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._thread_main, name=f"llmbench-load-{ctx.point.label if ctx else 'warmup'}",
+                                        daemon=True)
+
+    def facts(self) -> dict:
+        """Cell facts for run.json: how late the open loop's sends were."""
+        if self.load.rate is None:
+            return {}
+        return {"late_sends": self.late, "max_send_lag_ms": self.max_lag_s * 1e3}
+
+    # ---- the runner's side ---------------------------------------------------------------------
+    def __iter__(self) -> Iterator[RequestRecord]:
+        self._thread.start()
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=0.2)  # a timeout keeps Ctrl-C prompt
+                except queue.Empty:
+                    continue
+                if item is _DONE:
+                    return
+                if isinstance(item, _Failed):
+                    raise item.exc
+                yield item
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Cancel what is in flight and wait for the loop's thread to end."""
+        self._stopping = True
+        if self._thread.is_alive() and self._started.wait(_JOIN_S):
+            loop, task = self._loop, self._task
+            if loop is not None and task is not None:
+                try:
+                    loop.call_soon_threadsafe(task.cancel)
+                except RuntimeError:  # the loop closed meanwhile: nothing left to cancel
+                    pass
+        if self._thread.ident is not None:
+            self._thread.join(_JOIN_S)
+
+    # ---- the loop's side -----------------------------------------------------------------------
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # noqa: BLE001 - handed to the runner's thread
+            self._started.set()
+            self._queue.put(_Failed(_first_cause(exc)))
+        else:
+            self._queue.put(_DONE)
+
+    async def _main(self) -> None:
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        self._started.set()
+        if self._stopping:
+            return
+        client = self.backend.open_client(self.load.pool())
+        try:
+            if self.load.clients is not None:
+                async with asyncio.TaskGroup() as tg:
+                    for _ in range(self.load.clients):
+                        tg.create_task(self._client(client))
+            else:
+                await self._open_loop(client)
+        finally:
+            await _close(client)
+
+    def _next_prompt(self):
+        prompt = self.prompts[self.sent % len(self.prompts)]
+        self.sent += 1
+        return prompt
+
+    async def _client(self, client) -> None:
+        """One closed-loop client: its next request goes out the moment its previous one ends."""
+        while await self.gate.more(self.sent):
+            prompt = self._next_prompt()
+            await self._request(client, prompt, time.perf_counter())
+
+    async def _open_loop(self, client) -> None:
+        """Arrivals on a fixed schedule, each sent at its time whatever is still in flight."""
+        gaps = arrival_gaps(self.load.arrivals, float(self.load.rate), self.load.seed)
+        due = time.perf_counter() + next(gaps)
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if not await self.gate.more(self.sent):
+                    break
+                lag = time.perf_counter() - due
+                self.max_lag_s = max(self.max_lag_s, lag)
+                self.late += lag > LATE_S
+                tg.create_task(self._request(client, self._next_prompt(), due))
+                due += next(gaps)
+
+    async def _request(self, client, prompt, arrived: float) -> None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            res = await self.backend.send(client, prompt)
+        finally:
+            self.in_flight -= 1
+        if self.ctx is None:  # warm-up: nothing recorded
+            return
+        rec = _to_record(res, prompt, arrived, self.ctx)
+        self.gate.add(rec)
+        self._queue.put(rec)
+
+
+def _to_record(res, prompt, arrived: float, ctx) -> RequestRecord:
+    from llmbench.served.client import to_record  # the CLIENT part: imported when first used
+
+    return to_record(res, prompt, arrived, ctx)
+
+
+def _first_cause(exc: BaseException) -> BaseException:
+    """The first real exception inside a task group's exception group (its message says what failed)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def _close(client: Any) -> None:
+    """Close a client pool however it offers to be closed."""
+    if hasattr(client, "aclose"):
+        await client.aclose()
+    elif hasattr(client, "close") and asyncio.iscoroutinefunction(client.close):
+        await client.close()
+    elif hasattr(client, "__aexit__"):
+        await client.__aexit__(None, None, None)
+
+
+def warm(backend, prompts: list, count: int, clients: int) -> int:
+    """Send `count` unrecorded requests from `clients` closed-loop clients; returns the number sent."""
+    if count <= 0:
+        return 0
+    driver = Driver(backend, prompts, None, Load(clients=max(1, min(clients, count))), count=count)
+    for _ in driver:
+        pass
+    return driver.sent
