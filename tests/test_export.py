@@ -13,10 +13,10 @@ from llmbench.export.yamlio import dump, float_text
 from llmbench.recommend.engine import recommend
 from llmbench.recommend.inputs import load_run
 from llmbench.slo import parse_slo
-from test_recommend_runs import cache_doc, cell, make_run
+from test_recommend_runs import cache_doc, make_run, served
 
 # Routing mode: small serves short prompts, big the long ones and is small's fallback.
-CELLS = [cell("small", ttft_ms=200, tpot_ms=1), cell("big", ttft_ms=25, tpot_ms=8), cell("big", batch=4, ttft_ms=40, tpot_ms=12)]
+CELLS = [served("small", ttft_ms=200, tpot_ms=1), served("big", ttft_ms=25, tpot_ms=8), served("big", batch=4, ttft_ms=40, tpot_ms=12)]
 # 1 of 4 duplicates served, 3 of 100 distinct prompts served by mistake.
 CACHE = cache_doc([0.9] + [0.5] * 3 + [0.88] * 3 + [0.4] * 97, [1] * 4 + [0] * 100, threshold=0.87, baseline_threshold=0.92)
 
@@ -50,7 +50,7 @@ def test_litellm_config_has_costs_limits_fallbacks_and_cache(exported, gateway):
         p = m["litellm_params"]
         assert isinstance(p["input_cost_per_token"], float) and isinstance(p["output_cost_per_token"], float)
         if m["model_name"] != "llmbench-embedding" and "api_base" in p:  # a self-hosted server (API models have none)
-            assert p["model"].startswith("openai/") and p["api_base"].startswith("http://localhost:")
+            assert p["model"].startswith("openai/") and re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", p["api_base"])
             assert isinstance(p["rpm"], int) and p["rpm"] > 0 and p["tpm"] > p["rpm"]
     # The strategy the replicas were planned with: the default plan policy is random picks (simple-shuffle).
     assert rec["gateway_routing"]["planner_policy"] == "random"
@@ -103,9 +103,12 @@ def test_litellm_router_loads_the_config_and_prices_with_the_deployments_own_cos
     resp = router.completion(model="llmbench-short", messages=msgs, mock_response="three")
     u = resp.usage
     assert resp._hidden_params["response_cost"] == pytest.approx(u.prompt_tokens * want_in + u.completion_tokens * want_out, rel=1e-5)
-    # A failing primary falls back to the configured deployment: the answer comes from the fallback's id.
+    # A failing primary falls back to the configured deployment: the answer comes from one of the
+    # fallback's replicas (here big also serves the long class, so the alias reaches all its replicas).
     fb = router.completion(model="llmbench-short", messages=msgs, mock_response="x", mock_testing_fallbacks=True)
-    assert fb._hidden_params["model_id"] == f"llmbench-fallback-{short['fallbacks'][0].split('/')[0]}-torch-fp32/{short['fallbacks'][0]}"
+    fb_alias = f"llmbench-fallback-{short['fallbacks'][0].split('/')[0]}-gguf-f16"
+    fb_ids = {m["model_info"]["id"] for m in gateway["model_list"] if m["model_name"] == fb_alias}
+    assert fb._hidden_params["model_id"] in fb_ids and all(i.startswith(f"{fb_alias}/{short['fallbacks'][0]}") for i in fb_ids)
 
 
 def test_deployment_yaml_says_what_to_run(exported):

@@ -29,7 +29,7 @@ from llmbench.export.writer import write_exports
 from llmbench.recommend.engine import recommend
 from llmbench.recommend.inputs import load_run
 from llmbench.slo import parse_slo
-from test_recommend_runs import cell, make_run
+from test_recommend_runs import make_run, served
 
 LITELLM = Path(sys.executable).with_name("litellm")
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
@@ -72,7 +72,7 @@ def proxy(tmp_path_factory):
     if not LITELLM.exists():
         pytest.fail(f"{LITELLM} is missing: install the test extra (litellm[proxy], see constraints.txt)")
     tmp = tmp_path_factory.mktemp("proxy")
-    cells = [cell("small", ttft_ms=50, tpot_ms=5), cell("big", ttft_ms=200, tpot_ms=20)]
+    cells = [served("small", ttft_ms=50, tpot_ms=5), served("big", ttft_ms=200, tpot_ms=20)]
     run = make_run(tmp / "run", cells, params={"small": 5_000_000, "big": 50_000_000})
     rec = recommend(load_run(run), parse_slo("e2el_p95=2s"), rps=1.0)
     write_exports(rec, tmp / "out")

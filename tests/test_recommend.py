@@ -13,12 +13,12 @@ from llmbench.recommend.option import Option
 from llmbench.recommend.pareto import frontier
 from llmbench.slo import parse_slo
 from llmbench.quality import UNVERIFIED
-from test_recommend_runs import cache_doc, cell, compression_doc, compression_entry, make_run
+from test_recommend_runs import cache_doc, compression_doc, compression_entry, make_run, served
 
 # small: fast and cheap per request, but batching at 4 costs it latency.
 # big: ten times the parameters, slower.
-SPEED = [cell("small", ttft_ms=50, tpot_ms=5), cell("small", batch=4, ttft_ms=80, tpot_ms=8),
-         cell("big", ttft_ms=200, tpot_ms=20), cell("big", batch=4, ttft_ms=300, tpot_ms=30)]
+SPEED = [served("small", ttft_ms=50, tpot_ms=5), served("small", batch=4, ttft_ms=80, tpot_ms=8),
+         served("big", ttft_ms=200, tpot_ms=20), served("big", batch=4, ttft_ms=300, tpot_ms=30)]
 PARAMS = {"small": 5_000_000, "big": 50_000_000}
 
 
@@ -35,29 +35,29 @@ def _verdict(rec: dict, oid: str) -> dict:
 def test_cheapest_option_meeting_the_slo(tmp_path):
     # A loose SLO: batching at 4 is the cheapest per request and still meets it.
     loose = _rec(tmp_path / "a", "e2el_p95=1s")
-    assert loose["choice"]["chosen"] == "small/torch-fp32/cpu/bs4"
+    assert loose["choice"]["chosen"] == "small/gguf-f16/cpu/bs4"
     # A tight one: batch 4 misses it (about 376 ms at p95); one at a time (about 235 ms) is next cheapest.
     tight = _rec(tmp_path / "b", "e2el_p95=300ms")
-    assert tight["choice"]["chosen"] == "small/torch-fp32/cpu/bs1"
-    why = _verdict(tight, "small/torch-fp32/cpu/bs4")
+    assert tight["choice"]["chosen"] == "small/gguf-f16/cpu/bs1"
+    why = _verdict(tight, "small/gguf-f16/cpu/bs4")
     assert why["status"] == "rejected" and "e2el_p95<=300ms" in why["reasons"][0]
-    assert _verdict(tight, "big/torch-fp32/cpu/bs1")["status"] == "rejected"
+    assert _verdict(tight, "big/gguf-f16/cpu/bs1")["status"] == "rejected"
     assert tight["recommended"]["plan"]["replicas"] >= 1 and tight["recommended"]["plan"]["cost_per_month"] > 0
 
 
 def test_quality_floor_and_gate_exclude_a_damaged_variant(tmp_path):
-    cells = SPEED + [cell("small", "onnx-int8", ttft_ms=20, tpot_ms=2)]  # fastest and cheapest of all
-    failing = {("small", "onnx-int8"): {"greedy_agreement": 0.80, "top1_agreement": 0.90, "kl_mean": 0.3, "gate": "fail"}}
+    cells = SPEED + [served("small", "gguf-q8_0", ttft_ms=20, tpot_ms=2)]  # fastest and cheapest of all
+    failing = {("small", "gguf-q8_0"): {"greedy_agreement": 0.80, "top1_agreement": 0.90, "kl_mean": 0.3, "gate": "fail"}}
     rec = _rec(tmp_path / "a", "e2el_p95=1s", cells, quality=failing)
-    assert rec["choice"]["chosen"] == "small/torch-fp32/cpu/bs4"
-    assert any("quality gate" in r for r in _verdict(rec, "small/onnx-int8/cpu/bs1")["reasons"])
+    assert rec["choice"]["chosen"] == "small/gguf-f16/cpu/bs4"
+    assert any("quality gate" in r for r in _verdict(rec, "small/gguf-q8_0/cpu/bs1")["reasons"])
     # A passing variant below the floor is excluded by the floor, and chosen once the floor allows it.
-    passing = {("small", "onnx-int8"): {"greedy_agreement": 0.95, "top1_agreement": 0.97, "gate": "pass"}}
+    passing = {("small", "gguf-q8_0"): {"greedy_agreement": 0.95, "top1_agreement": 0.97, "gate": "pass"}}
     strict = _rec(tmp_path / "b", "e2el_p95=1s", cells, quality=passing, quality_floor=0.99)
-    assert strict["choice"]["chosen"] == "small/torch-fp32/cpu/bs4"
-    assert any("floor" in r for r in _verdict(strict, "small/onnx-int8/cpu/bs1")["reasons"])
+    assert strict["choice"]["chosen"] == "small/gguf-f16/cpu/bs4"
+    assert any("floor" in r for r in _verdict(strict, "small/gguf-q8_0/cpu/bs1")["reasons"])
     lenient = _rec(tmp_path / "c", "e2el_p95=1s", cells, quality=passing, quality_floor=0.9)
-    assert lenient["choice"]["chosen"] == "small/onnx-int8/cpu/bs1"
+    assert lenient["choice"]["chosen"] == "small/gguf-q8_0/cpu/bs1"
 
 
 def test_no_option_meets_the_slo_names_the_binding_constraint(tmp_path):
@@ -90,13 +90,13 @@ def test_pareto_frontier_drops_dominated_options():
 def test_routing_sends_each_length_class_to_its_cheapest_option(tmp_path):
     # small's TTFT grows steeply with the prompt: at 320 ms it meets short prompts (~110 ms) only
     # (long ~350 ms). big meets both (~260 / ~290 ms) at a higher cost. Right answer: route by length.
-    cells = [cell("small", ttft_ms=200, tpot_ms=1), cell("big", ttft_ms=25, tpot_ms=8)]
+    cells = [served("small", ttft_ms=200, tpot_ms=1), served("big", ttft_ms=25, tpot_ms=8)]
     rec = _rec(tmp_path / "low", "e2el_p95=320ms", cells, rps=0.5)
-    assert rec["choice"]["chosen"] == "big/torch-fp32/cpu/bs1"
+    assert rec["choice"]["chosen"] == "big/gguf-f16/cpu/bs1"
     short, long_ = rec["routing"]["classes"]
-    assert short["class"]["name"].startswith("short") and short["option"] == "small/torch-fp32/cpu/bs1"
-    assert long_["option"] == "big/torch-fp32/cpu/bs1"
-    assert short["fallbacks"][0] == "big/torch-fp32/cpu/bs1"  # the stronger (larger) model that meets the SLO
+    assert short["class"]["name"].startswith("short") and short["option"] == "small/gguf-f16/cpu/bs1"
+    assert long_["option"] == "big/gguf-f16/cpu/bs1"
+    assert short["fallbacks"][0] == "big/gguf-f16/cpu/bs1"  # the stronger (larger) model that meets the SLO
     assert 20 < rec["routing"]["saving"]["vs_single_best"]["saving_pct"] < 35  # per request: (111 + 288) / (258 + 288)
     # At half a request per second two servers cost twice one: the single option wins on whole replicas...
     assert rec["routing"]["saving"]["monthly"]["saving_pct"] < MIN_ROUTING_SAVING_PCT and rec["mode"] == "single"
@@ -132,8 +132,8 @@ def test_cli_not_a_results_folder_exits_2(tmp_path):
 def test_routing_classes_are_prompt_lengths_only_even_where_the_golden_set_labels_difficulty(tmp_path):
     # A gateway never sees a request's golden-set difficulty: classes are length bands, with shares
     # from the workload's own prompts (half short, half long here), not the golden set's 30/10 mix.
-    cells = [cell("small"), cell("small", "onnx-int8", ttft_ms=40, tpot_ms=4)]
-    q = {("small", "onnx-int8"): {"greedy_agreement": 0.95, "top1_agreement": 0.96, "gate": "pass",
+    cells = [served("small"), served("small", "gguf-q8_0", ttft_ms=40, tpot_ms=4)]
+    q = {("small", "gguf-q8_0"): {"greedy_agreement": 0.95, "top1_agreement": 0.96, "gate": "pass",
                                   "by_difficulty": {"easy": {"greedy_agreement": 0.99, "top1_agreement": 0.995, "n": 30},
                                                     "hard": {"greedy_agreement": 0.85, "top1_agreement": 0.9, "n": 10}}}}
     rec = _rec(tmp_path, "e2el_p95=1s", cells, quality=q, quality_floor=0.9)
@@ -144,11 +144,11 @@ def test_routing_classes_are_prompt_lengths_only_even_where_the_golden_set_label
 
 def test_random_weight_figures_decide_nothing(tmp_path):
     # On random weights a low agreement is ties on flat logits: neither the floor nor the gate rejects it.
-    cells = SPEED + [cell("small", "onnx-int4", ttft_ms=20, tpot_ms=2)]
-    q = {("small", "onnx-int4"): {"greedy_agreement": 0.3, "top1_agreement": 0.6, "gate": "unverified", "gate_note": UNVERIFIED}}
+    cells = SPEED + [served("small", "gguf-q4_0", ttft_ms=20, tpot_ms=2)]
+    q = {("small", "gguf-q4_0"): {"greedy_agreement": 0.3, "top1_agreement": 0.6, "gate": "unverified", "gate_note": UNVERIFIED}}
     rec = _rec(tmp_path, "e2el_p95=1s", cells, quality=q, random_weights=True, quality_floor=0.99)
-    assert rec["choice"]["chosen"] == "small/onnx-int4/cpu/bs1"
-    assert any("unverified: random weights" in r for r in _verdict(rec, "small/onnx-int4/cpu/bs1")["reasons"])
+    assert rec["choice"]["chosen"] == "small/gguf-q4_0/cpu/bs1"
+    assert any("unverified: random weights" in r for r in _verdict(rec, "small/gguf-q4_0/cpu/bs1")["reasons"])
 
 
 @pytest.mark.parametrize("entry,value,status", [

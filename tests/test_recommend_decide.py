@@ -17,10 +17,10 @@ from llmbench.export.writer import write_exports
 from llmbench.recommend.engine import recommend
 from llmbench.recommend.inputs import load_run
 from llmbench.slo import parse_slo
-from test_recommend_runs import cache_doc, cell, compression_doc, compression_entry, make_run
+from test_recommend_runs import SERVED, cache_doc, compression_doc, compression_entry, make_run, served
 
 PARAMS = {"small": 5_000_000, "big": 50_000_000}
-TWO = [cell("small", ttft_ms=50, tpot_ms=5), cell("big", ttft_ms=200, tpot_ms=20)]
+TWO = [served("small", ttft_ms=50, tpot_ms=5), served("big", ttft_ms=200, tpot_ms=20)]
 
 
 def _run(tmp_path, cells=TWO, **kw):
@@ -42,7 +42,7 @@ def _month(answer: str) -> float:
 def test_headline_budget_and_deployment_count_the_standbys(tmp_path):
     rec = _rec(tmp_path)
     chosen = rec["choice"]["chosen"]
-    assert chosen == "small/torch-fp32/cpu/bs1" and rec["recommended"]["fallbacks"] == ["big/torch-fp32/cpu/bs1"]
+    assert chosen == "small/gguf-f16/cpu/bs1" and rec["recommended"]["fallbacks"] == ["big/gguf-f16/cpu/bs1"]
     write_exports(rec, tmp_path / "out")
     dep = yaml.safe_load((tmp_path / "out" / "deployment.yaml").read_text())
     primary = rec["recommended"]["plan"]["replicas"]
@@ -52,7 +52,7 @@ def test_headline_budget_and_deployment_count_the_standbys(tmp_path):
     standby = next(d for d in dep["deployments"] if d["role"] == "fallback")
     assert standby["replicas"] == 1 and standby["cost_per_month_usd"] == 730.0
     # The standby's prediction is for the load one replica takes, not the full-load plan.
-    assert standby["load_rps"] <= 1.0 and standby["predicted"] == rec["standbys"]["big/torch-fp32/cpu/bs1"]["predicted"]
+    assert standby["load_rps"] <= 1.0 and standby["predicted"] == rec["standbys"]["big/gguf-f16/cpu/bs1"]["predicted"]
     # A budget between the primary alone and the whole deployment rejects it.
     tight = _rec(tmp_path / "b", budget=primary * 730.0 + 100.0)
     assert tight["choice"]["chosen"] != chosen
@@ -66,7 +66,7 @@ def test_cache_option_is_priced_per_request_served_with_its_embedder(tmp_path):
     doc = cache_doc([0.9] + [0.5] * 3 + [0.88] * 3 + [0.4] * 97, [1] * 4 + [0] * 100, threshold=0.87,
                     baseline_threshold=0.92, embed_ms=36.0)
     rec = _rec(tmp_path, make={"extra_files": {"cache.json": doc}})
-    base, cached = _opt(rec, "small/torch-fp32/cpu/bs1"), _opt(rec, "small/torch-fp32/cpu/bs1+cache")
+    base, cached = _opt(rec, "small/gguf-f16/cpu/bs1"), _opt(rec, "small/gguf-f16/cpu/bs1+cache")
     served, wrong, extra_ms = 4 / 208, 3 / 208, 36.0 + 0.1
     assert cached["cost_per_1k_usd"] == pytest.approx(base["cost_per_1k_usd"] * (1 - served) + 1000 * extra_ms / 1e3 / 3600)
     assert cached["quality"] == pytest.approx(1 - wrong)
@@ -89,15 +89,16 @@ def test_the_gateway_caches_only_when_the_chosen_option_does(tmp_path):
 
 
 def test_compression_applies_to_its_own_variant_and_never_goes_below_zero(tmp_path):
-    # Measured on small/torch-fp32 only: TTFT 100 -> 10 ms on a 1000-token prompt (ratio 10),
+    # Measured on small/gguf-f16 only: TTFT 100 -> 10 ms on a 1000-token prompt (ratio 10),
     # compressor 2 ms. A saving that big would have made a borrowed figure negative.
-    cells = TWO + [cell("small", "onnx-int8", ttft_ms=20, tpot_ms=2)]
-    entry = compression_entry("small", 0.1, 10.0, 0.97, -80.0, 1e-4, compressor_ms=2.0, ttft_original_ms=100.0, ttft_compressed_ms=10.0)
+    cells = TWO + [served("small", "gguf-q8_0", ttft_ms=20, tpot_ms=2)]
+    entry = compression_entry("small", 0.1, 10.0, 0.97, -80.0, 1e-4, variant=SERVED, compressor_ms=2.0, ttft_original_ms=100.0,
+                              ttft_compressed_ms=10.0)
     rec = _rec(tmp_path, cells=cells, make={"extra_files": {"compression.json": compression_doc(entry)}})
     ids = {o["id"] for o in rec["options"]}
-    assert "small/torch-fp32/cpu/bs1+compress0.1" in ids
-    assert not any("compress" in i and ("onnx-int8" in i or i.startswith("big")) for i in ids)
-    base, comp = _opt(rec, "small/torch-fp32/cpu/bs1"), _opt(rec, "small/torch-fp32/cpu/bs1+compress0.1")
+    assert "small/gguf-f16/cpu/bs1+compress0.1" in ids
+    assert not any("compress" in i and ("gguf-q8_0" in i or i.startswith("big")) for i in ids)
+    base, comp = _opt(rec, "small/gguf-f16/cpu/bs1"), _opt(rec, "small/gguf-f16/cpu/bs1+compress0.1")
     share = 0.9  # min(1 - 10/100, 1 - 1/10)
     for q in ("p50", "p95", "p99", "mean"):
         assert comp["latency"]["ttft_ms"][q] == pytest.approx(base["latency"]["ttft_ms"][q] * (1 - share) + 2.0)
@@ -111,9 +112,9 @@ def test_compression_applies_to_its_own_variant_and_never_goes_below_zero(tmp_pa
 
 def test_random_weight_quality_is_one_rule_and_the_answer_says_unverified(tmp_path):
     # Compression agreement 0.0 on random weights decides nothing, as the variants' own figures.
-    entry = compression_entry("small", 0.5, 2.0, 0.0, -1.0, 1e-7)
+    entry = compression_entry("small", 0.5, 2.0, 0.0, -1.0, 1e-7, variant=SERVED)
     rec = _rec(tmp_path, quality_floor=0.99, make={"random_weights": True, "extra_files": {"compression.json": compression_doc(entry)}})
-    assert _opt(rec, "small/torch-fp32/cpu/bs1+compress0.5")["quality"] == 1.0
+    assert _opt(rec, "small/gguf-f16/cpu/bs1+compress0.5")["quality"] == 1.0
     assert "quality unverified" in rec["choice"]["answer"]
     write_exports(rec, tmp_path / "out")
     for f in ("deployment.yaml", "gateway/litellm.yaml"):
@@ -131,9 +132,9 @@ def test_an_unverified_low_precision_variant_is_no_stronger_fallback():
 
 def test_closest_option_is_the_one_missing_by_least(tmp_path):
     # ttft_p95 <= 1 ms: every option misses; batch 1 (~50-80 ms) misses by far less than batch 4.
-    cells = TWO + [cell("small", batch=4, ttft_ms=600, tpot_ms=6)]
+    cells = TWO + [served("small", batch=4, ttft_ms=600, tpot_ms=6)]
     rec = _rec(tmp_path, "ttft_p95=1ms", cells=cells)
-    assert rec["choice"]["chosen"] is None and rec["choice"]["closest"] == "small/torch-fp32/cpu/bs1"
+    assert rec["choice"]["chosen"] is None and rec["choice"]["closest"] == "small/gguf-f16/cpu/bs1"
 
 
 def test_a_server_taking_several_classes_takes_the_sum_of_their_shares():
@@ -179,10 +180,10 @@ def test_nothing_measured_recommends_nothing_and_exits_1(tmp_path):
 
 
 def test_two_folders_with_one_last_name_get_distinct_ids_and_servers(tmp_path):
-    cells = [cell("./a/tiny", ttft_ms=50, tpot_ms=5), cell("./b/tiny", ttft_ms=200, tpot_ms=20)]
+    cells = [served("./a/tiny", ttft_ms=50, tpot_ms=5), served("./b/tiny", ttft_ms=200, tpot_ms=20)]
     rec = _rec(tmp_path, cells=cells, make={"params": {}})
     ids = [o["id"] for o in rec["options"]]
-    assert ids == ["a-tiny/torch-fp32/cpu/bs1", "b-tiny/torch-fp32/cpu/bs1"]
+    assert ids == ["a-tiny/gguf-f16/cpu/bs1", "b-tiny/gguf-f16/cpu/bs1"]
     srv = servers(rec)[0]
     assert {s["model"] for s in srv} == {"./a/tiny", "./b/tiny"} and len({s["served_name"] for s in srv}) == 2
 
@@ -197,10 +198,10 @@ def test_partial_failure_rows_are_left_out_unless_asked_and_unreliable_rows_are_
             r.update(unreliable=True, unreliable_reason="E2EL CV 80%")
     (run / "summary.json").write_text(json.dumps(summary))
     rec = recommend(load_run(run), parse_slo("e2el_p95=2s"), rps=1.0)
-    assert [o["id"] for o in rec["options"]] == ["big/torch-fp32/cpu/bs1"]
-    assert "rests on an unreliable measurement (big/torch-fp32/cpu/bs1: E2EL CV 80%)" in rec["choice"]["answer"]
+    assert [o["id"] for o in rec["options"]] == ["big/gguf-f16/cpu/bs1"]
+    assert "rests on an unreliable measurement (big/gguf-f16/cpu/bs1: E2EL CV 80%)" in rec["choice"]["answer"]
     kept = recommend(load_run(run), parse_slo("e2el_p95=2s"), rps=1.0, include_failed=True)
-    assert kept["choice"]["chosen"] == "small/torch-fp32/cpu/bs1"
+    assert kept["choice"]["chosen"] == "small/gguf-f16/cpu/bs1"
 
 
 def test_printed_routes_are_the_gateway_files(tmp_path):

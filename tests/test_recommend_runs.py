@@ -23,6 +23,16 @@ def cell(model: str, variant: str = "torch-fp32", batch: int = 1, ttft_ms: float
                 tpot_ms=tpot_ms, n=n, output_tokens=output_tokens, jitter=jitter, prompt_tokens=prompt_tokens)
 
 
+# A variant an engine serves on a CPU (llama.cpp's llama-server): what a deployment can be made of.
+# torch on a CPU, ONNX exports and ONNX Runtime GenAI models are measured but never deployed.
+SERVED = "gguf-f16"
+
+
+def served(model: str, variant: str = SERVED, **kw) -> dict:
+    """A cell of a variant llama.cpp serves (see `cell`)."""
+    return cell(model, variant, **kw)
+
+
 def _records(c: dict, run_id: str, rng: np.random.Generator, t0: float) -> list[RequestRecord]:
     out, t, batch = [], t0, []
     for i in range(c["n"]):

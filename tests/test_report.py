@@ -13,7 +13,7 @@ from rich.console import Console
 
 from llmbench.report.build import build_report
 from llmbench.results import RunDir
-from test_recommend_runs import cache_doc, cell, compression_doc, compression_entry, make_run, prompt_cache_doc
+from test_recommend_runs import cache_doc, cell, compression_doc, compression_entry, make_run, prompt_cache_doc, served
 
 CELLS = [cell("small", ttft_ms=50, tpot_ms=5), cell("small", batch=4, ttft_ms=80, tpot_ms=8),
          cell("small", "onnx-int8", ttft_ms=30, tpot_ms=3), cell("big", ttft_ms=200, tpot_ms=20)]
@@ -24,6 +24,8 @@ LOOKUPS = [0.97, 0.95, 0.93, 0.91, 0.9, 0.89, 0.86, 0.8, 0.7, 0.6] + [0.92, 0.89
 EXTRA = {"cache.json": cache_doc(LOOKUPS, [1] * 10 + [0] * 20, threshold=0.88, baseline_threshold=0.9),
          "compression.json": compression_doc(compression_entry("small", 0.5, 1.9, 0.9, 4.0, -1e-6),
                                              compression_entry("small", 0.33, 2.8, 0.8, 6.0, -2e-6))}
+# What the run-end stages deploy: a variant an engine serves (torch on a CPU is measured, never deployed).
+SERVED_CELLS = [served("small", ttft_ms=50, tpot_ms=5), served("small", batch=4, ttft_ms=80, tpot_ms=8)]
 IMG = re.compile(r'<img[^>]*src="data:image/png;base64,')
 
 
@@ -88,7 +90,7 @@ def test_run_end_stages_write_the_decision_and_the_report(tmp_path):
 
     names = [n for n, _ in STAGES]
     assert names.index("recommend") < names.index("report")
-    run = make_run(tmp_path / "run", CELLS[:2], config={"plan": {"rps": 1.5, "trace": None, "slo": "e2el_p95=2s"}})
+    run = make_run(tmp_path / "run", SERVED_CELLS, config={"plan": {"rps": 1.5, "trace": None, "slo": "e2el_p95=2s"}})
     console = Console(file=open(tmp_path / "log.txt", "w"))
     recommend_stage(RunDir(run), {}, {}, console)
     report_stage(RunDir(run), {}, {}, console)
@@ -102,7 +104,7 @@ def test_a_cache_replay_without_labels_says_false_hits_not_measured(tmp_path):
     from llmbench.recommend.stage import recommend_stage
 
     cache = prompt_cache_doc([False, False, True, False, True], threshold=0.9)
-    run = make_run(tmp_path / "run", CELLS[:2], extra_files={"cache.json": cache})
+    run = make_run(tmp_path / "run", SERVED_CELLS, extra_files={"cache.json": cache})
     recommend_stage(RunDir(run), {}, {}, Console(file=open(tmp_path / "log.txt", "w")))
     got = build_report(run)
     # Unknown false hits: no cache option to weigh against quality, the gateway's cache left off.

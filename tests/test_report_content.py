@@ -14,7 +14,7 @@ from llmbench.report.plots_decision import TOP_BARS, capacity_plan, cost_per_1k
 from llmbench.report.plots_latency import latency_throughput, point_kind, ttft_tpot
 from llmbench.report.tables import roofline_table, row_flags, summary_table
 from llmbench.results import write_json
-from test_recommend_runs import cell, compression_doc, compression_entry, make_run
+from test_recommend_runs import cell, compression_doc, compression_entry, make_run, served
 
 
 def _point(model: str, scenario: str, point: str, ttft_ms: float, **kw) -> dict:
@@ -85,7 +85,7 @@ def test_cost_chart_holds_the_cheapest_and_the_pick(mixed_run):
 
 
 def test_decision_takes_the_prediction_check_plan_json_holds(tmp_path):
-    run = make_run(tmp_path / "run", [cell("m"), cell("m", batch=4)], config={"plan": {"rps": 2.0, "trace": None, "slo": None}})
+    run = make_run(tmp_path / "run", [served("m"), served("m", batch=4)], config={"plan": {"rps": 2.0, "trace": None, "slo": None}})
     ctx = load_context(run)
     rec = ctx.rec["recommended"]
     assert rec and rec.get("plan") and not isinstance(rec["plan"].get("prediction_error"), dict)
@@ -190,7 +190,7 @@ def test_pareto_says_when_no_quality_is_verified(tmp_path):
 def test_decision_explains_the_headline_total(tmp_path):
     import re
 
-    run = make_run(tmp_path / "run", [cell("a", ttft_ms=50), cell("b", ttft_ms=80), cell("c", ttft_ms=120)],
+    run = make_run(tmp_path / "run", [served("a", ttft_ms=50), served("b", ttft_ms=80), served("c", ttft_ms=120)],
                    config={"plan": {"rps": 2.0, "trace": None, "slo": None}})
     build_report(run)
     ctx = load_context(run)

@@ -1,5 +1,5 @@
 """`llmbench recommend RUN_DIR [--slo ...] [--quality-floor Q] [--rps R] [--budget USD] [--api MODEL]
-[--include-failed] [--out DIR] [--json]`."""
+[--include-failed] [--base-port P] [--out DIR] [--json]`."""
 from __future__ import annotations
 
 import json
@@ -18,12 +18,13 @@ import click
 @click.option("--api", "api", multiple=True, metavar="MODEL",
               help="also compare this API model from the price list (repeatable; default: the config's plan.api_models, else none)")
 @click.option("--include-failed", is_flag=True, help="also consider cells some of whose requests failed (left out by default)")
+@click.option("--base-port", type=click.IntRange(1, 65535), help="port of the first deployed replica; the others follow (default 8000)")
 @click.option("--out", type=click.Path(file_okay=False), help="folder for the outputs (default RUN_DIR)")
 @click.option("--json", "as_json", is_flag=True, help="print the recommendation as one JSON document on stdout")
 def recommend(run_dir: str, slo: str | None, quality_floor: float | None, rps: float | None, budget: float | None,
-              api: tuple[str, ...], include_failed: bool, out: str | None, as_json: bool) -> None:
+              api: tuple[str, ...], include_failed: bool, base_port: int | None, out: str | None, as_json: bool) -> None:
     """Recommend a deployment from RUN_DIR's measurements; write recommendation.json,
-    deployment.yaml and gateway/litellm.yaml."""
+    deployment.yaml, gateway/litellm.yaml and the start scripts deploy/serve-<name>.sh."""
     from rich.console import Console
 
     from llmbench.errors import BadInput
@@ -41,7 +42,7 @@ def recommend(run_dir: str, slo: str | None, quality_floor: float | None, rps: f
         raise BadInput(f"--budget {budget:g}: must be a finite number > 0 (USD per month)")
     slos = parse_slo(slo)
     data = load_run(run_dir)
-    rec = build(data, slos or None, quality_floor, rps, budget, api=list(api) or None, include_failed=include_failed)
+    rec = build(data, slos or None, quality_floor, rps, budget, api=list(api) or None, include_failed=include_failed, base_port=base_port)
     paths = write_exports(rec, Path(out) if out else data.path)
     console = Console(stderr=as_json)
     for line in summary_lines(rec):

@@ -1,8 +1,8 @@
 """gateway/litellm.yaml: a LiteLLM proxy config (model_list, router_settings, litellm_settings).
 
-Self-hosted options are reached as `openai/<served name>` on an OpenAI-compatible server
-(vLLM, llama.cpp's llama-server, TGI...) whose URL is a placeholder to replace; API keys are only
-ever `os.environ/NAME` references, never values.
+Self-hosted options are reached as `openai/<served name>` on the OpenAI-compatible servers the start
+scripts in deploy/ run (llama.cpp's llama-server, or vLLM on a GPU), one entry per replica and port;
+API keys are only ever `os.environ/NAME` references, never values.
 """
 from __future__ import annotations
 
@@ -18,23 +18,34 @@ UNMEASURED_THRESHOLD = 0.95
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"  # conservative: few false hits, used only when no simulation ran
 
 
-def _entry(alias: str, s: dict) -> dict:
-    params: dict = {"model": s["litellm_model"]}
-    if s.get("api_base"):
-        params["api_base"] = s["api_base"]
-    if s.get("api_key_env"):
-        params["api_key"] = f"os.environ/{s['api_key_env']}"
-    if s.get("rpm"):
-        params["rpm"] = s["rpm"]
-    if s.get("tpm"):
-        params["tpm"] = s["tpm"]
-    # Six significant digits: a price, not a measurement artefact.
-    params["input_cost_per_token"] = float(f"{s['input_cost_per_token']:.6g}")
-    params["output_cost_per_token"] = float(f"{s['output_cost_per_token']:.6g}")
-    info = {"id": f"{alias}/{s['option']}", "llmbench_option": s["option"], "llmbench_role": s["role"]}
-    if s.get("replicas") is not None:
-        info["replicas"] = s["replicas"]
-    return {"model_name": alias, "litellm_params": params, "model_info": info}
+def _entries(alias: str, s: dict) -> list[dict]:
+    """One model_list entry per replica (its own api_base, one shared model_name), so that LiteLLM
+    balances the alias over exactly the servers the start script runs; an API model is one entry."""
+    bases = (s.get("launch") or {}).get("api_bases") or [None]
+    ports = (s.get("launch") or {}).get("ports") or []
+    out = []
+    for i, base in enumerate(bases):
+        params: dict = {"model": s["litellm_model"]}
+        if base:
+            params["api_base"] = base
+        if s.get("api_key_env"):
+            params["api_key"] = f"os.environ/{s['api_key_env']}"
+        # Limits are per entry, so per replica: the deployment's capacity split evenly.
+        if s.get("rpm"):
+            params["rpm"] = max(1, s["rpm"] // len(bases))
+        if s.get("tpm"):
+            params["tpm"] = max(1, s["tpm"] // len(bases))
+        # Six significant digits: a price, not a measurement artefact.
+        params["input_cost_per_token"] = float(f"{s['input_cost_per_token']:.6g}")
+        params["output_cost_per_token"] = float(f"{s['output_cost_per_token']:.6g}")
+        info = {"id": f"{alias}/{s['option']}" + (f"/replica-{i + 1}" if len(bases) > 1 else ""),
+                "llmbench_option": s["option"], "llmbench_role": s["role"]}
+        if s.get("replicas") is not None:
+            info["replicas"] = s["replicas"]
+        if i < len(ports):
+            info.update(replica=i + 1, port=ports[i])
+        out.append({"model_name": alias, "litellm_params": params, "model_info": info})
+    return out
 
 
 def _gateway_cache(rec: dict) -> dict | None:
@@ -83,7 +94,7 @@ def litellm_config(rec: dict) -> dict:
     """The config as plain data (what LiteLLM's proxy reads from YAML)."""
     srv, fallbacks = servers(rec)
     strategy = (rec.get("gateway_routing") or {}).get("litellm_strategy") or "simple-shuffle"
-    model_list = [_entry(alias, s) for s in srv for alias in s["aliases"]]
+    model_list = [e for s in srv for alias in s["aliases"] for e in _entries(alias, s)]
     model_list.append({
         "model_name": EMBEDDING_ALIAS,
         "litellm_params": {"model": f"openai/{EMBEDDING_MODEL}", "api_base": f"http://localhost:{EMBEDDING_PORT}/v1",
@@ -126,9 +137,10 @@ def litellm_yaml(rec: dict) -> str:
 {rec['choice']['answer']}
 Aliases: 'llmbench' takes any request; in routing mode 'llmbench-<class>' take each request class
 (route by prompt length in the client or a pre-call hook); 'llmbench-fallback-*' are fallback targets.
-api_base http://localhost:80NN/v1 is a placeholder: point it at the OpenAI-compatible server
-(vLLM, llama.cpp llama-server, TGI) serving that model. Keys are read from the environment only
-(os.environ/NAME); set LLMBENCH_*_API_KEY to your servers' keys (any value if they need none).
+Each self-hosted replica is one entry (same model_name: LiteLLM balances over them) whose api_base is
+the port its start script deploy/serve-<name>.sh runs it on; an endpoint candidate keeps its measured
+URL. Keys are read from the environment only (os.environ/NAME); set LLMBENCH_*_API_KEY to your
+servers' keys (any value if they need none).
 Self-hosted per-token costs split each request's measured cost between prefill and decode time.
 {cache_line}; qdrant-semantic reads QDRANT_API_BASE / QDRANT_API_KEY from the environment.
 Set LITELLM_MASTER_KEY (sk-..., long and random): clients send it as their bearer token.

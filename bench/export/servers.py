@@ -4,9 +4,9 @@ Both deployment.yaml and gateway/litellm.yaml are views of this one list, so the
 """
 from __future__ import annotations
 
+from llmbench.export.launch import BASE_PORT, launch
 from llmbench.recommend.naming import env_name, short_model, slug
 
-BASE_PORT = 8000  # placeholder servers: http://localhost:8000/v1, :8001, ... one per deployment
 MAIN_ALIAS = "llmbench"
 
 
@@ -15,6 +15,9 @@ def served_name(o: dict) -> str:
     candidate: the option's label is, see naming.model_labels)."""
     if o["kind"] == "api":
         return o["model"]
+    endpoint = (o.get("engine") or {}).get("model") if (o.get("engine") or {}).get("name") == "endpoint" else None
+    if endpoint:
+        return endpoint  # the name the endpoint itself serves, as measured
     return slug(f"{o.get('label') or short_model(o['model'])}-{o.get('variant') or ''}")
 
 
@@ -41,7 +44,7 @@ def _per_token_costs(o: dict, cost_per_request: float | None) -> tuple[float, fl
     return (cost_per_request * prefill / p_in if p_in else 0.0), cost_per_request * (1 - prefill) / p_out
 
 
-def _server(o: dict, role: str, plan: dict | None, load: float | None, port: int) -> dict:
+def _server(o: dict, role: str, plan: dict | None, load: float | None, first_port: int) -> dict:
     plan = plan or {}
     self_hosted = o["kind"] != "api"
     replicas = plan.get("replicas") if self_hosted else None
@@ -62,11 +65,11 @@ def _server(o: dict, role: str, plan: dict | None, load: float | None, port: int
     c_in, c_out = _per_token_costs(o, cpr)
     tokens = (o.get("prompt_tokens_mean") or 0) + (o.get("output_tokens_mean") or 0)
     rpm = int(capacity * 60) if capacity else None
-    return {
+    out = {
         "option": o["id"], "role": role, "kind": o["kind"], "model": o["model"], "variant": o.get("variant"),
         "device": o.get("device"), "hardware": o.get("hardware"), "served_name": served_name(o),
-        "api_base": f"http://localhost:{port}/v1" if self_hosted else None,
-        "api_key_env": env_name(served_name(o)) if self_hosted else (o.get("prices") or {}).get("api_key_env"),
+        "api_key_env": ((o.get("engine") or {}).get("api_key_env") or env_name(served_name(o))) if self_hosted
+        else (o.get("prices") or {}).get("api_key_env"),
         "litellm_model": f"openai/{served_name(o)}" if self_hosted else (o.get("prices") or {}).get("litellm_model") or o["model"],
         "replicas": replicas, "plan_replicas_full_load": plan.get("plan_replicas_full_load") if role == "fallback" else None,
         "max_batch_size": o.get("batch_size") if self_hosted else None,
@@ -78,8 +81,12 @@ def _server(o: dict, role: str, plan: dict | None, load: float | None, port: int
         "rpm": rpm, "tpm": int(rpm * tokens) if rpm and tokens else None,
         "predicted": plan.get("predicted"), "quality": o.get("quality"), "quality_status": o.get("quality_status"),
         "notes": [n for n in plan.get("notes") or [] if role == "fallback"][:1] or None,
-        "sidecars": plan.get("sidecars") or [], "aliases": [], "fallbacks": [],
+        "sidecars": plan.get("sidecars") or [], "aliases": [], "fallbacks": [], "plan_max_batch": plan.get("max_batch"),
     }
+    if self_hosted:
+        out["launch"] = launch(out, o, first_port)
+        out["api_base"] = (out["launch"]["api_bases"] or [None])[0]
+    return out
 
 
 def sidecar_deployments(srv: list[dict]) -> list[dict]:
@@ -105,11 +112,13 @@ def servers(rec: dict) -> tuple[list[dict], dict[str, list[str]]]:
     the gateway's fallback map {alias: [fallback aliases]}."""
     opts = {o["id"]: o for o in rec["options"]}
     rps = rec["constraints"].get("rps")
+    base = int((rec.get("deploy") or {}).get("base_port") or BASE_PORT)
     out: dict[str, dict] = {}
 
     def add(oid: str, alias: str, role: str, plan: dict | None, load: float | None) -> dict:
-        if oid not in out:
-            out[oid] = _server(opts[oid], role, plan, load, BASE_PORT + sum(1 for s in out.values() if s["kind"] != "api"))
+        if oid not in out:  # each deployment's replicas take the next free ports, in the order deployed
+            used = sum(len((s.get("launch") or {}).get("ports") or []) for s in out.values())
+            out[oid] = _server(opts[oid], role, plan, load, base + used)
         if alias not in out[oid]["aliases"]:
             out[oid]["aliases"].append(alias)
         return out[oid]

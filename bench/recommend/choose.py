@@ -112,6 +112,16 @@ def _binding(fails: dict[str, list[tuple[str, str]]], distance: dict[str, float]
     return sorted({n for n, _ in fails[closest]}) if closest else [], closest
 
 
+def not_servable_answer(options: list[Option]) -> str:
+    """Why nothing measured is deployable, one line: each reason with the options it holds for."""
+    reasons: dict[str, list[str]] = {}
+    for o in options:
+        reasons.setdefault(o.not_servable_reason or "no engine", []).append(o.id)
+    why = "; ".join(f"{r} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})" for r, ids in reasons.items())
+    return (f"nothing measured can be deployed as a self-hosted server ({why}): the measurements stay in the report; "
+            "measure a gguf-* variant (llama.cpp) or an endpoint: candidate, or name an API model, to get a deployment")
+
+
 def choose(options: list[Option], plans: dict[str, dict | None], c: Constraints,
            totals: dict[str, float | None] | None = None) -> dict:
     """{chosen, meets_all, answer, binding, closest, verdicts[]} over every option; `totals` are the
@@ -119,12 +129,15 @@ def choose(options: list[Option], plans: dict[str, dict | None], c: Constraints,
     totals = totals or {}
     fails = {o.id: failures(o, plans.get(o.id), c, totals.get(o.id)) for o in options}
     key = {o.id: cost_key(o, plans.get(o.id), totals.get(o.id)) for o in options}
+    everything, options = options, [o for o in options if o.servable]  # what no engine serves is never deployed
     feasible = sorted((o for o in options if not fails[o.id]), key=lambda o: key[o.id])
     chosen = feasible[0] if feasible else None
     verdicts = []
-    for o in sorted(options, key=lambda o: key[o.id]):
+    for o in sorted(everything, key=lambda o: key[o.id]):
         plan = plans.get(o.id) or {}
-        if chosen is not None and o.id == chosen.id:
+        if not o.servable:
+            status, reasons = "not servable", [f"measured only: {o.not_servable_reason}"] + [why for _, why in fails[o.id]]
+        elif chosen is not None and o.id == chosen.id:
             status, reasons = "chosen", ["cheapest option meeting every constraint"]
             if not o.verified:
                 reasons.append(f"quality unverified ({o.quality_status}): the floor was checked against an unverified figure")
@@ -146,8 +159,10 @@ def choose(options: list[Option], plans: dict[str, dict | None], c: Constraints,
     order = sorted(options, key=lambda o: key[o.id])
     dist = {o.id: miss_distance(o, plans.get(o.id), c, totals.get(o.id)) for o in options}
     binding, closest = _binding({o.id: fails[o.id] for o in order}, dist)
-    if not options:
+    if not everything:
         answer = "no option was measured successfully, so nothing can be recommended"
+    elif not options:
+        answer = not_servable_answer(everything)
     else:
         misses = "; ".join(why for _, why in fails[closest]) if closest else ""
         misses += f"; misses by {dist[closest]:.0%} in all" if closest else ""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from llmbench import __version__
+from llmbench.export.launch import BASE_PORT
 from llmbench.recommend.choose import Constraints, choose
 from llmbench.recommend.classes import request_classes
 from llmbench.recommend.inputs import RunData
@@ -25,11 +26,12 @@ def run_slos(data: RunData, given: list[SLO] | None) -> tuple[list[SLO], str]:
 
 def recommend(data: RunData, slos: list[SLO] | None = None, quality_floor: float | None = None,
               rps: float | None = None, budget: float | None = None, api: list[str] | None = None,
-              include_failed: bool = False) -> dict:
+              include_failed: bool = False, base_port: int | None = None) -> dict:
     """Options, frontier, choice, routing, and the deployment figures the exporters write.
 
     `api` names API models to compare (else the run config's plan.api_models; none otherwise);
-    `include_failed` keeps rows some of whose requests failed (left out by default).
+    `include_failed` keeps rows some of whose requests failed (left out by default); `base_port`
+    is the first deployed replica's port (else the run config's plan.base_port, else 8000).
     """
     slos, slo_source = run_slos(data, slos)
     if quality_floor is None:
@@ -43,7 +45,9 @@ def recommend(data: RunData, slos: list[SLO] | None = None, quality_floor: float
     # Each option's whole deployment: its servers and sidecars, plus one-replica standbys of its
     # fallbacks. The budget, the ranking and the headline all use this total.
     quality_c = Constraints(slos=slos, quality_floor=quality_floor)
-    fallbacks = {o.id: pick_fallbacks(o, options, quality_c)[0] for o in options}
+    # Only what an engine serves is deployed: as the choice, a routed class, a fallback or a standby.
+    servable = [o for o in options if o.servable]
+    fallbacks = {o.id: pick_fallbacks(o, servable, quality_c)[0] if o.servable else [] for o in options}
     standbys: dict[str, dict | None] = {}
 
     def standby(fid: str) -> dict | None:
@@ -60,7 +64,7 @@ def recommend(data: RunData, slos: list[SLO] | None = None, quality_floor: float
     choice = choose(options, plans, c, totals)
     chosen = by_id.get(choice["chosen"]) if choice["chosen"] else None
     classes = request_classes(data)
-    routing = route(data, options, classes, c, chosen)
+    routing = route(data, servable, classes, c, chosen)
     # Deployments the routing sends traffic to, planned at the sum of their classes' shares of the
     # load, on the requests of their class (an option serving several classes on all of its requests).
     served: dict[str, list] = {}
@@ -93,7 +97,8 @@ def recommend(data: RunData, slos: list[SLO] | None = None, quality_floor: float
         "gateway_routing": {"planner_policy": planner.policy, "litellm_strategy": planner.strategy, "source": planner.policy_source},
         "measured": {"quality": any(isinstance(r.get("quality"), dict) for r in data.rows), "cache": data.cache is not None,
                      "compression": bool(data.compression), "api_models": any(o.kind == "api" for o in options),
-                     "failed_rows": sum(1 for r in data.rows if r.get("error")), "rows": len(data.rows)},
+                     "failed_rows": sum(1 for r in data.rows if r.get("error")), "rows": len(data.rows),
+                     "servable_options": len(servable), "not_servable_options": len(options) - len(servable)},
         "options": [{**o.to_dict(), "plan": plans.get(o.id), "pareto": o.id in front_ids, "fallbacks": fallbacks[o.id],
                      "deployment_cost_per_month_usd": totals.get(o.id)} for o in options],
         "pareto": [o.id for o in front],
@@ -102,6 +107,7 @@ def recommend(data: RunData, slos: list[SLO] | None = None, quality_floor: float
         "routing": routing,
         "standbys": {k: v for k, v in standbys.items() if v is not None},
         "cache": data.cache,
+        "deploy": {"base_port": int(base_port or data.config_section("plan").get("base_port") or BASE_PORT)},
     }
     rec["choice"]["answer"] = headline(rec, by_id)
     return rec

@@ -53,6 +53,11 @@ class Option:
     label: str | None = None  # the model's short name, unique among the run's candidates
     unreliable: str | None = None  # why the measurement behind this option is noisy (summary row's flag)
     sidecars: list[dict] = field(default_factory=list)  # compute beside the server: embedder, compressor
+    # Whether an engine serves this option as an OpenAI-compatible server (recommend.serving): an
+    # option that none serves stays a measurement, never a deployment, and says why.
+    servable: bool = True
+    not_servable_reason: str | None = None
+    engine: dict | None = None  # the serving engine's facts (GGUF, server settings, URL, vLLM model)
 
     @property
     def p95_ms(self) -> float | None:

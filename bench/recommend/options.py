@@ -8,6 +8,7 @@ from llmbench.recommend.facts import quality_of
 from llmbench.recommend.inputs import RunData
 from llmbench.recommend.naming import model_labels
 from llmbench.recommend.option import LATENCY_METRICS, Option
+from llmbench.recommend.serving import engine_facts
 
 # For a batch size measured in several scenarios, the cleanest measurement wins: single-stream
 # has no co-running requests, a static batch no queueing; concurrency rows include queueing.
@@ -56,6 +57,10 @@ def self_hosted_options(data: RunData, include_failed: bool = False) -> list[Opt
             prompt_tokens_mean=row.get("prompt_tokens_mean"), output_tokens_mean=row.get("output_tokens_mean"),
             parameters=row.get("parameters"), random_weights=bool(row.get("random_weights")),
         )
+        o.engine, o.not_servable_reason = engine_facts(data, model, variant, device)
+        o.servable = o.engine is not None
+        if not o.servable:
+            o.notes.append(f"measured only, not deployable: {o.not_servable_reason}")
         if row.get("unreliable"):
             o.unreliable = str(row.get("unreliable_reason") or "the measurement is flagged unreliable (noisy)")
             o.notes.append(f"unreliable measurement: {o.unreliable}")
