@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from llmbench.served.endpoint import EndpointSpec
+
 
 class Strict(BaseModel):
     """Base of every config block: a misspelt key is an error, not a silent default."""
@@ -34,17 +36,34 @@ class Candidate(Strict):
 
     model: str | None = Field(None, description="local folder, hub id, or 'card:NAME'")
     card: str | None = Field(None, description="shorthand for model: 'card:NAME'")
-    name: str | None = Field(None, description="display name; defaults to the model string")
+    endpoint: EndpointSpec | None = Field(None, description="an OpenAI-compatible server, measured over HTTP")
+    name: str | None = Field(None, description="display name; defaults to the model string (endpoint: its model)")
     variants: list[str] = ["torch-fp32"]
     dtype: str | None = None
     trust_remote_code: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_variant(cls, data: Any) -> Any:
+        # An endpoint is measured as the server runs it: its one variant is "http".
+        if isinstance(data, dict) and data.get("endpoint") is not None and "variants" not in data:
+            data = {**data, "variants": ["http"]}
+        return data
+
     @model_validator(mode="after")
     def _one_source(self) -> "Candidate":
+        if self.endpoint is not None:
+            if self.model is not None or self.card is not None:
+                raise ValueError("give exactly one of 'model', 'card' or 'endpoint'")
+            if self.variants != ["http"]:
+                raise ValueError(f"an endpoint candidate's only variant is 'http', got {self.variants}")
+            return self
+        if "http" in self.variants:
+            raise ValueError("variant 'http' needs an 'endpoint:' candidate (url, model)")
         # run.json stores both `model: card:X` and `card: X` for a card; reading it back must work.
         both_agree = self.card is not None and self.model == f"card:{self.card}"
         if (self.model is None) == (self.card is None) and not both_agree:
-            raise ValueError("give exactly one of 'model' or 'card'")
+            raise ValueError("give exactly one of 'model', 'card' or 'endpoint'")
         if self.card is not None:
             if not _CARD_NAME.match(self.card) or ".." in self.card:
                 raise ValueError(f"card name {self.card!r} may hold only letters, digits, '.', '_' and '-'")
@@ -59,6 +78,8 @@ class Candidate(Strict):
 
     @property
     def label(self) -> str:
+        if self.endpoint is not None:
+            return self.name or self.endpoint.model
         return self.name or str(self.model)
 
 

@@ -99,6 +99,11 @@ def _resolve_paths(config, base: Path, source: str) -> None:
             raise BadInput(f"{source}: hardware: {hw} does not exist or is not a file")
         config.hardware = str(hw)
     for cand in config.candidates:
+        if cand.endpoint is not None:  # no weights here; a tokenizer folder is relative to the config
+            tok = cand.endpoint.tokenizer
+            if tok and not tok.startswith("card:"):
+                cand.endpoint = cand.endpoint.model_copy(update={"tokenizer": str(_absolute(base, tok))})
+            continue
         model = str(cand.model)
         if model.startswith("card:"):
             continue

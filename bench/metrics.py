@@ -25,11 +25,21 @@ def _unit(r: RequestRecord) -> int:
     return r.batch_id if r.batch_id is not None else r.request_id
 
 
+def _errors_by_kind(records: list[RequestRecord]) -> dict[str, int]:
+    """{error kind: count} of the failed records (a failure without a kind counts as 'exception')."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in records:
+        if not r.ok:
+            counts[r.error_kind or "exception"] += 1
+    return dict(sorted(counts.items()))
+
+
 def summarize_cell(records: list[RequestRecord], usd_per_hour: float, slos: list[SLO] | None = None) -> dict:
     """One summary row for the records of one (model, variant, scenario, point) cell.
 
     `requests` counts successful requests and `failed` failed ones, so requests + failed is the
-    cell's number of records. A cell with some of each failed partway: `partial_failure` is set.
+    cell's number of records; `error_rate` is failed / (requests + failed), `errors_by_kind` splits
+    the failures by kind, `ended_early` counts successes the server stopped short of their length. A cell with some of each failed partway: `partial_failure` is set.
     Distributions carry `n` (samples) and `n_units` (independent batches their CIs resample).
     """
     ok = [r for r in records if r.ok]
@@ -43,6 +53,10 @@ def summarize_cell(records: list[RequestRecord], usd_per_hour: float, slos: list
         "requests": len(ok),
         "failed": len(records) - len(ok),
         "partial_failure": bool(ok) and len(ok) < len(records),
+        # Failed requests over all requests of the cell (a served cell can lose some to the server).
+        "error_rate": (len(records) - len(ok)) / len(records),
+        "ended_early": sum(1 for r in ok if r.ended_early),
+        "errors_by_kind": _errors_by_kind(records),
     }
     if not ok:
         row["error"] = next((r.error for r in records if r.error), "no successful request")

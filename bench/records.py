@@ -32,6 +32,13 @@ class RequestRecord(BaseModel):
     prompt_sha256: str | None = Field(None, description="sha256 of the prompt text (repeats show without the text)")
     status: str = "ok"
     error: str | None = None
+    usage_source: str | None = Field(None, description="where the token counts come from: 'server' (the stream's "
+                                     "usage), 'tokenizer' (counted by the client), 'engine' (in-process), 'none' (error)")
+    ended_early: bool = Field(False, description="the server stopped before the forced output length")
+    error_kind: str | None = Field(None, description="http_status, timeout, connection, stream_cut, malformed_sse, "
+                                   "server_died, start_failed or exception")
+    http_status: int | None = None
+    server_timings: dict | None = Field(None, description="the server's own per-request timings (llama.cpp)")
 
     @computed_field  # type: ignore[prop-decorator]
     @property

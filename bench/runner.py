@@ -44,7 +44,9 @@ class Prepared:
 
 def prepare(config: RunConfig) -> Prepared:
     """Validate what needs the file system or the libraries; BadInput on the first fault."""
-    sources = [resolve(str(c.model), where=f"candidates[{i}].model") for i, c in enumerate(config.candidates)]
+    # An endpoint candidate has no weights here: its source is None (the server holds the model).
+    sources = [None if c.endpoint is not None else resolve(str(c.model), where=f"candidates[{i}].model")
+               for i, c in enumerate(config.candidates)]
     device = resolve_device(config.device)
     for i, cand in enumerate(config.candidates):
         for variant in cand.variants:
@@ -58,6 +60,11 @@ def prepare(config: RunConfig) -> Prepared:
     from llmbench.preflight import preflight
 
     preflight(config, sources, device)
+    from llmbench.served.probe import check_endpoint
+
+    for i, cand in enumerate(config.candidates):  # last: the only checks that wait on a network
+        if cand.endpoint is not None:
+            check_endpoint(cand.endpoint, f"candidates[{i}].endpoint")
     return Prepared(config, sources, hardware, device, slos)
 
 
@@ -147,6 +154,8 @@ class Runner:
         label = cand.label
         progress.update(task, description=escape(f"{label} {variant}"), status="loading")
         backend = backend_for(variant)(self.prep.sources[ci], variant, self.prep.device, cand.dtype or cfg.dtype, cand.trust_remote_code)
+        if cand.endpoint is not None:
+            backend.endpoint = cand.endpoint
         vmeta = self.meta.setdefault("variants", {}).setdefault(f"{label}|{variant}", {})
         # The memory baseline: what the process holds before this variant, once earlier ones are freed.
         release_freed_memory()
@@ -158,7 +167,7 @@ class Runner:
                 backend.load()
                 vmeta.update(load_s=round(time.perf_counter() - t, 3), parameters=backend.info.parameters,
                              size_bytes=backend.info.size_bytes, device=backend.info.device, dtype=backend.info.dtype,
-                             random_weights=self.prep.sources[ci].random_weights, **backend.info.extra)
+                             random_weights=getattr(self.prep.sources[ci], "random_weights", False), **backend.info.extra)
             vmeta["load_peak_rss_mb"] = mem.peak.rss_mb
             vmeta["weight_bytes_per_token"] = self._bytes_per_token(backend)
             prompts = build_prompts(cfg.workload, backend.tokenizer, cfg.seed)
@@ -248,7 +257,7 @@ class Runner:
         self.failed_cells.append(f"{label} {variant} {scenario} {point.label}: {msg[:500]}")
         log.write([RequestRecord(timestamp=time.time(), run_id=self.meta["run_id"], model=label, variant=variant,
                                  scenario=scenario, point=point.label, request_id=next(counter), prompt_tokens=0,
-                                 output_tokens=0, status="error", error=msg)])
+                                 output_tokens=0, status="error", error=msg, usage_source="none")])
 
 
 def start_run(prep: Prepared, config_text: str, out: Path | None) -> tuple[RunDir, dict]:

@@ -1,0 +1,123 @@
+"""The HTTP library under the streaming client: one connection pool, bodies read as they arrive.
+
+aiohttp is what the client uses (`DEFAULT`): at 64 streams it spent less CPU per streamed chunk
+than httpx on this machine (tests/benchmarks/bench_client.py --transport; BENCHMARKS.md). The httpx
+transport stays for that comparison only.
+"""
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Protocol
+
+DEFAULT = "aiohttp"
+
+
+class Response(Protocol):
+    status: int
+
+    async def body(self, limit: int) -> bytes: ...
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
+class Transport(Protocol):
+    """What the client needs from an HTTP library."""
+
+    timeout_errors: tuple[type[BaseException], ...]
+    errors: tuple[type[BaseException], ...]
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]): ...  # async context manager -> Response
+    async def aclose(self) -> None: ...
+
+
+class _AiohttpResponse:
+    def __init__(self, resp) -> None:
+        self._resp = resp
+        self.status = resp.status
+
+    async def body(self, limit: int) -> bytes:
+        return await self._resp.content.read(limit)
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        # iter_any: whatever bytes have arrived, as soon as they arrive (no line buffering).
+        return self._resp.content.iter_any()
+
+
+class AiohttpTransport:
+    """aiohttp.ClientSession over one TCPConnector sized to the cell's concurrency."""
+
+    def __init__(self, connections: int) -> None:
+        import aiohttp
+
+        self._aiohttp = aiohttp
+        self._connections = connections
+        self._session = None
+        self.timeout_errors = (asyncio.TimeoutError, TimeoutError)
+        self.errors = (aiohttp.ClientError, OSError)
+
+    def _open(self):
+        if self._session is None:  # a session must be made inside the running event loop
+            aiohttp = self._aiohttp
+            connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=self._connections,
+                                             ttl_dns_cache=300)
+            # No library timeout: the client applies one deadline per request itself.
+            self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+                                                  auto_decompress=False)
+        return self._session
+
+    @asynccontextmanager
+    async def post(self, url: str, body: bytes, headers: dict[str, str]):
+        async with self._open().post(url, data=body, headers=headers) as resp:
+            yield _AiohttpResponse(resp)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _HttpxResponse:
+    def __init__(self, resp) -> None:
+        self._resp = resp
+        self.status = resp.status_code
+
+    async def body(self, limit: int) -> bytes:
+        out = b""
+        async for part in self._resp.aiter_raw():
+            out += part
+            if len(out) >= limit:
+                break
+        return out[:limit]
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._resp.aiter_raw()
+
+
+class HttpxTransport:
+    """httpx.AsyncClient with a pool of `connections` (kept for the transport comparison)."""
+
+    def __init__(self, connections: int) -> None:
+        import httpx
+
+        self._client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            timeout=httpx.Timeout(None), trust_env=False)
+        self.timeout_errors = (asyncio.TimeoutError, TimeoutError, httpx.TimeoutException)
+        self.errors = (httpx.HTTPError, httpx.StreamError, OSError)
+
+    @asynccontextmanager
+    async def post(self, url: str, body: bytes, headers: dict[str, str]):
+        async with self._client.stream("POST", url, content=body, headers=headers) as resp:
+            yield _HttpxResponse(resp)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def make_transport(name: str, connections: int) -> Transport:
+    """The transport called `name` ("aiohttp" or "httpx")."""
+    if name == "aiohttp":
+        return AiohttpTransport(connections)
+    if name == "httpx":
+        return HttpxTransport(connections)
+    raise ValueError(f"unknown transport {name!r} (aiohttp or httpx)")

@@ -1,0 +1,125 @@
+"""Precision and cost of the streaming client against the scripted server (not a timed test).
+
+    .venv/bin/python tests/benchmarks/bench_client.py [--streams 1 16 64] [--transport aiohttp httpx]
+
+The scripted server (tests/served_fixture.py) runs in its own process and writes down when it
+received each request and when it sent each content chunk (perf_counter: CLOCK_MONOTONIC, one
+clock for both processes). So the client's error is measured against what really happened, not
+only against the nominal schedule (which the server's own timer granularity blurs by ~1 ms):
+- TTFT error: client TTFT (send -> first content chunk read) minus server TTFT (request read ->
+  first chunk written); the request's own trip and the chunk's both count against the client.
+- ITL error: client gap between two chunks minus the server's gap between writing them.
+- delay: when the client read a chunk minus when the server wrote it.
+- CPU: the client process's CPU time (user + system) per streamed token.
+Two layouts: `staggered` (each stream's chunks on its own phase) and `lockstep` (every stream's
+chunk on one global d-ms tick, as a continuously batching server emits a step: the client then
+reads N chunks at once and the last one waits for the others).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from served_fixture import Script, ScriptedServer  # noqa: E402
+
+from llmbench.served.client import StreamClient  # noqa: E402
+
+
+async def _run(url: str, streams: int, requests_per_stream: int, tokens: int, d_ms: float, t0_ms: float,
+               align: bool, transport: str, seed: int) -> tuple[list, float, float]:
+    rng = random.Random(seed)
+    results = []
+    client = StreamClient(streams, timeout_s=60, transport=transport)
+    counter = iter(range(10**9))
+
+    async def one(tag: str, n: int) -> None:
+        t0 = t0_ms if align else t0_ms + rng.uniform(0, d_ms)  # staggered: each request its own phase
+        body = {"model": f"t0={t0:.3f},d={d_ms},align={int(align)}", "prompt": tag, "max_tokens": n, "stream": True}
+        res = await client.stream(f"{url}/completions", body, chat=False, asked=n)
+        if not tag.startswith("warm"):
+            results.append((tag, res))
+
+    async def stream_loop(s: int) -> None:
+        for _ in range(requests_per_stream):
+            await one(f"s{s}-r{next(counter)}", tokens)
+
+    await asyncio.gather(*(one(f"warm{i}", 2) for i in range(streams)))  # open the pool's connections
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(stream_loop(s) for s in range(streams)))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    await client.aclose()
+    return results, cpu, wall
+
+
+def _errors(results: list, log: dict, d_ms: float, t0_ms: float, align: bool) -> dict:
+    ttft_err, itl_err, delay, itl_nominal, tokens, failed = [], [], [], [], 0, 0
+    for tag, res in results:
+        entry = log[tag]
+        if not res.ok or len(res.chunk_times) != len(entry["sends"]):
+            failed += 1
+            continue
+        sends, got = entry["sends"], res.chunk_times
+        tokens += res.output_tokens
+        ttft_err.append(((got[0] - res.sent) - (sends[0] - entry["recv"])) * 1e3)
+        delay += [(g - s) * 1e3 for g, s in zip(got, sends)]
+        itl_err += [((g2 - g1) - (s2 - s1)) * 1e3 for g1, g2, s1, s2 in zip(got, got[1:], sends, sends[1:])]
+        itl_nominal += [(g2 - g1) * 1e3 - d_ms for g1, g2 in zip(got, got[1:])]
+
+    def pct(values, q):
+        return float(np.percentile(np.abs(values), q)) if values else float("nan")
+
+    return {"tokens": tokens, "failed": failed, "ttft_p50": pct(ttft_err, 50), "ttft_p99": pct(ttft_err, 99),
+            "itl_p50": pct(itl_err, 50), "itl_p99": pct(itl_err, 99), "delay_p50": pct(delay, 50),
+            "delay_p99": pct(delay, 99), "itl_sched_p99": pct(itl_nominal, 99)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--streams", type=int, nargs="+", default=[1, 16, 64])
+    ap.add_argument("--transport", nargs="+", default=["aiohttp"], choices=["aiohttp", "httpx"])
+    ap.add_argument("--layout", nargs="+", default=["staggered", "lockstep"], choices=["staggered", "lockstep"])
+    ap.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
+    ap.add_argument("--requests", type=int, default=4, help="requests per stream")
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--d-ms", type=float, default=10.0)
+    ap.add_argument("--t0-ms", type=float, default=20.0)
+    args = ap.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.install()
+    rows = []
+    with ScriptedServer(Script()) as server:
+        for transport in args.transport:
+            for layout in args.layout:
+                for n in args.streams:
+                    align = layout == "lockstep"
+                    results, cpu, wall = asyncio.run(_run(server.url, n, args.requests, args.tokens, args.d_ms,
+                                                          args.t0_ms, align, transport, seed=n))
+                    log = {e["body"]["prompt"]: e for e in server.log()}
+                    e = _errors(results, log, args.d_ms, args.t0_ms, align)
+                    rows.append((transport, layout, n, e, cpu, wall))
+                    print(f"  {transport} {layout} {n}: done", file=sys.stderr)
+    print(f"\nClient precision against the scripted server (separate process), {args.tokens} tokens per request, "
+          f"one chunk every {args.d_ms:g} ms, first after {args.t0_ms:g} ms; {args.loop} loop; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores. Errors are |client - server| in ms.\n")
+    print("| transport | layout | streams | tokens | TTFT err p50 / p99 | ITL err p50 / p99 | chunk delay p50 / p99 "
+          "| ITL vs schedule p99 | client CPU per token | failed |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for transport, layout, n, e, cpu, wall in rows:
+        per_tok = 1e6 * cpu / e["tokens"] if e["tokens"] else float("nan")
+        print(f"| {transport} | {layout} | {n} | {e['tokens']} | {e['ttft_p50']:.3f} / {e['ttft_p99']:.3f} | "
+              f"{e['itl_p50']:.3f} / {e['itl_p99']:.3f} | {e['delay_p50']:.3f} / {e['delay_p99']:.3f} | "
+              f"{e['itl_sched_p99']:.3f} | {per_tok:.1f} us | {e['failed']} |")
+
+
+if __name__ == "__main__":
+    main()
