@@ -46,3 +46,15 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture
 def shared_data() -> Path:
     return SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The llama.cpp engine (llama-server, llama-quantize, the converter), built once if missing.
+
+    `make test` builds it before the tests (into the venv, which outlives make test's fresh
+    caches); `$LLMBENCH_LLAMA_CPP_DIR` points at a tree built by hand instead.
+    """
+    from llmbench.engines.llamacpp import ensure_engine
+
+    return ensure_engine(progress=lambda line: print(line, flush=True))

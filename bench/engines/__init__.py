@@ -1,0 +1,1 @@
+"""Serving engines llmbench builds and manages itself (today: llama.cpp's llama-server)."""
