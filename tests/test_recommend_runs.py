@@ -55,21 +55,22 @@ def _records(c: dict, run_id: str, rng: np.random.Generator, t0: float) -> list[
 
 def make_run(path: Path, cells: list[dict], usd_per_hour: float = 1.0, params: dict | None = None,
              quality: dict | None = None, random_weights: bool = False, config: dict | None = None,
-             run_id: str = "test-run", seed: int = 0, extra_files: dict | None = None) -> Path:
+             run_id: str = "test-run", seed: int = 0, extra_files: dict | None = None, device: str = "cpu") -> Path:
     """A results folder: run.json, requests.jsonl, summary.json (+ quality figures and extra files).
 
     `quality` maps (model, variant) to that variant's entry in quality.json; the rows get them the
-    way the quality stage adds them.
+    way the quality stage adds them. `device` "cuda" makes it a run on a GPU profile.
     """
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     recs = [r for i, c in enumerate(cells) for r in _records(c, run_id, rng, 1.7e9 + 1000.0 * i)]
     (path / "requests.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in recs))
     variants = {f"{c['model']}|{c['variant']}": {"parameters": (params or {}).get(c["model"], 1_000_000), "size_bytes": 4_000_000,
-                                                  "device": "cpu", "dtype": "float32", "random_weights": random_weights} for c in cells}
+                                                  "device": device, "dtype": "float32", "random_weights": random_weights} for c in cells}
+    kind = "cuda" if device.startswith("cuda") else "cpu"
     meta = {"run_id": run_id, "config": {"slo": None, "plan": None, "quality": None, **(config or {})},
-            "hardware_profile": {"name": "test-cpu", "kind": "cpu", "devices": 1, "usd_per_hour": usd_per_hour},
-            "device": "cpu", "variants": variants, "cells": {}}
+            "hardware_profile": {"name": f"test-{kind}", "kind": kind, "devices": 1, "usd_per_hour": usd_per_hour},
+            "device": device, "variants": variants, "cells": {}}
     write_json(path / "run.json", meta)
     rd = RunDir(path)
     summary = build_summary(rd, meta)

@@ -61,7 +61,9 @@ def _checks(engine: str, name: str, launch: dict) -> str:
     if engine == LLAMA_CPP:
         gguf = launch.get("gguf") or {}
         sha = gguf.get("sha256") or ""
-        lines = [f'[[ -x $LLAMA_SERVER ]] || {{ echo "{name}: no llama-server at $LLAMA_SERVER (set LLAMA_SERVER)" >&2; exit 2; }}',
+        lines = [f'found="$(command -v -- "$LLAMA_SERVER" || true)"',
+                 f'[[ -n $found ]] || {{ echo "{name}: no llama-server at $LLAMA_SERVER (set LLAMA_SERVER)" >&2; exit 2; }}',
+                 'LLAMA_SERVER="$found"',
                  f'[[ -f $GGUF ]] || {{ echo "{name}: no GGUF at $GGUF (set GGUF)" >&2; exit 2; }}']
         if sha:
             lines.append(f'if [[ -z ${{SKIP_SHA256:-}} ]] && ! echo "{sha}  $GGUF" | sha256sum -c --status; then\n'
@@ -97,6 +99,8 @@ def serve_script(s: dict, name: str, run_id: str) -> str:
         f'HOST="${{HOST:-{HOST}}}"',
         'LOG_DIR="${LOG_DIR:-$(cd "$(dirname "$0")" && pwd)/logs}"',
         _checks(engine, name, la),
+        *(['export LD_LIBRARY_PATH="$(dirname "$LLAMA_SERVER")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"  # its libggml*.so sit beside it']
+          if engine == LLAMA_CPP else []),
         'mkdir -p "$LOG_DIR"',
         _STOP,
     ]
