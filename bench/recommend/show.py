@@ -30,7 +30,16 @@ def summary_lines(rec: dict) -> list[str]:
             if not alias.startswith("llmbench-fallback-"):
                 lines.append(f"gateway {alias}: {s['option']} ({s['replicas'] if s['replicas'] is not None else 'API'} replica(s)); "
                              f"fallbacks {', '.join(fallbacks.get(alias) or []) or 'none'}")
+    for s in srv:
+        la = s.get("launch") or {}
+        if la.get("ports"):
+            how = "measured as served" if la.get("measured") else "NOT measured here"
+            lines.append(f"serve {s['option']}: {la['engine']} on ports {', '.join(map(str, la['ports']))} ({how}; deploy/ start script)")
     lines.append(f"whole deployment: {_money(deployment_total(rec))}/month (deployment.yaml)")
+    skipped = [o for o in rec["options"] if not o.get("servable", True) and not o.get("base_id")]
+    if skipped:
+        lines.append(f"measured only, never deployed ({len(skipped)}): "
+                     + "; ".join(f"{o['id']}: {o.get('not_servable_reason')}" for o in skipped[:4]) + ("; ..." if len(skipped) > 4 else ""))
     r = rec.get("recommended")
     if r and r.get("quality_status") != "measured":
         lines.append(f"quality of {r['id']}: {r['quality_status']}")
