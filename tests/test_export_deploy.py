@@ -37,6 +37,9 @@ FAKE_ENGINE = {"name": "llama.cpp", "version": "0.5.0-dev (commit test)", "sourc
                "bin_dir": "/opt/llama/bin", "source_dir": "/opt/llama/src", "server": "/opt/llama/bin/llama-server",
                "quantize": "/opt/llama/bin/llama-quantize"}
 
+MEASURED_CMD = [FAKE_ENGINE["server"], "--host", "127.0.0.1", "--port", "41234", "-m", "/models/small q4.gguf", "--parallel", "1",
+                "-c", "300", "-t", "2", "--alias", "model", "--no-webui", "--seed", "0", "--no-cache-prompt", "--cache-ram", "0"]
+
 
 def _served_run(path: Path, ggufs: dict[str, tuple[str, str]], engine: dict, server_facts: dict | None = None) -> Path:
     """A run of CELLS whose run.json carries what the managed engine records: run.json `engines`,
@@ -80,8 +83,8 @@ def _gateway_ports(cfg: dict) -> dict[str, set[int]]:
 def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("deploy")
     ggufs = {"small|gguf-q4_k_m": ("/models/small q4.gguf", "a" * 64), "big|gguf-f16": ("/models/big-f16.gguf", "b" * 64)}
-    # The measured server gave each slot 300 tokens of context, with 2 threads.
-    facts = {"gguf-q4_k_m": {"server_parallel": 1, "server_ctx_size": 300, "server_threads": 2}}
+    # The measured server gave each slot 300 tokens of context, with 2 threads, and flags of its own.
+    facts = {"gguf-q4_k_m": {"server_parallel": 1, "server_ctx_size": 300, "server_threads": 2, "server_cmd": MEASURED_CMD}}
     run = _served_run(tmp / "run", ggufs, FAKE_ENGINE, facts)
     rec = recommend(load_run(run), parse_slo(SLO), rps=RPS)
     write_exports(rec, tmp / "out")
@@ -102,12 +105,12 @@ def test_deployment_yaml_names_the_gguf_and_the_exact_commands_on_consecutive_po
     assert sp["api_bases"] == ["http://127.0.0.1:8000/v1", "http://127.0.0.1:8001/v1"] and primary["api_base"] == sp["api_bases"][0]
     assert sp["start"]["script"] == "deploy/serve-small-gguf-q4-k-m.sh"
     for port, line in zip(sp["ports"], sp["start"]["commands"]):
-        argv = shlex.split(line)
-        assert argv[0] == FAKE_ENGINE["server"] and _flag(argv, "-m", "--model") == "/models/small q4.gguf"
-        assert _flag(argv, "--port") == str(port) and _flag(argv, "--host") == "127.0.0.1"
-        # --parallel is the planned batch; the context is the measured 300 tokens per slot, times the slots.
-        assert _flag(argv, "--parallel", "-np") == "4" and _flag(argv, "-c", "--ctx-size") == "1200"
-        assert _flag(argv, "-t", "--threads") == "2" and _flag(argv, "--alias") == "small-gguf-q4-k-m"
+        # The measured command, every flag kept; only what a replica sets differently changes: its
+        # port, --parallel = the planned batch, the measured 300 tokens per slot times the slots, its name.
+        want = list(MEASURED_CMD)
+        for flag, value in (("--port", str(port)), ("--parallel", "4"), ("-c", "1200"), ("--alias", "small-gguf-q4-k-m")):
+            want[want.index(flag) + 1] = value
+        assert shlex.split(line) == want
     # The standby was measured with no server facts: one slot of the workload's longest prompt and
     # output (160 + 32 tokens in make_run) plus the engine's 16-token margin.
     sb = shlex.split(standby["serving"]["start"]["commands"][0])
@@ -199,12 +202,21 @@ def real(engine, tmp_path_factory):
     card = resolve("card:llama-5m")
     ggufs = {f"{m}|{v}": (str(b.path), b.sha256) for m, v in (("small", "gguf-q4_k_m"), ("big", "gguf-f16"))
              for b in [build_gguf(card, v, engine)]}
-    run = _served_run(tmp / "run", ggufs, engine.as_json(), {"gguf-q4_k_m": {"server_parallel": 1, "server_ctx_size": 256,
-                                                                             "server_threads": 1}})
+    # The command a measured cell ran (the backend's flags included), as run.json records it.
+    from llmbench.backends.llamacpp_backend import SERVER_FLAGS
+    from llmbench.engines.llamacpp.server import ManagedServer
+
+    cmd = ManagedServer(engine, Path(ggufs["small|gguf-q4_k_m"][0]), parallel=1, ctx_size=256, threads=1, log_path=tmp / "m.log",
+                        alias="model", extra_args=SERVER_FLAGS).command
+    facts = {"gguf-q4_k_m": {"server_parallel": 1, "server_ctx_size": 256, "server_threads": 1, "server_cmd": cmd}}
+    run = _served_run(tmp / "run", ggufs, engine.as_json(), facts)
     base = _free_ports(3)
     rec = recommend(load_run(run), parse_slo(SLO), rps=RPS, base_port=base)
     write_exports(rec, tmp / "out")
     return tmp / "out", base, ggufs
+
+
+SERVER_FLAGS_CHECKED = ("--no-cache-prompt", "--no-webui", "--offline")
 
 
 def _start(script: Path, log: Path) -> subprocess.Popen:
@@ -238,6 +250,9 @@ def test_a_start_script_serves_every_replica_and_stops_them_all(real, tmp_path, 
     script = out / "deploy" / "serve-small-gguf-q4-k-m.sh"
     assert _script_ports(script.read_text()) == [base, base + 1]
     assert ggufs["small|gguf-q4_k_m"][1] in script.read_text()  # the sha256 the script checks the GGUF against
+    text = script.read_text()
+    for flag in SERVER_FLAGS_CHECKED:  # the measured server's own flags reach the deployment
+        assert flag in text
     proc = _start(script, tmp_path / "out.log")
     try:
         pids = _wait_healthy(proc, [base, base + 1], tmp_path / "out.log")

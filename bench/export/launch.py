@@ -52,12 +52,37 @@ def _engine_info(facts: dict):
         return None
 
 
+# The flags a deployment sets differently from the measured cell, by every name llama-server takes.
+_FLAG_NAMES = {"port": ("--port",), "parallel": ("--parallel", "-np"), "ctx_size": ("-c", "--ctx-size"),
+               "threads": ("-t", "--threads"), "alias": ("--alias", "-a"), "host": ("--host",), "model": ("-m", "--model")}
+
+
+def with_values(argv: list[str], values: dict) -> list[str]:
+    """The measured argv with these flags' values replaced (a flag it lacks is appended; None leaves it)."""
+    out = list(argv)
+    for key, value in values.items():
+        if value is None:
+            continue
+        names = _FLAG_NAMES[key]
+        at = next((i for i, a in enumerate(out[:-1]) if a in names), None)
+        if at is None:
+            out += [names[0], str(value)]
+        else:
+            out[at + 1] = str(value)
+    return out
+
+
 def llama_argv(facts: dict, *, port: int, parallel: int, alias: str, host: str = HOST) -> list[str]:
-    """The llama-server argv for one replica, from the engine's own `server_argv` where it is installed."""
+    """The llama-server argv for one replica: the argv the run measured with (run.json's server_cmd,
+    every flag kept) with this replica's port, slots, context and name; else the engine's own
+    `server_argv`; else the same flags written here (an llmbench without the managed engine)."""
     server = facts.get("server") or "llama-server"
     model = Path(facts.get("gguf_path") or MISSING_GGUF)
     ctx = parallel * int(facts.get("ctx_per_slot") or 2048)
     kw = dict(port=port, parallel=parallel, ctx_size=ctx, threads=facts.get("threads"), alias=alias, host=host)
+    measured = facts.get("measured_cmd")
+    if isinstance(measured, list) and measured and facts.get("gguf_path"):
+        return with_values([str(a) for a in measured], {**kw, "model": str(model)})
     try:
         from llmbench.engines.llamacpp.server import server_argv
     except ImportError:  # an llmbench without the managed engine: the same flags, written here
