@@ -188,8 +188,8 @@ class Runner:
                     point = scenario.resolve(point, label, variant)  # a sweep's rate, from earlier cells
                     ctx = CellContext(self.meta["run_id"], label, variant, scenario.kind, point,
                                       self.prep.hardware.usd_per_second, next_id=lambda: next(counter))
-                    backend.begin_cell(point, prompts, self.dir)
-                    try:
+                    try:  # end_cell runs even when begin_cell failed halfway (a server started, never healthy)
+                        backend.begin_cell(point, prompts, self.dir)
                         scenario.warmup(backend, prompts, point, cfg.warmup)  # never recorded
                         with mem, cpu:
                             for rec in scenario.measure(backend, prompts, ctx, self._sampling()):

@@ -10,7 +10,7 @@ from llmbench.backends.base import Backend, Generation
 from llmbench.errors import BadInput
 from llmbench.records import RequestRecord
 from llmbench.scenarios.sampling import Sampler, Sampling
-from llmbench.scenarios.served import Driver, Load, warm
+from llmbench.scenarios.served import Driver, Load, Warmup
 from llmbench.workload import Prompt
 
 # perf_counter is the clock for intervals; records also carry wall-clock send times.
@@ -140,15 +140,18 @@ class Scenario(ABC):
     def warmup(self, backend: Backend, prompts: list[Prompt], point: Point, count: int) -> int:
         """Run `count` unrecorded warm-up batches at the point's largest batch; returns requests sent.
 
-        `warmup` in a config counts these batches (see RunConfig.warmup). On a served backend the
-        same number of requests go out (at most 8 output tokens each) from `point.parallel`
-        closed-loop clients, so every server slot has run once.
+        `warmup` in a config counts these batches (see RunConfig.warmup). On a served backend as
+        many requests (at most 8 output tokens each) go out from `point.parallel` closed-loop
+        clients, so every server slot has run once; they are sent at the start of measure(), on
+        the connection pool the cell then measures with.
         """
         size = self.warmup_batch(point)
+        self._served_warmup = None
         if getattr(backend, "served", False):
             short = [replace(p, output_tokens=max(1, min(8, p.output_tokens))) for p in prompts]
             check_outputs(short)
-            return warm(backend, short, count * size, max(1, point.parallel))
+            self._served_warmup = Warmup(short, count * size, max(1, min(point.parallel, count * size)))
+            return count * size
         for i in range(count):
             batch = [prompts[(i * size + j) % len(prompts)] for j in range(size)]
             check_outputs(batch)
@@ -167,7 +170,8 @@ class Scenario(ABC):
             if load is None:
                 raise BadInput(f"{self.kind} {ctx.point.label} has no meaning for a served backend")
             check_outputs(prompts)
-            driver = Driver(backend, prompts, ctx, load, sampler)
+            driver = Driver(backend, prompts, ctx, load, sampler, getattr(self, "_served_warmup", None))
+            self._served_warmup = None
             yield from driver
             self.last_facts.update(driver.facts())
             return

@@ -5,6 +5,9 @@ Driver and gets each record as soon as its request completes (a queue between th
 measured request is logged at once and a resume keeps it. Closing the iterator (Ctrl-C, or a
 failure in the runner) cancels the requests in flight and joins the thread; an exception in the
 loop is raised again in the runner's thread and fails the cell.
+
+The warm-up runs first on the same connection pool and loop (closed loop, nothing recorded), so
+no measured request pays for opening a connection or the pool's first use.
 """
 from __future__ import annotations
 
@@ -42,6 +45,30 @@ class Load:
         return self.clients if self.clients is not None else max(self.parallel, OPEN_LOOP_POOL)
 
 
+@dataclass(frozen=True)
+class Warmup:
+    """Unrecorded requests sent before measuring: `count` of `prompts` from `clients` closed-loop clients."""
+
+    prompts: list
+    count: int
+    clients: int
+
+
+@dataclass
+class _Phase:
+    """Warm-up or measurement: what is sent, until when, and whether it is recorded."""
+
+    prompts: list
+    gate: CountGate | SamplerGate
+    record: bool
+    sent: int = 0
+
+    def next_prompt(self):
+        prompt = self.prompts[self.sent % len(self.prompts)]
+        self.sent += 1
+        return prompt
+
+
 _DONE = object()
 
 
@@ -53,11 +80,10 @@ class _Failed:
 class Driver:
     """One cell's load on a served backend; iterate it for the records, in completion order."""
 
-    def __init__(self, backend, prompts: list, ctx, load: Load, sampler=None, count: int | None = None):
-        self.backend, self.prompts, self.ctx, self.load = backend, prompts, ctx, load
-        # Measured cells follow the sampler; a warm-up sends a fixed count and records nothing.
-        self.gate = SamplerGate(sampler) if sampler is not None else CountGate(count or 0)
-        self.sent = 0
+    def __init__(self, backend, prompts: list, ctx, load: Load, sampler, warmup: Warmup | None = None):
+        self.backend, self.ctx, self.load, self.warmup = backend, ctx, load, warmup
+        self.sampler = sampler
+        self.measured = _Phase(prompts, SamplerGate(sampler), record=True)
         self.in_flight = 0
         self.max_in_flight = 0
         self.late = 0
@@ -67,8 +93,12 @@ class Driver:
         self._task: asyncio.Task | None = None
         self._started = threading.Event()
         self._stopping = False
-        self._thread = threading.Thread(target=self._thread_main, name=f"llmbench-load-{ctx.point.label if ctx else 'warmup'}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._thread_main, name=f"llmbench-load-{ctx.point.label}", daemon=True)
+
+    @property
+    def sent(self) -> int:
+        """Measured requests sent so far."""
+        return self.measured.sent
 
     def facts(self) -> dict:
         """Cell facts for run.json: how late the open loop's sends were."""
@@ -123,27 +153,29 @@ class Driver:
             return
         client = self.backend.open_client(self.load.pool())
         try:
+            if self.warmup is not None and self.warmup.count > 0:
+                w = self.warmup
+                await self._closed_loop(client, _Phase(w.prompts, CountGate(w.count), record=False), w.clients)
+                self.sampler.start = time.perf_counter()  # the cell's duration counts from here
             if self.load.clients is not None:
-                async with asyncio.TaskGroup() as tg:
-                    for _ in range(self.load.clients):
-                        tg.create_task(self._client(client))
+                await self._closed_loop(client, self.measured, self.load.clients)
             else:
-                await self._open_loop(client)
+                await self._open_loop(client, self.measured)
         finally:
             await _close(client)
 
-    def _next_prompt(self):
-        prompt = self.prompts[self.sent % len(self.prompts)]
-        self.sent += 1
-        return prompt
+    async def _closed_loop(self, client, phase: _Phase, clients: int) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(clients):
+                tg.create_task(self._client(client, phase))
 
-    async def _client(self, client) -> None:
+    async def _client(self, client, phase: _Phase) -> None:
         """One closed-loop client: its next request goes out the moment its previous one ends."""
-        while await self.gate.more(self.sent):
-            prompt = self._next_prompt()
-            await self._request(client, prompt, time.perf_counter())
+        while await phase.gate.more(phase.sent):
+            prompt = phase.next_prompt()
+            await self._request(client, phase, prompt, time.perf_counter())
 
-    async def _open_loop(self, client) -> None:
+    async def _open_loop(self, client, phase: _Phase) -> None:
         """Arrivals on a fixed schedule, each sent at its time whatever is still in flight."""
         gaps = arrival_gaps(self.load.arrivals, float(self.load.rate), self.load.seed)
         due = time.perf_counter() + next(gaps)
@@ -152,25 +184,29 @@ class Driver:
                 wait = due - time.perf_counter()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                if not await self.gate.more(self.sent):
+                if not await phase.gate.more(phase.sent):
                     break
                 lag = time.perf_counter() - due
                 self.max_lag_s = max(self.max_lag_s, lag)
                 self.late += lag > LATE_S
-                tg.create_task(self._request(client, self._next_prompt(), due))
+                tg.create_task(self._request(client, phase, phase.next_prompt(), due))
                 due += next(gaps)
 
-    async def _request(self, client, prompt, arrived: float) -> None:
+    async def _request(self, client, phase: _Phase, prompt, arrived: float) -> None:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             res = await self.backend.send(client, prompt)
         finally:
             self.in_flight -= 1
-        if self.ctx is None:  # warm-up: nothing recorded
+        if not phase.record:
             return
         rec = _to_record(res, prompt, arrived, self.ctx)
-        self.gate.add(rec)
+        if self.load.rate is not None:
+            # Open loop: latency counts from the scheduled arrival; a late send is the client's
+            # delay, not a queue at the server, so it is counted in the cell's facts instead.
+            rec.queue_ms = 0.0
+        phase.gate.add(rec)
         self._queue.put(rec)
 
 
@@ -195,13 +231,3 @@ async def _close(client: Any) -> None:
         await client.close()
     elif hasattr(client, "__aexit__"):
         await client.__aexit__(None, None, None)
-
-
-def warm(backend, prompts: list, count: int, clients: int) -> int:
-    """Send `count` unrecorded requests from `clients` closed-loop clients; returns the number sent."""
-    if count <= 0:
-        return 0
-    driver = Driver(backend, prompts, None, Load(clients=max(1, min(clients, count))), count=count)
-    for _ in driver:
-        pass
-    return driver.sent
