@@ -9,7 +9,8 @@ Each request's script comes from the server's default, overridden by its `model`
 `"mode=cut,t0=30,d=5"`. Modes: ok, http500, cut (connection closed mid-stream), malformed (a data
 line that is not JSON), nousage (no usage chunk), early (stops at half the length, finish_reason
 stop), slow (the first token never comes in time), error_event (an `error` object mid-stream),
-echo (HTTP 400 whose message repeats the Authorization header); `fail_every=k`: every k-th
+echo (HTTP 400 whose message repeats the Authorization header), close (the connection is closed
+50 ms after each streamed response, as llama-server does); `fail_every=k`: every k-th
 completion request answers HTTP 500; `key` (server default only): 401 without that bearer key.
 The first content chunk goes out t0 ms after the request arrived, then one every d ms, `per`
 tokens each; `align=1` puts every stream's chunks on one global grid of d ms (lockstep, as a
@@ -54,6 +55,10 @@ class Script:
                 k = key.strip()
                 changes[k] = value.strip() if k in ("mode", "key") else (float(value) if k in ("t0", "d") else int(value))
         return replace(self, **changes)
+
+
+def headers_close(entry: dict) -> bool:
+    return (entry.get("connection") or "").lower() == "close"
 
 
 def _chunk(data: bytes) -> bytes:
@@ -101,6 +106,7 @@ class _Server:
         chat = path.endswith("/chat/completions")
         prompt = req["messages"][-1]["content"] if chat else req["prompt"]
         entry = {"recv": recv, "sends": [], "body": req, "authorization": headers.get("authorization"),
+                 "connection": headers.get("connection"),
                  "path": path, "script": asdict(script)}
         self.log.append(entry)
         failing = script.fail_every and sum(1 for e in self.log if e["path"] == path) % script.fail_every == 0
@@ -117,7 +123,8 @@ class _Server:
         return True
 
     async def stream(self, writer, s: Script, chat: bool, prompt: str, n: int, recv: float, entry: dict) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        close = b"Connection: close\r\n" if headers_close(entry) else b""  # a client's request, answered
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n%s\r\n" % close)
         base = {"id": "cmpl-1", "object": "chat.completion.chunk" if chat else "text_completion", "model": "scripted"}
 
         def choice(text: str, finish=None) -> dict:
@@ -161,6 +168,11 @@ class _Server:
                 writer.write(_event(last))
         writer.write(_event(b"[DONE]") + b"0\r\n\r\n")
         await writer.drain()
+        if s.mode == "close" or headers_close(entry):
+            # As llama-server does: the connection ends after a streamed response, a little later,
+            # without reading the next request a client may already have sent on it.
+            await asyncio.sleep(0.05 if s.mode == "close" else 0)
+            return False
         return True
 
 

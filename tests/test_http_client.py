@@ -93,6 +93,21 @@ def test_error_shapes_are_recorded_with_their_kind(server, model, kind, status):
     assert res.usage_source == "none" and not res.ended_early
 
 
+def test_a_connection_the_server_closed_is_not_an_error(server):
+    # The second request goes out on the pooled connection the server is about to close (as
+    # llama-server closes every connection after a stream): it is sent again on a new one.
+    async def go():
+        async with StreamClient(1, 10.0) as client:
+            body = {"model": "mode=close,t0=1,d=1", "max_tokens": 3, "stream": True, "prompt": "stale"}
+            return [await client.stream(server.url + "/completions", body, chat=False, asked=3) for _ in range(3)]
+
+    first, second, third = asyncio.run(go())
+    assert first.ok and second.ok and third.ok, (second.error, third.error)
+    assert (first.reconnects, second.reconnects, third.reconnects) == (0, 1, 0)
+    # After the first stale connection the client asks the server to close: none is reused stale again.
+    assert [e["connection"] for e in server.log() if e["body"].get("prompt") == "stale"][-1] == "close"
+
+
 def test_timeout(server):
     t = time.perf_counter()
     res = _stream(server.url, "mode=slow", timeout_s=0.4)

@@ -47,6 +47,7 @@ class StreamResult:
     server_timings: dict | None = None
     finish_reason: str | None = None
     busy_s: float = 0.0  # this request's share of the time the endpoint had requests in flight
+    reconnects: int = 0  # sends repeated on a new connection because a pooled one was already closed
 
     @property
     def ok(self) -> bool:
@@ -110,18 +111,29 @@ class StreamClient:
         StreamResult says what went wrong (error_kind). `asked` is the forced output length;
         `count_tokens` counts output tokens when the server sends no usage."""
         payload = json.dumps(body).encode()
-        state = StreamState(chat=chat)
         res = StreamResult(sent=time.perf_counter())
         mark = self._busy.start(res.sent)
         try:
-            await self._request(url, payload, state, res)
+            # A pooled connection the server closed meanwhile fails at once, before any response:
+            # send again (the time lost stays in this request's TTFT, as any client would pay it).
+            # Every idle connection may be such a one, hence up to the pool's size of retries.
+            for _ in range(self.concurrency + 1):
+                state = StreamState(chat=chat)
+                if not await self._request(url, payload, state, res):
+                    break
+                res.reconnects += 1
+                # This server closes its connections: ask for that, so that none is reused stale.
+                self._headers["Connection"] = "close"
+            else:
+                self._fail(res, "connection", "every pooled connection was closed by the server")
         finally:  # also when the caller cancels: the busy-time split must stay right for the others
             res.end = time.perf_counter()
             res.busy_s = self._busy.stop(res.end, mark)
         self._finish(res, state, asked, count_tokens)
         return res
 
-    async def _request(self, url: str, payload: bytes, state: StreamState, res: StreamResult) -> None:
+    async def _request(self, url: str, payload: bytes, state: StreamState, res: StreamResult) -> bool:
+        """One attempt; True when it failed on a stale pooled connection (nothing recorded then)."""
         opened = False
         try:
             async with _deadline(self.timeout_s):
@@ -138,10 +150,13 @@ class StreamClient:
         except MalformedStream as exc:
             self._fail(res, "malformed_sse", f"malformed stream: {exc}")
         except self._transport.errors as exc:
+            if not opened and self._transport.is_stale(exc):
+                return True
             kind, what = ("stream_cut", "the stream was cut") if opened else ("connection", "cannot connect")
             self._fail(res, kind, f"{what}: {_first_line(exc)}")
         except Exception as exc:  # a failed request is a record, never a crashed cell
             self._fail(res, "exception", _first_line(exc))
+        return False
 
     async def _read(self, resp, state: StreamState, res: StreamResult) -> None:
         parser = SSEParser()

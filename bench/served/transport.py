@@ -26,6 +26,11 @@ class Transport(Protocol):
     timeout_errors: tuple[type[BaseException], ...]
     errors: tuple[type[BaseException], ...]
 
+    def is_stale(self, exc: BaseException) -> bool:
+        """Whether a failure before any response byte looks like a pooled connection the server had
+        already closed (llama-server closes every connection after a streamed response)."""
+        ...
+
     def post(self, url: str, body: bytes, headers: dict[str, str]): ...  # async context manager -> Response
     async def aclose(self) -> None: ...
 
@@ -54,6 +59,12 @@ class AiohttpTransport:
         self._session = None
         self.timeout_errors = (asyncio.TimeoutError, TimeoutError)
         self.errors = (aiohttp.ClientError, OSError)
+
+    def is_stale(self, exc: BaseException) -> bool:
+        aiohttp = self._aiohttp
+        if isinstance(exc, aiohttp.ClientConnectorError):  # a new connection that failed: the server is gone
+            return False
+        return isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionResetError))
 
     def _open(self):
         if self._session is None:  # a session must be made inside the running event loop
@@ -104,6 +115,10 @@ class HttpxTransport:
             timeout=httpx.Timeout(None), trust_env=False)
         self.timeout_errors = (asyncio.TimeoutError, TimeoutError, httpx.TimeoutException)
         self.errors = (httpx.HTTPError, httpx.StreamError, OSError)
+        self._stale = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+    def is_stale(self, exc: BaseException) -> bool:
+        return isinstance(exc, self._stale)
 
     @asynccontextmanager
     async def post(self, url: str, body: bytes, headers: dict[str, str]):

@@ -1,6 +1,7 @@
 """Precision and cost of the streaming client against the scripted server (not a timed test).
 
     .venv/bin/python tests/benchmarks/bench_client.py [--streams 1 16 64] [--transport aiohttp httpx]
+        [--llama-server BUILD/bin/llama-server --gguf MODEL.gguf]
 
 The scripted server (tests/served_fixture.py) runs in its own process and writes down when it
 received each request and when it sent each content chunk (perf_counter: CLOCK_MONOTONIC, one
@@ -81,6 +82,54 @@ def _errors(results: list, log: dict, d_ms: float, t0_ms: float, align: bool) ->
             "delay_p99": pct(delay, 99), "itl_sched_p99": pct(itl_nominal, 99)}
 
 
+def against_llama_server(binary: str, gguf: str, requests: int, tokens: int) -> None:
+    """Concurrency 1 against a real llama-server: the client's TTFT/ITL p50 next to the server's own
+    `timings` for the same requests (prompt_ms: prefill; predicted_ms over predicted_n tokens)."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([binary, "-m", gguf, "--host", "127.0.0.1", "--port", str(port), "--parallel", "1",
+                             "-c", "2048", "-a", "model", "--no-cache-prompt"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        prompt = " ".join(f"word{i}" for i in range(40))
+
+        async def go():
+            client = StreamClient(1, timeout_s=120)
+            body = {"model": "model", "prompt": prompt, "max_tokens": tokens, "n_predict": tokens, "ignore_eos": True,
+                    "stream": True, "stream_options": {"include_usage": True}, "temperature": 0.0}
+            out = [await client.stream(f"http://127.0.0.1:{port}/v1/completions", body, chat=False, asked=tokens)
+                   for _ in range(requests + 2)]
+            await client.aclose()
+            return out[2:]  # two warm-up requests
+
+        results = asyncio.run(go())
+    finally:
+        proc.terminate()
+        proc.wait()
+    ok = [r for r in results if r.ok and r.server_timings]
+    ttft = [(r.first_token - r.sent) * 1e3 for r in ok]
+    itl = [(b - a) * 1e3 for r in ok for a, b in zip(r.chunk_times, r.chunk_times[1:])]
+    prompt_ms = [r.server_timings["prompt_ms"] for r in ok]
+    per_tok = [r.server_timings["predicted_ms"] / max(1, r.server_timings["predicted_n"] - 1) for r in ok]
+    print(f"\nAgainst llama-server ({Path(gguf).name}), concurrency 1, {len(ok)} requests of {tokens} tokens:\n")
+    print("| figure | client p50 ms | server's own p50 ms | client - server |")
+    print("|---|---:|---:|---:|")
+    for name, c, s in (("TTFT vs prompt_ms", ttft, prompt_ms), ("ITL vs predicted_ms/(n-1)", itl, per_tok)):
+        cp, sp = float(np.median(c)), float(np.median(s))
+        print(f"| {name} | {cp:.3f} | {sp:.3f} | {cp - sp:+.3f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 16, 64])
@@ -91,6 +140,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--d-ms", type=float, default=10.0)
     ap.add_argument("--t0-ms", type=float, default=20.0)
+    ap.add_argument("--llama-server", help="also compare with a real llama-server binary (needs --gguf)")
+    ap.add_argument("--gguf", help="the GGUF model for --llama-server")
     args = ap.parse_args()
     if args.loop == "uvloop":
         import uvloop
@@ -119,6 +170,8 @@ def main() -> None:
         print(f"| {transport} | {layout} | {n} | {e['tokens']} | {e['ttft_p50']:.3f} / {e['ttft_p99']:.3f} | "
               f"{e['itl_p50']:.3f} / {e['itl_p99']:.3f} | {e['delay_p50']:.3f} / {e['delay_p99']:.3f} | "
               f"{e['itl_sched_p99']:.3f} | {per_tok:.1f} us | {e['failed']} |")
+    if args.llama_server:
+        against_llama_server(args.llama_server, args.gguf, 20, args.tokens)
 
 
 if __name__ == "__main__":
