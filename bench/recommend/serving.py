@@ -97,6 +97,18 @@ def _vllm_model(ref: str) -> str:
     return str(built[-1]) if built else ref
 
 
+def _local_engine() -> dict:
+    # A run.json without `engines` (written before the runner recorded them): the engine built on
+    # this machine, if any, so that a start script names a real llama-server rather than a bare name.
+    try:
+        from llmbench.engines.llamacpp import find_engine
+
+        found = find_engine()
+    except Exception:  # no engine package, or a broken development tree: the script names none
+        return {}
+    return found.as_json() if found else {}
+
+
 def engine_facts(data: RunData, model: str, variant: str, device: str | None) -> tuple[dict | None, str | None]:
     """(engine facts, None) or (None, why this option cannot be served). Facts are what a start
     script needs: the GGUF and the measured server's settings; the endpoint's URL; vLLM's model."""
@@ -106,15 +118,17 @@ def engine_facts(data: RunData, model: str, variant: str, device: str | None) ->
         return None, why
     vmeta = (data.meta.get("variants") or {}).get(f"{model}|{variant}") or {}
     if engine == LLAMA_CPP:
-        info = (data.meta.get("engines") or {}).get(LLAMA_CPP) or {}
-        eng = vmeta.get("engine") if isinstance(vmeta.get("engine"), dict) else {}
-        return {"name": LLAMA_CPP, "measured": True, "version": eng.get("version") or info.get("version"),
-                "server": info.get("server"), "engine_info": info or None,
+        info = (data.meta.get("engines") or {}).get(LLAMA_CPP) or _local_engine()
+        cmd = _cell_fact(data, model, variant, "server_cmd")
+        eng = vmeta.get("engine")
+        version = eng.get("version") if isinstance(eng, dict) else (eng or "").removeprefix(f"{LLAMA_CPP} ") or None
+        return {"name": LLAMA_CPP, "measured": True, "version": version or info.get("version"),
+                "server": (cmd[0] if isinstance(cmd, list) and cmd else None) or info.get("server"), "engine_info": info or None,
                 "gguf_path": vmeta.get("gguf_path"), "gguf_sha256": vmeta.get("gguf_sha256"),
                 "ctx_per_slot": per_slot_context(data, model, variant),
                 "threads": _cell_fact(data, model, variant, "server_threads"),
                 "measured_parallel": _cell_fact(data, model, variant, "server_parallel"),
-                "measured_cmd": _cell_fact(data, model, variant, "server_cmd")}, None
+                "measured_cmd": cmd}, None
     if engine == ENDPOINT:
         return {"name": ENDPOINT, "measured": True, **_endpoint(data, model)}, None
     suffix = variant.split("-", 1)[1] if "-" in variant else ""
