@@ -23,7 +23,7 @@ from llmbench.scenarios.base import _WALL_OFFSET, CellContext
 from llmbench.scenarios.concurrency import ConcurrencyScenario
 from llmbench.scenarios.plan import check_unserved, drop_unserved
 from llmbench.scenarios.registry import make_scenario
-from llmbench.scenarios.sampling import Sampling
+from llmbench.scenarios.sampling import MIN_UNITS, Sampling
 from llmbench.scenarios.single_stream import SingleStreamScenario
 from llmbench.workload import Prompt
 
@@ -146,6 +146,29 @@ def test_closing_the_generator_midway_stops_the_loop(server):
     assert first.ok and load_threads()
     gen.close()
     assert not load_threads()
+
+
+def test_precision_driven_sampling_stops_as_in_process(server):
+    # Steady 3 ms tokens: the p50 TPOT is known to +-50% as soon as MIN_UNITS requests are in,
+    # so the cell stops there (plus what the other client sent while the check ran), not at a cap.
+    sc = concurrency(clients=[2])
+    point = sc.points()[0]
+    recs = list(sc.measure(ServedStub(server), prompts(4, out=lambda i: 4), ctx_for(sc, point),
+                           Sampling(iterations=1, precision_pct=50.0, time_cap_s=30.0)))
+    s = sc.last_sampler
+    assert MIN_UNITS <= len(recs) <= MIN_UNITS + 2
+    assert s.reached is not None and s.reached <= 50.0 and not s.hit_cap
+
+
+def test_an_unreachable_precision_stops_at_the_time_cap(server):
+    sc = concurrency(clients=[2])
+    point = sc.points()[0]
+    t = time.perf_counter()
+    list(sc.measure(ServedStub(server), prompts(4, out=lambda i: 4), ctx_for(sc, point),
+                    Sampling(iterations=1, precision_pct=1e-9, time_cap_s=0.6)))
+    s = sc.last_sampler
+    assert s.hit_cap and 0.6 <= time.perf_counter() - t < 2.0
+    assert s.outcome()["measured_s"] >= 0.6
 
 
 # ---- through the runner -------------------------------------------------------------------------

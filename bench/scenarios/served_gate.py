@@ -7,7 +7,7 @@ import math
 import time
 
 from llmbench.records import RequestRecord
-from llmbench.scenarios.sampling import Sampler
+from llmbench.scenarios.sampling import MIN_UNITS, Sampler
 
 # The precision check is a bootstrap (2 ms at 20 TPOTs, 15 ms at 500): asked at most this often.
 PRECISION_EVERY_S = 0.1
@@ -29,8 +29,8 @@ class CountGate:
 class SamplerGate:
     """`Sampler.more` for an event loop, with the same rules as an in-process cell.
 
-    The cheap rules (minimum requests, minimum duration, no precision target) are asked inline.
-    The precision check runs in a worker thread on a copy of the TPOTs, one check at a time and
+    The cheap rules (minimum requests, minimum duration, no precision target, too few units for
+    an interval) are asked inline. The precision check runs in a worker thread on a copy of the TPOTs, one check at a time and
     at most every PRECISION_EVERY_S, so it never holds up the loop that timestamps the chunks of
     the streams in flight; requests keep going out while it runs (a cell may send a few more
     than the in-process one would, never fewer).
@@ -40,6 +40,7 @@ class SamplerGate:
         self.sampler = sampler
         self._checking = False
         self._last_check = -math.inf
+        self._enough_units = False  # once MIN_UNITS distinct units are in, always
 
     def add(self, record: RequestRecord) -> None:
         self.sampler.add([record])
@@ -47,13 +48,16 @@ class SamplerGate:
     def _precision_due(self, sent: int) -> bool:
         s = self.sampler
         cfg = s.sampling
-        return cfg.precision_pct is not None and sent >= s.min_requests and s.elapsed_s() >= cfg.min_duration_s
+        if cfg.precision_pct is None or sent < s.min_requests or s.elapsed_s() < cfg.min_duration_s:
+            return False
+        self._enough_units = self._enough_units or len(set(s.units)) >= MIN_UNITS
+        return self._enough_units
 
     async def more(self, sent: int) -> bool:
         """Whether to send another request, `sent` having been sent. Once no, always no."""
         s = self.sampler
         if s.stopped or not self._precision_due(sent):
-            return s.more(sent)  # no bootstrap on this path
+            return s.more(sent)  # no bootstrap on this path (too few units: precision_pct() is None)
         if self._checking or time.perf_counter() - self._last_check < PRECISION_EVERY_S:
             return True
         self._checking = True
