@@ -8,6 +8,8 @@ OpenAI-compatible server: they stay measurements (report, frontier), never a dep
 """
 from __future__ import annotations
 
+import functools
+import os
 import re
 
 from llmbench.paths import cache_root
@@ -100,13 +102,19 @@ def _vllm_model(ref: str) -> str:
 def _local_engine() -> dict:
     # A run.json without `engines` (written before the runner recorded them): the engine built on
     # this machine, if any, so that a start script names a real llama-server rather than a bare name.
+    return dict(_find_local(os.environ.get("LLMBENCH_LLAMA_CPP_DIR"), os.environ.get("LLMBENCH_ENGINES")))
+
+
+@functools.lru_cache(maxsize=4)
+def _find_local(dev_tree: str | None, engines: str | None) -> tuple:
+    # Once per setting: a development tree's version is asked of its binary.
     try:
         from llmbench.engines.llamacpp import find_engine
 
         found = find_engine()
     except Exception:  # no engine package, or a broken development tree: the script names none
-        return {}
-    return found.as_json() if found else {}
+        return ()
+    return tuple(found.as_json().items()) if found else ()
 
 
 def engine_facts(data: RunData, model: str, variant: str, device: str | None) -> tuple[dict | None, str | None]:
