@@ -19,6 +19,17 @@ def preflight(config, sources: list, device: str) -> None:
     check_input_files(config)
     check_card_memory(config, sources, device)
     check_context(config, sources)
+    check_engine_variants(config, sources)
+
+
+def check_engine_variants(config, sources: list) -> None:
+    """A GGUF variant of an architecture llama.cpp's converter does not know is refused, naming it."""
+    for i, (cand, src) in enumerate(zip(config.candidates, sources)):
+        if src is None or not any(str(v).startswith("gguf-") for v in cand.variants):
+            continue
+        from llmbench.engines.llamacpp.gguf import check_convertible
+
+        check_convertible(src, f"candidates[{i}].variants")
 
 
 def check_dtype(config, device: str) -> None:
@@ -84,7 +95,7 @@ def check_card_memory(config, sources: list, device: str) -> None:
 
     free = available_memory_bytes()
     for i, (cand, src) in enumerate(zip(config.candidates, sources)):
-        if src.kind != "card":
+        if src is None or src.kind != "card":  # None: an endpoint candidate (no local weights)
             continue
         per = _bytes_per_parameter(cand.variants)
         need = card_parameters(src.ref) * per
@@ -148,7 +159,7 @@ def _longest_request(config, src) -> int:
 def check_context(config, sources: list) -> None:
     """Prompts plus outputs longer than a model's context window are refused (torch would measure past it)."""
     for i, src in enumerate(sources):
-        context = _context_of(src)
+        context = _context_of(src) if src is not None else None
         if context is None:
             continue
         try:

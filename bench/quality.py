@@ -36,7 +36,7 @@ FLAT_ENTROPY_SHARE = 0.9
 # Bits per weight of each variant family, for choosing the reference: the highest-precision
 # variant is the one every other is judged against (a lower-precision reference would hide the
 # damage quantization does, or charge a full-precision variant with the reference's own error).
-_PRECISION = (("fp32", 32), ("float32", 32), ("bf16", 16), ("fp16", 16), ("float16", 16), ("int8", 8),
+_PRECISION = (("fp32", 32), ("float32", 32), ("bf16", 16), ("fp16", 16), ("float16", 16), ("f16", 16), ("int8", 8),
               ("q8", 8), ("int4", 4), ("q4", 4))
 FULL_PRECISION_REFERENCE = "torch-fp32"
 
@@ -241,15 +241,17 @@ def compare(ref: Outputs, var: Outputs, enc: Encoded, references: list[str | Non
 def gate(figs: dict, ref_scores: dict | None, cfg: QualityConfig, unverified: str | None) -> dict:
     """Pass/fail with every check that decided it; `unverified` (a reason) shows the checks but decides nothing."""
     share = cfg.min_share
-    checks = {k: {"value": figs[k], "min": share, "ok": figs[k] >= share} for k in ("greedy_agreement", "top1_agreement")}
+    # A served variant has no teacher-forced figures (quality_served): only measured figures are checked.
+    checks = {k: {"value": figs[k], "min": share, "ok": figs[k] >= share}
+              for k in ("greedy_agreement", "top1_agreement") if k in figs}
     for k in ("exact_match", "contains"):
         if ref_scores and ref_scores.get(k) and k in figs:
             kept = figs[k] / ref_scores[k]
             checks[f"{k}_kept"] = {"value": kept, "min": share, "ok": kept >= share}
-    if cfg.max_ppl_increase is not None:
+    if cfg.max_ppl_increase is not None and "ppl" in figs:
         rise = figs["ppl"] / figs["ppl_reference"] - 1
         checks["ppl_increase"] = {"value": rise, "max": cfg.max_ppl_increase, "ok": rise <= cfg.max_ppl_increase}
-    if cfg.max_kl is not None:
+    if cfg.max_kl is not None and "kl_mean" in figs:
         checks["kl_mean"] = {"value": figs["kl_mean"], "max": cfg.max_kl, "ok": figs["kl_mean"] <= cfg.max_kl}
     ok = all(c["ok"] for c in checks.values())
     if unverified:
@@ -266,6 +268,7 @@ def measure_candidate(source, variants: list[str], device: str, dtype: str, gold
                       trust_remote_code: bool = False, log=lambda s: None) -> dict:
     """Run the golden set through the reference and each variant; figures and gate per variant."""
     from llmbench.backends.registry import backend_for
+    from llmbench.quality_served import collect_greedy, compare_greedy, is_served
 
     ref_name = reference_variant(device, variants)
     references = [i.reference for i in golden.items]
@@ -308,11 +311,13 @@ def measure_candidate(source, variants: list[str], device: str, dtype: str, gold
             continue
         try:
             backend = load(variant)
+            served = is_served(backend)
             try:
-                var = collect(backend, tokenizer, enc, cfg.max_new_tokens, stops)
+                var = (collect_greedy if served else collect)(backend, tokenizer, enc, cfg.max_new_tokens, stops)
             finally:
                 backend.close()
-            figs = compare(ref, var, enc, references, [i.difficulty for i in golden.items])
+            labels = [i.difficulty for i in golden.items]
+            figs = compare_greedy(ref, var, references, labels) if served else compare(ref, var, enc, references, labels)
             result = _rounded(figs) | gate(figs, ref_scores, cfg, unverified) | {"seconds": round(var.seconds, 3)}
         except Exception as exc:  # one broken variant must not hide the others' figures
             result = {"gate": "error", "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]}
@@ -338,6 +343,11 @@ def run_quality(meta: dict, log=lambda s: None) -> dict:
            "device": device, "candidates": {}}
     config = meta["config"]
     for cand in config["candidates"]:
+        if cand.get("endpoint"):  # a server someone else runs: its weights are not here to compare
+            ep = cand["endpoint"]
+            label = cand.get("name") or ep.get("model")
+            doc["candidates"][label] = {"skipped": "not measured: an endpoint's model has no local reference variant"}
+            continue
         label = cand.get("name") or str(cand["model"])
         ref_name = reference_variant(device, cand["variants"])
         others = [v for v in cand["variants"] if v != ref_name]

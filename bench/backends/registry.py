@@ -51,3 +51,21 @@ def _genai() -> type[Backend]:
 
 
 register("genai", _genai)
+
+
+def _llamacpp() -> type[Backend]:
+    from llmbench.backends.llamacpp_backend import LlamaCppBackend
+
+    return LlamaCppBackend
+
+
+register("gguf", _llamacpp)
+
+
+def _http() -> type[Backend]:
+    from llmbench.backends.http_backend import HttpBackend
+
+    return HttpBackend
+
+
+register("http", _http)

@@ -68,6 +68,9 @@ def _sweep(run_dir: RunDir, meta: dict, m: str, v: str, recs: list, tr: Trace | 
     """The option's prefill sweep when the trace needs longer prompts than the run measured; (sweep, note)."""
     if tr is None:
         return None, None  # a rate plan draws its lengths from the measured requests
+    if served_records(recs):
+        return None, ("prefill sweep not run for a served variant (it would need the server started again): "
+                      "longer prompts are extrapolated from the run's measurements")
     fit = [r for r in recs if r.ok and r.scenario in FIT_SCENARIOS] or [r for r in recs if r.ok]
     if not fit:
         return None, None
@@ -87,6 +90,18 @@ def _sweep(run_dir: RunDir, meta: dict, m: str, v: str, recs: list, tr: Trace | 
         return sweep_for(run_dir, meta, m, v, lengths, budget_s), None
     except BadInput as exc:
         return None, f"prefill sweep failed ({exc}): prompts beyond {widths.max():g} tokens are extrapolated from the run's measurements"
+
+
+# usage_source of requests measured over HTTP (a server's usage, or counted by the client's tokenizer).
+_SERVED_SOURCES = ("server", "tokenizer", "chunks")
+SERVED_NOTE = ("served variant: planned as a queue served one request at a time per replica, fitted on its "
+               "single-stream cell; the server batches continuously over its --parallel slots, which this model "
+               "does not capture, so capacity here is a lower bound (its concurrency cells show what it reached)")
+
+
+def served_records(recs: list) -> bool:
+    """Whether an option's requests were measured through a server (llama.cpp, an endpoint)."""
+    return any(getattr(r, "usage_source", None) in _SERVED_SOURCES for r in recs)
 
 
 def _cheapest_first(o: dict) -> tuple:
@@ -140,6 +155,9 @@ def plan_run(run_dir: RunDir, slos: list[SLO], rps: float | None = None, trace: 
             entry["error"] = str(exc)
         if sweep_note:
             entry["notes"] = entry.get("notes", []) + [sweep_note]
+        if served_records(recs) and "error" not in entry:
+            entry["served"] = True
+            entry["notes"] = entry.get("notes", []) + [SERVED_NOTE]
         if validation is None:
             entry["notes"] = [n for n in entry.get("notes", []) if not n.startswith("prediction error")] + [
                 f"prediction error: this run has no concurrency rate points to check against; the planner's check "

@@ -189,6 +189,8 @@ def _observe(batch: list) -> BatchObservation:
     longest = max(batch, key=lambda r: r.output_tokens)
     prefill = float(np.median([r.ttft_ms - r.queue_ms for r in batch]))
     step = float(np.mean(longest.itl_ms)) if longest.itl_ms else None
+    if step is not None and step <= 0:
+        step = None  # every token arrived in one read (a served stream under load): no decode step seen
     return BatchObservation(
         batch=max(r.batch_size for r in batch),
         width=float(max(r.prompt_tokens for r in batch)),
