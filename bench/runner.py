@@ -1,101 +1,25 @@
 """`llmbench run`: candidates x variants x scenario points, measured, then every later stage."""
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import itertools
-import secrets
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+
+from rich.markup import escape
 
 from llmbench.backends.registry import backend_for
-from llmbench.config import RunConfig
-from llmbench.errors import BadInput
-from llmbench.hardware import detect, resolve_device
-from llmbench.hardware_profiles import HardwareProfile, load_hardware
-from llmbench.models.source import ModelSource, resolve
-from llmbench.records import RequestRecord
-from llmbench.results import FolderLock, RequestLog, RunDir, write_json
-from llmbench.scenarios.base import CellContext
-from llmbench.scenarios.plan import check_unserved, drop_unserved, replay, served_of
-from llmbench.scenarios.registry import make_scenario
-from llmbench.slo import parse_slo
 from llmbench.hardware import roofline_bandwidth
+from llmbench.records import RequestRecord
+from llmbench.results import RequestLog, RunDir, write_json
 from llmbench.roofline import weight_bytes_per_token
+# Set-up before measuring lives in run_setup; its names stay importable from here.
+from llmbench.run_setup import Prepared, new_run_id, open_for_resume, prepare, start_run  # noqa: F401
+from llmbench.scenarios.base import CellContext
+from llmbench.scenarios.plan import drop_unserved, replay, served_of
+from llmbench.scenarios.registry import make_scenario
 from llmbench.scenarios.sampling import Sampling
 from llmbench.trackers import CpuTracker, MemoryTracker
 from llmbench.trackers.memory import current_rss_mb, release_freed_memory
-from llmbench.workload import build_prompts, dataset_identity, validate_workload
-from llmbench import environment
-from rich.markup import escape
-
-
-@dataclass
-class Prepared:
-    """Everything checked before a single request is sent (bad input never costs a measurement)."""
-
-    config: RunConfig
-    sources: list[ModelSource]
-    hardware: HardwareProfile
-    device: str
-    slos: list = field(default_factory=list)
-
-
-def prepare(config: RunConfig) -> Prepared:
-    """Validate what needs the file system or the libraries; BadInput on the first fault."""
-    # An endpoint candidate has no weights here: its source is None (the server holds the model).
-    sources = [None if c.endpoint is not None else resolve(str(c.model), where=f"candidates[{i}].model")
-               for i, c in enumerate(config.candidates)]
-    device = resolve_device(config.device)
-    for i, cand in enumerate(config.candidates):
-        for variant in cand.variants:
-            try:
-                backend_for(variant).check_variant(variant, device)
-            except BadInput as exc:
-                raise BadInput(f"candidates[{i}].variants: {exc}") from None
-    check_unserved(config, served_of(config, backend_for))
-    validate_workload(config.workload)
-    hardware, slos = load_hardware(config.hardware), parse_slo(config.slo, "slo")
-    from llmbench.preflight import preflight
-
-    preflight(config, sources, device)
-    from llmbench.served.probe import check_endpoint
-
-    for i, cand in enumerate(config.candidates):  # last: the only checks that wait on a network
-        if cand.endpoint is not None:
-            check_endpoint(cand.endpoint, f"candidates[{i}].endpoint")
-    return Prepared(config, sources, hardware, device, slos)
-
-
-def new_run_id(config_text: str) -> str:
-    """Time, config hash and a random part: two runs of one config in the same second differ."""
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{hashlib.sha256(config_text.encode()).hexdigest()[:6]}-{secrets.token_hex(3)}"
-
-
-_HELD_LOCKS: list[FolderLock] = []  # results folders this process writes (released at exit)
-
-
-def open_for_resume(path: Path) -> tuple[RunDir, dict]:
-    """Lock an interrupted run's folder and read its run.json (BadInput when another run holds it)."""
-    lock = FolderLock(Path(path)).acquire() if Path(path).is_dir() else None
-    run_dir = RunDir(Path(path))
-    meta = run_dir.read_json("run.json")
-    if lock is not None:
-        _HELD_LOCKS.append(lock)
-    return run_dir, meta
-
-
-@dataclass
-class Cell:
-    candidate: int
-    variant: str
-    scenario_index: int
-    point: object
-
-    def key(self, model: str, scenario: str) -> tuple:
-        return (model, self.variant, scenario, self.point.label)
+from llmbench.workload import build_prompts
 
 
 class Runner:
@@ -169,6 +93,9 @@ class Runner:
                              size_bytes=backend.info.size_bytes, device=backend.info.device, dtype=backend.info.dtype,
                              random_weights=getattr(self.prep.sources[ci], "random_weights", False), **backend.info.extra)
             vmeta["load_peak_rss_mb"] = mem.peak.rss_mb
+            engine = getattr(backend, "engine_info", None)  # a managed engine (llama.cpp): its version
+            if engine:
+                self.meta.setdefault("engines", {})[engine["name"]] = engine
             vmeta["weight_bytes_per_token"] = self._bytes_per_token(backend)
             prompts = build_prompts(cfg.workload, backend.tokenizer, cfg.seed)
         except Exception as exc:  # a broken model fails its cells, not the run
@@ -178,37 +105,53 @@ class Runner:
             return
         try:
             for _, _, si, point in cells:
-                scenario = scenarios[si]
-                key = (label, variant, scenario.kind, point.label)
-                progress.update(task, status=escape(f"{scenario.kind} {point.label}"))
-                mem, cpu = MemoryTracker(self.prep.device, baseline), CpuTracker()
-                scenario.last_sampler, scenario.last_facts = None, {}
-                records: list[RequestRecord] = []
-                try:
-                    point = scenario.resolve(point, label, variant)  # a sweep's rate, from earlier cells
-                    ctx = CellContext(self.meta["run_id"], label, variant, scenario.kind, point,
-                                      self.prep.hardware.usd_per_second, next_id=lambda: next(counter))
-                    try:  # end_cell runs even when begin_cell failed halfway (a server started, never healthy)
-                        backend.begin_cell(point, prompts, self.dir)
-                        scenario.warmup(backend, prompts, point, cfg.warmup)  # never recorded
-                        with mem, cpu:
-                            for rec in scenario.measure(backend, prompts, ctx, self._sampling()):
-                                log.write([rec])
-                                records.append(rec)
-                    finally:
-                        backend.end_cell()
-                except Exception as exc:
-                    self._fail(label, variant, scenario.kind, point, exc, log, counter)
-                else:
-                    self.meta["completed_cells"].append(list(key))
-                    scenario.observe(point, records)
-                finally:
-                    self.meta.setdefault("cells", {})["|".join(key)] = self._cell_facts(scenario, mem, cpu)
-                    self._save_meta()
+                progress.update(task, status=escape(f"{scenarios[si].kind} {point.label}"))
+                self._measure_cell(backend, label, variant, scenarios[si], point, prompts, baseline, log, counter)
                 progress.advance(task)
         finally:
             backend.close()
             release_freed_memory()
+
+    def _measure_cell(self, backend, label, variant, scenario, point, prompts, baseline, log, counter) -> None:
+        """One cell: begin_cell, warm-up, measure, end_cell; a failure anywhere fails this cell only."""
+        cfg = self.prep.config
+        key = (label, variant, scenario.kind, point.label)
+        mem, cpu = MemoryTracker(self.prep.device, baseline), CpuTracker()
+        scenario.last_sampler, scenario.last_facts = None, {}
+        records: list[RequestRecord] = []
+        begun = False
+        try:
+            point = scenario.resolve(point, label, variant)  # a sweep's rate, from earlier cells
+            ctx = CellContext(self.meta["run_id"], label, variant, scenario.kind, point,
+                              self.prep.hardware.usd_per_second, next_id=lambda: next(counter))
+            begun = True
+            try:  # end_cell runs even when begin_cell failed halfway (a server started, never healthy)
+                backend.begin_cell(point, prompts, self.dir)
+                scenario.warmup(backend, prompts, point, cfg.warmup)  # never recorded
+                with mem, cpu:
+                    for rec in scenario.measure(backend, prompts, ctx, self._sampling()):
+                        log.write([rec])
+                        records.append(rec)
+            finally:
+                backend.end_cell()
+        except Exception as exc:
+            self._fail(label, variant, scenario.kind, point, exc, log, counter)
+        else:
+            self.meta["completed_cells"].append(list(key))
+            scenario.observe(point, records)
+        finally:
+            facts = self._cell_facts(scenario, mem, cpu)
+            if begun:  # the backend's own facts (a server's memory and command line) override the trackers'
+                facts.update(self._backend_facts(backend))
+            self.meta.setdefault("cells", {})["|".join(key)] = facts
+            self._save_meta()
+
+    @staticmethod
+    def _backend_facts(backend) -> dict:
+        try:
+            return dict(getattr(backend, "cell_facts", lambda: {})() or {})
+        except Exception as exc:  # facts are extras: never fail a measured cell for them
+            return {"cell_facts_error": f"{type(exc).__name__}: {exc}"[:200]}
 
     def _bandwidth_after(self) -> None:
         """A second bandwidth reading after measuring; the roofline uses the higher one.
@@ -258,28 +201,3 @@ class Runner:
         log.write([RequestRecord(timestamp=time.time(), run_id=self.meta["run_id"], model=label, variant=variant,
                                  scenario=scenario, point=point.label, request_id=next(counter), prompt_tokens=0,
                                  output_tokens=0, status="error", error=msg, usage_source="none")])
-
-
-def start_run(prep: Prepared, config_text: str, out: Path | None) -> tuple[RunDir, dict]:
-    """Create and lock the results folder and write its run.json (config as resolved, environment)."""
-    run_id = new_run_id(config_text)
-    path = Path(out) if out else Path("results") / run_id
-    lock = FolderLock(path).acquire()  # held until the process ends: a second run here is refused
-    if (path / "run.json").exists():
-        lock.release()
-        raise BadInput(f"--out {str(path)!r} already holds a run; use --resume {path} or another folder")
-    _HELD_LOCKS.append(lock)
-    meta = {
-        "run_id": run_id,
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": prep.config.model_dump(mode="json"),
-        "config_text": config_text,
-        "hardware_profile": prep.hardware.model_dump(),
-        "device": prep.device,
-        "dataset": dataset_identity(prep.config.workload),
-        "environment": environment.environment(detect(measure_bandwidth=True), prep.config.seed),
-        "completed_cells": [],
-    }
-    run_dir = RunDir(path)
-    write_json(path / "run.json", meta)
-    return run_dir, meta

@@ -175,12 +175,18 @@ def test_an_unreachable_precision_stops_at_the_time_cap(server):
 class CellBreaker(ServedStub):
     """begin_cell fails at clients=1; send() raises on the 3rd request of clients=2; clients=3 is fine."""
 
+    engine_info = {"name": "scripted", "version": "1.0"}
+
     def __init__(self, server):
         super().__init__(server)
-        self.label, self.in_cell = None, 0
+        self.label, self.in_cell, self.parallel = None, 0, None
+
+    def cell_facts(self) -> dict:
+        return {"peak_rss_mb": 123.0, "server_parallel": self.parallel}
 
     def begin_cell(self, point, prompts, run_dir):
         super().begin_cell(point, prompts, run_dir)
+        self.parallel = point.parallel
         if point.label == "clients=1":
             raise RuntimeError("server failed to start\nlog line 1\nlog line 2")
         self.label, self.in_cell = point.label, 0
@@ -234,6 +240,11 @@ def test_runner_fails_a_broken_cell_alone_and_keeps_what_it_measured(server, tmp
     assert all(r.ok for r in broken[:-1])  # measured before the failure, kept
     assert len(by_point["clients=3"]) == 6 and all(r.ok for r in by_point["clients=3"])
     assert len(runner.failed_cells) == 2
+    # The backend's own facts override the trackers' for every cell, failed ones too.
+    facts = {k.split("|")[-1]: v for k, v in meta["cells"].items()}
+    assert {p: (f["peak_rss_mb"], f["server_parallel"]) for p, f in facts.items()} == {
+        "clients=1": (123.0, 1), "clients=2": (123.0, 2), "clients=3": (123.0, 3)}
+    assert meta["engines"] == {"scripted": {"name": "scripted", "version": "1.0"}}
     # Every begun cell was ended, failed ones included.
     cells = holder["last"].cells
     assert cells == [("begin", "clients=1"), ("end", ""), ("begin", "clients=2"), ("end", ""), ("begin", "clients=3"), ("end", "")]

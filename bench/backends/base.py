@@ -43,6 +43,8 @@ class Backend(ABC):
     kind: ClassVar[str]
     # A served backend streams requests over HTTP (send/open_client) instead of generate().
     served: ClassVar[bool] = False
+    # A managed engine's identity (EngineInfo.as_json(), set by load()): copied to run.json `engines`.
+    engine_info: dict | None = None
 
     def __init__(self, source: ModelSource, variant: str, device: str, dtype: str, trust_remote_code: bool = False):
         self.source = source
@@ -77,6 +79,11 @@ class Backend(ABC):
 
     def end_cell(self) -> None:
         """After a cell, measured or failed: undo begin_cell."""
+
+    def cell_facts(self) -> dict:
+        """Facts about the cell just ended for run.json `cells` (override the runner's own, e.g. a
+        server's memory); asked after end_cell, for failed cells too."""
+        return {}
 
     def synchronize(self) -> None:
         """Wait for the device (no-op on the CPU)."""
