@@ -86,13 +86,13 @@ class StreamClient:
     """A connection pool sized to a cell's concurrency, and the streaming request on it."""
 
     def __init__(self, concurrency: int, timeout_s: float, headers: dict[str, str] | None = None,
-                 transport: str = DEFAULT) -> None:
+                 transport: str = DEFAULT, transport_options: dict | None = None) -> None:
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **(headers or {})}
         auth = self._headers.get("Authorization", "")
         self._secret = auth.split(" ", 1)[-1] if auth else ""  # scrubbed from every error message
-        self._transport = make_transport(transport, concurrency)
+        self._transport = make_transport(transport, concurrency, **(transport_options or {}))
         self._busy = _BusyShare()
 
     async def __aenter__(self) -> "StreamClient":

@@ -51,11 +51,12 @@ class _AiohttpResponse:
 class AiohttpTransport:
     """aiohttp.ClientSession over one TCPConnector sized to the cell's concurrency."""
 
-    def __init__(self, connections: int) -> None:
+    def __init__(self, connections: int, **session_options) -> None:
         import aiohttp
 
         self._aiohttp = aiohttp
         self._connections = connections
+        self._options = session_options  # e.g. trace_configs (bench_client times the request's write)
         self._session = None
         self.timeout_errors = (asyncio.TimeoutError, TimeoutError)
         self.errors = (aiohttp.ClientError, OSError)
@@ -73,7 +74,7 @@ class AiohttpTransport:
                                              ttl_dns_cache=300)
             # No library timeout: the client applies one deadline per request itself.
             self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                                  auto_decompress=False)
+                                                  auto_decompress=False, **self._options)
         return self._session
 
     @asynccontextmanager
@@ -107,7 +108,7 @@ class _HttpxResponse:
 class HttpxTransport:
     """httpx.AsyncClient with a pool of `connections` (kept for the transport comparison)."""
 
-    def __init__(self, connections: int) -> None:
+    def __init__(self, connections: int, **_options) -> None:
         import httpx
 
         self._client = httpx.AsyncClient(
@@ -129,10 +130,10 @@ class HttpxTransport:
         await self._client.aclose()
 
 
-def make_transport(name: str, connections: int) -> Transport:
-    """The transport called `name` ("aiohttp" or "httpx")."""
+def make_transport(name: str, connections: int, **options) -> Transport:
+    """The transport called `name` ("aiohttp" or "httpx"); `options` go to the library's session."""
     if name == "aiohttp":
-        return AiohttpTransport(connections)
+        return AiohttpTransport(connections, **options)
     if name == "httpx":
-        return HttpxTransport(connections)
+        return HttpxTransport(connections, **options)
     raise ValueError(f"unknown transport {name!r} (aiohttp or httpx)")
