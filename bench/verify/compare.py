@@ -1,0 +1,155 @@
+"""Measured against predicted: latency percentiles, throughput, queueing, the gateway's cost, money.
+
+Definitions (verify.json; times in ms, throughput in requests/s):
+- TTFT and E2EL count from the request's scheduled arrival to its first / last streamed token.
+- throughput: successful requests / the load's window (its duration, or until the last response
+  when responses went on after it: a backlog lowers the rate).
+- queueing: TTFT minus the server's own prompt time (llama.cpp `timings.prompt_ms`); measured on the
+  requests sent straight to the servers (the proxy drops `timings`).
+- error = (measured - predicted) / predicted; null where either is missing or the prediction is 0.
+The verdict's rule (VERDICT_RULE) is written into verify.json beside it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from llmbench.verify.load import Outcome
+
+E2EL_TOLERANCE = 0.10  # measured p95 E2EL may be at most this much above the prediction
+THROUGHPUT_TOLERANCE = 0.15  # measured throughput may be at most this much below the planned load
+MAX_FAILED_SHARE = 0.01
+VERDICT_RULE = (f"the plan held when, through the gateway, measured p95 E2EL <= predicted x {1 + E2EL_TOLERANCE:g}, "
+                f"measured throughput >= planned x {1 - THROUGHPUT_TOLERANCE:g} and at most {MAX_FAILED_SHARE:.0%} of "
+                f"requests failed; the prediction was accurate when both errors are within "
+                f"±{E2EL_TOLERANCE:.0%} / ±{THROUGHPUT_TOLERANCE:.0%}")
+METRICS = ("ttft_p50", "ttft_p95", "e2el_p50", "e2el_p95", "queue_p50", "queue_p95", "throughput")
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def rel_error(predicted: float | None, measured: float | None) -> float | None:
+    if predicted is None or measured is None or predicted <= 0:
+        return None
+    return (measured - predicted) / predicted
+
+
+def latencies(outs: list[Outcome]) -> dict[str, list[float]]:
+    """Per successful request: ttft, e2el and (where the server sent timings) queue, in ms."""
+    ttft, e2el, queue = [], [], []
+    for o in outs:
+        r = o.res
+        if not r.ok or not r.chunk_times:
+            continue
+        t = (r.chunk_times[0] - o.arrived) * 1e3
+        ttft.append(t)
+        e2el.append((r.chunk_times[-1] - o.arrived) * 1e3)
+        prompt_ms = (r.server_timings or {}).get("prompt_ms")
+        if isinstance(prompt_ms, (int, float)):
+            queue.append(max(0.0, t - float(prompt_ms)))
+    return {"ttft": ttft, "e2el": e2el, "queue": queue}
+
+
+def measured(outs: list[Outcome], start: float, window_s: float) -> dict:
+    """The measured figures of a group of requests, and what failed (kinds counted)."""
+    lat = latencies(outs)
+    ok = [o for o in outs if o.ok]
+    last = max((o.res.end for o in ok), default=start)
+    span = max(window_s, last - start, 1e-9)
+    errors: dict[str, int] = {}
+    for o in outs:
+        if not o.ok:
+            errors[o.res.error_kind or "unknown"] = errors.get(o.res.error_kind or "unknown", 0) + 1
+    out = {f"{m}_p{q}": _pct(lat[m], q) for m in ("ttft", "e2el", "queue") for q in (50, 95)}
+    out.update(throughput=len(ok) / span if outs else None, requests=len(outs), ok=len(ok), failed=len(outs) - len(ok),
+               errors_by_kind=errors)
+    return out
+
+
+def predicted_figures(pred: dict | None, load_rps: float | None) -> dict:
+    """The plan's figures under the same names as `measured`."""
+    pred = pred or {}
+    out = {f"{m}_p{q}": (pred.get(f"{m}_ms") or {}).get(f"p{q}") for m in ("ttft", "e2el", "queue") for q in (50, 95)}
+    out["throughput"] = load_rps
+    return out
+
+
+def blend(parts: list[tuple[float, dict]]) -> dict:
+    """Share-weighted mean of several deployments' predicted figures (throughputs add up)."""
+    out = {}
+    for m in METRICS:
+        vals = [(w, p[m]) for w, p in parts if p.get(m) is not None]
+        if m == "throughput":
+            out[m] = sum(v for _, v in vals) if vals else None
+        else:
+            out[m] = sum(w * v for w, v in vals) / sum(w for w, _ in vals) if vals else None
+    return out
+
+
+def compare(pred: dict, meas: dict, direct: dict | None = None) -> dict:
+    """{metric: {predicted, measured, error, measured_direct, error_direct}} plus the request counts.
+
+    `measured` is through the gateway, `measured_direct` the same schedule sent straight to the
+    servers (what the plan models); queueing is measured only there, so its `measured` is that one.
+    """
+    direct = direct or {}
+    out = {}
+    for m in METRICS:
+        got = direct.get(m) if m.startswith("queue") else meas.get(m)
+        out[m] = {"predicted": pred.get(m), "measured": got, "error": rel_error(pred.get(m), got),
+                  "measured_direct": direct.get(m), "error_direct": rel_error(pred.get(m), direct.get(m))}
+    out.update({k: meas[k] for k in ("requests", "ok", "failed", "errors_by_kind")})
+    return out
+
+
+def gateway(direct: dict, proxied: dict) -> dict:
+    """What the proxy adds: proxied minus direct, TTFT (and E2EL) p50/p95, on the same schedule."""
+    keys = ("ttft_p50", "ttft_p95", "e2el_p50", "e2el_p95")
+    fig = lambda m: {**{f"{k}_ms": m.get(k) for k in keys}, **{k: m.get(k) for k in ("requests", "ok", "failed", "throughput")}}
+    added = {f"{k}_added_ms": (proxied[k] - direct[k]) if proxied.get(k) is not None and direct.get(k) is not None else None
+             for k in keys}
+    return {"ttft_p50_added_ms": added["ttft_p50_added_ms"], "ttft_p95_added_ms": added["ttft_p95_added_ms"],
+            "e2el_p50_added_ms": added["e2el_p50_added_ms"], "e2el_p95_added_ms": added["e2el_p95_added_ms"],
+            "direct": fig(direct), "proxied": fig(proxied)}
+
+
+def money(outs: list[Outcome], planned_usd: float | None, prices_of) -> dict:
+    """LiteLLM's reported cost per request (usage.cost) against the plan's, and against the gateway's
+    own per-token prices applied to the reported token counts (`prices_of(alias)` -> prices)."""
+    ok = [o for o in outs if o.ok]
+    costs = [o.cost for o in ok if o.cost is not None]
+    expected, worst = [], 0.0
+    for o in ok:
+        p = prices_of(o.alias) or {}
+        if o.res.prompt_tokens is None or o.cost is None or not p:
+            continue
+        e = o.res.prompt_tokens * p.get("input_cost_per_token", 0.0) + o.res.output_tokens * p.get("output_cost_per_token", 0.0)
+        expected.append(e)
+        worst = max(worst, abs(o.cost - e) / e if e else abs(o.cost))
+    reported = float(np.mean(costs)) if costs else None
+    return {"planned_usd_per_request": planned_usd, "reported_usd_per_request": reported,
+            "error": rel_error(planned_usd, reported), "requests": len(ok), "requests_with_cost": len(costs),
+            "expected_from_gateway_prices_usd_per_request": float(np.mean(expected)) if expected else None,
+            "max_rel_diff_from_gateway_prices": worst if expected else None,
+            "source": "LiteLLM proxy: usage.cost of each stream's last chunk"}
+
+
+def verdict(overall: dict) -> tuple[str, dict]:
+    """One line (the plan held or not, by how much) and its parts."""
+    e2, th = overall["e2el_p95"], overall["throughput"]
+    failed_share = overall["failed"] / overall["requests"] if overall["requests"] else 1.0
+    e2_ok = e2["error"] is not None and e2["error"] <= E2EL_TOLERANCE
+    th_ok = th["error"] is not None and th["error"] >= -THROUGHPUT_TOLERANCE
+    held = bool(e2_ok and th_ok and failed_share <= MAX_FAILED_SHARE)
+    accurate = bool(e2["error"] is not None and abs(e2["error"]) <= E2EL_TOLERANCE
+                    and th["error"] is not None and abs(th["error"]) <= THROUGHPUT_TOLERANCE)
+    f = lambda v, unit: "n/a" if v is None else f"{v:.1f}{unit}"
+    g = lambda v: "n/a" if v is None else f"{v:+.1%}"
+    line = (f"the plan {'held' if held else 'did not hold'}: p95 E2EL {f(e2['measured'], ' ms')} measured against "
+            f"{f(e2['predicted'], ' ms')} predicted ({g(e2['error'])}), throughput {f(th['measured'], '')} against "
+            f"{f(th['predicted'], '')} req/s ({g(th['error'])}), {overall['failed']} of {overall['requests']} requests "
+            f"failed; the prediction was {'within' if accurate else 'outside'} ±{E2EL_TOLERANCE:.0%}/±{THROUGHPUT_TOLERANCE:.0%}"
+            f" (the servers alone, without the gateway: p95 E2EL {f(e2['measured_direct'], ' ms')}, "
+            f"{g(e2['error_direct'])})")
+    return line, {"held": held, "prediction_accurate": accurate, "failed_share": failed_share, "rule": VERDICT_RULE}

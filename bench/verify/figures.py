@@ -1,0 +1,60 @@
+"""Predicted against measured per deployment and overall, from the two loads' outcomes.
+
+Latency and throughput are measured through the gateway (what users get); queueing on the same
+schedule sent straight to the servers (only there does llama.cpp's `timings` come back). With the
+planned load, the predictions are the plan's (deployment.yaml `predicted`, at its `load_rps`); with
+another load, the planner's model simulated on exactly the requests sent (predict.py).
+"""
+from __future__ import annotations
+
+from llmbench.verify import compare as cmp
+from llmbench.verify.load import Arrival, LoadResult
+from llmbench.verify.predict import predict_schedule
+from llmbench.verify.spec import VerifySpec
+
+PLAN_SOURCE = "the plan: deployment.yaml `predicted` at the deployment's planned load_rps"
+
+
+def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResult, straight: LoadResult,
+                   duration_s: float, planned: bool) -> tuple[dict, dict, list[str]]:
+    """({option: block}, the overall block, notes)."""
+    opt = lambda alias: spec.by_alias(alias).option
+    notes: list[str] = []
+    deps: dict[str, dict] = {}
+    parts = []
+    for d in spec.primaries:
+        mine = [a for a in arrivals if opt(a.alias) == d.option]
+        if not mine:
+            deps[d.option] = {"role": d.role, "requests": 0, "note": "no request of this load was routed to it"}
+            continue
+        meas = cmp.measured([o for o in proxied.outcomes if opt(o.alias) == d.option], proxied.start, duration_s)
+        direct = cmp.measured([o for o in straight.outcomes if opt(o.alias) == d.option], straight.start, duration_s)
+        if planned:
+            pred, source = cmp.predicted_figures(d.predicted, d.load_rps), PLAN_SOURCE
+        else:
+            sim, source = predict_schedule(spec.run_dir, d, mine, spec.strategy)
+            pred = cmp.predicted_figures(sim, len(mine) / duration_s)
+            if sim is None:
+                notes.append(f"{d.option}: {source}")
+        parts.append((len(mine), pred))
+        deps[d.option] = {"role": d.role, "replicas": len(d.replicas), "parallel": d.parallel,
+                          "planned_load_rps": d.load_rps, "sent_rps": len(mine) / duration_s, "predicted_source": source,
+                          **cmp.compare(pred, meas, direct)}
+    for d in spec.deployments:
+        if d.role == "fallback" and d.option not in deps:
+            deps[d.option] = {"role": "fallback", "replicas": len(d.replicas), "started": d.startable,
+                              "predicted_standby": cmp.predicted_figures(d.predicted, d.load_rps),
+                              "note": "a standby: it takes requests only when its primary fails (see `fallback`)"}
+    meas = cmp.measured(proxied.outcomes, proxied.start, duration_s)
+    direct = cmp.measured(straight.outcomes, straight.start, duration_s)
+    if len(parts) == 1:
+        pred = parts[0][1]
+    else:
+        pred = cmp.blend(parts)
+        notes.append("overall predictions of a routed deployment: the request-weighted mean of its deployments' "
+                     "predicted percentiles (an approximation; throughputs add up)")
+    if planned:
+        pred = {**pred, "throughput": spec.target_rps or pred.get("throughput")}
+    overall = cmp.compare(pred, meas, direct)
+    overall["queue_source"] = "TTFT - llama.cpp timings.prompt_ms, on the same schedule sent straight to the servers"
+    return deps, overall, notes

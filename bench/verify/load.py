@@ -1,0 +1,206 @@
+"""The load verify sends: an open-loop schedule of requests, streamed with the project's HTTP client.
+
+A schedule is Poisson arrivals at a rate over the run's own prompts (the workload it measured, the
+same seed), or an Azure-format trace whose arrivals are scaled to the planned rate. Every request is
+sent at its scheduled time whatever is in flight (queueing belongs to the servers and the gateway),
+through HttpBackend.send on one StreamClient, so the bodies and timings are the measurement's.
+Latencies count from the scheduled arrival. LiteLLM's reported cost (the last chunk's usage.cost)
+is kept per request.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from llmbench.backends.http_backend import HttpBackend, load_tokenizer
+from llmbench.served.client import StreamClient, StreamResult
+from llmbench.served.endpoint import EndpointSpec
+from llmbench.workload import Prompt
+
+POOL = 256  # connections: an open-loop send must never wait for one
+LEAD_S = 0.05  # the first arrival's offset from the moment the schedule starts
+SLOT_MARGIN = 8  # tokens a slot keeps free beyond prompt + output (BOS, template)
+
+
+@dataclass
+class Arrival:
+    """One scheduled request: when (seconds after the start), what, and the gateway alias it targets."""
+
+    at: float
+    prompt: Prompt
+    alias: str
+
+
+@dataclass
+class Outcome:
+    """One request as sent: where, its scheduled arrival (perf_counter), and what came back."""
+
+    alias: str
+    target: str
+    arrived: float
+    res: StreamResult
+    cost: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.res.ok
+
+
+@dataclass
+class LoadResult:
+    outcomes: list[Outcome]
+    start: float
+    span_s: float
+    events: dict[str, float] = field(default_factory=dict)  # name -> perf_counter when it fired
+
+
+class CostClient(StreamClient):
+    """The streaming client, keeping the cost LiteLLM reports in the stream's usage (usage.cost)."""
+
+    def _finish(self, res, state, asked, count_tokens) -> None:  # type: ignore[override]
+        StreamClient._finish(res, state, asked, count_tokens)
+        cost = (state.usage or {}).get("cost")
+        res.reported_cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
+
+
+def make_backend(url: str, model: str, tokenizer, timeout_s: float, api: str = "completions") -> HttpBackend:
+    """An HttpBackend for one OpenAI-compatible URL (the proxy's, or one replica's)."""
+    b = HttpBackend(None, "http", "endpoint", "unknown")
+    b.endpoint = EndpointSpec(url=url, model=model, api=api, timeout_s=timeout_s)
+    b.tokenizer = tokenizer
+    return b
+
+
+class Targets:
+    """Where an alias's requests go: one or more backends, picked at random or least-busy."""
+
+    def __init__(self, backends: dict[str, list[HttpBackend]], policy: str = "random", seed: int = 0):
+        self.backends, self.policy = backends, policy
+        self._rng = random.Random(seed)
+        self._busy: dict[int, int] = {}
+
+    def pick(self, alias: str) -> HttpBackend:
+        choices = self.backends[alias]
+        if self.policy == "least-busy":
+            return min(choices, key=lambda b: (self._busy.get(id(b), 0), self._rng.random()))
+        return self._rng.choice(choices)
+
+
+def poisson_schedule(prompts: list[Prompt], rps: float, duration_s: float, route: Callable[[Prompt], str],
+                     seed: int = 0) -> list[Arrival]:
+    """Poisson arrivals at `rps` for `duration_s`, conditioned on their count: round(rps x duration)
+    requests at independent uniform times (what a Poisson process is, given how many arrived), so the
+    offered rate is exactly the planned one and a short load's count adds no error. Prompts in turn."""
+    n = int(round(rps * duration_s))
+    times = np.sort(np.random.default_rng(seed).uniform(0.0, duration_s, size=n))
+    return [Arrival(float(t), prompts[i % len(prompts)], route(prompts[i % len(prompts)])) for i, t in enumerate(times)]
+
+
+def trace_schedule(trace, rps: float, duration_s: float, make_prompt: Callable[[int, int], Prompt],
+                   route: Callable[[Prompt], str], slot_tokens: int | None) -> tuple[list[Arrival], dict]:
+    """The trace's arrivals scaled to `rps` (repeated to fill `duration_s`); lengths that do not fit
+    a server slot are scaled down to fit (counted)."""
+    r = trace.requests
+    scale = r.mean_rps / rps if np.isfinite(r.mean_rps) else 1.0
+    times = r.arrival_s * scale
+    period = float(times[-1]) + 1.0 / rps
+    out, fitted, k = [], 0, 0
+    while True:
+        for t, p, o in zip(times, r.prompt_tokens, r.output_tokens):
+            at = float(t) + k * period + 1.0 / rps
+            if at >= duration_s:
+                return out, {"time_scale": 1.0 / scale, "repeats": k + 1, "scaled_to_fit_slot": fitted}
+            p, o = int(p), int(o)
+            if slot_tokens and p + o + SLOT_MARGIN > slot_tokens:
+                f = (slot_tokens - SLOT_MARGIN) / (p + o)
+                p, o, fitted = max(1, int(p * f)), max(1, int(o * f)), fitted + 1
+            prompt = make_prompt(p, o)
+            out.append(Arrival(at, prompt, route(prompt)))
+        k += 1
+
+
+def synthetic_prompts(tokenizer, seed: int = 0) -> Callable[[int, int], Prompt]:
+    """A maker of random-token prompts of a given length (as the synthetic workload makes them)."""
+    rng = np.random.default_rng(seed)
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    vocab = np.array([i for i in range(min(len(tokenizer), 50_000)) if i not in special])
+
+    def make(length: int, out: int) -> Prompt:
+        ids = rng.choice(vocab, size=length).tolist()
+        return Prompt(ids=ids, output_tokens=out, text=tokenizer.decode(ids))
+    return make
+
+
+def tokenizer_for(model: str):
+    """The tokenizer a deployment's model was measured with (a card's, or the model folder's)."""
+    return load_tokenizer(model if model.startswith("card:") else model)
+
+
+async def _one(targets: Targets, client: CostClient, a: Arrival, due: float, out: list[Outcome]) -> None:
+    b = targets.pick(a.alias)
+    targets._busy[id(b)] = targets._busy.get(id(b), 0) + 1
+    try:
+        res = await b.send(client, a.prompt)
+    finally:
+        targets._busy[id(b)] -= 1
+    out.append(Outcome(a.alias, b.endpoint.url, due, res, getattr(res, "reported_cost", None)))
+
+
+async def _drive(arrivals: list[Arrival], targets: Targets, client: CostClient,
+                 events: list[tuple[str, float, Callable[[], object]]]) -> LoadResult:
+    start = time.perf_counter() + LEAD_S
+    result = LoadResult([], start, 0.0)
+
+    async def event(name: str, at: float, fn: Callable[[], object]) -> None:
+        await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
+        result.events[name] = time.perf_counter()
+        fn()
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for name, at, fn in events:
+                tg.create_task(event(name, at, fn))
+            for a in arrivals:
+                due = start + a.at
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                tg.create_task(_one(targets, client, a, due, result.outcomes))
+    finally:
+        await client.aclose()
+    result.span_s = time.perf_counter() - start
+    return result
+
+
+def run_load(arrivals: list[Arrival], targets: Targets, headers: dict[str, str], timeout_s: float,
+             events: list[tuple[str, float, Callable[[], object]]] = ()) -> LoadResult:
+    """Send the schedule (events fire at their times, e.g. a kill) and wait for every request."""
+    client = CostClient(POOL, timeout_s, headers=headers)
+    return asyncio.run(_drive(arrivals, targets, client, list(events)))
+
+
+def send_one_by_one(backends: list[HttpBackend], prompts: list[Prompt], headers: dict[str, str], timeout_s: float,
+                    per_backend: int = 2) -> list[StreamResult]:
+    """`per_backend` requests to each backend, one at a time (warm-ups, probes); their results."""
+    async def go() -> list[StreamResult]:
+        client = CostClient(4, timeout_s, headers=headers)
+        out = []
+        try:
+            for b in backends:
+                for i in range(per_backend):
+                    out.append(await b.send(client, prompts[i % len(prompts)]))
+        finally:
+            await client.aclose()
+        return out
+    return asyncio.run(go())
+
+
+def warm_up(targets: Targets, prompts: list[Prompt], headers: dict[str, str], timeout_s: float) -> int:
+    """Two unrecorded requests to every backend (connections, caches); how many failed."""
+    backends = [b for bs in targets.backends.values() for b in bs]
+    return sum(not r.ok for r in send_one_by_one(backends, prompts, headers, timeout_s))

@@ -1,0 +1,164 @@
+"""The whole check: start the deployments and the proxy, send the load through the proxy, then the
+same schedule straight to the servers, then the fallback drill; stop everything; verify.json.
+
+Whatever happens (an error, Ctrl-C, SIGTERM) the servers and the proxy are stopped in `finally`, and
+each also dies with this process (PDEATHSIG). Logs go to RUN/verify-logs/.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Callable
+
+from llmbench import __version__
+from llmbench.errors import BadInput
+from llmbench.export.servers import MAIN_ALIAS
+from llmbench.results import write_json
+from llmbench.verify import compare as cmp
+from llmbench.verify.deploy import Fleet, VerifyFailed, check_inputs
+from llmbench.verify.drill import COMPLETIONS_NOTE, KILL_AT, analyse, chat_probe, drill_target
+from llmbench.verify.load import (Arrival, Targets, make_backend, poisson_schedule, run_load, synthetic_prompts,
+                                  tokenizer_for, trace_schedule, warm_up)
+from llmbench.verify.proxy import Proxy
+from llmbench.verify.spec import VerifySpec, read_spec
+from llmbench.verify.workload import run_prompts
+
+DEFAULT_DURATION_S = 30.0
+DEFAULT_TIMEOUT_S = 30.0
+LOG_DIR = "verify-logs"
+DRILL_MIN_S, DRILL_MAX_S = 6.0, 20.0
+
+
+def parse_load(spec: VerifySpec, load: str) -> tuple[float, Path | None]:
+    """(rate, trace file or None) from --load planned | RPS | TRACE; BadInput otherwise."""
+    if load == "planned":
+        if not spec.target_rps:
+            raise BadInput(f"{spec.run_dir}: the recommendation plans no load (no target_rps): give --load RPS")
+        return float(spec.target_rps), None
+    try:
+        rps = float(load)
+    except ValueError:
+        path = Path(load)
+        if not path.is_file():
+            raise BadInput(f"--load {load!r}: not 'planned', a rate in requests/s, or a trace file") from None
+        if not spec.target_rps:
+            raise BadInput(f"--load {load}: a trace is scaled to the planned rate, and {spec.run_dir} plans none")
+        return float(spec.target_rps), path
+    if not math.isfinite(rps) or rps <= 0:
+        raise BadInput(f"--load {load}: a rate must be a finite number of requests/s above 0")
+    return rps, None
+
+
+def _schedule(spec: VerifySpec, rps: float, trace: Path | None, duration_s: float, tokenizer, seed: int) -> tuple[list[Arrival], dict]:
+    route = (lambda p: spec.route(len(p.ids))) if spec.classes else (lambda p: MAIN_ALIAS)
+    if trace is None:
+        prompts = run_prompts(spec, tokenizer)
+        arr = poisson_schedule(prompts, rps, duration_s, route, seed)
+        return arr, {"kind": "poisson", "rps": rps, "prompts": "the run's workload (its seed)"}
+    from llmbench.planner.trace import load_trace
+
+    tr = load_trace(trace)
+    slot = min((d.slot_tokens for d in spec.primaries if d.slot_tokens), default=None)
+    arr, facts = trace_schedule(tr, rps, duration_s, synthetic_prompts(tokenizer, seed), route, slot)
+    return arr, {"kind": "trace", "rps": rps, "trace": str(trace), "trace_requests": len(tr.requests), **facts}
+
+
+def _targets(spec: VerifySpec, aliases: set[str], url_of: Callable[[str], list[tuple[str, str]]], tok, timeout_s: float) -> Targets:
+    return Targets({a: [make_backend(u, m, tok, timeout_s) for u, m in url_of(a)] for a in aliases},
+                   policy="least-busy" if spec.strategy == "least-busy" else "random")
+
+
+def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAULT_DURATION_S,
+           timeout_s: float = DEFAULT_TIMEOUT_S, drill: bool = True, progress: Callable[[str], None] = lambda s: None) -> dict:
+    """Run the check on a results folder and write RUN/verify.json; the document."""
+    spec = read_spec(run_dir)
+    rps, trace = parse_load(spec, load)
+    startable = [d for d in spec.deployments if d.startable]
+    check_inputs(startable)
+    logs = spec.run_dir / LOG_DIR
+    proxy = Proxy(spec.gateway, logs / "litellm.log", spec.key_envs())  # BadInput when litellm is missing
+    fleet = Fleet(spec.deployments, logs)
+    tok = tokenizer_for(spec.primaries[0].model)
+    seed = int((spec.meta.get("config") or {}).get("seed") or 0)
+    arrivals, load_doc = _schedule(spec, rps, trace, duration_s, tok, seed)
+    if not arrivals:
+        raise BadInput(f"--duration {duration_s:g} s at {rps:g} req/s schedules no request: give a longer duration")
+    aliases = {a.alias for a in arrivals}
+    headers = {}
+    try:
+        progress(f"starting {sum(len(d.replicas) for d in startable)} llama-server replica(s)")
+        fleet.start()
+        progress(f"starting the LiteLLM proxy on port {proxy.port}")
+        proxy.start()
+        headers = {"Authorization": f"Bearer {proxy.key}"}
+        via_proxy = _targets(spec, aliases, lambda a: [(proxy.url, a)], tok, timeout_s)
+        direct = _targets(spec, aliases, lambda a: [(u, spec.by_alias(a).served_name) for u in fleet.urls(spec.by_alias(a).option)],
+                          tok, timeout_s)
+        prompts = [a.prompt for a in arrivals[:8]]
+        if warm_up(via_proxy, prompts, headers, timeout_s) == 2 * len(aliases):
+            raise VerifyFailed(f"every warm-up request through the proxy failed (log {proxy.log_path}); last lines:\n{proxy.tail()}")
+        warm_up(direct, prompts, {}, timeout_s)
+        progress(f"sending {len(arrivals)} requests over {duration_s:g} s through the proxy, then straight to the servers")
+        cpu0 = proxy.cpu_seconds()
+        proxied = run_load(arrivals, via_proxy, headers, timeout_s)
+        proxy_cpu = (proxy.cpu_seconds() or 0.0) - (cpu0 or 0.0)
+        straight = run_load(arrivals, direct, {}, timeout_s)
+        fallback = _drill(spec, fleet, via_proxy, headers, rps, duration_s, timeout_s, tok, seed, progress) if drill else \
+            {"skipped": True, "reason": "turned off (--no-drill)"}
+    finally:
+        proxy.stop()
+        fleet.stop()
+    doc = _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight, fallback, fleet, proxy, proxy_cpu)
+    write_json(spec.run_dir / "verify.json", doc)
+    return doc
+
+
+def _drill(spec, fleet, via_proxy, headers, rps, duration_s, timeout_s, tok, seed, progress) -> dict:
+    target, fbs = drill_target(spec)
+    if target is None:
+        return {"skipped": True, "reason": fbs}
+    span = min(DRILL_MAX_S, max(DRILL_MIN_S, duration_s / 2))
+    route = (lambda p: spec.route(len(p.ids))) if spec.classes else (lambda p: MAIN_ALIAS)
+    arrivals = poisson_schedule(run_prompts(spec, tok), rps, span, route, seed + 1)
+    progress(f"fallback drill: {len(arrivals)} requests over {span:g} s; {target.option}'s servers killed at {span * KILL_AT:.1f} s")
+    killed = {"deployment": target.option, "pids": []}
+    res = run_load(arrivals, via_proxy, headers, timeout_s,
+                   events=[("kill", span * KILL_AT, lambda: killed["pids"].extend(fleet.kill(target.option)))])
+    doc = {"skipped": False, "fallbacks": fbs, "duration_s": span, "api": "completions",
+           **analyse(res, len(arrivals), timeout_s, killed)}
+    doc["chat_probe"] = chat_probe(via_proxy.backends[next(iter(via_proxy.backends))][0].endpoint.url,
+                                   next(iter(via_proxy.backends)), headers, timeout_s)
+    if doc["after_kill"]["requests"] and not doc["after_kill"]["succeeded"]:
+        doc["note"] = COMPLETIONS_NOTE
+    return doc
+
+
+def _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight, fallback, fleet, proxy, proxy_cpu) -> dict:
+    from llmbench.verify.figures import per_deployment
+
+    deps, overall, notes = per_deployment(spec, arrivals, proxied, straight, duration_s, planned=load_doc["kind"] == "poisson"
+                                          and load_doc["rps"] == spec.target_rps)
+    line, detail = cmp.verdict(overall)
+    planned_cost = sum((d.cost_per_request or 0.0) * (d.load_rps or 0.0) for d in spec.primaries) / \
+        (sum(d.load_rps or 0.0 for d in spec.primaries) or 1.0) if any(d.cost_per_request for d in spec.primaries) else None
+    by_alias = {a: spec.by_alias(a).prices for a in {o.alias for o in proxied.outcomes}}
+    return {
+        "run_id": spec.run_id, "run_dir": str(spec.run_dir), "llmbench_version": __version__,
+        "verified_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "mode": spec.mode,
+        "load": {**load_doc, "duration_s": duration_s, "requests": len(arrivals), "offered_rps": len(arrivals) / duration_s,
+                 "timeout_s": timeout_s, "arrivals": "open loop: each request sent at its scheduled time"},
+        "units": {"ttft": "ms", "e2el": "ms", "queue": "ms", "throughput": "requests/s", "money": "USD per request",
+                  "error": "(measured - predicted) / predicted"},
+        "overall": overall, "deployments": deps,
+        "gateway": {**cmp.gateway(cmp.measured(straight.outcomes, straight.start, duration_s),
+                                  cmp.measured(proxied.outcomes, proxied.start, duration_s)),
+                    "proxy_cpu_s": proxy_cpu, "proxy_cpu_ms_per_request": 1e3 * proxy_cpu / max(1, len(proxied.outcomes)),
+                    "proxy_cores_busy": proxy_cpu / proxied.span_s if proxied.span_s > 0 else None},
+        "money": cmp.money(proxied.outcomes, planned_cost, by_alias.get),
+        "fallback": fallback,
+        "verdict": line, "verdict_detail": detail,
+        "started": {"servers": [{"deployment": o, "command": c} for o, cs in fleet.commands().items() for c in cs],
+                    "proxy": {"command": proxy.command, "config": str(spec.gateway), "log": str(proxy.log_path)}},
+        "notes": notes,
+    }

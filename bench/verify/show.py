@@ -1,0 +1,46 @@
+"""verify.json as rich tables on the terminal: predicted against measured, the gateway, money, the drill."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from llmbench.verify.compare import METRICS
+
+_LABEL = {"ttft_p50": "TTFT p50 ms", "ttft_p95": "TTFT p95 ms", "e2el_p50": "E2EL p50 ms", "e2el_p95": "E2EL p95 ms",
+          "queue_p50": "queue p50 ms", "queue_p95": "queue p95 ms", "throughput": "throughput req/s"}
+
+
+def _n(v, fmt: str = "{:.2f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def show(doc: dict, console: Console) -> None:
+    """Print the document's figures (the same numbers verify.json holds)."""
+    blocks = [("overall", doc["overall"])] + [(k, v) for k, v in doc["deployments"].items() if "e2el_p95" in v]
+    for name, block in blocks:
+        t = Table(title=f"{name}: predicted vs measured ({block['ok']} of {block['requests']} requests ok)")
+        for col in ("metric", "predicted", "measured", "error"):
+            t.add_column(col, justify="left" if col == "metric" else "right")
+        for m in METRICS:
+            c = block[m]
+            t.add_row(_LABEL[m], _n(c["predicted"]), _n(c["measured"]), _n(c["error"], "{:+.1%}"))
+        console.print(t)
+    g = doc["gateway"]
+    console.print(f"gateway: TTFT p50 +{_n(g['ttft_p50_added_ms'])} ms, p95 +{_n(g['ttft_p95_added_ms'])} ms "
+                  f"(direct {_n(g['direct']['ttft_p50_ms'])}/{_n(g['direct']['ttft_p95_ms'])} ms, "
+                  f"through the proxy {_n(g['proxied']['ttft_p50_ms'])}/{_n(g['proxied']['ttft_p95_ms'])} ms)",
+                  highlight=False, markup=False)
+    m = doc["money"]
+    console.print(f"money: LiteLLM reported ${_n(m['reported_usd_per_request'], '{:.3g}')} per request, the plan "
+                  f"${_n(m['planned_usd_per_request'], '{:.3g}')} ({_n(m['error'], '{:+.1%}')}); "
+                  f"{m['requests_with_cost']} of {m['requests']} responses carried a cost", highlight=False, markup=False)
+    f = doc["fallback"]
+    if f.get("skipped"):
+        console.print(f"fallback drill: skipped ({f['reason']})", highlight=False, markup=False)
+    else:
+        after = f["after_kill"]
+        console.print(f"fallback drill: {f['succeeded']} of {f['requests']} requests succeeded "
+                      f"({_n(after['success_share'], '{:.0%}')} of those after the kill), {f['failed']} failed with their "
+                      f"error, {f['hung']} hung, {f['unaccounted']} unaccounted; gap {_n(f['gap_s'])} s",
+                      highlight=False, markup=False)
+    console.print(doc["verdict"], highlight=False, markup=False)

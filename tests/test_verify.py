@@ -1,0 +1,204 @@
+"""`llmbench verify` end to end: real llama-servers started from a real run's deploy/ folder, a real
+LiteLLM proxy (`litellm --config`) in front, real streamed requests; nothing left running.
+
+The results folder is made once per module by `llmbench run` on card:llama-5m with two GGUF variants
+(so that the recommendation has a primary and a one-replica fallback standby), recommended with a
+free base port. Loads are short (a few seconds at 4 req/s).
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmbench.verify.compare import METRICS
+from llmbench.verify.deploy import port_free
+
+LLMB = [sys.executable, "-m", "llmbench"]
+PGREP = shutil.which("pgrep") or "pgrep"
+CONFIG = """\
+candidates:
+  - card: llama-5m
+    variants: [gguf-q4_k_m, gguf-f16]
+workload:
+  prompt_tokens: {dist: lognormal, mean: 40, sigma: 0.3, min: 16, max: 72}
+  output_tokens: 12
+  requests: 8
+scenarios:
+  - single-stream
+  - {kind: concurrency, clients: [1, 2]}
+hardware: cpu-2core
+warmup: 1
+seed: 0
+"""
+
+
+def _ours(run: Path) -> list[str]:
+    """Processes verify may have started for `run`: llama-servers on its deployment's ports, and a
+    `litellm --config` of its gateway file (other tests may run their own at the same time)."""
+    dep = yaml.safe_load((run / "deployment.yaml").read_text())
+    ports = [p for d in dep.get("deployments") or [] for p in (d.get("serving") or {}).get("ports") or []]
+    lines = subprocess.run([PGREP, "-af", "llama-server|litellm"], capture_output=True, text=True).stdout.splitlines()
+    return [line for line in lines if (("llama-server" in line and any(f"--port {p} " in line + " " for p in ports))
+                                      or ("litellm --config" in line and str(run / "gateway") in line))]
+
+
+def _free_base(n: int) -> int:
+    for _ in range(200):
+        base = random.randint(20000, 40000)
+        if all(port_free(base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*LLMB, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+@pytest.fixture(scope="module")
+def run_dir(engine, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("verify")
+    (tmp / "tiny.yaml").write_text(CONFIG)
+    got = _cli("run", str(tmp / "tiny.yaml"), "--out", str(tmp / "out"), timeout=600)
+    assert got.returncode == 0, got.stderr[-2000:]
+    run = tmp / "out"
+    rec = _cli("recommend", str(run), "--base-port", str(_free_base(3)))
+    assert rec.returncode == 0, rec.stderr[-2000:]
+    dep = yaml.safe_load((run / "deployment.yaml").read_text())
+    assert dep["fallbacks"], "the recommendation needs a fallback for the drill"
+    return run
+
+
+def _check_figures(block: dict) -> None:
+    for m in METRICS:
+        assert set(block[m]) >= {"predicted", "measured", "error", "measured_direct", "error_direct"}, m
+    for m in ("ttft_p50", "ttft_p95", "e2el_p50", "e2el_p95", "throughput"):
+        c = block[m]
+        assert c["predicted"] > 0 and c["measured"] > 0, (m, c)
+        assert c["error"] == pytest.approx((c["measured"] - c["predicted"]) / c["predicted"])
+
+
+def test_verify_through_a_real_proxy(run_dir):
+    got = _cli("verify", str(run_dir), "--load", "4", "--duration", "5", "--json")
+    time.sleep(1)
+    assert _ours(run_dir) == [], "verify left a llama-server or litellm process running"
+    assert got.returncode == 0, got.stderr[-3000:]
+    doc = json.loads(got.stdout)
+    assert json.loads((run_dir / "verify.json").read_text()) == doc
+
+    assert doc["load"]["requests"] == 20 and doc["load"]["kind"] == "poisson"
+    over = doc["overall"]
+    _check_figures(over)
+    assert over["requests"] == 20 and over["ok"] == 20, over["errors_by_kind"]
+    primary = next(k for k, v in doc["deployments"].items() if v["role"] == "primary")
+    _check_figures(doc["deployments"][primary])
+    assert "simulated on the 20 requests" in doc["deployments"][primary]["predicted_source"]
+    # The gateway's added TTFT is proxied minus direct on the same schedule.
+    g = doc["gateway"]
+    assert g["ttft_p50_added_ms"] == pytest.approx(g["proxied"]["ttft_p50_ms"] - g["direct"]["ttft_p50_ms"])
+    assert g["ttft_p95_added_ms"] == pytest.approx(g["proxied"]["ttft_p95_ms"] - g["direct"]["ttft_p95_ms"])
+    assert g["direct"]["ok"] == g["proxied"]["ok"] == 20 and g["proxy_cpu_s"] > 0
+
+    # The costs the gateway config emits come back in the proxy's responses: every request carried
+    # LiteLLM's usage.cost, equal to its token counts times the config's per-token prices.
+    money = doc["money"]
+    assert money["requests_with_cost"] == money["requests"] == 20
+    assert money["max_rel_diff_from_gateway_prices"] < 1e-6
+    assert money["reported_usd_per_request"] == pytest.approx(money["expected_from_gateway_prices_usd_per_request"])
+    assert money["planned_usd_per_request"] > 0
+    assert money["error"] == pytest.approx(money["reported_usd_per_request"] / money["planned_usd_per_request"] - 1)
+
+    # Requests through the proxy reached the servers: their logs show each one served.
+    logs = run_dir / "verify-logs"
+    served = sum(len(re.findall(r"stop processing", p.read_text())) for p in logs.glob("*.log") if p.name != "litellm.log")
+    assert served >= 2 * 20 + doc["fallback"]["succeeded"]
+
+    # The drill: none lost without an error record, none hung, the gap and the fallback's share reported.
+    f = doc["fallback"]
+    assert f["skipped"] is False and f["killed"]["pids"]
+    assert f["unaccounted"] == 0 and f["hung"] == 0 and f["every_failure_has_an_error"] is True
+    assert f["succeeded"] + f["failed"] == f["requests"] == f["scheduled"]
+    assert sum(e["count"] for e in f["errors_by_kind"].values()) == f["failed"]
+    assert 0 <= f["success_share"] <= 1 and f["max_request_s"] < f["timeout_s"] + 1
+    assert f["chat_probe"]["succeeded"] == f["chat_probe"]["requests"]  # the fallback serves chat streams
+    if f["after_kill"]["succeeded"]:
+        assert f["gap_s"] is not None and f["gap_s"] >= 0
+    assert isinstance(doc["verdict"], str) and re.search(r"the plan (held|did not hold)", doc["verdict"])
+    assert "verdict_detail" in doc and doc["verdict_detail"]["rule"]
+    text = (run_dir / "verify.json").read_text() + (logs / "litellm.log").read_text()
+    assert not re.search(r"sk-[0-9a-f]{48}", text), "the master key was written down"
+
+
+def test_a_server_that_does_not_come_up(run_dir, tmp_path):
+    bad = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(run_dir), str(bad)], check=True)
+    dep = yaml.safe_load((bad / "deployment.yaml").read_text())
+    d = next(x for x in dep["deployments"] if x["role"] == "primary")
+    d["serving"]["start"]["commands"][-1] += " --no-such-flag"
+    (bad / "deployment.yaml").write_text(yaml.safe_dump(dep, sort_keys=False))
+    (bad / "verify.json").unlink(missing_ok=True)
+    got = _cli("verify", str(bad), "--duration", "2")
+    assert _ours(bad) == []
+    assert got.returncode == 1, got.stderr
+    assert "llama-server exited" in got.stderr and "no-such-flag" in got.stderr  # the log's last lines
+    assert not (bad / "verify.json").exists()
+
+
+def test_bad_input_is_one_line_exit_2_and_starts_nothing(run_dir, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from llmbench.cli import main
+
+    # A port in use.
+    dep = yaml.safe_load((run_dir / "deployment.yaml").read_text())
+    port = dep["deployments"][0]["serving"]["ports"][0]
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the earlier test's connections linger in TIME_WAIT
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        got = _cli("verify", str(run_dir), "--duration", "2")
+    assert got.returncode == 2 and f"port {port}" in got.stderr and len(got.stderr.strip().splitlines()) == 1
+    # Nothing deployable: a folder without a recommendation, and one whose options no engine serves.
+    (tmp_path / "empty").mkdir()
+    got = _cli("verify", str(tmp_path / "empty"))
+    assert got.returncode == 2 and "recommendation.json" in got.stderr
+    nothing = tmp_path / "nothing"
+    subprocess.run(["cp", "-r", str(run_dir), str(nothing)], check=True)
+    (nothing / "deployment.yaml").write_text(yaml.safe_dump({"run_id": "x", "deployments": [], "not_deployable": [
+        {"option": "m/onnx-int4/cpu/bs1", "reason": "no OpenAI-compatible server for ONNX"}]}))
+    got = _cli("verify", str(nothing))
+    assert got.returncode == 2 and "nothing deployable" in got.stderr and "ONNX" in got.stderr
+    # The proxy not installed: no `litellm` beside the interpreter nor on PATH.
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    res = CliRunner().invoke(main, ["verify", str(run_dir)])
+    assert res.exit_code == 2 and "LiteLLM proxy is not installed" in res.output, res.output
+    assert _ours(run_dir) == []
+
+
+def test_ctrl_c_stops_everything(run_dir):
+    proc = subprocess.Popen([*LLMB, "verify", str(run_dir), "--load", "2", "--duration", "60"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("sending"):
+                break
+        assert len(_ours(run_dir)) >= 3  # the servers and the proxy are up
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(1)
+    assert proc.returncode == 130
+    assert _ours(run_dir) == []
