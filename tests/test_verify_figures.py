@@ -1,0 +1,117 @@
+"""verify's arithmetic on hand-made outcomes: figures, errors, the gateway's difference, money, the
+drill's accounting, the schedules (Poisson count, a trace scaled to the planned rate)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmbench.planner.trace import load_trace
+from llmbench.served.client import StreamResult
+from llmbench.verify import compare as cmp
+from llmbench.verify.drill import analyse
+from llmbench.verify.load import LoadResult, Outcome, poisson_schedule, trace_schedule
+from llmbench.workload import Prompt
+
+
+def _out(arrived: float, ttft: float, e2el: float, alias: str = "llmbench", ok: bool = True, prompt_ms: float | None = None,
+         cost: float | None = None, tokens: tuple[int, int] = (10, 4), sent: float | None = None) -> Outcome:
+    sent = arrived if sent is None else sent
+    if ok:
+        res = StreamResult(sent=sent, chunk_times=[arrived + ttft, arrived + (ttft + e2el) / 2, arrived + e2el],
+                           end=arrived + e2el + 0.001, prompt_tokens=tokens[0], output_tokens=tokens[1],
+                           server_timings=None if prompt_ms is None else {"prompt_ms": prompt_ms * 1e3})
+    else:
+        res = StreamResult(sent=sent, end=arrived + e2el, error_kind="http_status", error="HTTP 500: down", http_status=500)
+    res.first_token = res.chunk_times[0] if res.chunk_times else None
+    return Outcome(alias, "u", arrived, res, cost)
+
+
+def test_measured_figures_recomputed_by_hand():
+    # 4 requests over a 2 s window: TTFT 10..40 ms, E2EL 100..400 ms; one failure.
+    outs = [_out(0.1 * i, 0.01 * (i + 1), 0.1 * (i + 1), prompt_ms=0.004) for i in range(4)] + [_out(0.5, 0, 0.2, ok=False)]
+    m = cmp.measured(outs, 0.0, 2.0)
+    assert m["ttft_p50"] == pytest.approx(25.0) and m["ttft_p95"] == pytest.approx(np.percentile([10, 20, 30, 40], 95))
+    assert m["e2el_p50"] == pytest.approx(250.0) and m["e2el_p95"] == pytest.approx(np.percentile([100, 200, 300, 400], 95))
+    assert m["queue_p50"] == pytest.approx(21.0)  # TTFT - 4 ms of prompt time
+    assert m["throughput"] == pytest.approx(4 / 2.0) and (m["requests"], m["ok"], m["failed"]) == (5, 4, 1)
+    assert m["errors_by_kind"] == {"http_status": 1}
+    # A backlog that outlasts the window lowers the rate: the span runs to the last response.
+    late = cmp.measured([_out(1.9, 0.1, 3.0)], 0.0, 2.0)
+    assert late["throughput"] == pytest.approx(1 / (1.9 + 3.001))
+
+
+def test_compare_errors_and_the_direct_figures():
+    pred = {"ttft_p50": 20.0, "ttft_p95": 40.0, "e2el_p50": 200.0, "e2el_p95": 400.0, "queue_p50": 0.0, "queue_p95": 5.0,
+            "throughput": 2.0}
+    meas = {"ttft_p50": 30.0, "ttft_p95": 40.0, "e2el_p50": 180.0, "e2el_p95": 440.0, "queue_p50": None, "queue_p95": None,
+            "throughput": 1.8, "requests": 4, "ok": 4, "failed": 0, "errors_by_kind": {}}
+    direct = {**meas, "e2el_p95": 380.0, "queue_p50": 1.0, "queue_p95": 10.0}
+    c = cmp.compare(pred, meas, direct)
+    assert c["ttft_p50"]["error"] == pytest.approx(0.5) and c["e2el_p50"]["error"] == pytest.approx(-0.1)
+    assert c["e2el_p95"]["error"] == pytest.approx(0.1) and c["e2el_p95"]["error_direct"] == pytest.approx(-0.05)
+    assert c["queue_p50"]["error"] is None  # a prediction of 0 has no relative error
+    assert c["queue_p95"]["measured"] == 10.0 and c["queue_p95"]["error"] == pytest.approx(1.0)
+    line, detail = cmp.verdict(c)
+    # +10% on p95 E2EL and -10% on throughput: within the rule (<= +10%, >= -15%), nothing failed.
+    assert detail["held"] is True and line.startswith("the plan held") and "+10.0%" in line
+    c["e2el_p95"]["error"] = 0.11
+    assert cmp.verdict(c)[1]["held"] is False
+
+
+def test_gateway_difference_and_money():
+    direct = cmp.measured([_out(0, 0.010, 0.1), _out(1, 0.020, 0.2)], 0, 2)
+    proxied = cmp.measured([_out(0, 0.050, 0.14), _out(1, 0.070, 0.25)], 0, 2)
+    g = cmp.gateway(direct, proxied)
+    assert g["ttft_p50_added_ms"] == pytest.approx(45.0) and g["ttft_p95_added_ms"] == pytest.approx(
+        np.percentile([50, 70], 95) - np.percentile([10, 20], 95))
+    prices = {"input_cost_per_token": 1e-8, "output_cost_per_token": 3e-8}
+    exact = 10 * 1e-8 + 4 * 3e-8
+    outs = [_out(0, 0.01, 0.1, cost=exact), _out(1, 0.01, 0.1, cost=exact * 1.5), _out(2, 0, 0.1, ok=False)]
+    m = cmp.money(outs, 2e-7, lambda alias: prices)
+    assert m["reported_usd_per_request"] == pytest.approx(exact * 1.25) and m["requests_with_cost"] == 2
+    assert m["error"] == pytest.approx(exact * 1.25 / 2e-7 - 1)
+    assert m["max_rel_diff_from_gateway_prices"] == pytest.approx(0.5)
+
+
+def test_drill_accounting():
+    kill = 2.0
+    outs = [_out(0.5, 0.01, 0.1), _out(1.9, 0.01, 0.3),  # before; the second was in flight at the kill
+            _out(2.1, 0, 0.05, ok=False), _out(2.4, 0, 0.05, ok=False), _out(3.0, 0.02, 0.2), _out(3.5, 0.02, 0.2)]
+    res = LoadResult(outs, 0.0, 4.0, {"kill": kill})
+    d = analyse(res, scheduled=7, timeout_s=5.0, killed={"deployment": "p", "pids": [1]})
+    assert d["unaccounted"] == 1 and d["requests"] == 6 and d["succeeded"] == 4 and d["failed"] == 2
+    assert d["after_kill"] == {**d["after_kill"], "requests": 4, "succeeded": 2, "success_share": 0.5}
+    assert d["in_flight_at_kill"] == {"requests": 1, "succeeded": 1}
+    assert d["gap_s"] == pytest.approx(3.0 + 0.201 - kill)  # the first good answer to a request after the kill
+    assert d["failures_until_s"] == pytest.approx(2.4 - kill)
+    assert d["errors_by_kind"]["http_status"]["count"] == 2 and d["every_failure_has_an_error"] is True
+    assert d["hung"] == 0
+    hung = analyse(LoadResult([_out(0, 0.01, 7.0)], 0.0, 8.0, {}), 1, timeout_s=5.0, killed={})
+    assert hung["hung"] == 1
+
+
+def test_poisson_schedule_sends_exactly_the_planned_count():
+    prompts = [Prompt(ids=[1] * n, output_tokens=4) for n in (5, 9)]
+    arr = poisson_schedule(prompts, 7.5, 4.0, lambda p: "a" if len(p.ids) < 8 else "b", seed=3)
+    assert len(arr) == 30 and all(0 <= a.at < 4.0 for a in arr)
+    assert [a.at for a in arr] == sorted(a.at for a in arr)
+    assert [a.alias for a in arr[:4]] == ["a", "b", "a", "b"]
+    assert [a.at for a in arr] == [a.at for a in poisson_schedule(prompts, 7.5, 4.0, lambda p: "a", seed=3)]
+
+
+def test_a_trace_is_scaled_to_the_planned_rate_and_fitted_to_a_slot(tmp_path):
+    # 5 requests 10 s apart: 0.1 req/s. At 2 req/s the gaps become 0.5 s.
+    rows = ["TIMESTAMP,ContextTokens,GeneratedTokens"] + [f"2023-11-16 18:00:{10 * i:02d}.0000000,{p},{o}"
+                                                         for i, (p, o) in enumerate([(20, 5), (300, 100), (30, 5), (40, 8), (10, 2)])]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    made = []
+
+    def make(p: int, o: int) -> Prompt:
+        made.append((p, o))
+        return Prompt(ids=[0] * p, output_tokens=o)
+    arr, facts = trace_schedule(load_trace(tmp_path / "t.csv"), 2.0, 3.0, make, lambda p: "x", slot_tokens=108)
+    assert [round(a.at, 6) for a in arr] == [0.5, 1.0, 1.5, 2.0, 2.5]
+    assert facts["time_scale"] == pytest.approx(20.0) and facts["scaled_to_fit_slot"] == 1
+    assert made[1] == (75, 25)  # 300 + 100 scaled by (108 - 8) / 400
+    arr, facts = trace_schedule(load_trace(tmp_path / "t.csv"), 2.0, 5.0, make, lambda p: "x", slot_tokens=None)
+    assert len(arr) == 9 and facts["repeats"] == 2  # the trace repeats to fill the duration
