@@ -22,13 +22,22 @@ import yaml
 DEFAULT = Path(__file__).resolve().parents[1] / "profiles" / "default.yaml"
 
 
+def _servers() -> set[int]:
+    """llama-server processes serving from this session's cache (other sessions' servers do not count)."""
+    lines = subprocess.run(["pgrep", "-a", "-x", "llama-server"], capture_output=True, text=True).stdout.splitlines()
+    return {int(ln.split()[0]) for ln in lines if ln.strip() and os.environ.get("LLMBENCH_CACHE", "") in ln}
+
+
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory) -> tuple[Path, dict]:
+def default_run(tmp_path_factory, engine) -> tuple[Path, dict]:
+    # `engine`: llama.cpp is built before (as `make run` does), so the run measures, not builds.
     out = tmp_path_factory.mktemp("default-run")
     cli = Path(sys.executable).with_name("llmbench")
+    before = _servers()
     proc = subprocess.run([str(cli), "run", "--out", str(out), "--json"], capture_output=True, text=True,
                           timeout=1500, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _servers() - before == set(), "llama-server processes left behind by the default run"
     run = next(out.rglob("run.json")).parent
     return run, json.loads(proc.stdout)
 
@@ -42,8 +51,14 @@ def test_every_configured_cell_has_a_row_and_its_records(default_run):
     summary = json.loads((run / "summary.json").read_text())
     assert printed["rows"] == summary["rows"]  # --json prints the summary as written
     cfg = yaml.safe_load(DEFAULT.read_text())  # read apart from the package's own config loader
-    points_per_variant = sum(1 if s == "single-stream" else len(s["batch_sizes"]) for s in cfg["scenarios"])
-    expected = sum(len(c["variants"]) for c in cfg["candidates"]) * points_per_variant
+
+    def points(variant: str) -> int:
+        # Served (gguf) variants skip static batches: a server batches continuously.
+        served = variant.startswith("gguf-")
+        return sum(1 if s == "single-stream" else 0 if (s["kind"] == "batch" and served)
+                   else len(s.get("batch_sizes") or s.get("clients")) for s in cfg["scenarios"])
+
+    expected = sum(points(v) for c in cfg["candidates"] for v in c["variants"])
     assert len(summary["rows"]) == expected
     per_cell = Counter((r["model"], r["variant"], r["scenario"], r["point"]) for r in _records(run))
     for row in summary["rows"]:
@@ -68,7 +83,38 @@ def test_percentiles_and_costs_recompute_from_the_records(default_run):
         assert row["cost_per_1m_output_tokens_usd"] == pytest.approx(1e6 * usd_per_s / tok_s, rel=1e-6)
         assert math.isfinite(row["roofline_share"]) and 0 < row["roofline_share"] < 5 and row["roofline_tok_s"] > 0
         checked += 1
-    assert checked >= 6  # every variant of both cards, one request at a time
+    assert checked >= 8  # every variant of both cards, one request at a time
+
+
+def test_onnx_int4_and_llama_cpp_q4_side_by_side_on_the_50m_card(default_run):
+    run, _ = default_run
+    rows = json.loads((run / "summary.json").read_text())["rows"]
+    meta = json.loads((run / "run.json").read_text())
+    recs = _records(run)
+    got = {(r["variant"], r["point"]): r for r in rows if r["model"] == "card:llama-50m" and not r.get("error")}
+    for variant in ("onnx-int4", "gguf-q4_k_m", "gguf-f16"):
+        for point in ("single", "clients=4"):
+            row = got[(variant, point)]
+            assert row["ttft_ms"]["p50"] > 0 and row["itl_ms"]["p50"] >= 0 and row["output_throughput_tok_s"] > 0
+    for variant in ("gguf-q4_k_m", "gguf-f16"):
+        mine = [r for r in recs if r["variant"] == variant and r["status"] == "ok"]
+        # Token counts from the server's usage, and exactly the forced output length.
+        assert mine and {r["usage_source"] for r in mine} == {"server"}
+        assert all(r["output_tokens"] == 32 and not r["ended_early"] for r in mine)
+        for point, parallel in (("single", 1), ("clients=4", 4)):
+            row = got[(variant, point)]
+            cell = meta["cells"][f"card:llama-50m|{variant}|{row['scenario']}|{point}"]
+            assert cell["server_parallel"] == parallel and row["memory_method"].startswith("server VmHWM")
+            assert 10 < row["peak_rss_mb"] < 4000  # the server's own peak: its GGUF weights and KV cache
+            cmd = Path(cell["server_log"]).with_suffix(".cmd").read_text()
+            assert f"--parallel {parallel}" in cmd and "127.0.0.1" in cmd
+        # Roofline from the GGUF's own tensor bytes: q4_k_m reads well under half of f16's.
+    bpt = {v: got[(v, "single")]["weight_bytes_per_token"] for v in ("gguf-f16", "gguf-q4_k_m")}
+    assert 0.2 < bpt["gguf-q4_k_m"] / bpt["gguf-f16"] < 0.45
+    for v in ("gguf-f16", "gguf-q4_k_m"):
+        row = got[(v, "single")]
+        assert row["roofline_share"] == pytest.approx(1e3 / row["tpot_ms"]["p50"] / row["roofline_tok_s"], rel=1e-6)
+    assert meta["engines"]["llama.cpp"]["version"]
 
 
 def test_decision_files_agree_on_cost_and_parts(default_run):

@@ -9,6 +9,7 @@ backend's. The server's log and exact command line go to RUN/servers/.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import time
@@ -118,6 +119,10 @@ class LlamaCppBackend(HttpBackend):
 
     def _start(self, parallel: int, ctx: int, log_path: Path | None):
         from llmbench.engines.llamacpp.server import ManagedServer
+
+        # The tokenizers library warns in every forked child once it has used threads; the server
+        # is exec'd at once, and this process's tokenizing is not what is measured.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
         server = ManagedServer(self.engine, self.build.path, parallel=parallel, ctx_size=ctx, log_path=log_path,
                                alias=ALIAS, extra_args=SERVER_FLAGS)
