@@ -22,18 +22,29 @@ def quality(ctx: ReportContext):
     names = list(seen)
     metrics = [("greedy_agreement", "greedy agreement"), ("top1_agreement", "top-1 agreement")]
     h = 0.38
+    unmeasured = False
     for j, (key, label) in enumerate(metrics):
-        vals = [seen[n]["raw"].get(key) for n in names]
-        ax.barh([i + (j - 0.5) * h for i in range(len(names))], [v if isinstance(v, (int, float)) else 0 for v in vals], height=h,
-                label=label, color=[_GATE_COLOURS.get(str(seen[n]["gate"]), "tab:blue") for n in names], alpha=0.55 + 0.4 * j,
-                hatch=["//" if seen[n]["status"] == RANDOM_WEIGHTS else "" for n in names])
+        # A figure the gate could not measure (a served variant has no teacher-forced logits) gets
+        # no bar, and says so: a bar at 0 would read as no agreement at all.
+        at = [(i, n, seen[n]["raw"].get(key)) for i, n in enumerate(names)]
+        got = [(i, n, v) for i, n, v in at if isinstance(v, (int, float))]
+        ax.barh([i + (j - 0.5) * h for i, _, _ in got], [v for _, _, v in got], height=h, label=label,
+                color=[_GATE_COLOURS.get(str(seen[n]["gate"]), "tab:blue") for _, n, _ in got], alpha=0.55 + 0.4 * j,
+                hatch=["//" if seen[n]["status"] == RANDOM_WEIGHTS else "" for _, n, _ in got])
+        for i, n, v in at:
+            if not isinstance(v, (int, float)) and key in (seen[n]["raw"].get("not_measured") or {}):
+                ax.text(0.01, i + (j - 0.5) * h, f"{label}: not measured", fontsize=6, va="center", color="0.35")
+                unmeasured = True
     ax.set_yticks(range(len(names)), [f"{n} ({seen[n]['gate'] or 'no gate'})" for n in names], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.05)
     ax.set_xlabel("agreement with the reference variant")
     ax.legend(fontsize=7)
     rw = any(v["status"] == RANDOM_WEIGHTS for v in seen.values())
-    return fig, "Colour: gate pass (green), fail (red), unverified (grey)." + (f" Hatched: {RANDOM_WEIGHTS} (figures shown, gate neither passes nor fails them)." if rw else "")
+    return fig, ("Colour: gate pass (green), fail (red), unverified (grey)."
+                 + (f" Hatched: {RANDOM_WEIGHTS} (figures shown, gate neither passes nor fails them)." if rw else "")
+                 + (" Served variants (llama.cpp GGUF) are judged on greedy agreement through their server only: it "
+                    "returns no teacher-forced logits, so top-1 agreement, KL and perplexity are not measured." if unmeasured else ""))
 
 
 @plot("cache", "Semantic cache: hit rate against false-hit rate")
