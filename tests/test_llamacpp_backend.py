@@ -145,6 +145,22 @@ def test_an_unconvertible_architecture_is_bad_input_naming_it(tmp_path):
     assert not (tmp_path / "r" / "requests.jsonl").exists()  # refused before measuring
 
 
+def test_an_engine_that_cannot_be_had_fails_only_its_cells(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"candidates": [{"card": "llama-5m", "variants": ["torch-fp32", "gguf-f16", "gguf-q4_k_m"]}],
+                                   "workload": {"prompt_tokens": 16, "output_tokens": 4, "requests": 2},
+                                   "quality": None, "cell_time_cap_s": 0.2}))
+    env = {**os.environ, "LLMBENCH_LLAMA_CPP_DIR": str(tmp_path / "no-tree")}
+    res = subprocess.run([str(CLI), "run", str(cfg), "--out", str(tmp_path / "r"), "--json"], capture_output=True,
+                         text=True, timeout=600, env=env)
+    assert res.returncode == 1, res.stderr[-1000:]
+    assert "Traceback" not in res.stderr
+    rows = {r["variant"]: r for r in json.loads(res.stdout)["rows"]}
+    assert not rows["torch-fp32"].get("error") and rows["torch-fp32"]["requests"] >= 2
+    for v in ("gguf-f16", "gguf-q4_k_m"):
+        assert "EngineUnavailable" in rows[v]["error"] and "LLMBENCH_LLAMA_CPP_DIR" in rows[v]["error"]
+
+
 def test_a_gguf_variant_on_cuda_is_refused_before_measuring():
     from llmbench.backends.registry import backend_for
     from llmbench.errors import BadInput

@@ -29,6 +29,7 @@ ALIAS = "model"
 # request costs, so the measured server runs without both (recorded in the .cmd file).
 SERVER_FLAGS = ("--no-cache-prompt", "--cache-ram", "0")
 LOG_TAIL = 10
+_ANNOUNCED = False  # the engine build was announced in this process (it is tried once: ensure_engine)
 
 
 class ServerDied(RuntimeError):
@@ -85,7 +86,9 @@ class LlamaCppBackend(HttpBackend):
         from llmbench.engines.llamacpp.gguf import GGUF_TYPES, build_gguf
         from llmbench.served.endpoint import EndpointSpec
 
-        if find_engine() is None:  # a build takes minutes: say so once, before it starts
+        global _ANNOUNCED
+        if not _ANNOUNCED and find_engine() is None:  # a build takes minutes: say so once, before it starts
+            _ANNOUNCED = True
             print("building the llama.cpp engine (once; about 5-10 minutes on 2 cores) ...", file=sys.stderr)
         self.engine = ensure_engine()
         self.engine_info = self.engine.as_json()
