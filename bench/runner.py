@@ -143,6 +143,9 @@ class Runner:
             facts = self._cell_facts(scenario, mem, cpu)
             if begun:  # the backend's own facts (a server's memory and command line) override the trackers'
                 facts.update(self._backend_facts(backend))
+                if facts.get("server_cpu_pct") is not None and facts.get("cpu_others_pct") is not None:
+                    # A managed server's CPU is the cell's own work, not other load on the machine.
+                    facts["cpu_others_pct"] = max(0.0, facts["cpu_others_pct"] - facts["server_cpu_pct"])
             self.meta.setdefault("cells", {})["|".join(key)] = facts
             self._save_meta()
 

@@ -130,6 +130,37 @@ def test_no_llama_server_is_left(killed_run):
     assert killed_run["left"] == set()
 
 
+def test_a_server_is_kept_for_a_cell_of_the_same_parallel_and_replaced_otherwise(engine, tmp_path):
+    from llmbench.backends.registry import backend_for
+    from llmbench.models.source import resolve
+    from llmbench.scenarios.base import Point
+    from llmbench.workload import Prompt
+
+    backend = backend_for("gguf-q4_k_m")(resolve("card:llama-5m"), "gguf-q4_k_m", "cpu", "float32")
+    backend.load()
+    prompts = [Prompt(ids=list(range(10, 10 + PROMPT)), output_tokens=OUTPUT)]
+    try:
+        backend.begin_cell(Point("a", parallel=1), prompts, tmp_path)
+        first = backend.server.pid
+        backend.end_cell()
+        facts = backend.cell_facts()
+        assert facts["memory_method"] == "server VmHWM" and facts["peak_rss_mb"] > 1
+        assert 0 <= facts["server_cpu_pct"] <= 100  # the runner takes it out of the 'other load' share
+        backend.begin_cell(Point("b", parallel=1), prompts, tmp_path)
+        assert backend.server.pid == first and backend.cell_facts()["server_reused"] is True
+        assert backend.endpoint.url == backend.server.url
+        backend.end_cell()
+        backend.begin_cell(Point("c", parallel=3), prompts, tmp_path)
+        assert backend.server.pid != first and first not in _servers()
+        assert backend.cell_facts()["server_ctx_size"] == 3 * (PROMPT + OUTPUT + 16)
+        backend.end_cell()
+    finally:
+        backend.close()
+    assert backend.server is None and _servers() == set()
+    assert sorted(p.name for p in (tmp_path / "servers").glob("*.cmd")) == [
+        "card_llama-5m-gguf-q4_k_m-a.cmd", "card_llama-5m-gguf-q4_k_m-c.cmd"]
+
+
 def test_an_unconvertible_architecture_is_bad_input_naming_it(tmp_path):
     folder = tmp_path / "opt-model"
     folder.mkdir()

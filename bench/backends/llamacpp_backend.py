@@ -17,7 +17,8 @@ from pathlib import Path
 
 from llmbench.backends.base import LoadedInfo
 from llmbench.backends.http_backend import HttpBackend
-from llmbench.backends.llamacpp_facts import gguf_bytes_per_token, gguf_parameters, reset_hwm, vm_hwm_mb, vm_rss_mb
+from llmbench.backends.llamacpp_facts import (cpu_seconds, gguf_bytes_per_token, gguf_parameters, reset_hwm, vm_hwm_mb,
+                                              vm_rss_mb)
 from llmbench.errors import BadInput
 
 # Each request needs its prompt, its output and a little room (llama.cpp counts a BOS/EOS, and
@@ -64,6 +65,7 @@ class LlamaCppBackend(HttpBackend):
         self.server = None
         self._parallel: int | None = None
         self._cell: dict = {}
+        self._cpu_mark: tuple[float | None, float] = (None, 0.0)
         self._model_label = source.name if source is not None else "model"
 
     # ---- before measuring ----------------------------------------------------------------------
@@ -99,7 +101,8 @@ class LlamaCppBackend(HttpBackend):
         self.info = LoadedInfo(
             parameters=gguf_parameters(self.build.path, gguf_py), size_bytes=self.build.size_bytes, device="cpu",
             dtype=GGUF_TYPES[self.variant].lower(),
-            extra={**{k: v for k, v in self.build.facts().items() if k != "size_bytes"}, "gguf_path": str(self.build.path), "gguf_sha256": self.build.sha256,
+            extra={**{k: v for k, v in self.build.facts().items() if k != "size_bytes"},
+                   "gguf_path": str(self.build.path), "gguf_sha256": self.build.sha256,
                    "gguf_type": GGUF_TYPES[self.variant], "engine": f"{self.engine.name} {self.engine.version}"})
         # The URL is the server's once a cell starts it; the tokenizer counts what usage does not say.
         self.endpoint = EndpointSpec(url="http://127.0.0.1:1/v1", model=ALIAS, api="completions", tokenizer=path)
@@ -147,7 +150,8 @@ class LlamaCppBackend(HttpBackend):
                 folder.mkdir(parents=True, exist_ok=True)
                 log_path = folder / f"{_slug(self._model_label)}-{self.variant}-{_slug(point.label)}.log"
             self._parallel = None
-            self._cell = {"server_parallel": parallel, "server_ctx_size": ctx, "server_log": str(log_path) if log_path else None}
+            self._cell = {"server_parallel": parallel, "server_ctx_size": ctx,
+                          "server_log": str(log_path) if log_path else None}
             server = self._start(parallel, ctx, log_path)
             self._parallel = parallel
             self._cell.update(server_cmd=list(server.command), server_threads=getattr(server, "threads", None),
@@ -156,6 +160,7 @@ class LlamaCppBackend(HttpBackend):
             self._cell["server_reused"] = True
             self._cell["server_start_rss_mb"] = vm_rss_mb(self.server.pid)
         self._cell["hwm_reset"] = reset_hwm(self.server.pid)
+        self._cpu_mark = (cpu_seconds(self.server.pid), time.perf_counter())
         self.endpoint = self.endpoint.model_copy(update={"url": self.server.url})
 
     def end_cell(self) -> None:
@@ -164,6 +169,12 @@ class LlamaCppBackend(HttpBackend):
         if server is None:
             return
         self._cell["peak_rss_mb"] = vm_hwm_mb(server.pid) if server.alive() else None
+        # The server's CPU share of the machine during the cell: the runner's tracker counts only
+        # this process, so without it the cell's own server would read as other load.
+        (cpu0, t0), cpu1 = self._cpu_mark, cpu_seconds(server.pid)
+        wall = time.perf_counter() - t0
+        if cpu0 is not None and cpu1 is not None and wall > 0:
+            self._cell["server_cpu_pct"] = 100.0 * (cpu1 - cpu0) / (wall * (os.cpu_count() or 1))
         if not server.alive():
             self._cell["server_died"] = server.tail(LOG_TAIL)
             self._stop()
@@ -190,7 +201,8 @@ class LlamaCppBackend(HttpBackend):
         (ServerDied, with the log's last lines) instead of becoming one error record of many."""
         res = await super().send(client, prompt)
         server = self.server
-        if res.error_kind is not None and server is not None and not await _alive_soon(server):
+        # An HTTP status came from a live server; a broken connection or stream may mean it is gone.
+        if res.error_kind not in (None, "http_status") and server is not None and not await _alive_soon(server):
             raise ServerDied(f"llama-server (pid {server.pid}) died during the cell (exit code {server.exit_code}); "
                              f"log {server.log_path}, last lines:\n{server.tail(LOG_TAIL)}")
         return res
@@ -223,7 +235,7 @@ class LlamaCppBackend(HttpBackend):
     def _stop(self) -> None:
         if self.server is not None:
             try:
-                self.server.stop()
+                self.server.close()  # stop; a temporary log (quality runs) is removed, a run's log kept
             finally:
                 self.server, self._parallel = None, None
 

@@ -5,6 +5,7 @@ from the engine's source tree) and the server process's /proc status.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -88,3 +89,16 @@ def reset_hwm(pid: int | None) -> bool:
         return True
     except OSError:
         return False
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system, all threads) a live process has used, in seconds."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            # The command name (field 2) may hold spaces: fields are counted after its closing paren.
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
