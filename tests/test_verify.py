@@ -96,23 +96,30 @@ def test_verify_through_a_real_proxy(run_dir):
     doc = json.loads(got.stdout)
     assert json.loads((run_dir / "verify.json").read_text()) == doc
 
-    assert doc["load"]["requests"] == 20 and doc["load"]["kind"] == "poisson"
+    # Scaled to this machine: the replicas its cores hold, with that share of the load (4 req/s x 5 s).
+    primary = next(k for k, v in doc["deployments"].items() if v["role"] == "primary")
+    sc, cores = doc["scale"]["deployments"][primary], doc["scale"]["cores_here"]
+    dep = next(d for d in yaml.safe_load((run_dir / "deployment.yaml").read_text())["deployments"] if d["option"] == primary)
+    assert sc["planned_replicas"] == dep["replicas"]
+    assert sc["started"] == min(dep["replicas"], max(1, cores // (dep["serving"].get("threads") or cores)))
+    n = round(4 * 5 * sc["load_share"])
+    assert doc["load"]["requests"] == n and doc["load"]["kind"] == "poisson"
     over = doc["overall"]
     _check_figures(over)
-    assert over["requests"] == 20 and over["ok"] == 20, over["errors_by_kind"]
-    primary = next(k for k, v in doc["deployments"].items() if v["role"] == "primary")
+    assert over["requests"] == n and over["ok"] == n, over["errors_by_kind"]
+    assert over["throughput"]["predicted"] == pytest.approx(4 * sc["load_share"])
     _check_figures(doc["deployments"][primary])
-    assert "simulated on the 20 requests" in doc["deployments"][primary]["predicted_source"]
+    assert f"simulated on the {n} requests" in doc["deployments"][primary]["predicted_source"]
     # The gateway's added TTFT is proxied minus direct on the same schedule.
     g = doc["gateway"]
     assert g["ttft_p50_added_ms"] == pytest.approx(g["proxied"]["ttft_p50_ms"] - g["direct"]["ttft_p50_ms"])
     assert g["ttft_p95_added_ms"] == pytest.approx(g["proxied"]["ttft_p95_ms"] - g["direct"]["ttft_p95_ms"])
-    assert g["direct"]["ok"] == g["proxied"]["ok"] == 20 and g["proxy_cpu_s"] > 0
+    assert g["direct"]["ok"] == g["proxied"]["ok"] == n and g["proxy_cpu_s"] > 0
 
     # The costs the gateway config emits come back in the proxy's responses: every request carried
     # LiteLLM's usage.cost, equal to its token counts times the config's per-token prices.
     money = doc["money"]
-    assert money["requests_with_cost"] == money["requests"] == 20
+    assert money["requests_with_cost"] == money["requests"] == n
     assert money["max_rel_diff_from_gateway_prices"] < 1e-6
     assert money["reported_usd_per_request"] == pytest.approx(money["expected_from_gateway_prices_usd_per_request"])
     assert money["planned_usd_per_request"] > 0
@@ -121,7 +128,7 @@ def test_verify_through_a_real_proxy(run_dir):
     # Requests through the proxy reached the servers: their logs show each one served.
     logs = run_dir / "verify-logs"
     served = sum(len(re.findall(r"stop processing", p.read_text())) for p in logs.glob("*.log") if p.name != "litellm.log")
-    assert served >= 2 * 20 + doc["fallback"]["succeeded"]
+    assert served >= 2 * n + doc["fallback"]["succeeded"]
 
     # The drill: none lost without an error record, none hung, the gap and the fallback's share reported.
     f = doc["fallback"]

@@ -7,6 +7,8 @@ another load, the planner's model simulated on exactly the requests sent (predic
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from llmbench.verify import compare as cmp
 from llmbench.verify.load import Arrival, LoadResult
 from llmbench.verify.predict import predict_schedule
@@ -16,8 +18,9 @@ PLAN_SOURCE = "the plan: deployment.yaml `predicted` at the deployment's planned
 
 
 def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResult, straight: LoadResult,
-                   duration_s: float, planned: bool) -> tuple[dict, dict, list[str]]:
-    """({option: block}, the overall block, notes)."""
+                   duration_s: float, share: Callable[[str], float], planned: bool) -> tuple[dict, dict, list[str]]:
+    """({option: block}, the overall block, notes). `share(option)`: the part of its planned load sent
+    here (scale.py); the planned throughput is scaled by it, the latency predictions are not."""
     opt = lambda alias: spec.by_alias(alias).option
     notes: list[str] = []
     deps: dict[str, dict] = {}
@@ -30,7 +33,7 @@ def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResul
         meas = cmp.measured([o for o in proxied.outcomes if opt(o.alias) == d.option], proxied.start, duration_s)
         direct = cmp.measured([o for o in straight.outcomes if opt(o.alias) == d.option], straight.start, duration_s)
         if planned:
-            pred, source = cmp.predicted_figures(d.predicted, d.load_rps), PLAN_SOURCE
+            pred, source = cmp.predicted_figures(d.predicted, (d.load_rps or 0.0) * share(d.option) or None), PLAN_SOURCE
         else:
             sim, source = predict_schedule(spec.run_dir, d, mine, spec.strategy)
             pred = cmp.predicted_figures(sim, len(mine) / duration_s)
@@ -38,7 +41,7 @@ def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResul
                 notes.append(f"{d.option}: {source}")
         parts.append((len(mine), pred))
         deps[d.option] = {"role": d.role, "replicas": len(d.replicas), "parallel": d.parallel,
-                          "planned_load_rps": d.load_rps, "sent_rps": len(mine) / duration_s, "predicted_source": source,
+                          "planned_load_rps": d.load_rps, "load_share_here": share(d.option), "sent_rps": len(mine) / duration_s, "predicted_source": source,
                           **cmp.compare(pred, meas, direct)}
     for d in spec.deployments:
         if d.role == "fallback" and d.option not in deps:
@@ -53,8 +56,8 @@ def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResul
         pred = cmp.blend(parts)
         notes.append("overall predictions of a routed deployment: the request-weighted mean of its deployments' "
                      "predicted percentiles (an approximation; throughputs add up)")
-    if planned:
-        pred = {**pred, "throughput": spec.target_rps or pred.get("throughput")}
+    if planned:  # the sum of the deployments' planned loads, each at its share here
+        pred = {**pred, "throughput": sum((d.load_rps or 0.0) * share(d.option) for d in spec.primaries) or pred.get("throughput")}
     overall = cmp.compare(pred, meas, direct)
     overall["queue_source"] = "TTFT - llama.cpp timings.prompt_ms, on the same schedule sent straight to the servers"
     return deps, overall, notes

@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from llmbench import __version__
 from llmbench.errors import BadInput
 from llmbench.export.servers import MAIN_ALIAS
@@ -20,7 +22,9 @@ from llmbench.verify.deploy import Fleet, VerifyFailed, check_inputs
 from llmbench.verify.drill import COMPLETIONS_NOTE, KILL_AT, analyse, chat_probe, drill_target
 from llmbench.verify.load import (Arrival, Targets, make_backend, poisson_schedule, run_load, synthetic_prompts,
                                   tokenizer_for, trace_schedule, warm_up)
+from llmbench.verify.gateway import proxy_config
 from llmbench.verify.proxy import Proxy
+from llmbench.verify.scale import scale_to_machine
 from llmbench.verify.spec import VerifySpec, read_spec
 from llmbench.verify.workload import run_prompts
 
@@ -50,18 +54,33 @@ def parse_load(spec: VerifySpec, load: str) -> tuple[float, Path | None]:
     return rps, None
 
 
-def _schedule(spec: VerifySpec, rps: float, trace: Path | None, duration_s: float, tokenizer, seed: int) -> tuple[list[Arrival], dict]:
-    route = (lambda p: spec.route(len(p.ids))) if spec.classes else (lambda p: MAIN_ALIAS)
+def _route(spec: VerifySpec) -> Callable:
+    return (lambda p: spec.route(len(p.ids))) if spec.classes else (lambda p: MAIN_ALIAS)
+
+
+def _thin(arrivals: list[Arrival], keep: Callable[[str], float], seed: int) -> list[Arrival]:
+    """Keep each arrival with probability keep(alias) (a thinned Poisson stream is Poisson)."""
+    if all(keep(a.alias) >= 1.0 for a in arrivals):
+        return arrivals
+    rng = np.random.default_rng(seed + 7)
+    return [a for a in arrivals if rng.random() < keep(a.alias)]
+
+
+def _schedule(spec: VerifySpec, rps: float, trace: Path | None, duration_s: float, tokenizer, seed: int,
+              share: Callable[[str], float]) -> tuple[list[Arrival], dict]:
+    """The arrivals of this machine's share: at rps x the largest share, thinned per alias to its own."""
+    aliases = [c.alias for c in spec.classes] or [MAIN_ALIAS]
+    top = max(share(a) for a in aliases)
+    keep = lambda alias: share(alias) / top
     if trace is None:
-        prompts = run_prompts(spec, tokenizer)
-        arr = poisson_schedule(prompts, rps, duration_s, route, seed)
-        return arr, {"kind": "poisson", "rps": rps, "prompts": "the run's workload (its seed)"}
+        arr = poisson_schedule(run_prompts(spec, tokenizer), rps * top, duration_s, _route(spec), seed)
+        return _thin(arr, keep, seed), {"kind": "poisson", "rps": rps, "prompts": "the run's workload (its seed)"}
     from llmbench.planner.trace import load_trace
 
     tr = load_trace(trace)
     slot = min((d.slot_tokens for d in spec.primaries if d.slot_tokens), default=None)
-    arr, facts = trace_schedule(tr, rps, duration_s, synthetic_prompts(tokenizer, seed), route, slot)
-    return arr, {"kind": "trace", "rps": rps, "trace": str(trace), "trace_requests": len(tr.requests), **facts}
+    arr, facts = trace_schedule(tr, rps * top, duration_s, synthetic_prompts(tokenizer, seed), _route(spec), slot)
+    return _thin(arr, keep, seed), {"kind": "trace", "rps": rps, "trace": str(trace), "trace_requests": len(tr.requests), **facts}
 
 
 def _targets(spec: VerifySpec, aliases: set[str], url_of: Callable[[str], list[tuple[str, str]]], tok, timeout_s: float) -> Targets:
@@ -74,14 +93,24 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
     """Run the check on a results folder and write RUN/verify.json; the document."""
     spec = read_spec(run_dir)
     rps, trace = parse_load(spec, load)
+    scale = scale_to_machine(spec)
+    dropped = scale.dropped_ports(spec)
+    spec = scale.apply(spec)
     startable = [d for d in spec.deployments if d.startable]
     check_inputs(startable)
     logs = spec.run_dir / LOG_DIR
-    proxy = Proxy(spec.gateway, logs / "litellm.log", spec.key_envs())  # BadInput when litellm is missing
+    config, gw_notes, cache_off = proxy_config(spec.gateway, spec.gateway_cfg, dropped)
+
+    def opt_share(option: str) -> float:
+        """The part of a deployment's load sent here: its replicas here, less its cache hits when the cache is off."""
+        d = next(x for x in spec.deployments if x.option == option)
+        return scale.share(option) * ((1.0 - d.cache_share) if cache_off else 1.0)
+    share = lambda alias: opt_share(spec.by_alias(alias).option)
+    proxy = Proxy(config, logs / "litellm.log", spec.key_envs())  # BadInput when litellm is missing
     fleet = Fleet(spec.deployments, logs)
     tok = tokenizer_for(spec.primaries[0].model)
     seed = int((spec.meta.get("config") or {}).get("seed") or 0)
-    arrivals, load_doc = _schedule(spec, rps, trace, duration_s, tok, seed)
+    arrivals, load_doc = _schedule(spec, rps, trace, duration_s, tok, seed, share)
     if not arrivals:
         raise BadInput(f"--duration {duration_s:g} s at {rps:g} req/s schedules no request: give a longer duration")
     aliases = {a.alias for a in arrivals}
@@ -104,23 +133,24 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
         proxied = run_load(arrivals, via_proxy, headers, timeout_s)
         proxy_cpu = (proxy.cpu_seconds() or 0.0) - (cpu0 or 0.0)
         straight = run_load(arrivals, direct, {}, timeout_s)
-        fallback = _drill(spec, fleet, via_proxy, headers, rps, duration_s, timeout_s, tok, seed, progress) if drill else \
+        fallback = _drill(spec, fleet, via_proxy, headers, rps, duration_s, timeout_s, tok, seed, share, progress) if drill else \
             {"skipped": True, "reason": "turned off (--no-drill)"}
     finally:
         proxy.stop()
         fleet.stop()
-    doc = _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight, fallback, fleet, proxy, proxy_cpu)
+    doc = _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight, fallback, fleet, proxy, proxy_cpu, scale,
+                    opt_share)
+    doc["notes"] = gw_notes + doc["notes"]
     write_json(spec.run_dir / "verify.json", doc)
     return doc
 
 
-def _drill(spec, fleet, via_proxy, headers, rps, duration_s, timeout_s, tok, seed, progress) -> dict:
+def _drill(spec, fleet, via_proxy, headers, rps, duration_s, timeout_s, tok, seed, share, progress) -> dict:
     target, fbs = drill_target(spec)
     if target is None:
         return {"skipped": True, "reason": fbs}
     span = min(DRILL_MAX_S, max(DRILL_MIN_S, duration_s / 2))
-    route = (lambda p: spec.route(len(p.ids))) if spec.classes else (lambda p: MAIN_ALIAS)
-    arrivals = poisson_schedule(run_prompts(spec, tok), rps, span, route, seed + 1)
+    arrivals, _ = _schedule(spec, rps, None, span, tok, seed + 1, share)
     progress(f"fallback drill: {len(arrivals)} requests over {span:g} s; {target.option}'s servers killed at {span * KILL_AT:.1f} s")
     killed = {"deployment": target.option, "pids": []}
     res = run_load(arrivals, via_proxy, headers, timeout_s,
@@ -134,11 +164,16 @@ def _drill(spec, fleet, via_proxy, headers, rps, duration_s, timeout_s, tok, see
     return doc
 
 
-def _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight, fallback, fleet, proxy, proxy_cpu) -> dict:
+def _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight, fallback, fleet, proxy, proxy_cpu, scale,
+              opt_share) -> dict:
     from llmbench.verify.figures import per_deployment
 
-    deps, overall, notes = per_deployment(spec, arrivals, proxied, straight, duration_s, planned=load_doc["kind"] == "poisson"
-                                          and load_doc["rps"] == spec.target_rps)
+    deps, overall, notes = per_deployment(spec, arrivals, proxied, straight, duration_s, opt_share,
+                                          planned=load_doc["kind"] == "poisson" and load_doc["rps"] == spec.target_rps)
+    if scale.scaled:
+        notes.append(f"scaled to this machine ({scale.cores} cores): " + "; ".join(
+            f"{o}: {scale.started[o]} of {scale.planned[o]} replicas, {scale.share(o):.3g} of its load"
+            for o in scale.planned if scale.started[o] < scale.planned[o]))
     line, detail = cmp.verdict(overall)
     planned_cost = sum((d.cost_per_request or 0.0) * (d.load_rps or 0.0) for d in spec.primaries) / \
         (sum(d.load_rps or 0.0 for d in spec.primaries) or 1.0) if any(d.cost_per_request for d in spec.primaries) else None
@@ -146,6 +181,7 @@ def _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight
     return {
         "run_id": spec.run_id, "run_dir": str(spec.run_dir), "llmbench_version": __version__,
         "verified_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "mode": spec.mode,
+        "scale": scale.describe(),
         "load": {**load_doc, "duration_s": duration_s, "requests": len(arrivals), "offered_rps": len(arrivals) / duration_s,
                  "timeout_s": timeout_s, "arrivals": "open loop: each request sent at its scheduled time"},
         "units": {"ttft": "ms", "e2el": "ms", "queue": "ms", "throughput": "requests/s", "money": "USD per request",
@@ -159,6 +195,6 @@ def _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight
         "fallback": fallback,
         "verdict": line, "verdict_detail": detail,
         "started": {"servers": [{"deployment": o, "command": c} for o, cs in fleet.commands().items() for c in cs],
-                    "proxy": {"command": proxy.command, "config": str(spec.gateway), "log": str(proxy.log_path)}},
+                    "proxy": {"command": proxy.command, "config": str(proxy.config), "log": str(proxy.log_path)}},
         "notes": notes,
     }

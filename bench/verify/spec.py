@@ -47,24 +47,32 @@ class Deployment:
     prices: dict = field(default_factory=dict)  # {input_cost_per_token, output_cost_per_token} in the gateway
     gguf_sha256: str | None = None
     variant: str | None = None
+    cache_share: float = 0.0  # the share of its requests the plan has the semantic cache serve
+
+    def _flag(self, *names: str) -> str | None:
+        argv = self.replicas[0].argv if self.replicas else []
+        for i, a in enumerate(argv[:-1]):
+            if a in names:
+                return argv[i + 1]
+        return None
+
+    @property
+    def threads(self) -> int | None:
+        """Threads one replica computes with (-t), None when its command leaves it to llama-server."""
+        t = self._flag("--threads", "-t")
+        return int(t) if t and t.isdigit() else None
 
     @property
     def parallel(self) -> int:
         """Requests one replica serves at once (its --parallel)."""
-        argv = self.replicas[0].argv if self.replicas else []
-        for i, a in enumerate(argv[:-1]):
-            if a in ("--parallel", "-np"):
-                return int(argv[i + 1])
-        return 1
+        n = self._flag("--parallel", "-np")
+        return int(n) if n and n.isdigit() else 1
 
     @property
     def slot_tokens(self) -> int | None:
         """Context per slot (--ctx-size / --parallel): the longest prompt + output a request may have."""
-        argv = self.replicas[0].argv if self.replicas else []
-        for i, a in enumerate(argv[:-1]):
-            if a in ("--ctx-size", "-c"):
-                return int(argv[i + 1]) // self.parallel
-        return None
+        c = self._flag("--ctx-size", "-c")
+        return int(c) // self.parallel if c and c.isdigit() else None
 
     @property
     def startable(self) -> bool:
@@ -177,6 +185,7 @@ def read_spec(run_dir: str | Path) -> VerifySpec:
     gateway = run / "gateway" / "litellm.yaml"
     cfg = _read(gateway, "gateway/litellm.yaml", yaml.safe_load)
     prices = _prices(cfg)
+    options = {o.get("id"): o for o in rec.get("options") or []}
     deps = []
     for i, d in enumerate(dep["deployments"]):
         if d.get("kind") == "sidecar":
@@ -189,7 +198,8 @@ def read_spec(run_dir: str | Path) -> VerifySpec:
             replicas=_replicas(d, where) if serving.get("engine") == LLAMA_CPP else [],
             predicted=d.get("predicted"), load_rps=d.get("load_rps"), cost_per_request=d.get("cost_per_request_usd"),
             model=str(d.get("model")), prices=prices.get(str(d.get("option")), {}),
-            gguf_sha256=(serving.get("gguf") or {}).get("sha256"), variant=d.get("variant")))
+            gguf_sha256=(serving.get("gguf") or {}).get("sha256"), variant=d.get("variant"),
+            cache_share=float(((options.get(d.get("option")) or {}).get("cache") or {}).get("served_from_cache_rate") or 0.0)))
         script = (serving.get("start") or {}).get("script")
         if deps[-1].startable and (not script or not (run / script).is_file()):
             raise BadInput(f"{where}: its start script {script or 'deploy/serve-*.sh'} is missing from {run}")

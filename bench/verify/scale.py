@@ -1,0 +1,69 @@
+"""The plan scaled to this machine.
+
+A plan's replicas are machines of its hardware profile, each computing with all of its cores;
+this machine holds as many replicas as its cores allow (cores // threads per replica, at least
+one). verify starts that many of each deployment and sends that share of its load: with random
+balancing each replica of the full deployment sees a Poisson stream of load / replicas, which is
+what each started replica gets here, so the plan's latency percentiles stand as they are and its
+throughput scales by the same share. (Under least-busy balancing the per-replica stream is
+smoother than Poisson: the scaled check is then slightly pessimistic.)
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from llmbench.verify.spec import VerifySpec
+
+
+def machine_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass
+class Scale:
+    """How many replicas of each deployment run here, and the share of its load they take."""
+
+    cores: int
+    started: dict[str, int]
+    planned: dict[str, int]
+
+    def share(self, option: str) -> float:
+        return self.started[option] / self.planned[option] if self.planned.get(option) else 1.0
+
+    @property
+    def scaled(self) -> bool:
+        return any(self.started[o] < self.planned[o] for o in self.planned)
+
+    def apply(self, spec: VerifySpec) -> VerifySpec:
+        """The spec with only the replicas started here (the first ones, on the first ports)."""
+        deps = [dataclasses.replace(d, replicas=d.replicas[:self.started[d.option]]) if d.option in self.started else d
+                for d in spec.deployments]
+        return dataclasses.replace(spec, deployments=deps)
+
+    def dropped_ports(self, spec: VerifySpec) -> set[int]:
+        """Ports of the replicas not started here (the gateway must not send to them)."""
+        return {r.port for d in spec.deployments if d.option in self.started for r in d.replicas[self.started[d.option]:]}
+
+    def describe(self) -> dict:
+        return {"cores_here": self.cores, "deployments": {o: {"planned_replicas": self.planned[o], "started": self.started[o],
+                                                            "load_share": self.share(o)} for o in self.planned},
+                "rule": "replicas here = min(planned, cores // threads per replica, at least 1); each deployment's "
+                        "load is sent at the same share, so every started replica gets what one replica of the "
+                        "full deployment would"}
+
+
+def scale_to_machine(spec: VerifySpec, cores: int | None = None) -> Scale:
+    """The replicas of each startable deployment this machine can run side by side."""
+    cores = cores or machine_cores()
+    started, planned = {}, {}
+    for d in spec.deployments:
+        if not d.startable:
+            continue
+        planned[d.option] = len(d.replicas)
+        started[d.option] = min(len(d.replicas), max(1, cores // (d.threads or cores)))
+    return Scale(cores, started, planned)
