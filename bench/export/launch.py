@@ -24,9 +24,11 @@ def replica_count(server: dict) -> int:
 
 
 def slots(server: dict, option: dict) -> int:
-    """Requests one replica serves at once: the batch its plan sized it with, else the option's
-    plan's, else the batch size it was measured at."""
-    return max(1, int(server.get("plan_max_batch") or (option.get("plan") or {}).get("max_batch") or option.get("batch_size") or 1))
+    """Requests one replica serves at once: the slots (a served option's planned --parallel) or batch
+    its plan sized it with, else the option's plan's, else the batch size it was measured at."""
+    plan = option.get("plan") or {}
+    return max(1, int(server.get("plan_parallel") or server.get("plan_max_batch") or plan.get("parallel")
+                      or plan.get("max_batch") or option.get("batch_size") or 1))
 
 
 def _fallback_llama_argv(server: str, model: str, *, port: int, parallel: int, ctx_size: int, threads: int | None,

@@ -81,7 +81,7 @@ def _server(o: dict, role: str, plan: dict | None, load: float | None, first_por
         "rpm": rpm, "tpm": int(rpm * tokens) if rpm and tokens else None,
         "predicted": plan.get("predicted"), "quality": o.get("quality"), "quality_status": o.get("quality_status"),
         "notes": [n for n in plan.get("notes") or [] if role == "fallback"][:1] or None,
-        "sidecars": plan.get("sidecars") or [], "aliases": [], "fallbacks": [], "plan_max_batch": plan.get("max_batch"),
+        "sidecars": plan.get("sidecars") or [], "aliases": [], "fallbacks": [], "plan_max_batch": plan.get("max_batch"), "plan_parallel": plan.get("parallel"),
     }
     if self_hosted:
         out["launch"] = launch(out, o, first_port)

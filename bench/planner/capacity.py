@@ -19,13 +19,12 @@ from llmbench.errors import BadInput
 from llmbench.hardware_profiles import HardwareProfile
 from llmbench.planner.context import split_over_context
 from llmbench.planner.extrapolation import extrapolation
-from llmbench.planner.idle import fit_idle_penalty
+from llmbench.planner.fitting import fit_option, is_served, option_rows
 from llmbench.planner.queue import DEFAULT_POLICY, POLICIES, Policy, Requests, poisson_requests
 from llmbench.planner.search import (NO_SLO_UTILIZATION, POISSON_MIN, check_slos, max_sustainable_rps, plan_at_batch,
                                      saturation_rps)
-from llmbench.planner.service import (FIT_SCENARIOS, ServiceModel, fit_rows, fit_service, observations_from_records,
-                                      observations_from_rows)
-from llmbench.planner.sweep import observations as sweep_observations
+from llmbench.planner.served import SERVED_NOTE
+from llmbench.planner.service import FIT_SCENARIOS
 from llmbench.planner.trace import Trace, load_trace
 from llmbench.slo import SLO
 
@@ -108,29 +107,8 @@ def _prediction(sim, check: dict) -> dict:
     }
 
 
-def _fit(rows: list[dict], records: list, prefill_sweep: dict | None) -> tuple[ServiceModel, list, dict | None]:
-    """The service model (with the sweep's points scaled to the run's level), the fit's records, sweep facts."""
-    scenarios = {r.get("scenario") for r in rows}
-    recs = [r for r in records if r.scenario in scenarios and r.point in {x.get("point") for x in rows}]
-    if not recs:
-        return fit_service(observations_from_rows(rows), "summary rows"), recs, None
-    obs = observations_from_records(recs)
-    service = fit_service(obs, "request log")
-    facts = None
-    if prefill_sweep and prefill_sweep.get("points"):
-        # The sweep contributes the shape, the run the level: scale by the median of run fit / sweep
-        # over the overlap lengths (inside the run's measured range).
-        overlap = [p for p in prefill_sweep["points"] if p.get("overlap")] or prefill_sweep["points"][:1]
-        ratios = [service.prefill_ms(1, p["prompt_tokens"]) / t for p in overlap for t in p["prefill_ms"] if t > 0]
-        scale = float(np.median(ratios)) if ratios else 1.0
-        service = fit_service(obs + sweep_observations(prefill_sweep, scale), "request log + prefill sweep")
-        facts = {"prompt_tokens": [p["prompt_tokens"] for p in prefill_sweep["points"]],
-                 "prefill_ms_median": [float(np.median(p["prefill_ms"])) for p in prefill_sweep["points"]],
-                 "overlap_prompt_tokens": [p["prompt_tokens"] for p in overlap], "scale_to_run": scale,
-                 "measured_at": prefill_sweep.get("measured_at"), "reused": prefill_sweep.get("reused"),
-                 "not_measured_over_budget": prefill_sweep.get("not_measured_over_budget") or []}
-    service.idle_penalty = fit_idle_penalty(service, records)
-    return service, recs, facts
+# The option's model and the records it rests on (fitting.py); `_fit` is the name verify imports.
+_fit = fit_option
 
 
 def _unreliable(rows: list[dict]) -> list[dict]:
@@ -157,10 +135,11 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
     `validation` (validate.validate_option's result) is reported as the prediction error.
     """
     validate_limits(max_batch, max_replicas, policy)
-    rows = fit_rows(rows)
+    records = [r for r in (records or []) if r.ok]
+    served = is_served(rows, records)
+    rows = option_rows(rows, records)
     if not rows:
         raise BadInput("no successful summary rows to plan from")
-    records = [r for r in (records or []) if r.ok]
     service, recs, sweep_facts = _fit(rows, records, prefill_sweep)
     prompts, outputs = _measured_lengths(rows, recs)
     if prompt_filter is not None:
@@ -193,7 +172,9 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
                         "during the run, so the long-prompt figures carry that uncertainty")
                      + (f"; {', '.join(map(str, sweep_facts['not_measured_over_budget']))} tokens not measured (they would "
                         "have taken longer than the sweep's time budget)" if sweep_facts["not_measured_over_budget"] else ""))
-    if service.idle_penalty is not None:
+    if served:
+        notes.append(SERVED_NOTE)
+    elif service.idle_penalty is not None:
         pen = service.idle_penalty.describe()
         notes.append(f"after-idle slowdown measured on this run's concurrency points: batches that start after an idle "
                      f"gap took {pen['mean_extra_pct']:.0f}% longer on average (p90 x{pen['ratio_p90']:.2f}); modelled")
@@ -204,7 +185,7 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
                      "an idle gap can run much slower than back-to-back, so low and moderate loads may be optimistic")
     if any(s.metric == "itl" for s in slos):
         notes.append("ITL objectives are checked against TPOT: the model's decode steps within a batch are uniform")
-    if not {r.get("scenario") for r in rows} & set(FIT_SCENARIOS):
+    if not served and not {r.get("scenario") for r in rows} & set(FIT_SCENARIOS):
         notes.append("fitted on concurrency measurements (queueing subtracted), not on queue-free ones")
     shaky = _unreliable(rows)
     if shaky:
@@ -218,8 +199,9 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
     best = min(tried, key=lambda t: (not t["meets"], t["replicas"], t["sim"].percentile("e2el_ms", 95)))
     notes += best["notes"]
     if len(tried) > 1:
-        notes.append("max batch chosen among the measured sizes (fewest replicas, then lowest p95 E2EL): " +
-                     ", ".join(f"b={t['batch']}: {t['replicas']} replicas{'' if t['meets'] else ' (misses)'}" for t in tried))
+        what = "slots per replica (--parallel)" if served else "max batch"
+        notes.append(f"{what} chosen among the measured sizes (fewest replicas, then lowest p95 E2EL): " +
+                     ", ".join(f"{'parallel' if served else 'b'}={t['batch']}: {t['replicas']} replicas{'' if t['meets'] else ' (misses)'}" for t in tried))
     replicas, sim, check = best["replicas"], best["sim"], best["check"]
     per_replica_usd = hardware.usd_per_hour * hardware.devices
     cost_h = replicas * per_replica_usd
@@ -232,6 +214,8 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
     return {
         "replicas": int(replicas),
         "max_batch": best["batch"],
+        # A served option's slots per replica: the --parallel its deployment starts llama-server with.
+        **({"parallel": best["batch"], "server_model": "continuous batching"} if served else {}),
         "policy": policy,
         "hardware": hardware.name,
         "usd_per_hour_per_replica": per_replica_usd,

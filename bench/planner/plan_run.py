@@ -21,6 +21,7 @@ from llmbench.planner.capacity import (DEFAULT_MAX_REPLICAS, HOURS_PER_MONTH, pl
                                        validate_rps)
 from llmbench.planner.context import context_tokens
 from llmbench.planner.queue import DEFAULT_POLICY
+from llmbench.planner.served import served_records
 from llmbench.planner.service import FIT_SCENARIOS
 from llmbench.planner.sweep import TOTAL_BUDGET_S, sweep_for, sweep_lengths
 from llmbench.planner.trace import Trace, load_trace
@@ -92,18 +93,6 @@ def _sweep(run_dir: RunDir, meta: dict, m: str, v: str, recs: list, tr: Trace | 
         return None, f"prefill sweep failed ({exc}): prompts beyond {widths.max():g} tokens are extrapolated from the run's measurements"
 
 
-# usage_source of requests measured over HTTP (a server's usage, or counted by the client's tokenizer).
-_SERVED_SOURCES = ("server", "tokenizer", "chunks")
-SERVED_NOTE = ("served variant: planned as a queue served one request at a time per replica, fitted on its "
-               "single-stream cell; the server batches continuously over its --parallel slots, which this model "
-               "does not capture, so capacity here is a lower bound (its concurrency cells show what it reached)")
-
-
-def served_records(recs: list) -> bool:
-    """Whether an option's requests were measured through a server (llama.cpp, an endpoint)."""
-    return any(getattr(r, "usage_source", None) in _SERVED_SOURCES for r in recs)
-
-
 def _cheapest_first(o: dict) -> tuple:
     """The recommender's order (recommend/choose.py cost_key): cost, then the faster at p95, then the name,
     so that equal-cost options are ranked the same way in plan.json and in the decision."""
@@ -157,7 +146,6 @@ def plan_run(run_dir: RunDir, slos: list[SLO], rps: float | None = None, trace: 
             entry["notes"] = entry.get("notes", []) + [sweep_note]
         if served_records(recs) and "error" not in entry:
             entry["served"] = True
-            entry["notes"] = entry.get("notes", []) + [SERVED_NOTE]
         if validation is None:
             entry["notes"] = [n for n in entry.get("notes", []) if not n.startswith("prediction error")] + [
                 f"prediction error: this run has no concurrency rate points to check against; the planner's check "

@@ -111,12 +111,17 @@ class SimResult:
 
 def simulate(reqs: Requests, service: Service, replicas: int = 1, max_batch: int = 8, policy: Policy = "jsq",
              seed: int = 0) -> SimResult:
-    """Run the requests (sorted by arrival) through `replicas` static-batching servers.
+    """Run the requests (sorted by arrival) through `replicas` static-batching servers (a served
+    engine's ContinuousModel: continuous-batching servers of `max_batch` slots, continuous.py).
 
     When the service carries `duration_ratios` (measured / modelled batch durations), each batch's
     timing is scaled by one drawn at random (seeded: the same draws for every replica count); with
     an `idle_penalty`, a batch that starts after the replica sat idle draws from its factors instead.
     """
+    if getattr(service, "continuous", False):  # a served engine: max_batch is its --parallel slots
+        from llmbench.planner.continuous import simulate_continuous
+
+        return simulate_continuous(reqs, service, replicas, max_batch, policy, seed)  # type: ignore[arg-type]
     if replicas < 1 or max_batch < 1:
         raise ValueError("replicas and max_batch must be at least 1")
     if policy not in POLICIES:

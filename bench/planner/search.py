@@ -51,6 +51,10 @@ def saturation_rps(service: ServiceModel, prompts: np.ndarray, outputs: np.ndarr
     Beyond this rate the queue grows without bound; a static batcher never does better, since it
     takes full batches whenever the queue is long.
     """
+    if getattr(service, "continuous", False):  # every slot kept busy, simulated (continuous.py)
+        from llmbench.planner.continuous import saturation_rps as continuous_saturation
+
+        return continuous_saturation(service, prompts, outputs, max_batch, seed=seed)  # type: ignore[arg-type]
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, len(prompts), size=(samples, max_batch))
     p, o = np.asarray(prompts, float), np.asarray(outputs, int)

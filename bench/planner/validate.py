@@ -1,7 +1,9 @@
 """The planner against a measured concurrency run: predicted vs measured latency at each load level.
 
 A concurrency scenario with `rates` runs the same static-batching server the planner simulates,
-with Poisson arrivals. For each run (run_id) in the records, the service model is fitted on that
+with Poisson arrivals; for a served option (llama-server) its rate points run against a server of
+`max_batch` slots, which the planner simulates as continuous batching (continuous.py) fitted on the
+option's closed-loop cells (single-stream, clients=N) instead of its queue-free batches. For each run (run_id) in the records, the service model is fitted on that
 run's queue-free measurements (single-stream, batch) only, and each of its rate points predicted:
 
 - replay: the measured arrival times and lengths through the simulator (tests the service and
@@ -32,6 +34,8 @@ import numpy as np
 from llmbench.planner.capacity import saturation_rps
 from llmbench.planner.idle import fit_idle_penalty
 from llmbench.planner.queue import Requests, poisson_requests, simulate
+from llmbench.planner.served import closed_loop, served_records
+from llmbench.planner.served_fit import fit_continuous
 from llmbench.planner.service import FIT_SCENARIOS, fit_service, observations_from_records
 
 REPEATS = 20
@@ -63,13 +67,13 @@ def _err(pred: float, meas: float) -> float | None:
     return 100.0 * (pred - meas) / meas if meas > 0 else None
 
 
-def _by_run(records: list) -> dict[str, tuple[list, dict[str, list]]]:
+def _by_run(records: list, served: bool = False) -> dict[str, tuple[list, dict[str, list]]]:
     runs: dict[str, tuple[list, dict[str, list]]] = defaultdict(lambda: ([], defaultdict(list)))
     for r in records:
         if not (r.ok and r.e2el_ms is not None):
             continue
         fit, cells = runs[r.run_id]
-        if r.scenario in FIT_SCENARIOS:
+        if r.scenario in FIT_SCENARIOS or (served and closed_loop(r)):
             fit.append(r)
         elif r.scenario == "concurrency" and r.point.startswith("rate="):
             cells[r.point].append(r)
@@ -78,7 +82,8 @@ def _by_run(records: list) -> dict[str, tuple[list, dict[str, list]]]:
 
 def validate_option(records: list, max_batches: dict[str, int] | None = None, seed: int = 0) -> dict | None:
     """Prediction error of one option (its request records) at each measured rate point; None if none."""
-    runs = _by_run(records)
+    served = served_records(records)
+    runs = _by_run(records, served)
     if not runs:
         return None
     # Per point: measured values, replay draws and Poisson draws, pooled over runs.
@@ -88,18 +93,20 @@ def validate_option(records: list, max_batches: dict[str, int] | None = None, se
     penalties: dict[str, list[float]] = defaultdict(list)
     poisson: dict[str, list[dict]] = defaultdict(lambda: [defaultdict(list) for _ in range(REPEATS)])
     shares: dict[str, list[float]] = defaultdict(list)
+    spans: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])  # requests, measured s, replayed s (mean)
     service_sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # measured, modelled batch ms
     batch_of: dict[str, int] = {}
     services = []
     for run_id, (fit, cells) in runs.items():
-        base = fit_service(observations_from_records(fit), "request log")
+        # A served option: continuous batching fitted on its closed-loop cells (served_fit.py).
+        base = fit_continuous(fit) if served else fit_service(observations_from_records(fit), "request log")
         services.append(base.describe())
         for point, recs in cells.items():
             # The after-idle penalty never comes from the cell it predicts: from the other runs'
             # rate points when there are several runs, else from this run's other rate points.
             others = [r for rid, (_, cs) in runs.items() if rid != run_id for rs in cs.values() for r in rs] if len(runs) > 1 \
                 else [r for p, rs in cells.items() if p != point for r in rs]
-            service = replace(base, idle_penalty=fit_idle_penalty(base, others))
+            service = base if served else replace(base, idle_penalty=fit_idle_penalty(base, others))
             penalties[point].append(service.idle_penalty.mean - 1 if service.idle_penalty is not None else 0.0)
             recs = sorted(recs, key=lambda r: r.timestamp)
             rate = float(point.split("=", 1)[1])
@@ -112,6 +119,7 @@ def validate_option(records: list, max_batches: dict[str, int] | None = None, se
             reqs = Requests(arrivals - arrivals[0], prompts, outputs)
             for i in range(REPEATS):
                 sim = simulate(reqs, service, 1, batch, seed=seed + i)
+                spans[point][2] += sim.window_s / REPEATS
                 bare = simulate(reqs, base, 1, batch, seed=seed + i)
                 psim = simulate(poisson_requests(rate, len(recs), prompts, outputs, seed + i), service, 1, batch, seed=seed + i)
                 for m in METRICS:
@@ -119,8 +127,10 @@ def validate_option(records: list, max_batches: dict[str, int] | None = None, se
                     plain[point][i][m] += getattr(bare, m).tolist()
                     poisson[point][i][m] += getattr(psim, m).tolist()
             shares[point].append(rate / saturation_rps(service, prompts, outputs, batch, seed=seed))
+            spans[point][0] += len(recs)
+            spans[point][1] += max(r.timestamp + r.e2el_ms / 1e3 for r in recs) - arrivals[0]
             # How well the fitted service times carried over to this point's batches (queueing aside).
-            for o in observations_from_records(recs):
+            for o in ([] if served else observations_from_records(recs)):
                 got, model = base.observed_ms(o)
                 service_sums[point][0] += got
                 service_sums[point][1] += model
@@ -137,7 +147,10 @@ def validate_option(records: list, max_batches: dict[str, int] | None = None, se
             "runs": len(shares[point]),
             "max_batch": batch_of[point],
             "load_share_of_saturation": float(np.mean(shares[point])),
-            "service_time_measured_over_fitted": service_sums[point][0] / service_sums[point][1],
+            # Requests completed per second, from the first arrival to the last answer.
+            "throughput_req_s": {"measured": spans[point][0] / spans[point][1], "predicted": spans[point][0] / spans[point][2],
+                                 "error_pct": _err(spans[point][1], spans[point][2])},
+            "service_time_measured_over_fitted": service_sums[point][0] / service_sums[point][1] if service_sums[point][1] else None,
             "idle_penalty_extra_pct": 100 * float(np.mean(penalties[point])),
             "measured": meas,
             "predicted_replay": pred,
@@ -158,7 +171,8 @@ def validate_option(records: list, max_batches: dict[str, int] | None = None, se
     e95 = [abs(lv["error_pct"]["e2el_p95"]) for lv in levels if lv["error_pct"]["e2el_p95"] is not None]
     p95 = [abs(lv["error_pct_poisson"]["e2el_p95"]) for lv in levels if lv["error_pct_poisson"]["e2el_p95"] is not None]
     return {
-        "method": "per run: service model fitted on its single-stream/batch measurements; replay = measured arrivals "
+        "engine_model": "continuous batching (served)" if served else "static batching (in-process)",
+        "method": "per run: service model fitted on its single-stream/batch measurements (served: its closed-loop cells); replay = measured arrivals "
                   f"through the simulator; poisson = simulated runs of the same size at the rate; mean of {REPEATS} draws",
         "levels": levels,
         "max_abs_e2el_p95_error_pct": max(e95) if e95 else None,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from llmbench.errors import BadInput
+from llmbench.planner.served import row_slots, served_row
 from llmbench.recommend.api import api_prices
 from llmbench.recommend.derived import derived_options
 from llmbench.recommend.facts import quality_of
@@ -36,7 +37,10 @@ def self_hosted_options(data: RunData, include_failed: bool = False) -> list[Opt
         if not _usable(row) or (partial_failure(row) and not include_failed):
             continue
         device = row.get("device") or data.summary.get("device") or "cpu"
-        key = (row["model"], row["variant"], device, int(row.get("batch_size") or 1))
+        # A served row's "batch" is the --parallel slots it was measured with (its clients), not the
+        # batch_size 1 its requests carry: each measured slot count is its own option.
+        bs = row_slots(row) if served_row(row) else int(row.get("batch_size") or 1)
+        key = (row["model"], row["variant"], device, bs)
         rank = _SCENARIO_PREFERENCE.get(row.get("scenario"), 9)
         if key not in best or rank < _SCENARIO_PREFERENCE.get(best[key].get("scenario"), 9):
             best[key] = row
