@@ -183,8 +183,8 @@ class LlamaCppBackend(HttpBackend):
         """The cell's memory as the server's (VmHWM of its pid) and how the server was run."""
         facts = {k: v for k, v in self._cell.items() if k not in ("hwm_reset", "server_start_rss_mb")}
         peak = self._cell.get("peak_rss_mb")
-        facts.update(peak_rss_mb=peak, rss_baseline_mb=None, peak_rss_delta_mb=peak,
-                     memory_method="server VmHWM" + ("" if self._cell.get("hwm_reset") else " (since the server started)"),
+        since = "" if self._cell.get("hwm_reset") else " (since the server started)"
+        facts.update(peak_rss_mb=peak, rss_baseline_mb=None, peak_rss_delta_mb=peak, memory_method="server VmHWM" + since,
                      cuda_max_allocated_mb=None, cuda_max_reserved_mb=None)
         return facts
 
