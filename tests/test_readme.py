@@ -37,6 +37,10 @@ NOT_RUN = {
     "llmbench run": "the embedded default: tests/test_default_run.py",
     "pip install -c constraints.txt -e '.[gpu]'": "needs a GPU and the network",
     "litellm --config gateway/litellm.yaml": "tests/test_gateway_proxy.py starts a real proxy on the emitted file",
+    "llmbench engines --json": "tests/test_engines.py (test_the_real_engine_and_engines_json)",
+    "llmbench engines build": "tests/test_engines.py builds a stand-in archive through the same path; make test builds the real one",
+    "llmbench serve card:llama-5m --variant gguf-q4_k_m --port 8080 --parallel 2": "tests/test_serve_cli.py (a free port instead of 8080)",
+    "llmbench verify RUN_DIR --duration 30 --json": "tests/test_verify.py, through a real LiteLLM proxy (shorter load)",
 }
 
 
