@@ -115,7 +115,10 @@ def test_served_validation_predicts_its_rate_points():
     recs = served_run()
     sat = saturation_rps(TRUE, np.array([r.prompt_tokens for r in recs], float), np.array([r.output_tokens for r in recs]), 4)
     rate = round(0.75 * sat, 3)
-    got = validate_option(recs + rate_point(TRUE, rate), {f"rate={rate:g}": 4})
+    points = rate_point(TRUE, rate)
+    # A stream that carried no content text: ok, counted by usage, but no token times (left out).
+    points.append(points[-1].model_copy(update={"ttft_ms": None, "e2el_ms": None, "itl_ms": [], "request_id": 10_000}))
+    got = validate_option(recs + points, {f"rate={rate:g}": 4})
     assert got["engine_model"].startswith("continuous")
     level = got["levels"][0]
     assert level["max_batch"] == 4 and 0.6 < level["load_share_of_saturation"] < 0.9
@@ -140,3 +143,29 @@ def test_recommend_options_and_deployments_take_the_served_slots():
     # deployment.yaml's --parallel: the plan's slots first.
     assert slots({"plan_parallel": 4, "plan_max_batch": 4}, {"batch_size": 1}) == 4
     assert slots({}, {"plan": {"parallel": 2, "max_batch": 2}, "batch_size": 1}) == 2
+
+
+def test_verify_gets_the_served_model_through_the_planner_entry_points():
+    # verify/predict.py fits with capacity._fit on the static fit_rows and simulates with queue.simulate.
+    from test_planner_synth import batch_records, summary_rows
+
+    from llmbench.planner.capacity import _fit
+    from llmbench.planner.queue import simulate
+    from llmbench.planner.service import ServiceModel, fit_rows
+
+    recs = served_run(per_cell=20)
+    model = _fit(fit_rows(summary_rows(recs)), recs, None)[0]
+    assert isinstance(model, ContinuousModel) and model.step_batches == (1, 2, 4)
+    reqs = Requests([0.0, 0.001, 0.002], [50, 50, 50], [8, 8, 8])
+    assert list(simulate(reqs, model, 1, max_batch=4).batch_size) == [1, 2, 3]  # all three in slots at once
+    # An in-process option keeps the static-batching model.
+    static = batch_records()
+    assert type(_fit(fit_rows(summary_rows(static)), static, None)[0]) is ServiceModel
+
+
+def test_open_loop_only_is_fitted_with_a_note():
+    from llmbench.planner.fitting import fit_option
+
+    model, recs, _ = fit_option([{"variant": VARIANT, "point": "rate=3"}], rate_point(TRUE, 3.0, n=120))
+    assert isinstance(model, ContinuousModel) and len(recs) == 120
+    assert any("no closed-loop cell" in n for n in model.fit_notes)

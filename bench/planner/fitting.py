@@ -43,6 +43,13 @@ def _scale(service: ServiceModel, prefill_sweep: dict) -> tuple[list, float]:
     return overlap, float(np.median(ratios)) if ratios else 1.0
 
 
+def _open_loop_fit(records: list) -> ServiceModel:
+    service = fit_continuous(records, source="request log (open-loop points only)")
+    service.fit_notes.append("no closed-loop cell (single-stream, clients=N) measured: fitted on open-loop rate points, "
+                             "whose TTFTs include waits for a free slot (pessimistic)")
+    return service
+
+
 def fit_option(rows: list[dict], records: list, prefill_sweep: dict | None = None) -> tuple[ServiceModel, list, dict | None]:
     """(service model, the records it was fitted on, prefill-sweep facts or None) for one option.
 
@@ -50,7 +57,9 @@ def fit_option(rows: list[dict], records: list, prefill_sweep: dict | None = Non
     """
     if is_served(rows, records):
         recs = fit_records(records)
-        service = fit_continuous(recs)
+        # Only open-loop points measured: fitted on them (their TTFTs include waits for a slot).
+        service = fit_continuous(recs) if recs else _open_loop_fit(records)
+        recs = recs or [r for r in records if r.ok]
         if prefill_sweep and prefill_sweep.get("points"):
             overlap, scale = _scale(service, prefill_sweep)
             service = fit_continuous(recs, sweep_observations(prefill_sweep, scale), "request log + prefill sweep")

@@ -70,7 +70,7 @@ def _err(pred: float, meas: float) -> float | None:
 def _by_run(records: list, served: bool = False) -> dict[str, tuple[list, dict[str, list]]]:
     runs: dict[str, tuple[list, dict[str, list]]] = defaultdict(lambda: ([], defaultdict(list)))
     for r in records:
-        if not (r.ok and r.e2el_ms is not None):
+        if not (r.ok and r.e2el_ms is not None and r.ttft_ms is not None):
             continue
         fit, cells = runs[r.run_id]
         if r.scenario in FIT_SCENARIOS or (served and closed_loop(r)):
