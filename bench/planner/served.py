@@ -42,11 +42,11 @@ def served_records(records: Iterable) -> bool:
 
 
 def point_slots(point: str | None) -> int | None:
-    """Requests a closed-loop point keeps in flight ('single' 1, 'clients=N' N); None for others."""
+    """Requests a closed-loop point keeps in flight ('single' 1, 'clients=N' and 'batch=N' N); None for others."""
     p = str(point or "")
     if p == "single" or p == "sweep=sync":
         return 1
-    if p.startswith("clients="):
+    if p.startswith(("clients=", "batch=")):
         try:
             return max(1, int(p.split("=", 1)[1]))
         except ValueError:
@@ -55,11 +55,10 @@ def point_slots(point: str | None) -> int | None:
 
 
 def row_slots(row: dict) -> int:
-    """The --parallel a served row was measured with (the cell's server facts, else its clients), else
-    its static batch size."""
-    if row.get("server_parallel"):
-        return max(1, int(row["server_parallel"]))
-    return point_slots(row.get("point")) or max(1, int(row.get("batch_size") or 1))
+    """The slots a served row was measured with: the most of its server's --parallel (the cell's facts),
+    its clients and its batch size (its requests carry batch_size 1; a rate point's --parallel is its
+    scenario's max_batch)."""
+    return max(int(row.get("server_parallel") or 0), point_slots(row.get("point")) or 0, int(row.get("batch_size") or 1), 1)
 
 
 def closed_loop(record) -> bool:
