@@ -36,7 +36,7 @@ def test_a_format_spec_template_is_bad_input_before_measuring(tmp_path):
 
 
 def test_an_alias_bomb_in_a_templates_file_is_refused(tmp_path):
-    from tests.test_input_config import BOMB
+    from test_input_config import BOMB
 
     (tmp_path / "t.yaml").write_text(BOMB + 'a_v1: {user: "Q: {query}"}\n')
     (tmp_path / "v.jsonl").write_text('{"query": "x"}\n')
