@@ -109,7 +109,8 @@ def test_replicas_with_random_picks_are_independent_servers():
     sim = simulate_continuous(load, model, 2, 2, "round-robin")
     for r in (0, 1):
         mine = np.flatnonzero(sim.replica == r)
-        alone = simulate_continuous(Requests(load.arrival_s[mine], load.prompt_tokens[mine], load.output_tokens[mine]), model, 1, 2)
+        part = Requests(load.arrival_s[mine], load.prompt_tokens[mine], load.output_tokens[mine])
+        alone = simulate_continuous(part, model, 1, 2)
         assert np.allclose(alone.e2el_ms, sim.e2el_ms[mine])
     # Join-shortest-queue never does worse on the mean than round robin here, and every request ends.
     jsq = simulate_continuous(load, model, 2, 2, "least-busy")

@@ -96,7 +96,8 @@ def fit_continuous(records: Iterable, sweep_obs: list[BatchObservation] | None =
     measured = {"source": source, "requests": len(recs), "cells": len(cells), "slots_measured": list(knots),
                 "batch_sizes": list(knots), "prompt_tokens": [min(prompts), max(prompts + [o.width for o in sweep_obs])],
                 "output_tokens": [min(r.output_tokens for r in recs), max(r.output_tokens for r in recs)],
-                "kv_tokens_max": max([r.prompt_tokens + r.output_tokens for r in recs] + [o.width + o.output_max for o in sweep_obs]),
+                "kv_tokens_max": max([r.prompt_tokens + r.output_tokens for r in recs]
+                                     + [o.width + o.output_max for o in sweep_obs]),
                 "prefill_alone_requests": len(obs) if alone else 0,
                 "prefill_fit_rel_rms_pct": prefill_err, "step_fit_rel_rms_pct": step_err}
     if sweep_obs:

@@ -52,7 +52,8 @@ def _run(config: dict, out: Path) -> Path:
 
 
 def _config(model: str, variant: str, requests: int, seed: int, scenarios: list) -> dict:
-    return {"candidates": [{"card" if model.startswith("card:") else "model": model.removeprefix("card:"), "variants": [variant]}],
+    cand = {"card": model.removeprefix("card:")} if model.startswith("card:") else {"model": model}
+    return {"candidates": [{**cand, "variants": [variant]}],
             "workload": {"prompt_tokens": {"dist": "lognormal", "mean": 96, "sigma": 0.5, "min": 16, "max": 384},
                          "output_tokens": 32, "requests": requests},
             "scenarios": scenarios, "hardware": "cpu-2core", "device": "cpu", "warmup": 2, "seed": seed,
@@ -127,7 +128,8 @@ def main() -> None:
     val = validate_option(records, {p: a.parallel for p in loads})
     levels = []
     for share, rate, lv in zip(a.shares, rates, val["levels"]):
-        sizes = [sum(1 for r in records if r.point == lv["point"] and r.run_id == rid) for rid in dict.fromkeys(r.run_id for r in records)]
+        runs = dict.fromkeys(r.run_id for r in records)
+        sizes = [sum(1 for r in records if r.point == lv["point"] and r.run_id == rid) for rid in runs]
         plan = _plan_figures(model, prompts, outputs, rate, [s for s in sizes if s], a.parallel)
         meas = {"e2el_p95": lv["measured"]["e2el_ms"]["p95"], "e2el_p50": lv["measured"]["e2el_ms"]["p50"],
                 "throughput": lv["throughput_req_s"]["measured"]}
@@ -144,8 +146,9 @@ def main() -> None:
     for lv in levels:
         e, m, p = lv["error_pct"], lv["measured"], lv["plan"]
         print(f"| {lv['share']:.0%} | {lv['rate_rps']:.2f} | {np.mean([x for x in lv['load_average'] if x] or [0]):.1f} | "
-              f"{m['e2el_p95']:.0f} | {p['e2el_p95']:.0f} | {e['e2el_p95']:+.0f}% | {lv['poisson_own_fit_e2el_p95_error_pct']:+.0f}% | "
-              f"{lv['replay_e2el_p95_error_pct']:+.0f}% | {m['throughput']:.2f} | {p['throughput']:.2f} | {e['throughput']:+.1f}% |")
+              f"{m['e2el_p95']:.0f} | {p['e2el_p95']:.0f} | {e['e2el_p95']:+.0f}% | "
+              f"{lv['poisson_own_fit_e2el_p95_error_pct']:+.0f}% | {lv['replay_e2el_p95_error_pct']:+.0f}% | "
+              f"{m['throughput']:.2f} | {p['throughput']:.2f} | {e['throughput']:+.1f}% |")
     if a.json:
         a.json.write_text(json.dumps(result, indent=1))
 
