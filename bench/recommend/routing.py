@@ -31,7 +31,9 @@ def class_view(o: Option, cls: RequestClass, cells: dict[tuple, list], rows: dic
         cost = api_cost_per_1k(cls.prompt_tokens_mean, cls.output_tokens_mean, prices.get("input_usd_per_1m") or 0.0,
                                prices.get("output_usd_per_1m") or 0.0)
         return replace(o, cost_per_1k_usd=cost)
-    recs = cells.get(o.cell, [])
+    # A served request whose stream carried tokens but no text (llama.cpp withholds partial UTF-8,
+    # common on random weights) has no token times: it counts as served but has no latency here.
+    recs = [r for r in cells.get(o.cell, []) if r.e2el_ms is not None]
     mine = [r for r in recs if cls.holds(r.prompt_tokens)]
     view = replace(o, notes=list(o.notes), latency=dict(o.latency))
     if not mine or not recs:
