@@ -1,6 +1,7 @@
 """GGUF variants through llama.cpp's own converter and llama-quantize (real engine), and the cache."""
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -45,7 +46,10 @@ def _gguf_fields(engine, path, keys) -> dict:
 def test_no_gguf_package_is_installed():
     # The converter must use the gguf-py of the engine's own source tree, whose format matches the
     # binaries; an installed `gguf` from the index could be another version.
-    assert importlib.util.find_spec("gguf") is None
+    # (Reading a GGUF in process puts the engine's own gguf-py on sys.path: ask for an installed
+    # distribution, not for an importable module.)
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.distribution("gguf")
 
 
 def test_types_are_real_quantizations_of_the_card(engine, builds):
