@@ -168,5 +168,16 @@ def test_to_record_counts_from_arrival(server):
     assert rec.ttft_ms == pytest.approx((res.chunk_times[0] - arrived) * 1e3)
     assert rec.e2el_ms == pytest.approx((res.chunk_times[-1] - arrived) * 1e3)
     assert len(rec.itl_ms) == 3 and rec.output_tokens == 4 and rec.prompt_tokens == len("hello there")
-    assert rec.cost == pytest.approx(2.0 * (res.end - res.sent))  # alone in flight: all of its time
+    assert rec.cost == pytest.approx(2.0 * (res.end - res.called))  # alone in flight: all of its time
     assert rec.usage_source == "server" and rec.status == "ok" and rec.tpot_ms is not None
+    closed = to_record(res, Prompt(ids=[1], output_tokens=4, text="x"), None, ctx)  # closed loop: from the write
+    assert closed.queue_ms == 0.0 and closed.ttft_ms == pytest.approx((res.chunk_times[0] - res.sent) * 1e3)
+
+
+def test_sent_is_when_the_request_was_written(server):
+    # The client's clock starts at the write, which aiohttp does one event-loop pass after the call
+    # on Python 3.11: after the call, and before the server (same monotonic clock) read it.
+    prompt = "written"
+    res = _stream(server.url, "t0=5,d=5", n=2, prompt=prompt)
+    assert res.ok, res.error
+    assert res.called < res.sent <= _entry(server, prompt)["recv"]

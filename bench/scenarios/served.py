@@ -21,6 +21,7 @@ from typing import Any, Iterator
 from llmbench.records import RequestRecord
 from llmbench.scenarios.arrivals import arrival_gaps
 from llmbench.scenarios.served_gate import CountGate, SamplerGate
+from llmbench.served.loop import run as run_loop, sleep_until
 
 # An open-loop request is sent at its arrival time whatever is in flight: the client's pool must
 # never hold it back (queueing is the server's), so it gets at least this many connections.
@@ -139,7 +140,7 @@ class Driver:
     # ---- the loop's side -----------------------------------------------------------------------
     def _thread_main(self) -> None:
         try:
-            asyncio.run(self._main())
+            run_loop(self._main())
         except BaseException as exc:  # noqa: BLE001 - handed to the runner's thread
             self._started.set()
             self._queue.put(_Failed(_first_cause(exc)))
@@ -173,7 +174,7 @@ class Driver:
         """One closed-loop client: its next request goes out the moment its previous one ends."""
         while await phase.gate.more(phase.sent):
             prompt = phase.next_prompt()
-            await self._request(client, phase, prompt, time.perf_counter())
+            await self._request(client, phase, prompt, None)  # closed loop: from the send
 
     async def _open_loop(self, client, phase: _Phase) -> None:
         """Arrivals on a fixed schedule, each sent at its time whatever is still in flight."""
@@ -181,9 +182,7 @@ class Driver:
         due = time.perf_counter() + next(gaps)
         async with asyncio.TaskGroup() as tg:
             while True:
-                wait = due - time.perf_counter()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                await sleep_until(due)
                 if not await phase.gate.more(phase.sent):
                     break
                 lag = time.perf_counter() - due
@@ -192,7 +191,7 @@ class Driver:
                 tg.create_task(self._request(client, phase, phase.next_prompt(), due))
                 due += next(gaps)
 
-    async def _request(self, client, phase: _Phase, prompt, arrived: float) -> None:
+    async def _request(self, client, phase: _Phase, prompt, arrived: float | None) -> None:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -210,7 +209,7 @@ class Driver:
         self._queue.put(rec)
 
 
-def _to_record(res, prompt, arrived: float, ctx) -> RequestRecord:
+def _to_record(res, prompt, arrived: float | None, ctx) -> RequestRecord:
     from llmbench.served.client import to_record  # the CLIENT part: imported when first used
 
     return to_record(res, prompt, arrived, ctx)

@@ -31,9 +31,12 @@ ERROR_BODY_CHARS = 200  # of an HTTP error's body, kept in the record's error me
 
 @dataclass
 class StreamResult:
-    """One request as the client saw it. Times are time.perf_counter() seconds."""
+    """One request as the client saw it. Times are time.perf_counter() seconds. `sent` is when the
+    request's body was first handed to the socket (the transport's timing; the call where it has
+    none), `called` when the caller asked for it: the gap is the client's own send overhead."""
 
     sent: float
+    called: float = 0.0
     first_token: float | None = None
     chunk_times: list[float] = field(default_factory=list)
     end: float = 0.0
@@ -111,15 +114,17 @@ class StreamClient:
         StreamResult says what went wrong (error_kind). `asked` is the forced output length;
         `count_tokens` counts output tokens when the server sends no usage."""
         payload = json.dumps(body).encode()
-        res = StreamResult(sent=time.perf_counter())
-        mark = self._busy.start(res.sent)
+        called = time.perf_counter()
+        res = StreamResult(sent=called, called=called)
+        mark = self._busy.start(called)
+        wire: list[float] = []  # when each attempt's body was written
         try:
             # A pooled connection the server closed meanwhile fails at once, before any response:
             # send again (the time lost stays in this request's TTFT, as any client would pay it).
             # Every idle connection may be such a one, hence up to the pool's size of retries.
             for _ in range(self.concurrency + 1):
                 state = StreamState(chat=chat)
-                if not await self._request(url, payload, state, res):
+                if not await self._request(url, payload, state, res, wire):
                     break
                 res.reconnects += 1
                 # This server closes its connections: ask for that, so that none is reused stale.
@@ -129,15 +134,17 @@ class StreamClient:
         finally:  # also when the caller cancels: the busy-time split must stay right for the others
             res.end = time.perf_counter()
             res.busy_s = self._busy.stop(res.end, mark)
+            res.sent = wire[0] if wire else called  # the first attempt's: a resend's cost stays in
         self._finish(res, state, asked, count_tokens)
         return res
 
-    async def _request(self, url: str, payload: bytes, state: StreamState, res: StreamResult) -> bool:
+    async def _request(self, url: str, payload: bytes, state: StreamState, res: StreamResult,
+                       wire: list[float]) -> bool:
         """One attempt; True when it failed on a stale pooled connection (nothing recorded then)."""
         opened = False
         try:
             async with _deadline(self.timeout_s):
-                async with self._transport.post(url, payload, self._headers) as resp:
+                async with self._transport.post(url, payload, self._headers, wire) as resp:
                     opened = True
                     res.http_status = resp.status
                     if resp.status >= 400:
@@ -216,13 +223,16 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-def to_record(res: StreamResult, prompt: "Prompt", arrived: float, ctx: "CellContext") -> "RequestRecord":
-    """The request record of one streamed request. Latencies count from `arrived` (the request's
-    scheduled arrival: a client that sends late shows it as queue_ms, as in-process backends do);
-    E2EL ends at the last content chunk; ITL is the gaps between chunks."""
+def to_record(res: StreamResult, prompt: "Prompt", arrived: float | None, ctx: "CellContext") -> "RequestRecord":
+    """The request record of one streamed request. Latencies count from `arrived`, the request's
+    scheduled arrival (a client that sends late shows it as queue_ms, as in-process backends do),
+    or, with None, from when it was sent; E2EL ends at the last content chunk; ITL is the gaps
+    between chunks."""
     from llmbench.records import RequestRecord
     from llmbench.scenarios.base import _WALL_OFFSET
 
+    if arrived is None:
+        arrived = res.sent
     times = res.chunk_times
     last = times[-1] if times else None
     return RequestRecord(

@@ -7,6 +7,7 @@ transport stays for that comparison only.
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Protocol
 
@@ -31,7 +32,10 @@ class Transport(Protocol):
         already closed (llama-server closes every connection after a streamed response)."""
         ...
 
-    def post(self, url: str, body: bytes, headers: dict[str, str]): ...  # async context manager -> Response
+    def post(self, url: str, body: bytes, headers: dict[str, str], sent: list[float]):
+        """An async context manager -> Response. Appends to `sent` the time the request's body was
+        handed to the socket, where the library can tell it."""
+        ...
     async def aclose(self) -> None: ...
 
 
@@ -56,7 +60,7 @@ class AiohttpTransport:
 
         self._aiohttp = aiohttp
         self._connections = connections
-        self._options = session_options  # e.g. trace_configs (bench_client times the request's write)
+        self._options = session_options
         self._session = None
         self.timeout_errors = (asyncio.TimeoutError, TimeoutError)
         self.errors = (aiohttp.ClientError, OSError)
@@ -72,20 +76,31 @@ class AiohttpTransport:
             aiohttp = self._aiohttp
             connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=self._connections,
                                              ttl_dns_cache=300)
+            # When the request is really sent: before Python 3.12 aiohttp writes the body from a
+            # task of its own, one event-loop pass after the call, and with 64 streams in flight
+            # that pass took up to 4 ms here (BENCHMARKS.md). The trace fires as the body is written.
+            wrote = aiohttp.TraceConfig()
+            wrote.on_request_chunk_sent.append(_note_write)
+            options = dict(self._options)
+            traces = [wrote, *options.pop("trace_configs", [])]
             # No library timeout: the client applies one deadline per request itself.
             self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                                  auto_decompress=False, **self._options)
+                                                  auto_decompress=False, trace_configs=traces, **options)
         return self._session
 
     @asynccontextmanager
-    async def post(self, url: str, body: bytes, headers: dict[str, str]):
-        async with self._open().post(url, data=body, headers=headers) as resp:
+    async def post(self, url: str, body: bytes, headers: dict[str, str], sent: list[float]):
+        async with self._open().post(url, data=body, headers=headers, trace_request_ctx=sent) as resp:
             yield _AiohttpResponse(resp)
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _note_write(session, ctx, params) -> None:
+    ctx.trace_request_ctx.append(time.perf_counter())
 
 
 class _HttpxResponse:
@@ -122,7 +137,8 @@ class HttpxTransport:
         return isinstance(exc, self._stale)
 
     @asynccontextmanager
-    async def post(self, url: str, body: bytes, headers: dict[str, str]):
+    async def post(self, url: str, body: bytes, headers: dict[str, str], sent: list[float]):
+        sent.append(time.perf_counter())  # httpx has no hook at the write: the call is the nearest
         async with self._client.stream("POST", url, content=body, headers=headers) as resp:
             yield _HttpxResponse(resp)
 

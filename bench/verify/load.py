@@ -20,6 +20,7 @@ import numpy as np
 from llmbench.backends.http_backend import HttpBackend, load_tokenizer
 from llmbench.served.client import StreamClient, StreamResult
 from llmbench.served.endpoint import EndpointSpec
+from llmbench.served.loop import run as run_loop, sleep_until
 from llmbench.workload import Prompt
 
 POOL = 256  # connections: an open-loop send must never wait for one
@@ -157,7 +158,7 @@ async def _drive(arrivals: list[Arrival], targets: Targets, client: CostClient,
     result = LoadResult([], start, 0.0)
 
     async def event(name: str, at: float, fn: Callable[[], object]) -> None:
-        await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
+        await sleep_until(start + at)
         result.events[name] = time.perf_counter()
         fn()
 
@@ -167,9 +168,7 @@ async def _drive(arrivals: list[Arrival], targets: Targets, client: CostClient,
                 tg.create_task(event(name, at, fn))
             for a in arrivals:
                 due = start + a.at
-                wait = due - time.perf_counter()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                await sleep_until(due)
                 tg.create_task(_one(targets, client, a, due, result.outcomes))
     finally:
         await client.aclose()
@@ -181,7 +180,7 @@ def run_load(arrivals: list[Arrival], targets: Targets, headers: dict[str, str],
              events: list[tuple[str, float, Callable[[], object]]] = ()) -> LoadResult:
     """Send the schedule (events fire at their times, e.g. a kill) and wait for every request."""
     client = CostClient(POOL, timeout_s, headers=headers)
-    return asyncio.run(_drive(arrivals, targets, client, list(events)))
+    return run_loop(_drive(arrivals, targets, client, list(events)))
 
 
 def send_one_by_one(backends: list[HttpBackend], prompts: list[Prompt], headers: dict[str, str], timeout_s: float,
@@ -197,7 +196,7 @@ def send_one_by_one(backends: list[HttpBackend], prompts: list[Prompt], headers:
         finally:
             await client.aclose()
         return out
-    return asyncio.run(go())
+    return run_loop(go())
 
 
 def warm_up(targets: Targets, prompts: list[Prompt], headers: dict[str, str], timeout_s: float) -> int:

@@ -7,10 +7,10 @@ The scripted server (tests/served_fixture.py) runs in its own process and writes
 received each request and when it sent each content chunk (perf_counter: CLOCK_MONOTONIC, one
 clock for both processes). So the client's error is measured against what really happened, not
 only against the nominal schedule (which the server's own timer granularity blurs by ~1 ms):
-- TTFT error: client TTFT (send -> first content chunk read) minus the true TTFT (the request's
-  bytes written to the socket -> the first chunk's bytes written by the server): the client's send
-  overhead (shown apart: "send", timed by an aiohttp trace) plus its read delay. The server's lag
-  in reading the request is the server's. httpx has no such trace: its TTFT error is not shown.
+- TTFT error: client TTFT (its `sent`, the request's write timed by an aiohttp trace -> first
+  content chunk read) minus the true TTFT (bytes written to the socket -> the first chunk's bytes
+  written by the server). The server's lag in reading the request is the server's, shown apart.
+  httpx has no hook at the write: its `sent` is the call, so its error includes the send overhead.
 - ITL error: client gap between two chunks minus the server's gap between writing them.
 - delay: when the client read a chunk minus when the server wrote it.
 - CPU: the client process's CPU time (user + system) per streamed token.
@@ -19,7 +19,8 @@ chunk on one global d-ms tick, as a continuously batching server emits a step: t
 reads N chunks at once and the last one waits for the others).
 On Python 3.11 aiohttp writes a request's body from a task of its own (eagerly started only from
 3.12 on), so a request leaves one event-loop iteration after the call: with many streams in
-flight that iteration is long, and it shows in "send". Run with another interpreter to compare.
+flight that iteration is long ("send"). The client's TTFT starts at the write, so it leaves that
+overhead out.
 """
 from __future__ import annotations
 
@@ -38,24 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from served_fixture import Script, ScriptedServer  # noqa: E402
 
 from llmbench.served.client import StreamClient  # noqa: E402
+from llmbench.served.loop import run as run_loop  # noqa: E402
 
 
 async def _run(url: str, streams: int, requests_per_stream: int, tokens: int, d_ms: float, t0_ms: float,
                align: bool, transport: str, seed: int) -> tuple[list, float, float]:
     rng = random.Random(seed)
     results = []
-    written: dict[str, float] = {}  # prompt tag -> when aiohttp wrote the request to the socket
-    options = {}
-    if transport == "aiohttp":
-        import aiohttp
-
-        async def on_chunk(session, ctx, params) -> None:
-            written[json.loads(params.chunk)["prompt"]] = time.perf_counter()
-
-        trace = aiohttp.TraceConfig()
-        trace.on_request_chunk_sent.append(on_chunk)
-        options["trace_configs"] = [trace]
-    client = StreamClient(streams, timeout_s=60, transport=transport, transport_options=options)
+    client = StreamClient(streams, timeout_s=60, transport=transport)
     counter = iter(range(10**9))
 
     async def one(tag: str, n: int) -> None:
@@ -74,24 +65,26 @@ async def _run(url: str, streams: int, requests_per_stream: int, tokens: int, d_
     await asyncio.gather(*(stream_loop(s) for s in range(streams)))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     await client.aclose()
-    return [(tag, res, written.get(tag)) for tag, res in results], cpu, wall
+    return results, cpu, wall
 
 
 def _errors(results: list, log: dict, d_ms: float, t0_ms: float, align: bool) -> dict:
-    ttft_err, send, itl_err, delay, itl_nominal, tokens, failed = [], [], [], [], [], 0, 0
-    for tag, res, wrote in results:
+    ttft_err, send, read_lag, itl_err, delay, itl_nominal, tokens, failed = [], [], [], [], [], [], 0, 0
+    for tag, res in results:
         entry = log[tag]
         if not res.ok or len(res.chunk_times) != len(entry["sends"]):
             failed += 1
             continue
         sends, got = entry["sends"], res.chunk_times
         tokens += res.output_tokens
-        # The true TTFT runs from the request's bytes leaving the client (the server's own reading
-        # of them is the server's lag, not the client's error) to the first chunk's bytes leaving
-        # the server: the client's error is its send overhead plus its read delay.
-        if wrote is not None:
-            send.append((wrote - res.sent) * 1e3)
-            ttft_err.append(((got[0] - res.sent) - (sends[0] - wrote)) * 1e3)
+        # The true TTFT runs from the request's bytes entering the socket to the first chunk's bytes
+        # leaving the server. The client takes `sent` in aiohttp's trace, which fires right before
+        # that write, so its error is its delay in reading the first chunk. The server's lag in
+        # reading the request ("server read") is inside the true TTFT: a slow server is slow.
+        # "send" is the client's overhead between the call and the write, which its TTFT leaves out.
+        send.append((res.sent - res.called) * 1e3)
+        read_lag.append((entry["recv"] - res.sent) * 1e3)
+        ttft_err.append(((got[0] - res.sent) - (sends[0] - res.sent)) * 1e3)
         delay += [(g - s) * 1e3 for g, s in zip(got, sends)]
         itl_err += [((g2 - g1) - (s2 - s1)) * 1e3 for g1, g2, s1, s2 in zip(got, got[1:], sends, sends[1:])]
         itl_nominal += [(g2 - g1) * 1e3 - d_ms for g1, g2 in zip(got, got[1:])]
@@ -100,7 +93,8 @@ def _errors(results: list, log: dict, d_ms: float, t0_ms: float, align: bool) ->
         return float(np.percentile(np.abs(values), q)) if values else float("nan")
 
     return {"tokens": tokens, "failed": failed, "ttft_p50": pct(ttft_err, 50), "ttft_p99": pct(ttft_err, 99),
-            "send_p50": pct(send, 50), "send_p99": pct(send, 99),
+            "send_p50": pct(send, 50), "send_p99": pct(send, 99), "read_p50": pct(read_lag, 50),
+            "read_p99": pct(read_lag, 99),
             "itl_p50": pct(itl_err, 50), "itl_p99": pct(itl_err, 99), "delay_p50": pct(delay, 50),
             "delay_p99": pct(delay, 99), "itl_sched_p99": pct(itl_nominal, 99)}
 
@@ -164,7 +158,8 @@ def main() -> None:
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--transport", nargs="+", default=["aiohttp"], choices=["aiohttp", "httpx"])
     ap.add_argument("--layout", nargs="+", default=["staggered", "lockstep"], choices=["staggered", "lockstep"])
-    ap.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
+    ap.add_argument("--loop", default="uvloop", choices=["asyncio", "uvloop"],
+                    help="uvloop: what llmbench's client runs on (llmbench.served.loop)")
     ap.add_argument("--requests", type=int, default=4, help="requests per stream")
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--d-ms", type=float, default=10.0)
@@ -172,17 +167,14 @@ def main() -> None:
     ap.add_argument("--llama-server", help="also compare with a real llama-server binary (needs --gguf)")
     ap.add_argument("--gguf", help="the GGUF model for --llama-server")
     args = ap.parse_args()
-    if args.loop == "uvloop":
-        import uvloop
-
-        uvloop.install()
+    go = run_loop if args.loop == "uvloop" else asyncio.run
     rows = []
     with ScriptedServer(Script()) as server:
         for transport in args.transport:
             for layout in args.layout:
                 for n in args.streams:
                     align = layout == "lockstep"
-                    results, cpu, wall = asyncio.run(_run(server.url, n, args.requests, args.tokens, args.d_ms,
+                    results, cpu, wall = go(_run(server.url, n, args.requests, args.tokens, args.d_ms,
                                                           args.t0_ms, align, transport, seed=n))
                     log = {e["body"]["prompt"]: e for e in server.log()}
                     e = _errors(results, log, args.d_ms, args.t0_ms, align)
@@ -192,13 +184,14 @@ def main() -> None:
           f"one chunk every {args.d_ms:g} ms, first after {args.t0_ms:g} ms; Python {sys.version.split()[0]}, "
           f"{args.loop} loop; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores. Errors are |client - server| in ms.\n")
-    print("| transport | layout | streams | tokens | TTFT err p50 / p99 | of which send p50 / p99 | ITL err p50 / p99 "
-          "| chunk delay p50 / p99 | ITL vs schedule p99 | client CPU per token | failed |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| transport | layout | streams | tokens | TTFT err p50 / p99 | send (left out) p50 / p99 "
+          "| server read p50 / p99 | ITL err p50 / p99 | chunk delay p50 / p99 | ITL vs schedule p99 "
+          "| client CPU per token | failed |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for transport, layout, n, e, cpu, wall in rows:
         per_tok = 1e6 * cpu / e["tokens"] if e["tokens"] else float("nan")
         print(f"| {transport} | {layout} | {n} | {e['tokens']} | {e['ttft_p50']:.3f} / {e['ttft_p99']:.3f} | "
-              f"{e['send_p50']:.3f} / {e['send_p99']:.3f} | "
+              f"{e['send_p50']:.3f} / {e['send_p99']:.3f} | {e['read_p50']:.3f} / {e['read_p99']:.3f} | "
               f"{e['itl_p50']:.3f} / {e['itl_p99']:.3f} | {e['delay_p50']:.3f} / {e['delay_p99']:.3f} | "
               f"{e['itl_sched_p99']:.3f} | {per_tok:.1f} us | {e['failed']} |")
     if args.llama_server:
