@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import socket
 from pathlib import Path
 
+from llmbench.engines.llamacpp import reaper
 from llmbench.engines.llamacpp.info import EngineInfo
 from llmbench.engines.llamacpp.server import HOST, ManagedServer, ServerFailed
 from llmbench.errors import BadInput
@@ -149,16 +151,11 @@ class Fleet:
 
     def kill(self, option: str) -> list[int]:
         """SIGKILL the deployment's servers at once (a crash, not a shutdown); their pids."""
-        import signal
-
         pids = []
         for s in self.servers.get(option, []):
             if s.pid is not None:
                 pids.append(s.pid)
-                try:
-                    os.killpg(s.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                reaper.signal_group(s.pid, signal.SIGKILL)
         return pids
 
     def stop(self) -> None:

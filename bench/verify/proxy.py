@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -124,24 +123,14 @@ class Proxy:
         return total / tick
 
     def tail(self, n: int = 10) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-n:]).replace(self.key, "***")
+        return reaper.tail_lines(self.log_path, n).replace(self.key, "***")
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM to its process group, SIGKILL after `grace_s`; idempotent."""
         proc, self._proc = self._proc, None
         reaper.unregister(id(self))
         if proc is not None:
-            _killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-            _killpg(proc.pid, signal.SIGKILL)  # anything left in its group, leader included
-            proc.wait()
+            reaper.stop_group(proc, grace_s)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -155,10 +144,3 @@ class Proxy:
                 self.log_path.write_bytes(text.replace(self.key.encode(), b"***"))
         except OSError:
             pass
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -14,8 +14,10 @@ import atexit
 import ctypes
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
@@ -85,3 +87,32 @@ def _install_signal_hooks() -> None:
                 os.kill(os.getpid(), signum)
 
         signal.signal(sig, handler)
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Send `sig` to a process group that may already be gone."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM to the process group `proc` leads (started with start_new_session), then SIGKILL
+    to whatever is left in it after `grace_s`, leader included; waits for the leader."""
+    signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    signal_group(proc.pid, signal.SIGKILL)  # children that outlived their leader, too
+    proc.wait()
+
+
+def tail_lines(path: Path, n: int) -> str:
+    """The last `n` lines of a log file ("" when it cannot be read)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])

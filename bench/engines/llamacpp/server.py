@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import tempfile
@@ -144,24 +143,14 @@ class ManagedServer:
 
     def tail(self, n: int = 10) -> str:
         """The last `n` lines of the server's log."""
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-n:])
+        return reaper.tail_lines(self.log_path, n)
 
     def stop(self, grace_s: float = 5) -> None:
         """SIGTERM to the process group, SIGKILL after `grace_s`; idempotent."""
         proc, self._proc = self._proc, None
         reaper.unregister(id(self))
         if proc is not None:
-            _signal_group(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-            _signal_group(proc.pid, signal.SIGKILL)  # anything left in the group, leader included
-            proc.wait()
+            reaper.stop_group(proc, grace_s)
         if self._log_fh is not None:
             self._log_fh.close()
             self._log_fh = None
@@ -178,10 +167,3 @@ class ManagedServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
