@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from llmbench.served.client import StreamClient, _BusyShare, to_record
+from llmbench.served.client import StreamClient, StreamResult, _BusyShare, to_record
 from llmbench.served.sse import MalformedStream, SSEParser
 from served_fixture import TOKEN, Script, ScriptedServer
 
@@ -181,3 +181,18 @@ def test_sent_is_when_the_request_was_written(server):
     res = _stream(server.url, "t0=5,d=5", n=2, prompt=prompt)
     assert res.ok, res.error
     assert res.called < res.sent <= _entry(server, prompt)["recv"]
+
+
+def test_the_cost_a_gateway_reports_is_kept():
+    # A LiteLLM proxy puts the request's price in the last chunk's usage (usage.cost).
+    from llmbench.served.sse import StreamState
+
+    state = StreamState(chat=False)
+    state.apply({"choices": [{"text": " a", "finish_reason": "length"}]})
+    state.apply({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1, "cost": 4.17e-06}})
+    res = StreamResult(sent=0.0, chunk_times=[0.1])
+    StreamClient._finish(res, state, 1, None)
+    assert res.reported_cost == 4.17e-06 and res.output_tokens == 1 and res.usage_source == "server"
+    state.usage["cost"] = "free"  # not a number: no cost, rather than a wrong one
+    StreamClient._finish(res, state, 1, None)
+    assert res.reported_cost is None

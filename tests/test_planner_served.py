@@ -146,10 +146,10 @@ def test_recommend_options_and_deployments_take_the_served_slots():
 
 
 def test_verify_gets_the_served_model_through_the_planner_entry_points():
-    # verify/predict.py fits with capacity._fit on the static fit_rows and simulates with queue.simulate.
+    # verify/predict.py fits with fitting.fit_option on the static fit_rows and simulates with queue.simulate.
     from test_planner_synth import batch_records, summary_rows
 
-    from llmbench.planner.capacity import _fit
+    from llmbench.planner.fitting import fit_option as _fit
     from llmbench.planner.queue import simulate
     from llmbench.planner.service import ServiceModel, fit_rows
 

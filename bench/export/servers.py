@@ -21,7 +21,7 @@ def served_name(o: dict) -> str:
     return slug(f"{o.get('label') or short_model(o['model'])}-{o.get('variant') or ''}")
 
 
-def _class_alias(cls: dict) -> str:
+def class_alias(cls: dict) -> str:
     return slug(f"{MAIN_ALIAS}-{cls['name'].split(' ')[0]}")
 
 
@@ -131,7 +131,7 @@ def servers(rec: dict) -> tuple[list[dict], dict[str, list[str]]]:
         for e in classes:  # a deployment taking several classes takes the sum of their shares
             share[e["option"]] = share.get(e["option"], 0.0) + e["class"]["share"]
         for e in classes:
-            alias = _class_alias(e["class"])
+            alias = class_alias(e["class"])
             add(e["option"], alias, "primary", rec["routing"]["plans"].get(e["option"]), rps * share[e["option"]] if rps else None)
             fallbacks[alias] = e.get("fallbacks") or []
         main = classes[-1]  # the longest prompts' option also serves the shorter ones within the SLO

@@ -94,7 +94,7 @@ def _stats(d: dict) -> dict:
     return {k: float(v) for k, v in d.items()}
 
 
-def _prediction(sim, check: dict) -> dict:
+def prediction(sim, check: dict) -> dict:
     return {
         "ttft_ms": _stats(sim.stats("ttft_ms")),
         "e2el_ms": _stats(sim.stats("e2el_ms")),
@@ -107,8 +107,6 @@ def _prediction(sim, check: dict) -> dict:
     }
 
 
-# The option's model and the records it rests on (fitting.py); `_fit` is the name verify imports.
-_fit = fit_option
 
 
 def _unreliable(rows: list[dict]) -> list[dict]:
@@ -140,7 +138,7 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
     rows = option_rows(rows, records)
     if not rows:
         raise BadInput("no successful summary rows to plan from")
-    service, recs, sweep_facts = _fit(rows, records, prefill_sweep)
+    service, recs, sweep_facts = fit_option(rows, records, prefill_sweep)
     prompts, outputs = _measured_lengths(rows, recs)
     if prompt_filter is not None:
         keep = np.array([bool(prompt_filter(p)) for p in prompts])
@@ -223,7 +221,7 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
         "cost_per_month": cost_h * HOURS_PER_MONTH,
         "load": load,
         **ctx,
-        "predicted": _prediction(sim, check),
+        "predicted": prediction(sim, check),
         "slo_check": check["slos"],
         "meets_slo": best["meets"],
         "binding": best["binding"],

@@ -51,6 +51,7 @@ class StreamResult:
     finish_reason: str | None = None
     busy_s: float = 0.0  # this request's share of the time the endpoint had requests in flight
     reconnects: int = 0  # sends repeated on a new connection because a pooled one was already closed
+    reported_cost: float | None = None  # the cost the server put in its usage (a LiteLLM proxy's usage.cost)
 
     @property
     def ok(self) -> bool:
@@ -206,6 +207,8 @@ class StreamClient:
         usage = state.usage or {}
         completion, prompt = usage.get("completion_tokens"), usage.get("prompt_tokens")
         res.prompt_tokens = prompt if isinstance(prompt, int) and not isinstance(prompt, bool) else None
+        cost = usage.get("cost")
+        res.reported_cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
         if isinstance(completion, int) and not isinstance(completion, bool):
             res.output_tokens, res.usage_source = completion, "server"
         elif count_tokens is not None and state.texts:

@@ -60,15 +60,6 @@ class LoadResult:
     events: dict[str, float] = field(default_factory=dict)  # name -> perf_counter when it fired
 
 
-class CostClient(StreamClient):
-    """The streaming client, keeping the cost LiteLLM reports in the stream's usage (usage.cost)."""
-
-    def _finish(self, res, state, asked, count_tokens) -> None:  # type: ignore[override]
-        StreamClient._finish(res, state, asked, count_tokens)
-        cost = (state.usage or {}).get("cost")
-        res.reported_cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
-
-
 def make_backend(url: str, model: str, tokenizer, timeout_s: float, api: str = "completions") -> HttpBackend:
     """An HttpBackend for one OpenAI-compatible URL (the proxy's, or one replica's)."""
     b = HttpBackend(None, "http", "endpoint", "unknown")
@@ -142,17 +133,17 @@ def tokenizer_for(model: str):
     return load_tokenizer(model if model.startswith("card:") else model)
 
 
-async def _one(targets: Targets, client: CostClient, a: Arrival, due: float, out: list[Outcome]) -> None:
+async def _one(targets: Targets, client: StreamClient, a: Arrival, due: float, out: list[Outcome]) -> None:
     b = targets.pick(a.alias)
     targets._busy[id(b)] = targets._busy.get(id(b), 0) + 1
     try:
         res = await b.send(client, a.prompt)
     finally:
         targets._busy[id(b)] -= 1
-    out.append(Outcome(a.alias, b.endpoint.url, due, res, getattr(res, "reported_cost", None)))
+    out.append(Outcome(a.alias, b.endpoint.url, due, res, res.reported_cost))
 
 
-async def _drive(arrivals: list[Arrival], targets: Targets, client: CostClient,
+async def _drive(arrivals: list[Arrival], targets: Targets, client: StreamClient,
                  events: list[tuple[str, float, Callable[[], object]]]) -> LoadResult:
     start = time.perf_counter() + LEAD_S
     result = LoadResult([], start, 0.0)
@@ -179,7 +170,7 @@ async def _drive(arrivals: list[Arrival], targets: Targets, client: CostClient,
 def run_load(arrivals: list[Arrival], targets: Targets, headers: dict[str, str], timeout_s: float,
              events: list[tuple[str, float, Callable[[], object]]] = ()) -> LoadResult:
     """Send the schedule (events fire at their times, e.g. a kill) and wait for every request."""
-    client = CostClient(POOL, timeout_s, headers=headers)
+    client = StreamClient(POOL, timeout_s, headers=headers)
     return run_loop(_drive(arrivals, targets, client, list(events)))
 
 
@@ -187,7 +178,7 @@ def send_one_by_one(backends: list[HttpBackend], prompts: list[Prompt], headers:
                     per_backend: int = 2) -> list[StreamResult]:
     """`per_backend` requests to each backend, one at a time (warm-ups, probes); their results."""
     async def go() -> list[StreamResult]:
-        client = CostClient(4, timeout_s, headers=headers)
+        client = StreamClient(4, timeout_s, headers=headers)
         out = []
         try:
             for b in backends:

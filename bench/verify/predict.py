@@ -32,7 +32,8 @@ def predict_schedule(run_dir: Path, dep: Deployment, arrivals: list[Arrival], st
     if len(arrivals) < 2:
         return None, "fewer than two requests: nothing to simulate"
     try:
-        from llmbench.planner.capacity import _fit, _prediction
+        from llmbench.planner.capacity import prediction
+        from llmbench.planner.fitting import fit_option
         from llmbench.planner.queue import Requests, policy_for_strategy, simulate
         from llmbench.planner.search import check_slos
         from llmbench.planner.service import fit_rows
@@ -43,12 +44,12 @@ def predict_schedule(run_dir: Path, dep: Deployment, arrivals: list[Arrival], st
         records = [r for r in data.records if r.model == dep.model and r.variant == dep.variant and r.ok]
         if not rows:
             return None, f"no measured rows of {dep.option} to fit the planner's model on"
-        service = _fit(rows, records, None)[0]
+        service = fit_option(rows, records, None)[0]
         reqs = Requests(np.array([a.at for a in arrivals]), np.array([len(a.prompt.ids) for a in arrivals], float),
                         np.array([max(1, a.prompt.output_tokens) for a in arrivals]))
         sim = simulate(reqs, service, replicas=max(1, len(dep.replicas)), max_batch=dep.parallel,
                        policy=policy_for_strategy(strategy))
-        pred = _prediction(sim, check_slos(sim, [], None))
+        pred = prediction(sim, check_slos(sim, [], None))
     except Exception as exc:  # noqa: BLE001 - no prediction is reported as such, the measurement still stands
         return None, f"the planner could not predict this load ({type(exc).__name__}: {str(exc)[:200]})"
     return pred, (f"the planner's model of {dep.option} simulated on the {len(arrivals)} requests sent to it "

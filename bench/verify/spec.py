@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from llmbench.errors import BadInput
-from llmbench.export.servers import MAIN_ALIAS, _class_alias
+from llmbench.export.servers import MAIN_ALIAS, class_alias
 
 LLAMA_CPP = "llama.cpp"
 _ENV_REF = re.compile(r"^os\.environ/([A-Za-z_][A-Za-z0-9_]*)$")
@@ -213,7 +213,7 @@ def read_spec(run_dir: str | Path) -> VerifySpec:
         for e in (rec.get("routing") or {}).get("classes") or []:
             if e.get("option"):
                 c = e["class"]
-                classes.append(RouteClass(_class_alias(c), int(c.get("lo") or 0), c.get("hi"), float(c.get("share") or 0), e["option"]))
+                classes.append(RouteClass(class_alias(c), int(c.get("lo") or 0), c.get("hi"), float(c.get("share") or 0), e["option"]))
     return VerifySpec(run_dir=run, run_id=str(dep.get("run_id") or rec.get("run_id")), mode=str(rec.get("mode")),
                       target_rps=dep.get("target_rps"), strategy=(dep.get("load_balancing") or {}).get("gateway_strategy"),
                       deployments=deps, classes=classes, fallbacks=dict(dep.get("fallbacks") or {}), gateway=gateway,

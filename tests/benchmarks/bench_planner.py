@@ -125,7 +125,7 @@ def prefill_check(run_path: Path, model: str, variant: str, held_out: list[int])
     """Held-out long-prompt prefill against the quadratic fit (run + sweep) and the linear run-only fit."""
     import numpy as np
 
-    from llmbench.planner.capacity import _fit
+    from llmbench.planner.fitting import fit_option as _fit
     from llmbench.planner.context import context_tokens
     from llmbench.planner.service import FIT_SCENARIOS, fit_rows
     from llmbench.planner.sweep import measure, sweep_for, sweep_lengths
