@@ -107,6 +107,8 @@ def test_the_next_cells_are_measured_on_fresh_servers(killed_run):
         assert f"--parallel {parallel} " in cmd and "--host 127.0.0.1" in cmd
         assert f"-c {parallel * (PROMPT + OUTPUT + 16)} " in cmd  # parallel x (prompt + output + margin)
         assert cell["memory_method"].startswith("server VmHWM") and 5 < cell["peak_rss_mb"] < 2000
+        # The cold start (spawn -> the first token served) comes after the server said it was ready.
+        assert 0 < cell["server_ready_s"] < cell["cold_start_s"] < 60
     cmds = sorted((killed_run["out"] / "servers").glob("*.cmd"))
     assert {"--parallel 1" in c.read_text() for c in cmds} == {True, False} and len(cmds) == 3
     assert killed_run["meta"]["engines"]["llama.cpp"]["version"]
@@ -147,7 +149,9 @@ def test_a_server_is_kept_for_a_cell_of_the_same_parallel_and_replaced_otherwise
         assert facts["memory_method"] == "server VmHWM" and facts["peak_rss_mb"] > 1
         assert 0 <= facts["server_cpu_pct"] <= 100  # the runner takes it out of the 'other load' share
         backend.begin_cell(Point("b", parallel=1), prompts, tmp_path)
-        assert backend.server.pid == first and backend.cell_facts()["server_reused"] is True
+        reused = backend.cell_facts()
+        assert backend.server.pid == first and reused["server_reused"] is True
+        assert "cold_start_s" not in reused and "server_ready_s" not in reused  # this cell started nothing
         assert backend.endpoint.url == backend.server.url
         backend.end_cell()
         backend.begin_cell(Point("c", parallel=3), prompts, tmp_path)

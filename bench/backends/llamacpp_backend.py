@@ -155,9 +155,12 @@ class LlamaCppBackend(HttpBackend):
             server = self._start(parallel, ctx, log_path)
             self._parallel = parallel
             self._cell.update(server_cmd=list(server.command), server_threads=getattr(server, "threads", None),
-                              server_reused=False, server_start_rss_mb=vm_rss_mb(server.pid))
+                              server_reused=False, server_start_rss_mb=vm_rss_mb(server.pid),
+                              server_ready_s=server.ready_s, cold_start_s=None)
         else:
             self._cell["server_reused"] = True
+            for started in ("server_ready_s", "cold_start_s"):  # this cell did not start it
+                self._cell.pop(started, None)
             self._cell["server_start_rss_mb"] = vm_rss_mb(self.server.pid)
         self._cell["hwm_reset"] = reset_hwm(self.server.pid)
         self._cpu_mark = (cpu_seconds(self.server.pid), time.perf_counter())
@@ -201,6 +204,10 @@ class LlamaCppBackend(HttpBackend):
         (ServerDied, with the log's last lines) instead of becoming one error record of many."""
         res = await super().send(client, prompt)
         server = self.server
+        # A scale-up's cost (the autoscaling planner's): spawn -> the first token this server sent.
+        if "cold_start_s" in self._cell and res.first_token is not None and server is not None and server.spawned_at:
+            took, known = res.first_token - server.spawned_at, self._cell["cold_start_s"]
+            self._cell["cold_start_s"] = took if known is None else min(known, took)  # the first token of all
         # An HTTP status came from a live server; a broken connection or stream may mean it is gone.
         if res.error_kind not in (None, "http_status") and server is not None and not await _alive_soon(server):
             raise ServerDied(f"llama-server (pid {server.pid}) died during the cell (exit code {server.exit_code}); "

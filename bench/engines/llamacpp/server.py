@@ -70,6 +70,8 @@ class ManagedServer:
         self.log_path = Path(log_path)
         self._proc: subprocess.Popen | None = None
         self._log_fh = None
+        self.spawned_at: float | None = None  # perf_counter at the spawn that came up (a cold start's origin)
+        self.ready_s: float | None = None  # spawn -> /health 200
 
     @property
     def command(self) -> list[str]:
@@ -96,6 +98,7 @@ class ManagedServer:
             self._spawn()
             problem = self._wait_healthy(timeout_s)
             if problem is None:
+                self.ready_s = time.perf_counter() - self.spawned_at
                 return self
             bind_race = _BIND_FAILED.search(self.tail(20)) is not None
             self.stop()
@@ -109,6 +112,7 @@ class ManagedServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.cmd_path.write_text(shlex.join(self.command) + "\n")
         self._log_fh = open(self.log_path, "ab")
+        self.spawned_at = time.perf_counter()
         self._proc = subprocess.Popen(
             self.command, stdin=subprocess.DEVNULL, stdout=self._log_fh, stderr=subprocess.STDOUT, env=self.engine.env(),
             start_new_session=True, preexec_fn=reaper.child_setup(os.getpid()), close_fds=True)
