@@ -240,6 +240,17 @@ class CacheConfig(Strict):
     target_false_hit: float = Field(0.05, gt=0, lt=1)
     verifier: Path | None = Field(None, description="a cache profile fitted on your own labelled pairs "
                                                     "(python -m llmbench.optimizers.cache.fit --pairs ... --out ...)")
+    gateway: Literal["llmbench", "qdrant"] = Field("llmbench", description="the cache the gateway config deploys: "
+                                                   "llmbench's own inside the proxy (no extra server), or LiteLLM's on Qdrant")
+    qdrant_url: str | None = Field(None, description="the Qdrant vector store's URL (gateway: qdrant)")
+    qdrant_api_key_env: str = Field("QDRANT_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                    description="the variable holding Qdrant's key (the config names it, never its value)")
+
+    @model_validator(mode="after")
+    def _qdrant_needs_url(self) -> "CacheConfig":
+        if self.gateway == "qdrant" and not self.qdrant_url:
+            raise ValueError("cache.gateway: qdrant needs cache.qdrant_url (the vector store's URL)")
+        return self
 
 
 class PlanConfig(Strict):

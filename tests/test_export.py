@@ -8,6 +8,8 @@ import re
 import pytest
 import yaml
 
+from llmbench.export.litellm import PLUGIN
+
 from llmbench.export.writer import write_exports
 from llmbench.export.yamlio import dump, float_text
 from llmbench.recommend.engine import recommend
@@ -45,7 +47,7 @@ def test_litellm_config_has_costs_limits_fallbacks_and_cache(exported, gateway):
     assert rec["mode"] == "routing"
     names = {m["model_name"] for m in gateway["model_list"]}
     assert {"llmbench", "llmbench-short", "llmbench-long"} <= names
-    assert sum("api_base" in m["litellm_params"] for m in gateway["model_list"]) >= 3  # small, big, embedder
+    assert sum("api_base" in m["litellm_params"] for m in gateway["model_list"]) >= 2  # small, big (no embedder entry)
     for m in gateway["model_list"]:
         p = m["litellm_params"]
         assert isinstance(p["input_cost_per_token"], float) and isinstance(p["output_cost_per_token"], float)
@@ -63,7 +65,15 @@ def test_litellm_config_has_costs_limits_fallbacks_and_cache(exported, gateway):
     assert ls["cache"] is all(o["cache"] for o in deployed)
     # The cache is one switch for all traffic: the routed classes share the chosen option's setting.
     assert {bool(o["cache"]) for o in deployed} == {bool(rec["recommended"]["cache"])} == {ls["cache"]}
-    assert ls["cache_params"]["similarity_threshold"] == 0.87 and ls["cache_params"]["type"] == "qdrant-semantic"
+    # By default llmbench's own cache runs inside the proxy: LiteLLM's local cache, the plug-in as its
+    # storage, the run's fitted rule and threshold stated in callback_settings.
+    assert ls["cache_params"]["type"] == "local" and ls["callbacks"] == [PLUGIN]
+    assert list(ls) == ["cache", "cache_params", "callbacks"]  # the cache exists before the plug-in is imported
+    setting = rec["cache"]["setting"]
+    want = setting["verifier"] if setting["rule"] == "verifier" else "cosine"
+    assert gateway["callback_settings"]["llmbench_cache"]["verifier"] == want
+    assert gateway["callback_settings"]["llmbench_cache"]["threshold"] == setting["threshold"]
+    assert "llmbench-embedding" not in {m["model_name"] for m in gateway["model_list"]}
 
 
 def test_no_secret_only_environment_references(exported, gateway):
@@ -137,12 +147,15 @@ def test_the_gateway_gets_plain_cosine_when_the_simulation_ran_the_verifier(tmp_
     doc["setting"].update({"rule": "verifier", "threshold": 0.757})
     del doc["gateway"]  # a cache.json without its own gateway block: the cosine baseline is the gateway's
     doc["sweep"]["verifier"] = doc["sweep"]["cosine"]
+    doc["deploy"] = {"gateway": "qdrant", "qdrant_url": "http://127.0.0.1:6333", "qdrant_api_key_env": "MY_QDRANT_KEY"}
     run = make_run(tmp_path / "run", CELLS, params={"small": 5_000_000, "big": 50_000_000}, extra_files={"cache.json": doc})
     rec = recommend(load_run(run), parse_slo("e2el_p95=320ms"), rps=40.0)
     write_exports(rec, tmp_path / "out")
     text = (tmp_path / "out" / "gateway" / "litellm.yaml").read_text()
     assert yaml.safe_load(text)["litellm_settings"]["cache_params"]["similarity_threshold"] == 0.89
     assert "plain cosine >= 0.89" in text and "0.757" not in text
+    params = yaml.safe_load(text)["litellm_settings"]["cache_params"]
+    assert params["qdrant_api_base"] == "http://127.0.0.1:6333" and params["qdrant_api_key"] == "os.environ/MY_QDRANT_KEY"
     cached = [o for o in rec["options"] if o["id"].endswith("+cache")]
     # 0.89 serves the one exact duplicate of 104 pairs: 1 of 208 requests served, none wrongly.
     assert cached and all(o["cache"]["served_from_cache_rate"] == pytest.approx(1 / 208) for o in cached)

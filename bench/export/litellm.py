@@ -2,7 +2,9 @@
 
 Self-hosted options are reached as `openai/<served name>` on the OpenAI-compatible servers the start
 scripts in deploy/ run (llama.cpp's llama-server, or vLLM on a GPU), one entry per replica and port;
-API keys are only ever `os.environ/NAME` references, never values.
+API keys are only ever `os.environ/NAME` references, never values. The semantic cache is llmbench's
+own, inside the proxy (optimizers/cache/litellm_plugin.py), unless the run's config asks for
+LiteLLM's qdrant-semantic cache with a vector-store URL (cache.gateway: qdrant, cache.qdrant_url).
 """
 from __future__ import annotations
 
@@ -71,23 +73,68 @@ def cache_chosen(rec: dict) -> bool:
     return bool(deployed) and all(o.get("cache") for o in deployed)
 
 
-def _cache_settings(rec: dict) -> dict:
+PLUGIN = "llmbench.optimizers.cache.litellm_plugin.semantic_cache"
+PLUGIN_SETTINGS_KEY = "llmbench_cache"  # callback_settings key the plug-in reads (litellm_plugin.SETTINGS_KEY)
+PLUGIN_CALL_TYPES = ["atext_completion", "text_completion", "acompletion", "completion"]
+
+
+def cache_store(rec: dict) -> str:
+    """Which semantic cache the gateway runs: 'llmbench' (in the proxy, the default) or 'qdrant'."""
+    return ((rec.get("cache") or {}).get("deploy") or {}).get("gateway") or "llmbench"
+
+
+def plugin_settings(rec: dict) -> dict:
+    """The plug-in's rule: the run's fitted setting (its verifier or plain cosine, and threshold), else
+    plain cosine at the conservative default."""
+    cache = rec.get("cache") or {}
+    setting = cache.get("setting") or {}
+    if setting.get("threshold") is None:
+        return {"verifier": "cosine", "threshold": UNMEASURED_THRESHOLD, "profile": "default"}
+    if setting.get("rule") == "verifier" and setting.get("verifier"):
+        out = {"verifier": setting["verifier"], "threshold": float(setting["threshold"]), "profile": "default"}
+    else:  # plain cosine; a verifier without its name can only be replaced by its cosine baseline
+        gw = _gateway_cache(rec) or {}
+        threshold = setting["threshold"] if setting.get("rule") == "cosine" else gw.get("threshold", UNMEASURED_THRESHOLD)
+        out = {"verifier": "cosine", "threshold": float(threshold), "profile": "default"}
+    if setting.get("candidates"):
+        out["candidates"] = int(setting["candidates"])
+    return out
+
+
+def _cache_settings(rec: dict) -> tuple[dict, dict | None]:
+    """(litellm_settings, callback_settings or None)."""
     cache = _gateway_cache(rec)
     measured = bool(cache and cache.get("threshold") is not None)
-    threshold = float(cache["threshold"]) if measured else UNMEASURED_THRESHOLD
     # The block is always there to switch on; it is on only when the chosen option has the cache.
     on = measured and cache_chosen(rec)
+    if cache_store(rec) == "llmbench":
+        # LiteLLM's own cache machinery (hits replayed as streams, streamed misses stored) over
+        # llmbench's storage, which the callback installs when the proxy imports it.
+        return ({"cache": on, "cache_params": {"type": "local", "supported_call_types": PLUGIN_CALL_TYPES},
+                 "callbacks": [PLUGIN]}, {PLUGIN_SETTINGS_KEY: plugin_settings(rec)})
+    deploy = (rec.get("cache") or {}).get("deploy") or {}
+    threshold = float(cache["threshold"]) if measured else UNMEASURED_THRESHOLD
     return {
         "cache": on,
         "cache_params": {
             "type": "qdrant-semantic",
+            "qdrant_api_base": deploy.get("qdrant_url"),
+            "qdrant_api_key": f"os.environ/{deploy.get('qdrant_api_key_env') or 'QDRANT_API_KEY'}",
             "similarity_threshold": threshold,
             "qdrant_semantic_cache_embedding_model": EMBEDDING_ALIAS,
             "qdrant_semantic_cache_vector_size": EMBEDDING_DIM,
             "qdrant_collection_name": "llmbench-semantic-cache",
             "qdrant_quantization_config": "binary",
         },
-    }
+    }, None
+
+
+def _embedding_entry() -> dict:
+    return {"model_name": EMBEDDING_ALIAS,
+            "litellm_params": {"model": f"openai/{EMBEDDING_MODEL}", "api_base": f"http://localhost:{EMBEDDING_PORT}/v1",
+                               "api_key": "os.environ/LLMBENCH_EMBEDDING_API_KEY",
+                               "input_cost_per_token": 0.0, "output_cost_per_token": 0.0},
+            "model_info": {"id": EMBEDDING_ALIAS, "mode": "embedding", "llmbench_role": "semantic-cache embedder"}}
 
 
 def litellm_config(rec: dict) -> dict:
@@ -95,14 +142,10 @@ def litellm_config(rec: dict) -> dict:
     srv, fallbacks = servers(rec)
     strategy = (rec.get("gateway_routing") or {}).get("litellm_strategy") or "simple-shuffle"
     model_list = [e for s in srv for alias in s["aliases"] for e in _entries(alias, s)]
-    model_list.append({
-        "model_name": EMBEDDING_ALIAS,
-        "litellm_params": {"model": f"openai/{EMBEDDING_MODEL}", "api_base": f"http://localhost:{EMBEDDING_PORT}/v1",
-                           "api_key": "os.environ/LLMBENCH_EMBEDDING_API_KEY",
-                           "input_cost_per_token": 0.0, "output_cost_per_token": 0.0},
-        "model_info": {"id": EMBEDDING_ALIAS, "mode": "embedding", "llmbench_role": "semantic-cache embedder"},
-    })
-    return {
+    settings, callback_settings = _cache_settings(rec)
+    if callback_settings is None:  # LiteLLM's qdrant cache embeds through a model entry
+        model_list.append(_embedding_entry())
+    doc = {
         "model_list": model_list,
         "router_settings": {
             # The strategy the replicas were planned with (deployment.yaml's load_balancing): random
@@ -113,26 +156,43 @@ def litellm_config(rec: dict) -> dict:
             "cooldown_time": 30,
             "fallbacks": [{alias: fbs} for alias, fbs in fallbacks.items()],
         },
-        "litellm_settings": _cache_settings(rec),
+        "litellm_settings": settings,
         # The proxy refuses to start without a master key (clients send it as their bearer token):
         # read from the environment like every other secret.
         "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}"},
     }
+    if callback_settings is not None:
+        doc["callback_settings"] = callback_settings
+    return doc
+
+
+def _cache_line(rec: dict) -> str:
+    cache = _gateway_cache(rec)
+    llmbench = cache_store(rec) == "llmbench"
+    if not cache or cache.get("threshold") is None:
+        rule = (f"llmbench's cache would run plain cosine >= {UNMEASURED_THRESHOLD}" if llmbench
+                else f"{UNMEASURED_THRESHOLD} is a conservative default")
+        return f"semantic cache: not measured in this run, left off; {rule}"
+    served, wrong = cache.get("served_from_cache_rate"), cache.get("wrong_answer_rate")
+    figs = (f"{served:.1%} of requests served from cache, {wrong:.1%} answered wrongly" if served is not None and wrong is not None
+            else "share of requests served or answered wrongly not measured")
+    state = ("ON: the chosen option includes it. LiteLLM prices a cache hit at $0, so its spend figures leave out\n"
+             "the servers' fixed cost and the embedder; read the monthly cost from deployment.yaml"
+             if cache_chosen(rec) else "OFF: the chosen option does not include it (cache: true switches it on)")
+    if llmbench:
+        p = plugin_settings(rec)
+        rule = "plain cosine" if p["verifier"] == "cosine" else f"verifier {p['verifier']} (cache profile {p['profile']}) probability"
+        return (f"semantic cache {state}.\nllmbench's cache runs inside the proxy (callbacks: {PLUGIN}; no extra server):\n"
+                f"MiniLM embeddings, the Numba index, exact repeats first, then {rule} >= {p['threshold']}, the run's fitted\n"
+                f"setting (callback_settings.{PLUGIN_SETTINGS_KEY}). The plan priced the plain-cosine figures ({figs}; "
+                f"{cache.get('traffic') or 'traffic not stated'}); `llmbench verify` measures the deployed rule")
+    return (f"semantic cache {state}.\nThe gateway's rule: plain cosine >= {cache['threshold']} from the cache simulation ({figs}; "
+            f"{cache.get('traffic') or 'traffic not stated'}); qdrant-semantic stores vectors at the URL given, its key read from\n"
+            "the variable named in qdrant_api_key, and embeds through the llmbench-embedding entry")
 
 
 def litellm_yaml(rec: dict) -> str:
-    cache = _gateway_cache(rec)
-    if not cache or cache.get("threshold") is None:
-        cache_line = f"semantic cache: not measured in this run, left off; {UNMEASURED_THRESHOLD} is a conservative default"
-    else:
-        served, wrong = cache.get("served_from_cache_rate"), cache.get("wrong_answer_rate")
-        figs = (f"{served:.1%} of requests served from cache, {wrong:.1%} answered wrongly" if served is not None and wrong is not None
-                else "share of requests served or answered wrongly not measured")
-        state = ("ON: the chosen option includes it. LiteLLM prices a cache hit at $0, so its spend figures leave out\n"
-                 "the servers' fixed cost and the embedder; read the monthly cost from deployment.yaml"
-                 if cache_chosen(rec) else "OFF: the chosen option does not include it (cache: true switches it on)")
-        cache_line = (f"semantic cache {state}.\nThe gateway's rule: plain cosine >= {cache['threshold']} from the cache simulation ({figs}; "
-                      f"{cache.get('traffic') or 'traffic not stated'})")
+    """The config as YAML with a header that says what it deploys and how to run it."""
     header = f"""LiteLLM proxy config written by llmbench for run {rec['run_id']} (mode: {rec['mode']}).
 {rec['choice']['answer']}
 Aliases: 'llmbench' takes any request; in routing mode 'llmbench-<class>' take each request class
@@ -142,7 +202,7 @@ the port its start script deploy/serve-<name>.sh runs it on; an endpoint candida
 URL. Keys are read from the environment only (os.environ/NAME); set LLMBENCH_*_API_KEY to your
 servers' keys (any value if they need none).
 Self-hosted per-token costs split each request's measured cost between prefill and decode time.
-{cache_line}; qdrant-semantic reads QDRANT_API_BASE / QDRANT_API_KEY from the environment.
+{_cache_line(rec)}.
 Set LITELLM_MASTER_KEY (sk-..., long and random): clients send it as their bearer token.
 Run: litellm --config gateway/litellm.yaml"""
     return dump(litellm_config(rec), header)

@@ -111,7 +111,9 @@ def cache_facts(doc: dict | None) -> dict | None:
         gateway = _block(doc["gateway"], doc)
     else:
         gateway = main if rule == "cosine" else base
-    return {**main, "rule": rule, "sweep": sweeps, "baseline": base, "gateway": gateway}
+    # setting (rule, verifier, threshold) and deploy (which cache the gateway runs) go to the exporter.
+    return {**main, "rule": rule, "sweep": sweeps, "baseline": base, "gateway": gateway,
+            "setting": setting or None, "deploy": doc.get("deploy")}
 
 
 # ---- prompt compression ------------------------------------------------------------------------
