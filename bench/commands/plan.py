@@ -1,4 +1,5 @@
-"""`llmbench plan RUN_DIR (--rps R | --trace FILE) [--slo ...] [--model M --variant V] [--max-replicas N] [--json]`."""
+"""`llmbench plan RUN_DIR (--rps R | --trace FILE [--autoscale [--attainment A]]) [--slo ...] [--model M --variant V]
+[--max-replicas N] [--json]`."""
 from __future__ import annotations
 
 import json
@@ -41,9 +42,14 @@ at most in all; kept in RUN_DIR/prefill_sweep.json and reused); --no-measure ext
                    "least-busy = LiteLLM's least-busy (join the shortest queue; jsq is the same), round-robin")
 @click.option("--measure/--no-measure", default=True, show_default=True,
               help="load variants again for a prefill sweep when a trace needs longer prompts than the run measured")
+@click.option("--autoscale", is_flag=True, help="with --trace: simulate scaling policies (tokens in flight, queue depth) "
+              "on the trace and pick the cheapest meeting --attainment; writes RUN_DIR/plans/autoscale-trace-<file>.json")
+@click.option("--attainment", type=float, default=0.99, show_default=True,
+              help="with --autoscale: the share of requests that must meet every SLO")
 @click.option("--json", "as_json", is_flag=True, help="print the plan as one JSON document on stdout")
 def plan(run_dir: str, rps: float | None, trace: str | None, slo: str | None, goodput: float | None, model: str | None,
-         variant: str | None, max_replicas: int, max_batch: int | None, policy: str, measure: bool, as_json: bool) -> None:
+         variant: str | None, max_replicas: int, max_batch: int | None, policy: str, measure: bool, autoscale: bool,
+         attainment: float, as_json: bool) -> None:
     """Replicas, cost and predicted latency per measured option at a load; writes RUN_DIR/plans/plan-<load>.json."""
     from rich.console import Console
 
@@ -64,6 +70,9 @@ def plan(run_dir: str, rps: float | None, trace: str | None, slo: str | None, go
         cfg = run.read_json("run.json").get("config") or {}
         slo = (cfg.get("plan") or {}).get("slo") or cfg.get("slo")
     slos = parse_slo(slo, "--slo")
+    if autoscale:
+        _autoscale(run, slos, trace, attainment, model, variant, max_replicas, max_batch, goodput, policy, measure, as_json)
+        return
     doc = plan_run(run, slos, rps=rps, trace=trace, model=model, variant=variant, max_replicas=max_replicas,
                    max_batch=max_batch, policy=policy, goodput=goodput, measure=measure)
     doc["produced_by"] = produced_by(_command_line(click.get_current_context().params), doc["load"])
@@ -81,6 +90,64 @@ def plan(run_dir: str, rps: float | None, trace: str | None, slo: str | None, go
             console.print(f"  {o['model']} {o['variant']}: {note}", markup=False)
     console.print(doc["verdict"], markup=False, style="bold")
     console.print(f"(exploratory plan written to {path}; the run's own plan.json is unchanged)", markup=False)
+
+
+def _autoscale(run, slos, trace, attainment, model, variant, max_replicas, max_batch, goodput, policy, measure, as_json) -> None:
+    """`plan --trace FILE --autoscale`: the autoscaling document, written beside the run's plans and shown."""
+    from rich.console import Console
+
+    from llmbench.errors import BadInput
+    from llmbench.planner.autoscale_plan import autoscale_path, plan_autoscale
+    from llmbench.planner.plan_run import produced_by
+    from llmbench.results import write_json
+
+    if trace is None or max_batch is not None or goodput is not None:
+        raise BadInput("--autoscale plans a trace: give --trace FILE (and neither --max-batch nor --goodput; "
+                       "--attainment is the share of requests to meet the SLO)")
+    doc = plan_autoscale(run, slos, trace, attainment, model=model, variant=variant, max_replicas=max_replicas,
+                         policy=policy, measure=measure)
+    doc["produced_by"] = produced_by(_command_line(click.get_current_context().params), doc["load"])
+    path = autoscale_path(run, trace)
+    path.parent.mkdir(exist_ok=True)
+    write_json(path, doc)
+    if as_json:
+        sys.stdout.write(json.dumps(doc, default=str) + "\n")
+        return
+    console = Console(highlight=False) if sys.stdout.isatty() else Console(width=140, highlight=False)
+    console.print(autoscale_table(doc))
+    for note in [doc["slo_source"], f"cold start {doc['cold_start_s']} s: {doc['cold_start_source']}"] + doc["notes"]:
+        console.print(f"  {note}", markup=False)
+    a, f = doc["autoscale"], doc["fixed"]
+    console.print("no policy reaches the attainment" if a is None else
+                  f"chosen: ${a['cost_per_month_usd']:,.2f}/month at {100 * a['slo_attainment']:.2f}% attainment, against the "
+                  f"fixed {f['replicas']} replica(s) at ${f['cost_per_month_usd']:,.2f}/month and {100 * f['slo_attainment']:.2f}%",
+                  markup=False, style="bold")
+    console.print(f"(autoscaling plan written to {path})", markup=False)
+
+
+def autoscale_table(doc: dict, rows: int = 10):
+    """A rich table of the fixed plan, the chosen policy and the cheapest others tried."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from llmbench.planner.autoscale_plan import knobs_label
+
+    o = doc["option"]
+    t = Table(title=Text(f"autoscaling {o['model'].removeprefix('card:')} {o['variant']} on trace "
+                         f"{Path(str(doc['load'].get('path'))).name}; SLO {', '.join(doc['slo'])}; "
+                         f"attainment >= {doc['attainment_target']:g}"))
+    for col in ("policy", "$/month", "replica-h", "mean/peak replicas", "attainment %", "scale-ups", "waited for one"):
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    chosen = doc["autoscale"]
+    seen = {knobs_label(doc["fixed"])} | ({knobs_label(chosen)} if chosen else set())
+    shown = [("fixed", doc["fixed"])] + ([("chosen", chosen)] if chosen else []) + \
+        [("", r) for r in doc["tried"] if knobs_label(r) not in seen][:rows]
+    for tag, r in shown:
+        t.add_row(Text(f"{tag + ': ' if tag else ''}{knobs_label(r)}"), f"{r['cost_per_month_usd']:,.2f}",
+                  f"{r['replica_hours']:,.2f}", f"{r['mean_replicas']:.2f} / {r['peak_replicas']}",
+                  f"{100 * r['slo_attainment']:.2f}", str(r["scale_ups"]), str(r["requests_waited_for_scale_up"]),
+                  style="bold" if tag == "chosen" else None)
+    return t
 
 
 def _command_line(params: dict) -> str:

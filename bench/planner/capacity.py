@@ -119,7 +119,7 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
                 records: Iterable | None = None, max_replicas: int = DEFAULT_MAX_REPLICAS, goodput: float | None = None,
                 policy: Policy = DEFAULT_POLICY, seed: int = 0, validation: dict | None = None,
                 context_tokens: int | None = None, prefill_sweep: dict | None = None,
-                prompt_filter: Callable[[float], bool] | None = None) -> dict:
+                prompt_filter: Callable[[float], bool] | None = None, keep: dict | None = None) -> dict:
     """Plan one option (the summary rows of one model x variant) at a rate or for a trace.
 
     Returns {replicas, max_batch, policy, cost_per_hour, cost_per_month, predicted: {ttft_ms, e2el_ms,
@@ -130,7 +130,8 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
     `context_tokens` splits out the requests that do not fit; `prefill_sweep` (sweep.sweep_for) adds
     long-prompt measurements; `prompt_filter` plans on the measured requests whose prompt length it
     accepts (a routed class), while the service is still fitted on whole measured batches;
-    `validation` (validate.validate_option's result) is reported as the prediction error.
+    `validation` (validate.validate_option's result) is reported as the prediction error; `keep`, when
+    given, receives the fitted service, the planned requests and the chosen simulation (autoscale_plan.py).
     """
     validate_limits(max_batch, max_replicas, policy)
     records = [r for r in (records or []) if r.ok]
@@ -201,6 +202,8 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
         notes.append(f"{what} chosen among the measured sizes (fewest replicas, then lowest p95 E2EL): " +
                      ", ".join(f"{'parallel' if served else 'b'}={t['batch']}: {t['replicas']} replicas{'' if t['meets'] else ' (misses)'}" for t in tried))
     replicas, sim, check = best["replicas"], best["sim"], best["check"]
+    if keep is not None:
+        keep.update(service=service, requests=reqs, sim=sim)
     per_replica_usd = hardware.usd_per_hour * hardware.devices
     cost_h = replicas * per_replica_usd
     if validation is None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmbench.planner.queue import POLICIES, Policy, Requests, SimResult, poisson_requests
+from llmbench.planner.queue import POLICIES, Policy, Requests, Scaler, SimResult, poisson_requests
 from llmbench.planner.service import ServiceModel
 
 N_BATCH = 2048  # llama-server's default --batch-size: the most prompt tokens one step processes
@@ -185,8 +185,9 @@ def _steps_before(gap: float, d0: float, delta: float) -> int:
 
 
 def simulate_continuous(reqs: Requests, model: ContinuousModel, replicas: int = 1, parallel: int = 4,
-                        policy: Policy = "jsq", seed: int = 0) -> SimResult:
-    """Run the requests (sorted by arrival) through `replicas` continuous-batching servers of `parallel` slots."""
+                        policy: Policy = "jsq", seed: int = 0, scaler: Scaler | None = None) -> SimResult:
+    """Run the requests (sorted by arrival) through `replicas` continuous-batching servers of `parallel` slots
+    (with a `scaler`, only to the first `scaler.serving(...)` of them: queue.simulate)."""
     if replicas < 1 or parallel < 1:
         raise ValueError("replicas and parallel must be at least 1")
     if policy not in POLICIES:
@@ -200,16 +201,18 @@ def simulate_continuous(reqs: Requests, model: ContinuousModel, replicas: int = 
     where = [0] * n
     # The same rules as the static queue (queue.simulate): random picks from their own stream,
     # join-shortest-queue with a rotating tie-break, or round robin.
-    picks = (np.random.default_rng([seed, 1]).random(n) * replicas).astype(np.int64).tolist() if policy == "random" else None
-    jsq = policy in ("jsq", "least-busy") and replicas > 1
+    picks = np.random.default_rng([seed, 1]).random(n).tolist() if policy == "random" else None
+    jsq = policy in ("jsq", "least-busy")
     for i in range(n):
         t = arr[i]
-        if jsq:
+        if scaler is not None or jsq:  # a policy reads every replica's state at t
             for rp in reps:
                 rp.run_until(t)
-            r = min(range(replicas), key=lambda j: (reps[j].load(t), (j - i) % replicas))
+        k = replicas if scaler is None else scaler.serving(i, float(reqs.arrival_s[i]), lambda: sum(rp.load(t) for rp in reps))
+        if jsq and k > 1:
+            r = min(range(k), key=lambda j: (reps[j].load(t), (j - i) % k))
         else:
-            r = picks[i] if picks is not None else i % replicas
+            r = int(picks[i] * k) if picks is not None else i % k
             reps[r].run_until(t)
         reps[r].arrive(i, t)
         where[i] = r

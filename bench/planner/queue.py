@@ -14,7 +14,7 @@ import heapq
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -38,6 +38,14 @@ def policy_for_strategy(strategy: str | None) -> Policy:
 class Service(Protocol):
     def serve(self, prompts: Sequence[float], outputs: Sequence[int]) -> tuple[float, list[float], float, float]:
         """(TTFT offset s, per-row last-token offsets s, batch duration s, first decode step ms)."""
+
+
+class Scaler(Protocol):
+    """A scaling policy the simulators consult at every arrival (autoscale.py): replicas 0..k-1 serve."""
+
+    def serving(self, i: int, t: float, depth: Callable[[], int]) -> int:
+        """How many replicas serve when request i arrives at t (1..replicas); `depth()` is the requests
+        queued or in service on all replicas just before it is routed."""
 
 
 @dataclass
@@ -110,18 +118,20 @@ class SimResult:
 
 
 def simulate(reqs: Requests, service: Service, replicas: int = 1, max_batch: int = 8, policy: Policy = "jsq",
-             seed: int = 0) -> SimResult:
+             seed: int = 0, scaler: Scaler | None = None) -> SimResult:
     """Run the requests (sorted by arrival) through `replicas` static-batching servers (a served
     engine's ContinuousModel: continuous-batching servers of `max_batch` slots, continuous.py).
 
     When the service carries `duration_ratios` (measured / modelled batch durations), each batch's
     timing is scaled by one drawn at random (seeded: the same draws for every replica count); with
     an `idle_penalty`, a batch that starts after the replica sat idle draws from its factors instead.
+    With a `scaler`, `replicas` is the most there can be and the dispatcher routes each arrival only
+    to the first `scaler.serving(...)` of them; a replica taken out of service finishes its queue.
     """
     if getattr(service, "continuous", False):  # a served engine: max_batch is its --parallel slots
         from llmbench.planner.continuous import simulate_continuous
 
-        return simulate_continuous(reqs, service, replicas, max_batch, policy, seed)  # type: ignore[arg-type]
+        return simulate_continuous(reqs, service, replicas, max_batch, policy, seed, scaler)  # type: ignore[arg-type]
     if replicas < 1 or max_batch < 1:
         raise ValueError("replicas and max_batch must be at least 1")
     if policy not in POLICIES:
@@ -190,22 +200,25 @@ def simulate(reqs: Requests, service: Service, replicas: int = 1, max_batch: int
             if queues[r]:
                 start(r, end)
 
-    jsq = policy in ("jsq", "least-busy") and replicas > 1
+    jsq = policy in ("jsq", "least-busy")
     # Random picks from their own stream, one uniform per request whatever the replica count, so
     # that counts are compared on the same picks (common random numbers).
-    picks = (np.random.default_rng([seed, 1]).random(n) * replicas).astype(np.int64).tolist() if policy == "random" else None
+    picks = np.random.default_rng([seed, 1]).random(n).tolist() if policy == "random" else None
+    depth = lambda: int(load.sum()) // replicas  # noqa: E731 (asked only by a queue-depth policy)
     for i in range(n):
         t = arr[i]
         finish_until(t)
-        if jsq:
-            np.subtract(ids, i, out=key)
-            np.remainder(key, replicas, out=key)
-            key += load
-            r = int(key.argmin())
+        k = replicas if scaler is None else scaler.serving(i, t, depth)
+        if jsq and k > 1:
+            kk = key[:k]
+            np.subtract(ids[:k], i, out=kk)
+            np.remainder(kk, k, out=kk)
+            kk += load[:k]
+            r = int(kk.argmin())
         elif picks is not None:
-            r = picks[i]
+            r = int(picks[i] * k)
         else:
-            r = i % replicas
+            r = i % k
         queues[r].append(i)
         load[r] += replicas
         if not busy[r]:
