@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from llmbench.export.servers import servers
 from llmbench.export.yamlio import dump
+from llmbench.optimizers.cache.gateway_names import CALL_TYPES as PLUGIN_CALL_TYPES, PLUGIN, SETTINGS_KEY
 
 EMBEDDING_ALIAS = "llmbench-embedding"
 EMBEDDING_PORT = 8090
@@ -73,9 +74,7 @@ def cache_chosen(rec: dict) -> bool:
     return bool(deployed) and all(o.get("cache") for o in deployed)
 
 
-PLUGIN = "llmbench.optimizers.cache.litellm_plugin.semantic_cache"
-PLUGIN_SETTINGS_KEY = "llmbench_cache"  # callback_settings key the plug-in reads (litellm_plugin.SETTINGS_KEY)
-PLUGIN_CALL_TYPES = ["atext_completion", "text_completion", "acompletion", "completion"]
+PLUGIN_SETTINGS_KEY = SETTINGS_KEY
 
 
 def cache_store(rec: dict) -> str:

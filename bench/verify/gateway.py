@@ -6,7 +6,8 @@ cache_params.qdrant_api_base); without one the proxy does not start at all. veri
 proxy with the cache off, from a copy written beside the original (gateway/litellm.verify.yaml, so
 that any path in it resolves the same; keys stay `os.environ/NAME` references), and says so; the
 load it sends leaves out the share the plan has the cache serve (run.py), so the servers get the
-misses they were sized for. The cache itself is not checked here.
+misses they were sized for. llmbench's own cache (the default, in the proxy) needs no service: it
+stays on, the plan check's requests bypass it, and cache_check.py measures it on labelled pairs.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import re
 from pathlib import Path
 
 from llmbench.export.yamlio import dump
+from llmbench.optimizers.cache.gateway_names import OPT_OUT_HEADER
+from llmbench.verify.cache_check import plugin_on
 
 VERIFY_CONFIG = "litellm.verify.yaml"
 
@@ -44,8 +47,13 @@ def proxy_config(gateway: Path, cfg: dict, dropped_ports: set[int] = frozenset()
     machine), whose entries are left out."""
     why = _unreachable_cache(cfg)
     drop = [m for m in cfg.get("model_list") or [] if _port(m) in dropped_ports]
+    # llmbench's cache runs in the proxy and stays on; the plan check's load bypasses it (OPT_OUT_HEADER,
+    # run.py) and is thinned to the misses as when the cache is off; cache_check.py measures the cache.
+    bypass = [f"gateway: llmbench's semantic cache stays on in the proxy; the plan check's load bypasses it "
+              f"({OPT_OUT_HEADER}: off) and leaves out the share the plan has the cache serve; the cache is measured "
+              "on labelled pairs (the `cache` block)"] if plugin_on(cfg) is not None else []
     if why is None and not drop:
-        return gateway, [], False
+        return gateway, bypass, bool(bypass)
     doc = copy.deepcopy(cfg)
     notes, lines = [], []
     if why is not None:
@@ -60,4 +68,4 @@ def proxy_config(gateway: Path, cfg: dict, dropped_ports: set[int] = frozenset()
         notes.append(f"gateway: {len(drop)} replica entries left out of the proxy's config (replicas not started here)")
     path = gateway.with_name(VERIFY_CONFIG)
     path.write_text(dump(doc, f"Written by `llmbench verify` from {gateway.name}, the same gateway except:\n" + "\n".join(lines)))
-    return path, notes + [f"the proxy ran gateway/{path.name}"], why is not None
+    return path, bypass + notes + [f"the proxy ran gateway/{path.name}"], why is not None or bool(bypass)

@@ -120,7 +120,7 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
         fleet.start()
         progress(f"starting the LiteLLM proxy on port {proxy.port}")
         proxy.start()
-        headers = {"Authorization": f"Bearer {proxy.key}"}
+        headers = {"Authorization": f"Bearer {proxy.key}", **_cache_bypass(spec)}
         via_proxy = _targets(spec, aliases, lambda a: [(proxy.url, a)], tok, timeout_s)
         direct = _targets(spec, aliases, lambda a: [(u, spec.by_alias(a).served_name) for u in fleet.urls(spec.by_alias(a).option)],
                           tok, timeout_s)
@@ -133,6 +133,7 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
         proxied = run_load(arrivals, via_proxy, headers, timeout_s)
         proxy_cpu = (proxy.cpu_seconds() or 0.0) - (cpu0 or 0.0)
         straight = run_load(arrivals, direct, {}, timeout_s)
+        cache_doc = _cache_check(spec, proxy, headers, timeout_s, progress)
         fallback = _drill(spec, fleet, via_proxy, headers, rps, duration_s, timeout_s, tok, seed, share, progress) if drill else \
             {"skipped": True, "reason": "turned off (--no-drill)"}
     finally:
@@ -141,8 +142,27 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
     doc = _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight, fallback, fleet, proxy, proxy_cpu, scale,
                     opt_share)
     doc["notes"] = gw_notes + doc["notes"]
+    doc["cache"] = cache_doc
     write_json(spec.run_dir / "verify.json", doc)
     return doc
+
+
+def _cache_bypass(spec: VerifySpec) -> dict:
+    """The header that sends the plan check's load past llmbench's cache (its prompts repeat; the plan
+    sized the servers for the misses), when the gateway runs that cache."""
+    from llmbench.optimizers.cache.gateway_names import OPT_OUT_HEADER
+    from llmbench.verify.cache_check import plugin_on
+
+    return {OPT_OUT_HEADER: "off"} if plugin_on(spec.gateway_cfg) is not None else {}
+
+
+def _cache_check(spec: VerifySpec, proxy: Proxy, headers: dict, timeout_s: float, progress: Callable[[str], None]) -> dict:
+    """Labelled pairs through the proxy's cache, against the simulation (bench/verify/cache_check.py)."""
+    from llmbench.verify import cache_check
+
+    if cache_check.plugin_on(spec.gateway_cfg) is not None:
+        progress(f"cache check: {cache_check.DEFAULT_PAIRS} labelled query pairs through the proxy's semantic cache")
+    return cache_check.for_verify(spec, proxy.url, headers, timeout_s)
 
 
 def _drill(spec, fleet, via_proxy, headers, rps, duration_s, timeout_s, tok, seed, share, progress) -> dict:

@@ -32,9 +32,7 @@ from llmbench.optimizers.cache.decision import CosineRule, DecisionRule, Verifie
 from llmbench.optimizers.cache.policy import EvictionPolicy
 from llmbench.optimizers.cache.profile import PLAIN_COSINE, load_profile
 
-SETTINGS_KEY = "llmbench_cache"  # callback_settings.<this> in the proxy config
-OPT_OUT_HEADER = "x-llmbench-cache"
-CALL_TYPES = ["atext_completion", "text_completion", "acompletion", "completion"]
+from llmbench.optimizers.cache.gateway_names import CALL_TYPES, OPT_OUT_HEADER, SETTINGS_KEY  # noqa: E402
 SCOPE_PARAMS = ("model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "n", "seed",
                 "ignore_eos", "min_tokens", "n_predict")
 log = logging.getLogger("llmbench.cache.gateway")

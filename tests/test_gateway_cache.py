@@ -1,0 +1,108 @@
+"""llmbench's semantic cache inside a real LiteLLM proxy (`litellm --config`, the emitted config) in
+front of a real llama-server: repeats and paraphrases are served without reaching the server,
+unrelated queries are not, and verify's cache check recomputes by hand from its outcomes."""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from llmbench.engines.llamacpp.gguf import build_gguf
+from llmbench.engines.llamacpp.server import ManagedServer
+from llmbench.export.writer import write_exports
+from llmbench.optimizers.cache.cache import normalise_text
+from llmbench.optimizers.cache.gateway_names import OPT_OUT_HEADER, PLUGIN
+from llmbench.optimizers.cache.logs import read_log
+from llmbench.optimizers.cache.stage import sample_pairs
+from llmbench.recommend.engine import recommend
+from llmbench.recommend.inputs import load_run
+from llmbench.slo import parse_slo
+from llmbench.verify import cache_check
+from llmbench.verify.proxy import Proxy
+from test_export import CACHE, CELLS
+from test_recommend_runs import make_run
+from llmbench.models.source import resolve
+
+# The shipped setting for a 5% false-hit target (profiles/cache/default.json).
+RULE = {"verifier": "floor0.90", "threshold": 0.725011, "profile": "default"}
+
+
+@pytest.fixture(scope="module")
+def gateway(engine, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gwcache")
+    run = make_run(tmp / "run", CELLS, params={"small": 5_000_000, "big": 50_000_000}, extra_files={"cache.json": CACHE})
+    write_exports(recommend(load_run(run), parse_slo("e2el_p95=320ms"), rps=40.0), tmp / "out")
+    path = tmp / "out" / "gateway" / "litellm.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    assert cfg["litellm_settings"]["callbacks"] == [PLUGIN] and "callback_settings" in cfg
+    q4 = build_gguf(resolve("card:llama-5m"), "gguf-q4_k_m", engine).path
+    log = tmp / "llama.log"
+    with ManagedServer(engine, q4, parallel=2, ctx_size=512, threads=1, log_path=log, alias="tiny") as srv:
+        # The emitted file, with its servers pointed at this llama-server, the cache on, and the rule pinned.
+        for m in cfg["model_list"]:
+            m["litellm_params"].update(model="openai/tiny", api_base=srv.url)
+        cfg["litellm_settings"]["cache"] = True
+        cfg["callback_settings"]["llmbench_cache"] = RULE
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        keys = sorted({m["litellm_params"]["api_key"].split("/", 1)[1] for m in cfg["model_list"] if "api_key" in m["litellm_params"]})
+        proxy = Proxy(path, tmp / "litellm.log", keys).start()
+        try:
+            yield {"url": proxy.url, "auth": {"Authorization": f"Bearer {proxy.key}"}, "log": log, "cfg": cfg, "tmp": tmp}
+        finally:
+            proxy.stop()
+
+
+def _served(log: Path) -> int:
+    return len(re.findall(r"stop processing", log.read_text()))
+
+
+def _send(g: dict, prompt: str, extra: dict | None = None) -> dict:
+    return cache_check.send(g["url"], "llmbench", {**g["auth"], **(extra or {})}, prompt, 60)
+
+
+def test_repeat_and_paraphrase_are_hits_unrelated_is_a_miss(gateway):
+    g = gateway
+    n0 = _served(g["log"])
+    first = _send(g, "How do I learn Python quickly?")
+    assert first["ok"] and not first["hit"] and first["text"]
+    time.sleep(0.3)  # the server's log line for the request
+    assert _served(g["log"]) == n0 + 1
+    again = _send(g, "How do I learn Python quickly?")
+    para = _send(g, "What is the fastest way to learn Python?")
+    assert again["hit"] and para["hit"] and again["ok"] and para["ok"]
+    # A hit is replayed as text-completion chunks with the stored text (not chat deltas).
+    assert again["text"].replace(" ", "") == first["text"].replace(" ", "")
+    other = _send(g, "Which countries border Portugal?")
+    assert not other["hit"] and other["ok"]
+    time.sleep(0.3)
+    assert _served(g["log"]) == n0 + 2  # the repeat and the paraphrase never reached llama-server
+    # The opt-out header (verify's plan check) goes past the cache to the server.
+    bypass = _send(g, "How do I learn Python quickly?", {OPT_OUT_HEADER: "off"})
+    time.sleep(0.3)
+    assert not bypass["hit"] and _served(g["log"]) == n0 + 3
+
+
+def test_cache_check_matches_a_hand_count_and_the_simulation(gateway):
+    g = gateway
+    pairs = cache_check.sample_pairs(sample_pairs(), 10)
+    doc = cache_check.check(g["url"], "llmbench", g["auth"], RULE, sample_pairs(), 60, n=10)
+    assert doc["pairs"] == len(pairs.labels) == 10 and doc["gateway"]["failed"] == 0
+    looked = [o for o in doc["outcomes"] if o["text"] == "b"]
+    cached = {normalise_text(a) for a in pairs.texts_a}
+    labels = [1 if normalise_text(b) in cached else y for b, y in zip(pairs.texts_b, pairs.labels)]
+    pos = [o["hit"] for o, y in zip(looked, labels) if y == 1]
+    neg = [o["hit"] for o, y in zip(looked, labels) if y == 0]
+    gw = doc["gateway"]
+    assert gw["hit_rate"] == (sum(pos) / len(pos) if pos else None)
+    assert gw["false_hit_rate"] == (sum(neg) / len(neg) if neg else None)
+    assert gw["hits"] == sum(o["hit"] for o in looked)
+    sim = doc["simulation"]
+    assert sim["lookups"] == 10
+    assert doc["difference"]["hit_rate"] == pytest.approx(gw["hit_rate"] - sim["hit_rate"])
+    print("cache check:", json.dumps({k: doc[k] for k in ("gateway", "simulation", "hit_added_ms")}))
