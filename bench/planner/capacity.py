@@ -142,10 +142,10 @@ def plan_option(rows: list[dict], hardware: HardwareProfile, slos: list[SLO], rp
     service, recs, sweep_facts = fit_option(rows, records, prefill_sweep)
     prompts, outputs = _measured_lengths(rows, recs)
     if prompt_filter is not None:
-        keep = np.array([bool(prompt_filter(p)) for p in prompts])
-        if not keep.any():
+        in_class = np.array([bool(prompt_filter(p)) for p in prompts])
+        if not in_class.any():
             raise BadInput("no measured request falls in this class's prompt lengths")
-        prompts, outputs = prompts[keep], outputs[keep]
+        prompts, outputs = prompts[in_class], outputs[in_class]
     reqs, load = _load(rps, trace, prompts, outputs, seed)
     reqs, ctx = split_over_context(reqs, context_tokens)
     notes = list(service.fit_notes)
