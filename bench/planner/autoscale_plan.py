@@ -84,7 +84,7 @@ def plan_autoscale(run: RunDir, slos: list[SLO], trace: str, attainment: float =
     service, reqs, fixed_sim = keep["service"], keep["requests"], keep["sim"]
     notes = [f"autoscaling planned for {m.removeprefix('card:')} {v}, the plan's "
              + ("cheapest option meeting the load" if doc.get("best") else "cheapest option (none meets the SLO at a fixed count)")]
-    bar, slo_source = slos, "the plan's SLO"
+    bar, slo_source = slos, "SLO: the plan's (--slo, else the run config's)"
     if not slos:
         # The lowest simulated E2EL at or above the 99th percentile: the fixed plan meets it for >= 99% of requests.
         p99 = float(np.quantile(fixed_sim.e2el_ms, 0.99, method="higher"))
