@@ -9,10 +9,12 @@ from click.testing import CliRunner
 
 from llmbench.cli import main
 from llmbench.planner.autoscale import Controller, Knobs, choose, grid, simulate_policy
-from llmbench.planner.capacity import HOURS_PER_MONTH
+from llmbench.hardware_profiles import HardwareProfile
+from llmbench.planner.capacity import HOURS_PER_MONTH, plan_option
+from llmbench.planner.continuous import ContinuousModel
 from llmbench.planner.queue import Requests, simulate
 from llmbench.slo import SLO
-from test_planner_synth import TRUE, batch_records, write_run
+from test_planner_synth import HARDWARE, TRUE, batch_records, summary_rows, write_run
 
 USD = 0.5  # $/hour per replica in these tests
 TOKENS = 100  # prompt + output tokens of every request here (90 + 10)
@@ -110,6 +112,38 @@ def test_min_equal_max_reproduces_the_fixed_plan(routing):
     assert fig["replica_seconds"] == pytest.approx(3 * plain.window_s, rel=1e-12)
     assert fig["slo_attainment"] == pytest.approx(float((plain.e2el_ms <= 400.0).mean()))
     assert fig["scale_ups"] == 0 and fig["requests_waited_for_scale_up"] == 0
+
+
+@pytest.mark.parametrize("routing", ["random", "jsq"])
+def test_continuous_batching_replicas_reproduce_fixed_and_scale(routing):
+    model = ContinuousModel(10.0, 0.1, (1, 2), (2.0, 3.0), duration_ratios=(0.8, 1.2))
+    reqs = _phases((0, 300, 2), (300, 600, 40), (600, 900, 2))
+    plain = simulate(reqs, model, 2, 2, routing, seed=1)
+    fixed, sim = simulate_policy(Knobs("tokens", 2, 2, 15.0, 60.0, 1.0, 3.0), reqs, model, 2, routing,
+                                 [], USD, HOURS_PER_MONTH, seed=1)
+    np.testing.assert_array_equal(sim.e2el_ms, plain.e2el_ms)
+    assert fixed["cost_per_month_usd"] == pytest.approx(2 * USD * HOURS_PER_MONTH, rel=1e-12)
+    # 40 req/s x 100 tokens over a 1,500-token budget: 3 replicas in the burst, 1 outside it.
+    ctl = Controller(_knobs(hi=4, budget=1500.0, cold=3.0, cooldown=30.0), reqs)
+    scaled = simulate(reqs, model, 4, 2, routing, seed=1, scaler=ctl)
+    assert [(u["at_s"], u["ready_s"], u["replicas"]) for u in ctl.scale_ups] == [(310.0, 313.0, 2)]
+    assert reqs.arrival_s[scaled.replica >= 1].min() >= 313.0 and scaled.replica.max() == 2
+    assert ctl.events[-1] == (630.0, 1)  # down at the first tick 30 s clear of the last high one (600)
+    # On queue depth (the servers' slots and queues, read at each arrival): up in the burst, down after it.
+    depth = Controller(_knobs(kind="queue", depth=2.0, budget=0.0, hi=4, cooldown=30.0), reqs)
+    simulate(reqs, model, 4, 2, routing, seed=1, scaler=depth)
+    assert depth.scale_ups and all(300.0 <= u["at_s"] <= 610.0 for u in depth.scale_ups) and depth.events[-1][1] == 1
+
+
+def test_plan_option_keeps_its_inputs_with_a_prompt_filter():
+    # keep= and a routed class's prompt mask once shared a name (fixed in e9c2bfa).
+    keep: dict = {}
+    recs = batch_records(model="card:tiny", variant="torch-fp32")
+    rows = summary_rows(recs)
+    got = plan_option(rows, HardwareProfile(**HARDWARE), [], rps=5.0, records=recs, keep=keep,
+                      prompt_filter=lambda p: p < 200)
+    assert set(keep) == {"service", "requests", "sim"} and got["replicas"] >= 1
+    assert keep["requests"].prompt_tokens.max() < 200 and len(keep["sim"].e2el_ms) == len(keep["requests"])
 
 
 def test_queue_depth_policy_scales_on_requests_in_flight():

@@ -205,10 +205,10 @@ def simulate_continuous(reqs: Requests, model: ContinuousModel, replicas: int = 
     jsq = policy in ("jsq", "least-busy")
     for i in range(n):
         t = arr[i]
-        if scaler is not None or jsq:  # a policy reads every replica's state at t
+        if jsq:
             for rp in reps:
                 rp.run_until(t)
-        k = replicas if scaler is None else scaler.serving(i, float(reqs.arrival_s[i]), lambda: sum(rp.load(t) for rp in reps))
+        k = replicas if scaler is None else scaler.serving(i, float(reqs.arrival_s[i]), lambda: _depth(reps, t))
         if jsq and k > 1:
             r = min(range(k), key=lambda j: (reps[j].load(t), (j - i) % k))
         else:
@@ -226,6 +226,13 @@ def simulate_continuous(reqs: Requests, model: ContinuousModel, replicas: int = 
     window = float((np.asarray(arr) + e2 / 1e3).max() - arr[0]) if n else 0.0
     return SimResult(tt, e2, tpot, np.array(rec["queue"]) * 1e3, np.array(rec["occ"]), np.array(where),
                      np.array([rp.busy_s for rp in reps]), window, replicas)
+
+
+def _depth(reps: list[_Replica], t: float) -> int:
+    """Requests queued or in service on all replicas at t (each run up to t first)."""
+    for rp in reps:
+        rp.run_until(t)
+    return sum(rp.load(t) for rp in reps)
 
 
 def saturation_rps(model: ContinuousModel, prompts: np.ndarray, outputs: np.ndarray, parallel: int,
