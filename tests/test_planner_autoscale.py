@@ -201,6 +201,18 @@ def test_plan_autoscale_json(run_dir, tmp_path):
     assert table.exit_code == 0 and "fixed:" in table.stdout and "chosen:" in table.stdout
 
 
+def test_without_an_slo_the_fixed_plan_sets_the_bar(run_dir, tmp_path):
+    trace = _trace(tmp_path / "t.csv", 400)
+    res = CliRunner().invoke(main, ["plan", str(run_dir), "--trace", str(trace), "--autoscale", "--json",
+                                    "--attainment", "0.95", "--no-measure"])
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    (bar,) = doc["slo"]
+    assert bar.startswith("e2el_p95<=") and "no SLO given" in doc["slo_source"]
+    assert doc["fixed"]["slo_attainment"] >= 0.95 and doc["autoscale"]["slo_attainment"] >= 0.95
+    assert doc["autoscale"]["cost_per_month_usd"] <= doc["fixed"]["cost_per_month_usd"] + 1e-9
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--autoscale"], "too short to plan autoscaling: 100 s, needs at least 240 s"),
     (["--autoscale", "--attainment", "1.5"], "--attainment"),
