@@ -7,8 +7,9 @@ the load and sets a desired count:
   request x a headroom): the "token budget" a gateway or an HPA metric would scale on;
 - `queue`: the requests queued or in service on all replicas, over a per-replica target depth
   (its slots x the `headroom` field, here a multiple: 1, 2 or 4 requests per slot).
-A replica asked for at a tick serves from tick + `cold_start_s` (billed from the tick: it is
-starting); scaling down follows the highest desired count over the last `cooldown_s` (Kubernetes'
+It starts with the count the first window's load asks for (a trace is a slice of a service already
+running; a queue-depth policy starts at `min_replicas`). A replica asked for at a tick serves from
+tick + `cold_start_s` (billed from the tick: it is starting); scaling down follows the highest desired count over the last `cooldown_s` (Kubernetes'
 scale-down stabilisation window), so a load that stays put never flaps, and a replica still
 starting is cancelled before a serving one is stopped. The dispatcher routes only to serving
 replicas (queue.simulate's `scaler` hook); one taken out of service finishes its queue.
