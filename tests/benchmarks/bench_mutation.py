@@ -43,7 +43,7 @@ MODULES: dict[str, list[str]] = {
     "bench/slo.py": ["tests/test_slo.py", "tests/test_metrics.py"],
     "bench/recommend/options.py": ["tests/test_recommend_options.py"],
     "bench/recommend/choose.py": ["tests/test_recommend_choose.py"],
-    "bench/export/servers.py": ["tests/test_export.py", "-k", "servers_"],
+    "bench/export/servers.py": ["tests/test_export_servers.py"],
     "bench/planner/capacity.py": ["tests/test_planner_capacity.py"],
     "bench/planner/search.py": ["tests/test_planner_capacity.py", "tests/test_planner_ties.py"],
     "bench/recommend/derived.py": ["tests/test_recommend*.py"],
