@@ -124,3 +124,40 @@ def test_options_named_api_models_and_the_whole_enumeration():
     assert [o.id for o in enumerate_options(data)] == ["tiny/torch-fp32/cpu/bs1", "api/gpt-4o"]
     assert [o.id for o in enumerate_options(data, ["gpt-4o-mini"])] == ["tiny/torch-fp32/cpu/bs1", "api/gpt-4o-mini"]
     assert [o.id for o in enumerate_options(_data([_row(failed=1, requests=3)]), include_failed=True)] == ["tiny/torch-fp32/cpu/bs1"]
+
+
+def test_options_scenario_preference_whatever_the_order_and_the_first_of_equals():
+    def pick(*rows):
+        (o,) = self_hosted_options(_data(list(rows)))
+        return o.scenario, o.p95_ms
+
+    ss, b, c = _row(e2el_ms={"p95": 100.0}), _row(scenario="batch", e2el_ms={"p95": 200.0}), _row(scenario="concurrency", e2el_ms={"p95": 300.0})
+    assert pick(c, b) == ("batch", 200.0) and pick(b, ss) == ("single-stream", 100.0) and pick(c, ss) == ("single-stream", 100.0)
+    # Two rows of one preference (a repeated cell, or scenarios llmbench does not rank): the first one stays.
+    assert pick(ss, _row(e2el_ms={"p95": 150.0})) == ("single-stream", 100.0)
+    u1, u2 = _row(scenario="custom", e2el_ms={"p95": 500.0}), _row(scenario="other", e2el_ms={"p95": 600.0})
+    assert pick(u1, u2) == ("custom", 500.0)
+
+
+def test_options_a_served_row_is_keyed_by_its_slots_and_defaults_are_one_and_zero():
+    # Measured through a server with --parallel 4 at 4 clients: its requests carry batch size 1.
+    (srv,) = self_hosted_options(_data([_row(scenario="concurrency", point="clients=4", server_parallel=4)]))
+    assert srv.id == "tiny/torch-fp32/cpu/bs4" and srv.batch_size == 4
+    (plain,) = self_hosted_options(_data([_row(batch_size=None)]))
+    assert plain.id == "tiny/torch-fp32/cpu/bs1"
+    data = _data([_row()])
+    del data.summary["usd_per_hour"]
+    assert self_hosted_options(data)[0].cost_note == "box at $0/h, fully busy at batch 1"
+
+
+def test_options_api_pricing_details():
+    from llmbench.recommend.api import api_prices
+
+    two = _data([_row(prompt_tokens_mean=64.0, output_tokens_mean=8.0), _row(model="n/big", prompt_tokens_mean=32.0, output_tokens_mean=4.0)])
+    assert workload_tokens(two) == (64.0, 8.0)  # the first row's lengths, both of them
+    with pytest.raises(BadInput, match="API model 'first' is not"):
+        api_options(two, ["first", "second"])
+    dated = next(m for m in api_prices() if m["name"] == "gpt-4o")
+    assert dated.get("price_date")
+    (o,) = api_options(two, ["gpt-4o"])
+    assert o.cost_note == f"64 input + 8 output tokens at list price ({dated['price_date']})"

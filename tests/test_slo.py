@@ -43,3 +43,33 @@ def test_a_request_exactly_at_its_limit_meets_it():
 
 def test_a_row_exactly_at_its_limit_meets_it():
     assert row_meets({"ttft_ms": {"p95": 500.0}}, parse_slo("ttft_p95=500ms")) == []
+
+
+def test_an_slo_is_a_frozen_hashable_value():
+    import dataclasses
+
+    a, b = parse_slo("ttft_p95=500ms")[0], parse_slo("ttft_p95=0.5s")[0]
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1  # usable as a key: one objective, one entry
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.limit_ms = 1.0
+
+
+def test_a_limit_must_be_positive_and_finite():
+    assert parse_slo("ttft_p95=0.5ms")[0].limit_ms == 0.5  # under 1 ms but above 0: accepted
+    for bad in ("ttft_p95=0ms", "ttft_p95=0.0s", "ttft_p95=" + "9" * 400 + "ms"):  # the last one is float inf
+        with pytest.raises(BadInput, match="must be a positive number"):
+            parse_slo(bad)
+
+
+def test_itl_objectives_judge_the_longest_gap():
+    slo = parse_slo("itl_p99=20ms")  # parsed, as a user gives it (the metric name is not an interned literal)
+    assert not meets_all(_record(100.0, 100.0 + 4 * 25.0), slo)  # gaps of 25 ms
+    assert meets_all(_record(100.0, 100.0 + 4 * 20.0), slo)
+    # A one-token answer has no gap: it meets even a sub-millisecond ITL limit.
+    one = _record(100.0, 200.0).model_copy(update={"output_tokens": 1, "itl_ms": []})
+    assert meets_all(one, parse_slo("itl_p99=0.5ms"))
+
+
+def test_a_row_without_one_figure_is_still_judged_on_the_others():
+    missed = row_meets({"tpot_ms": {"p99": 90.0}}, parse_slo("ttft_p95=500ms,tpot_p99=80ms"))
+    assert missed == ["tpot_p99<=80ms: measured 90.0ms"]

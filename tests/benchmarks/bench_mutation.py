@@ -8,9 +8,10 @@ Two parts, both on a clone of HEAD in a temporary folder (the working tree is ne
    then the tests of that module run. Every one must be killed.
 2. Generated mutants: cosmic-ray (installed into its own virtual environment, so its dependencies
    never meet the project's pins) mutates each module in turn and runs that module's tests.
-   Score = killed / (killed + survived); goal at least 85%. Mutants on lines marked
-   `# pragma: no mutate` (each with its reason: equivalent mutants only) are skipped and counted
-   apart; so are incompetent mutants (the mutation itself fails) and timeouts (counted as killed,
+   Score = killed / (killed + survived); goal at least 85%. Equivalent mutants (they cannot change
+   behaviour: mutation_equivalent.py lists each with its reason, and skips mutants inside
+   never-evaluated annotations; lines marked `# pragma: no mutate` likewise) are counted apart;
+   so are incompetent mutants (the mutation itself fails) and timeouts (counted as killed,
    reported apart).
 
 Each module's tests are the ones that exercise it and need no model (MODULES): a mutant costs one
@@ -31,6 +32,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from mutation_equivalent import equivalent_reason, skip_annotation_mutants
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,8 +170,9 @@ def run_generated(py: Path, clone: Path, work: Path, module: str, timeout: float
     else:
         db.unlink(missing_ok=True)
         sh([str(exe / "cosmic-ray"), "init", str(cfg), str(db)], cwd=clone).check_returncode()
-    # Lines marked "# pragma: no mutate" hold equivalent mutants only (each says why): skipped.
+    # Equivalent mutants only: lines marked "# pragma: no mutate" (each says why), never-evaluated annotations.
     sh([str(exe / "cr-filter-pragma"), str(db)], cwd=clone).check_returncode()
+    skip_annotation_mutants(db, clone / module)
     sh([str(exe / "cosmic-ray"), "exec", str(cfg), str(db)], cwd=clone).check_returncode()
     seconds = time.monotonic() - t0
     dump = sh([str(exe / "cosmic-ray"), "dump", str(db)], cwd=clone).stdout
@@ -177,10 +181,13 @@ def run_generated(py: Path, clone: Path, work: Path, module: str, timeout: float
     skipped = sum(r["worker_outcome"] == "skipped" for r in results)
     timeouts = sum(r["test_outcome"] == "killed" and r.get("output") == "timeout" for r in results)
     killed = sum(r["test_outcome"] == "killed" for r in results)
-    survived = [(w, r) for w, r in done if r and r["test_outcome"] == "survived"]
+    lived = [(w, r) for w, r in done if r and r["test_outcome"] == "survived"]
+    equivalent = [(w, r, why) for w, r in lived if (why := equivalent_reason(module, r.get("diff")))]
+    survived = [(w, r) for w, r in lived if not equivalent_reason(module, r.get("diff"))]
     incompetent = sum(r["test_outcome"] == "incompetent" or r["worker_outcome"] in ("exception", "abnormal") for r in results)
     score = killed / (killed + len(survived)) if killed + len(survived) else None
-    print(f"  {module}: {killed} killed ({timeouts} by timeout), {len(survived)} survived, {skipped} skipped (no mutate), "
+    print(f"  {module}: {killed} killed ({timeouts} by timeout), {len(survived)} survived, {skipped} skipped and "
+          f"{len(equivalent)} run as equivalent, "
           f"{incompetent} incompetent" + (f", score {score:.1%}" if score is not None else "")
           + f", {seconds:.0f} s ({baseline_s:.1f} s per green run)", flush=True)
     for w, r in survived:
@@ -188,6 +195,7 @@ def run_generated(py: Path, clone: Path, work: Path, module: str, timeout: float
         print(f"    survived {m['operator_name']} at line {m['start_pos'][0]}: "
               + " | ".join(x for x in (r.get("diff") or "").splitlines() if x[:1] in "+-" and x[:3] not in ("+++", "---")), flush=True)
     return {"module": module, "killed": killed, "timeouts": timeouts, "survived": len(survived), "skipped": skipped,
+            "equivalent": [{"line": w["mutations"][0]["start_pos"][0], "why": why} for w, _, why in equivalent],
             "incompetent": incompetent, "score": score, "seconds": round(seconds), "baseline_s": round(baseline_s, 2),
             "survivors": [{"operator": w["mutations"][0]["operator_name"], "line": w["mutations"][0]["start_pos"][0],
                            "diff": r.get("diff")} for w, r in survived]}

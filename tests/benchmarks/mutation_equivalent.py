@@ -1,0 +1,79 @@
+"""Mutants that cannot change behaviour (equivalent mutants), for bench_mutation.py.
+
+Two kinds, each counted apart from killed and survived, never in the score:
+1. Mutants inside a type annotation of a module with `from __future__ import annotations`: the
+   annotation is kept as a string and never evaluated (PEP 563), so `str | None` -> `str >> None`
+   changes nothing. Skipped before the run (no test is started for them). Modules that use
+   pydantic (which evaluates annotations) are left alone.
+2. EQUIVALENT: single mutants, matched on the diff cosmic-ray records, each with the reason it
+   cannot change behaviour. They are run like any other; a match that survives counts here.
+   Only for mutants that are provably equivalent: a real survivor gets a test instead.
+"""
+from __future__ import annotations
+
+import ast
+import sqlite3
+from pathlib import Path
+
+# (module, text of the line as it is, text of the mutated line, why the two behave the same)
+EQUIVALENT: list[tuple[str, str, str, str]] = [
+    ("bench/slo.py", "or float(value) <= 0:", "or float(value) == 0:",
+     "the term's regex takes digits only, so the limit is never negative: <= 0 and == 0 agree"),
+    ("bench/slo.py", '(1000.0 if unit == "s" else 1.0)', '(1000.0 if unit >= "s" else 1.0)',
+     'the unit is "ms" or "s" (regex): "ms" >= "s" is False, "s" >= "s" True, as with =='),
+    ("bench/slo.py", 'value = record.tpot_ms if s.metric == "tpot"', 'value = record.tpot_ms if s.metric is "tpot"',
+     'both branches read record.tpot_ms (the else branch is getattr(record, "tpot_ms") for tpot)'),
+    ("bench/slo.py", "max(record.itl_ms, default=0.0)", "max(record.itl_ms, default= -1.0)",
+     "a request without gaps meets any limit either way: limits are positive (parse_slo), 0 and -1 are both under"),
+    ("bench/recommend/options.py", '{"single-stream": 0, "batch": 1', '{"single-stream": -1, "batch": 1',
+     "ranks are only compared with each other: -1 < 1 < 2 orders the scenarios as 0 < 1 < 2 does"),
+    ("bench/recommend/options.py", 'rank < _SCENARIO_PREFERENCE.get(best[key].get("scenario"), 9)',
+     'rank < _SCENARIO_PREFERENCE.get(best[key].get("scenario"), 8)',
+     "ranks are 0, 1, 2 or 9: none lies in [8, 9), so `rank < 9` and `rank < 8` agree"),
+]
+
+
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) (line, column) of every annotation that is never evaluated; [] where they may be."""
+    if "from __future__ import annotations" not in source or "pydantic" in source:
+        return []
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        notes: list[ast.expr | None] = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            notes += [x.annotation for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if x is not None]
+            notes.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            notes.append(node.annotation)
+        spans += [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in notes if n is not None]
+    return spans
+
+
+def skip_annotation_mutants(db: Path, module_path: Path) -> int:
+    """Mark the mutants inside never-evaluated annotations as skipped in a cosmic-ray session; how many."""
+    spans = annotation_spans(module_path.read_text())
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT job_id, start_pos_row, start_pos_col, end_pos_row, end_pos_col FROM mutation_specs").fetchall()
+        done = {j for (j,) in con.execute("SELECT job_id FROM work_results")}
+        hit = [job for job, sr, sc, er, ec in rows if job not in done
+               and any(a <= (sr, sc) and (er, ec) <= b for a, b in spans)]
+        con.executemany("INSERT INTO work_results (worker_outcome, output, test_outcome, diff, job_id) "
+                        "VALUES ('SKIPPED', 'equivalent: inside a type annotation (never evaluated)', NULL, NULL, ?)",
+                        [(j,) for j in hit])
+        con.commit()
+    finally:
+        con.close()
+    return len(hit)
+
+
+def equivalent_reason(module: str, diff: str | None) -> str | None:
+    """The EQUIVALENT entry's reason when this surviving mutant's diff is one of them."""
+    lines = (diff or "").splitlines()
+    old = [x[1:] for x in lines if x.startswith("-") and not x.startswith("---")]
+    new = [x[1:] for x in lines if x.startswith("+") and not x.startswith("+++")]
+    for mod, before, after, why in EQUIVALENT:
+        if mod == module and any(before in x for x in old) and any(after in x for x in new):
+            return why
+    return None
