@@ -64,6 +64,7 @@ def test_options_fields_are_the_rows_figures():
 def test_options_skip_unusable_rows_and_failed_ones_unless_asked():
     bad = [_row(error="boom"), _row(e2el_ms={"p50": 1.0}), _row(request_throughput_req_s=0), _row(e2el_ms=None)]
     assert self_hosted_options(_data(bad)) == []
+    assert [o.p95_ms for o in self_hosted_options(_data([*bad, _row()]))] == [100.0]  # an unusable row skips only itself
     failed = _row(failed=2, requests=10)
     assert self_hosted_options(_data([failed])) == []
     (kept,) = self_hosted_options(_data([failed]), include_failed=True)
@@ -81,19 +82,19 @@ def test_options_skip_unusable_rows_and_failed_ones_unless_asked():
 
 def test_options_api_cost_is_input_times_input_price_plus_output_times_output_price():
     # 100 prompt tokens at $3/1M + 50 output tokens at $15/1M = $0.00105 a request, $1.05 per 1k.
-    assert api_cost_per_1k(100, 50, 3.0, 15.0) == pytest.approx(1.05)
-    assert api_cost_per_1k(100, 0, 3.0, 15.0) == pytest.approx(0.3)
+    assert api_cost_per_1k(100, 50, 3.0, 15.0) == pytest.approx(1.05, rel=1e-12)
+    assert api_cost_per_1k(100, 0, 3.0, 15.0) == pytest.approx(0.3, rel=1e-12)
 
 
 def test_options_workload_tokens_from_records_rows_or_config():
-    recs = [_rec(0, 100, 10), _rec(1, 300, 30), _rec(2, 999, 999, status="error")]
-    assert workload_tokens(_data([_row(prompt_tokens_mean=7.0)], recs)) == (200.0, 20.0)  # the ok records' means
+    recs = [_rec(0, 100, 10), _rec(1, 301, 31), _rec(2, 999, 999, status="error")]
+    assert workload_tokens(_data([_row(prompt_tokens_mean=7.0)], recs)) == (200.5, 20.5)  # the ok records' means
     assert workload_tokens(_data([_row(), _row(prompt_tokens_mean=64.0, output_tokens_mean=8.0)])) == (64.0, 8.0)
     assert workload_tokens(_data([_row(prompt_tokens_mean=64.0)])) == (64.0, 0.0)
     cfg = lambda p, o: {"workload": {"prompt_tokens": p, "output_tokens": o}}  # noqa: E731
     assert workload_tokens(_data([], config=cfg(128, 16))) == (128.0, 16.0)
     assert workload_tokens(_data([], config=cfg({"value": 50}, {"mean": 20}))) == (50.0, 20.0)
-    assert workload_tokens(_data([], config=cfg({"low": 10, "high": 30}, {"high": 8}))) == (20.0, 4.0)
+    assert workload_tokens(_data([], config=cfg({"low": 10, "high": 31}, {"high": 9}))) == (20.5, 4.5)
     assert workload_tokens(_data([], config=cfg("long", 8))) is None
     assert workload_tokens(_data([], config=cfg(0, 8))) is None
     assert workload_tokens(_data([], config=cfg(8, {}))) is None

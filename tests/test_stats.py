@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from llmbench.stats import bootstrap_ci, describe, half_width_pct
+from llmbench.stats import bootstrap_ci, bootstrap_cis, describe, half_width_pct
 
 
 def test_p50_interval_is_95_percent_wide_by_normal_theory():
@@ -59,3 +59,29 @@ def test_one_unit_has_a_zero_width_interval_and_full_precision():
     assert d["n_units"] == 1 and d["p50_ci95"] == [d["p50"], d["p50"]]
     assert d["p50"] == 1.0 / 3  # not rounded
     assert half_width_pct(10.0, [9.0, 10.5]) == pytest.approx(10.0)
+
+
+def test_many_values_resampled_in_chunks_match_a_hand_bootstrap():
+    # 8001 values: the resamples are computed 499 at a time (bounded memory), in 3 chunks, the last
+    # one short. Continuous values, so any shifted rank or skipped resample shows. q=100 is the max.
+    x = np.random.default_rng(11).normal(50.0, 5.0, 8001)
+    idx = np.random.default_rng(3).integers(0, x.size, size=(1000, x.size))
+    resampled = x[idx]
+    for q, got in zip((50, 95, 100), bootstrap_cis(x, (50, 95, 100), seed=3)):
+        expected = np.percentile(np.percentile(resampled, q, axis=1), [2.5, 97.5])
+        assert got == pytest.approx(tuple(expected), rel=1e-12), q
+
+
+def test_describe_gives_each_figure_by_its_definition():
+    x = np.random.default_rng(5).lognormal(3.0, 0.5, 200)
+    d = describe(x.tolist())
+    for q in (50, 90, 95, 99):
+        assert d[f"p{q}"] == np.percentile(x, q)
+    assert d["p50_ci95"] == list(bootstrap_ci(x, 50)) and d["p95_ci95"] == list(bootstrap_ci(x, 95))
+    assert d["std"] == pytest.approx(np.std(x, ddof=1), rel=1e-12) and d["cv_pct"] == pytest.approx(100 * d["std"] / np.mean(x))
+
+
+def test_half_width_is_the_larger_side_in_percent_of_the_center():
+    assert half_width_pct(10.0, [9.5, 12.0]) == pytest.approx(20.0)  # the upper side, 2 of 10
+    assert half_width_pct(-10.0, [-12.0, -9.5]) == pytest.approx(20.0)
+    assert half_width_pct(0.0, [-1.0, 1.0]) is None
