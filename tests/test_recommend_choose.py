@@ -124,3 +124,35 @@ def test_choose_when_nothing_fits_names_the_binding_constraint_and_the_closest()
     assert r["chosen"] is None and r["answer"] == not_servable_answer(ns)
     assert not_servable_answer(ns).startswith("nothing measured can be deployed as a self-hosted server "
                                               "(onnx (o0, o1, o2, ...); no engine (o4)): the measurements stay")
+
+
+def _parsed(text: str) -> str:
+    # A string built at run time, as read from summary.json: equal to a literal, never the same object.
+    return "".join(list(text))
+
+
+def test_choose_every_constraint_is_judged_even_after_an_unmeasured_one():
+    o = _o(p95=750.0)  # no TTFT measured
+    slos = parse_slo("ttft_p95=100ms,e2el_p95=500ms")
+    assert [n for n, _ in failures(o, None, Constraints(slos=slos))] == ["ttft_p95<=100ms", "e2el_p95<=500ms"]
+    assert miss_distance(o, None, Constraints(slos=slos)) == pytest.approx(10.0 + 0.5)
+
+
+def test_choose_gates_read_from_files_and_a_floor_that_is_met():
+    fail, error = _parsed("fail"), _parsed("error")
+    assert failures(_o(gate=fail, quality=0.5), None, Constraints())[0][0] == "quality gate"
+    assert failures(_o(gate=error), None, Constraints()) == [("quality gate", "the quality gate could not measure this variant (error)")]
+    assert miss_distance(_o(gate=fail), None, Constraints()) == 1.0 and miss_distance(_o(gate=error), None, Constraints()) == 10.0
+    floor = Constraints(quality_floor=0.8)
+    assert failures(_o(quality=0.95), None, floor) == [] and miss_distance(_o(quality=0.8), None, floor) == 0.0
+
+
+def test_choose_only_the_chosen_is_called_chosen_and_the_money_needs_both_cost_and_load():
+    opts = [_o("b-cheap", cost=1.0), _o("a-dear", cost=2.0), _o("a-slow", p95=900.0, cost=3.0)]
+    plans = {"b-cheap": {"cost_per_month": 100.0}, "a-dear": {"cost_per_month": 200.0}, "a-slow": {"cost_per_month": 300.0}}
+    r = choose(opts, plans, Constraints(slos=E2EL))
+    assert [(v["id"], v["status"]) for v in r["verdicts"]] == [("b-cheap", "chosen"), ("a-dear", "feasible"), ("a-slow", "rejected")]
+    assert r["answer"].endswith("($1.0000 per 1k requests)")  # a monthly cost but no load: per 1k requests
+    assert choose(opts, {}, Constraints(slos=E2EL, rps=3.0))["answer"].endswith("($1.0000 per 1k requests)")
+    three = [_o(f"o{i}", servable=False, not_servable_reason="onnx") for i in range(3)]
+    assert "(onnx (o0, o1, o2)):" in not_servable_answer(three)

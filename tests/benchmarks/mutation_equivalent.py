@@ -29,6 +29,8 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "each row's cumulative counts lie in [0, total] <= max total: an offset of max total keeps rows sorted and apart"),
     ("bench/stats.py", "(int(total.max()) + 1)", "(int(total.max()) << 1)",
      "an offset of twice the largest total keeps the rows laid end to end sorted and apart as max + 1 does"),
+    ("bench/recommend/choose.py", "elif chosen is not None and o.id == chosen.id:", "elif chosen is not None and o.id is chosen.id:",
+     "chosen is one of the options themselves and option ids are unique (naming.model_labels): == and is agree"),
     ("bench/recommend/options.py", '{"single-stream": 0, "batch": 1', '{"single-stream": -1, "batch": 1',
      "ranks are only compared with each other: -1 < 1 < 2 orders the scenarios as 0 < 1 < 2 does"),
     ("bench/recommend/options.py", 'rank = _SCENARIO_PREFERENCE.get(row.get("scenario"), 9)',
