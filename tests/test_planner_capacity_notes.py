@@ -1,0 +1,78 @@
+"""plan_option's limits, load size, prediction figures and notes, each checked against a value
+recomputed here (synthetic measurements, no model). Also run by the mutation script on capacity.py."""
+from __future__ import annotations
+
+import pytest
+
+from llmbench.errors import BadInput
+from llmbench.hardware_profiles import HardwareProfile
+from llmbench.planner.capacity import MAX_REPLICAS_LIMIT, MAX_RPS, POISSON_MAX, plan_option, validate_limits, validate_rps
+from llmbench.planner.queue import Requests
+from llmbench.planner.search import POISSON_MIN
+from llmbench.planner.served import SERVED_NOTE
+from test_planner_synth import HARDWARE, batch_records, summary_rows
+
+HW = HardwareProfile(**HARDWARE)
+
+
+@pytest.fixture(scope="module")
+def measured():
+    recs = batch_records()
+    return summary_rows(recs), recs
+
+
+@pytest.fixture(scope="module")
+def plain(measured):
+    rows, recs = measured
+    keep: dict = {}
+    return plan_option(rows, HW, [], rps=5.0, records=recs, keep=keep), keep
+
+
+def test_limits_are_inclusive():
+    assert validate_rps(MAX_RPS) == MAX_RPS
+    with pytest.raises(BadInput, match="at most 1e\\+07, got 20000000.0"):
+        validate_rps(2 * MAX_RPS)
+    validate_limits(max_batch=1024, max_replicas=MAX_REPLICAS_LIMIT)  # the largest allowed: no error
+    validate_limits(max_batch=1, max_replicas=1)
+
+
+def test_a_poisson_load_is_ten_minutes_of_requests_within_bounds(plain):
+    plan, _ = plain
+    assert plan["load"]["requests"] == int(min(POISSON_MAX, max(POISSON_MIN, 5.0 * 600)))  # 3000
+    assert plan["load"]["kind"] == "poisson" and plan["load"]["offered_rps"] == 5.0
+
+
+def test_goodput_is_the_share_of_requests_over_the_window(plain):
+    plan, keep = plain
+    sim, pred = keep["sim"], plan["predicted"]
+    assert pred["goodput_req_s"] == pytest.approx(pred["goodput_share"] * len(sim.e2el_ms) / sim.window_s, rel=1e-12)
+    assert pred["mean_batch_size"] == pytest.approx(float(sim.batch_size.mean()), rel=1e-12)
+
+
+def test_the_default_seed_is_zero(measured, plain):
+    rows, recs = measured
+    assert plan_option(rows, HW, [], rps=5.0, records=recs, seed=0)["predicted"] == plain[0]["predicted"]
+
+
+def test_an_in_process_batch_plan_says_what_it_rests_on(plain):
+    notes = plain[0]["notes"]
+    assert SERVED_NOTE not in notes
+    assert "the model's context window is unknown: requests were not checked against it" in notes
+    assert any(n.startswith("after-idle slowdown not measured (no concurrency rate points)") for n in notes)
+    assert not any(n.startswith("no after-idle slowdown found") or n.startswith("fitted on concurrency") for n in notes)
+    chosen = [n for n in notes if "chosen among the measured sizes" in n]
+    assert len(chosen) == 1 and chosen[0].startswith("max batch chosen among the measured sizes") and "b=1: " in chosen[0]
+
+
+def test_a_known_context_that_fits_adds_no_note(measured):
+    rows, recs = measured
+    notes = plan_option(rows, HW, [], rps=5.0, records=recs, context_tokens=100_000)["notes"]
+    assert not any("context" in n for n in notes)
+
+
+def test_too_few_requests_within_the_context_name_how_many_of_how_many(measured):
+    rows, recs = measured
+    # 4 requests, 3 of them longer than a 100-position context: 1 left, too few to plan.
+    trace = Requests([0.0, 1.0, 2.0, 3.0], [10, 500, 500, 500], [8, 8, 8, 8])
+    with pytest.raises(BadInput, match="^3 of 4 requests need more than the model's 100 positions: none left to plan$"):
+        plan_option(rows, HW, [], trace=trace, records=recs, context_tokens=100)
