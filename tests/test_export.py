@@ -160,3 +160,46 @@ def test_the_gateway_gets_plain_cosine_when_the_simulation_ran_the_verifier(tmp_
     # 0.89 serves the one exact duplicate of 104 pairs: 1 of 208 requests served, none wrongly.
     assert cached and all(o["cache"]["served_from_cache_rate"] == pytest.approx(1 / 208) for o in cached)
     assert all(o["cache"]["wrong_answer_rate"] == 0.0 for o in cached)
+
+
+def test_a_custom_cache_profile_reaches_the_proxy_plugin(tmp_path, monkeypatch):
+    # cache.verifier: mine.json in a run config: cache.json's deploy entry keeps the file's absolute
+    # path, the gateway config points the plug-in at it, and the plug-in's loader runs that profile.
+    import json
+
+    from llmbench.optimizers.cache.decision import VerifierRule
+    from llmbench.optimizers.cache.deploy import deploy_entry
+    from llmbench.optimizers.cache.profile import profile_path
+    from llmbench.optimizers.cache.litellm_plugin import GatewaySettings
+
+    prof = json.loads(profile_path().read_text())
+    prof["verifiers"] = {"mine": prof["verifiers"]["floor0.90"]}  # a name only this file has
+    prof["settings"] = [{**s, "verifier": "mine"} for s in prof["settings"] if s["verifier"] == "floor0.90"]
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "mine.json").write_text(json.dumps(prof))
+    doc = cache_doc([0.9] + [0.5] * 3 + [0.88] * 3 + [0.4] * 97, [1] * 4 + [0] * 100, threshold=0.87, baseline_threshold=0.92)
+    doc["setting"].update({"rule": "verifier", "verifier": "mine", "threshold": 0.6125})
+    monkeypatch.chdir(tmp_path / "cfg")  # the run config's relative path, resolved where the run was made
+    doc["deploy"] = deploy_entry(doc, {"verifier": "mine.json"})
+    monkeypatch.chdir(tmp_path)
+    mine = str(tmp_path / "cfg" / "mine.json")
+    assert doc["deploy"]["profile"] == mine
+    run = make_run(tmp_path / "run", CELLS, params={"small": 5_000_000, "big": 50_000_000}, extra_files={"cache.json": doc})
+    write_exports(recommend(load_run(run), parse_slo("e2el_p95=320ms"), rps=40.0), tmp_path / "out")
+    text = (tmp_path / "out" / "gateway" / "litellm.yaml").read_text()
+    settings = yaml.safe_load(text)["callback_settings"]["llmbench_cache"]
+    assert settings == {"verifier": "mine", "threshold": 0.6125, "profile": mine, "candidates": 1}
+    assert f"verifier mine (cache profile {mine}) probability >= 0.6125" in text
+    rule, candidates = GatewaySettings.from_dict(settings).rule()
+    assert isinstance(rule, VerifierRule) and rule.threshold == 0.6125 and candidates == prof["candidates"]
+    # The same settings with the profile gone, or not a profile: one line naming the file.
+    for broken in ("missing", "garbage"):
+        if broken == "missing":
+            os.remove(mine)
+        else:
+            (tmp_path / "cfg" / "mine.json").write_text('{"verifiers": {}}')
+        with pytest.raises(ValueError) as err:
+            GatewaySettings.from_dict(settings).rule()
+        msg = str(err.value)
+        assert "\n" not in msg and mine in msg and msg.startswith("callback_settings.llmbench_cache.profile: ")
+        assert ("does not exist" if broken == "missing" else "is not a readable cache profile") in msg

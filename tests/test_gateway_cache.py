@@ -106,3 +106,48 @@ def test_cache_check_matches_a_hand_count_and_the_simulation(gateway):
     assert sim["lookups"] == 10
     assert doc["difference"]["hit_rate"] == pytest.approx(gw["hit_rate"] - sim["hit_rate"])
     print("cache check:", json.dumps({k: doc[k] for k in ("gateway", "simulation", "hit_added_ms")}))
+
+
+def _plugin_cfg(profile: str, on: bool = True) -> dict:
+    return {"model_list": [{"model_name": "llmbench", "litellm_params": {"model": "openai/tiny", "api_base": "http://127.0.0.1:9/v1",
+                                                                          "api_key": "os.environ/LLMBENCH_TEST_KEY"}}],
+            "litellm_settings": {"cache": on, "cache_params": {"type": "local", "supported_call_types": ["atext_completion"]},
+                                 "callbacks": [PLUGIN]},
+            "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+            "callback_settings": {"llmbench_cache": {**RULE, "profile": profile}}}
+
+
+def test_a_missing_cache_profile_stops_the_proxy_with_one_line(tmp_path):
+    from llmbench.verify.deploy import VerifyFailed
+
+    missing = str(tmp_path / "gone" / "mine.json")
+    path = tmp_path / "litellm.yaml"
+    path.write_text(yaml.safe_dump(_plugin_cfg(missing), sort_keys=False))
+    proxy = Proxy(path, tmp_path / "litellm.log", ["LLMBENCH_TEST_KEY"])
+    with pytest.raises(VerifyFailed, match="exited with code 2"):
+        proxy.start(timeout_s=150)
+    log = (tmp_path / "litellm.log").read_text()
+    last = [line for line in log.splitlines() if line.strip()][-1]
+    assert last == (f"llmbench semantic cache: callback_settings.llmbench_cache.profile: {missing} does not exist "
+                    "(a cache profile file written by python -m llmbench.optimizers.cache.fit, or a shipped name)")
+    assert "Traceback" not in log
+
+
+def test_verify_measures_a_cache_the_chosen_option_leaves_off(tmp_path):
+    # The default run's choice may have no cache: the gateway config carries the plug-in switched
+    # off. verify's copy switches it on (the cache check measures it); the plan check bypasses it.
+    from llmbench.verify.gateway import proxy_config
+
+    path = tmp_path / "gateway" / "litellm.yaml"
+    path.parent.mkdir()
+    cfg = _plugin_cfg("default", on=False)
+    assert cache_check.plugin_on(cfg) == cfg["callback_settings"]["llmbench_cache"] and cache_check.left_off(cfg)
+    used, notes, bypassed = proxy_config(path, cfg)
+    assert used == path.with_name("litellm.verify.yaml") and bypassed
+    assert yaml.safe_load(used.read_text())["litellm_settings"]["cache"] is True and cfg["litellm_settings"]["cache"] is False
+    assert any("switched on in verify's copy" in n for n in notes) and any(OPT_OUT_HEADER in n for n in notes)
+    # On already: the emitted file as it is. LiteLLM's Qdrant cache is not the plug-in's to measure.
+    on = _plugin_cfg("default")
+    assert proxy_config(path, on)[0] == path and not cache_check.left_off(on)
+    qdrant = {**on, "litellm_settings": {**on["litellm_settings"], "cache_params": {"type": "qdrant-semantic"}}}
+    assert cache_check.plugin_on(qdrant) is None

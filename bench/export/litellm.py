@@ -52,8 +52,8 @@ def _entries(alias: str, s: dict) -> list[dict]:
 
 
 def _gateway_cache(rec: dict) -> dict | None:
-    # LiteLLM's semantic cache compares cosines only: the plain-cosine setting, never the verifier's
-    # probability threshold.
+    # The figures of the rule the gateway deploys (cache.json's deploy entry): the +cache options were
+    # priced on these. On Qdrant that is plain cosine (LiteLLM compares cosines only).
     return (rec.get("cache") or {}).get("gateway")
 
 
@@ -83,20 +83,16 @@ def cache_store(rec: dict) -> str:
 
 
 def plugin_settings(rec: dict) -> dict:
-    """The plug-in's rule: the run's fitted setting (its verifier or plain cosine, and threshold), else
-    plain cosine at the conservative default."""
-    cache = rec.get("cache") or {}
-    setting = cache.get("setting") or {}
-    if setting.get("threshold") is None:
+    """The plug-in's rule, from cache.json's deploy entry (the rule the options were priced on): the
+    fitted verifier or plain cosine, its threshold, and the cache profile (a file's absolute path, so
+    that the proxy runs the user's profile); plain cosine at the conservative default when unmeasured."""
+    deploy = (rec.get("cache") or {}).get("deploy") or {}
+    if deploy.get("threshold") is None:
         return {"verifier": "cosine", "threshold": UNMEASURED_THRESHOLD, "profile": "default"}
-    if setting.get("rule") == "verifier" and setting.get("verifier"):
-        out = {"verifier": setting["verifier"], "threshold": float(setting["threshold"]), "profile": "default"}
-    else:  # plain cosine; a verifier without its name can only be replaced by its cosine baseline
-        gw = _gateway_cache(rec) or {}
-        threshold = setting["threshold"] if setting.get("rule") == "cosine" else gw.get("threshold", UNMEASURED_THRESHOLD)
-        out = {"verifier": "cosine", "threshold": float(threshold), "profile": "default"}
-    if setting.get("candidates"):
-        out["candidates"] = int(setting["candidates"])
+    out = {"verifier": str(deploy.get("verifier") or "cosine"), "threshold": float(deploy["threshold"]),
+           "profile": str(deploy.get("profile") or "default")}
+    if deploy.get("candidates"):
+        out["candidates"] = int(deploy["candidates"])
     return out
 
 
@@ -183,8 +179,8 @@ def _cache_line(rec: dict) -> str:
         rule = "plain cosine" if p["verifier"] == "cosine" else f"verifier {p['verifier']} (cache profile {p['profile']}) probability"
         return (f"semantic cache {state}.\nllmbench's cache runs inside the proxy (callbacks: {PLUGIN}; no extra server):\n"
                 f"MiniLM embeddings, the Numba index, exact repeats first, then {rule} >= {p['threshold']}, the run's fitted\n"
-                f"setting (callback_settings.{PLUGIN_SETTINGS_KEY}). The plan priced the plain-cosine figures ({figs}; "
-                f"{cache.get('traffic') or 'traffic not stated'}); `llmbench verify` measures the deployed rule")
+                f"setting (callback_settings.{PLUGIN_SETTINGS_KEY}). The plan priced this same rule's figures ({figs}; "
+                f"{cache.get('traffic') or 'traffic not stated'}); `llmbench verify` measures it through the proxy")
     return (f"semantic cache {state}.\nThe gateway's rule: plain cosine >= {cache['threshold']} from the cache simulation ({figs}; "
             f"{cache.get('traffic') or 'traffic not stated'}); qdrant-semantic stores vectors at the URL given, its key read from\n"
             "the variable named in qdrant_api_key, and embeds through the llmbench-embedding entry")

@@ -31,7 +31,8 @@ def _usd_per_hour(data: RunData) -> float:
 
 
 def with_cache(base: Option, cache: dict, usd_per_hour: float) -> Option:
-    """The option behind the gateway's semantic cache (plain cosine, what LiteLLM runs).
+    """The option behind the gateway's semantic cache, priced on the figures of the rule the gateway
+    config deploys (`cache`: cache_facts' `gateway`, from cache.json's deploy entry).
 
     Load and server cost shrink by the share of requests served from cache; quality by the share
     of requests answered wrongly from cache; every request pays the embedding and the lookup in
@@ -41,8 +42,8 @@ def with_cache(base: Option, cache: dict, usd_per_hour: float) -> Option:
     extra_ms = (cache.get("embed_ms_p50") or 0.0) + (cache.get("lookup_ms_p50") or 0.0)
     o = _copy(base)
     o.id, o.base_id = f"{base.id}+cache", base.id
-    o.cache = {k: cache.get(k) for k in ("threshold", "served_from_cache_rate", "wrong_answer_rate", "hit_rate", "false_hit_rate",
-                                         "units", "traffic", "embed_ms_p50", "lookup_ms_p50")}
+    o.cache = {k: cache.get(k) for k in ("rule", "verifier", "profile", "threshold", "served_from_cache_rate", "wrong_answer_rate",
+                                         "hit_rate", "false_hit_rate", "units", "traffic", "embed_ms_p50", "lookup_ms_p50")}
     sidecar_usd = extra_ms / 1e3 * usd_per_hour / 3600.0  # one request's embedder + lookup time on one machine
     if base.cost_per_1k_usd is not None:
         o.cost_per_1k_usd = base.cost_per_1k_usd * (1.0 - served) + 1000.0 * sidecar_usd
@@ -54,8 +55,10 @@ def with_cache(base: Option, cache: dict, usd_per_hour: float) -> Option:
     o.sidecars.append({"role": "semantic-cache embedder", "busy_ms_per_request": extra_ms, "share_of_requests": 1.0})
     traffic = cache.get("traffic") or "traffic not stated in cache.json"
     emb = f"embedding {cache['embed_ms_p50']:.1f} ms" if cache.get("embed_ms_p50") is not None else "embedding time not measured (not included)"
-    o.notes.append(f"semantic cache: {served:.1%} of requests served from cache, {wrong:.1%} answered wrongly from cache "
-                   f"({traffic}); {emb} + lookup {cache.get('lookup_ms_p50') or 0:.2f} ms added to every request and priced")
+    rule = cache.get("rule_text") or "plain cosine"
+    o.notes.append(f"semantic cache ({rule}, the rule the gateway config deploys): {served:.1%} of requests served from cache, "
+                   f"{wrong:.1%} answered wrongly from cache ({traffic}); {emb} + lookup {cache.get('lookup_ms_p50') or 0:.2f} ms "
+                   "added to every request and priced")
     return o
 
 

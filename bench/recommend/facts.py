@@ -8,6 +8,7 @@ that every caller can say "not measured" instead of inventing a number.
 """
 from __future__ import annotations
 
+from llmbench.optimizers.cache.deploy import resolved as resolved_deploy, rule_text
 from llmbench.quality import UNVERIFIED as RANDOM_WEIGHTS
 
 NOT_MEASURED = "not measured: taken as the reference (1.0)"
@@ -93,10 +94,11 @@ def cache_facts(doc: dict | None) -> dict | None:
     """The cache simulation's figures from cache.json, or None when it did not run.
 
     {threshold, hit_rate, false_hit_rate, served_from_cache_rate, wrong_answer_rate, units, traffic,
-    embed_ms_p50, lookup_ms_p50, rule, sweep{rule: points}, baseline, gateway}. `gateway` is what
-    LiteLLM's semantic cache can run, plain cosine: cache.json's own `gateway` block where it writes
-    one, else the rule itself when it was cosine, else the cosine baseline chosen for the same target.
-    Everything deployed (options, the gateway config) uses `gateway`.
+    embed_ms_p50, lookup_ms_p50, rule, sweep{rule: points}, baseline, gateway, deploy}. `gateway` is
+    the figures of the rule the gateway config deploys (cache.json's deploy entry, optimizers/cache/
+    deploy.py: the fitted verifier or cosine setting in llmbench's proxy plug-in, plain cosine on
+    Qdrant), with that rule named (rule, verifier, profile). Everything deployed (the +cache options'
+    price, the gateway config) uses `gateway` and `deploy`, so the priced cache is the deployed one.
     """
     if not doc or doc.get("hit_rate") is None:
         return None
@@ -107,13 +109,12 @@ def cache_facts(doc: dict | None) -> dict | None:
     main = _block(doc, doc, setting.get("threshold"))
     main["threshold"] = setting.get("threshold", main["threshold"])
     base = _block(doc["baseline"], doc) if doc.get("baseline") else None
-    if isinstance(doc.get("gateway"), dict):
-        gateway = _block(doc["gateway"], doc)
-    else:
-        gateway = main if rule == "cosine" else base
-    # setting (rule, verifier, threshold) and deploy (which cache the gateway runs) go to the exporter.
+    deploy = resolved_deploy(doc)
+    gateway = {**_block(deploy["figures"], doc), **{k: deploy.get(k) for k in ("rule", "verifier", "profile")},
+               "rule_text": rule_text(deploy)}
+    # setting (what the simulation ran) and deploy (which cache, rule and profile the gateway runs) go to the exporter.
     return {**main, "rule": rule, "sweep": sweeps, "baseline": base, "gateway": gateway,
-            "setting": setting or None, "deploy": doc.get("deploy")}
+            "setting": setting or None, "deploy": deploy}
 
 
 # ---- prompt compression ------------------------------------------------------------------------

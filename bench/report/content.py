@@ -121,9 +121,10 @@ def _rates_text(c: dict) -> str:
 
 def _cache_note(c: dict) -> str:
     gw = c.get("gateway")
-    text = ("Semantic cache in the gateway (plain cosine, what LiteLLM runs): "
-            + (f"threshold {gw['threshold']:.3f}, {_rates_text(gw)}." if gw else "no cosine setting measured."))
-    if c.get("rule") == "verifier":
+    rule = (gw or {}).get("rule_text") or "plain cosine"
+    text = (f"Semantic cache in the gateway ({rule}, the rule the gateway config deploys and the +cache options are priced on): "
+            + (f"threshold {gw['threshold']:.3f}, {_rates_text(gw)}." if gw else "no setting measured."))
+    if c.get("rule") == "verifier" and (gw or {}).get("rule") != "verifier":
         text += (f" With llmbench's verifier (a check in your application, not in the gateway): "
                  f"{_rates_text(c)} at probability {c['threshold']:.3f}.")
     return text

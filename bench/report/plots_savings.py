@@ -78,13 +78,15 @@ def cache(ctx: ReportContext):
     # Same marks as `cache simulate --sweep` draws: the red star is the profile's own setting
     # (the verifier's, or plain cosine's when that is the rule), the black cross plain cosine at
     # the same target, which is what the gateway config runs. The labels say so in words.
-    if c.get("rule") == "verifier" and c.get("hit_rate") is not None:
+    deployed_verifier = gw.get("rule") == "verifier"  # llmbench's proxy plug-in runs the verifier itself
+    if c.get("rule") == "verifier" and c.get("hit_rate") is not None and not deployed_verifier:
         ax.plot([c["false_hit_rate"]], [c["hit_rate"]], "r*", ms=14, zorder=4,
                 label=f"red star: llmbench's verifier at p >= {c['threshold']:.3f} (a check in your application)")
     if gw and gw.get("hit_rate") is not None and gw.get("false_hit_rate") is not None:
-        star = c.get("rule") != "verifier"
+        star = c.get("rule") != "verifier" or deployed_verifier
+        what = f"verifier {gw.get('verifier')} at p" if deployed_verifier else "plain cosine"
         ax.plot([gw["false_hit_rate"]], [gw["hit_rate"]], "r*" if star else "kx", ms=14 if star else 10, mew=2, zorder=4,
-                label=(f"{'red star' if star else 'black cross'}: plain cosine >= {gw['threshold']:.3f}, "
+                label=(f"{'red star' if star else 'black cross'}: {what} >= {gw['threshold']:.3f}, "
                        "the gateway config's setting"))
         ax.annotate("gateway", (gw["false_hit_rate"], gw["hit_rate"]), fontsize=7, xytext=(8, 6), textcoords="offset points")
     ax.set_xlim(-0.01 * xmax, xmax * 1.02)
@@ -93,7 +95,8 @@ def cache(ctx: ReportContext):
     ax.legend(fontsize=7)
     return fig, ("From cache.json, marked as `llmbench cache simulate --sweep` marks them: the red star is the cache "
                  "profile's own setting, the black cross plain cosine at the same false-hit target. The gateway config "
-                 "always gets plain cosine (LiteLLM compares cosines only); a verifier runs as a check in your application.")
+                 "runs the setting marked as its own: llmbench's cache in the proxy runs the profile's setting (verifier "
+                 "included); LiteLLM's Qdrant cache compares cosines only.")
 
 
 @plot("compression", "Prompt compression: ratio against output agreement")

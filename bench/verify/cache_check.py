@@ -27,13 +27,21 @@ MAX_TOKENS = 8
 
 
 def plugin_on(cfg: dict) -> dict | None:
-    """The plug-in's settings when the gateway config runs llmbench's cache and has it on, else None."""
+    """The plug-in's settings when the gateway config carries llmbench's cache, else None (no cache,
+    or LiteLLM's Qdrant store). Carried but left off (the chosen option has no cache) counts: verify
+    switches it on in its own copy of the config to measure it (gateway.py), and the plan check's load
+    bypasses it either way."""
     from llmbench.optimizers.cache.gateway_names import PLUGIN, SETTINGS_KEY as PLUGIN_SETTINGS_KEY
 
     ls = cfg.get("litellm_settings") or {}
-    if ls.get("cache") and PLUGIN in (ls.get("callbacks") or []):
+    if PLUGIN in (ls.get("callbacks") or []) and (ls.get("cache_params") or {}).get("type", "local") == "local":
         return (cfg.get("callback_settings") or {}).get(PLUGIN_SETTINGS_KEY)
     return None
+
+
+def left_off(cfg: dict) -> bool:
+    """Whether the gateway config carries llmbench's cache switched off (verify turns it on to measure it)."""
+    return plugin_on(cfg) is not None and not (cfg.get("litellm_settings") or {}).get("cache")
 
 
 def sample_pairs(log: Path, n: int = DEFAULT_PAIRS) -> PairsLog | None:
@@ -127,4 +135,11 @@ def for_verify(spec, url: str, headers: dict, timeout_s: float) -> dict:
     log = (spec.meta.get("config") or {}).get("cache") or {}
     path = Path(log["log"]) if log.get("log") else shipped_pairs()
     auth = {k: v for k, v in headers.items() if k.lower() != OPT_OUT}  # the check goes through the cache
-    return check(url, MAIN_ALIAS, auth, settings, path, timeout_s)
+    doc = check(url, MAIN_ALIAS, auth, settings, path, timeout_s)
+    if not doc.get("skipped"):
+        off = left_off(spec.gateway_cfg)
+        doc["deployed_on"] = not off
+        if off:
+            doc["note"] = ("the chosen option leaves the cache off (gateway/litellm.yaml cache: false); verify switched it "
+                           "on in its copy of the config to measure what `cache: true` would run")
+    return doc

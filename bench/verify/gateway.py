@@ -7,7 +7,8 @@ proxy with the cache off, from a copy written beside the original (gateway/litel
 that any path in it resolves the same; keys stay `os.environ/NAME` references), and says so; the
 load it sends leaves out the share the plan has the cache serve (run.py), so the servers get the
 misses they were sized for. llmbench's own cache (the default, in the proxy) needs no service: it
-stays on, the plan check's requests bypass it, and cache_check.py measures it on labelled pairs.
+stays on (and is switched on in the copy when the chosen option leaves it off, so that it is measured
+all the same), the plan check's requests bypass it, and cache_check.py measures it on labelled pairs.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from llmbench.export.yamlio import dump
 from llmbench.optimizers.cache.gateway_names import OPT_OUT_HEADER
-from llmbench.verify.cache_check import plugin_on
+from llmbench.verify.cache_check import left_off, plugin_on
 
 VERIFY_CONFIG = "litellm.verify.yaml"
 
@@ -49,13 +50,20 @@ def proxy_config(gateway: Path, cfg: dict, dropped_ports: set[int] = frozenset()
     drop = [m for m in cfg.get("model_list") or [] if _port(m) in dropped_ports]
     # llmbench's cache runs in the proxy and stays on; the plan check's load bypasses it (OPT_OUT_HEADER,
     # run.py) and is thinned to the misses as when the cache is off; cache_check.py measures the cache.
-    bypass = [f"gateway: llmbench's semantic cache stays on in the proxy; the plan check's load bypasses it "
+    bypass = [f"gateway: llmbench's semantic cache runs in the proxy; the plan check's load bypasses it "
               f"({OPT_OUT_HEADER}: off) and leaves out the share the plan has the cache serve; the cache is measured "
               "on labelled pairs (the `cache` block)"] if plugin_on(cfg) is not None else []
-    if why is None and not drop:
+    switch_on = left_off(cfg)
+    if why is None and not drop and not switch_on:
         return gateway, bypass, bool(bypass)
     doc = copy.deepcopy(cfg)
     notes, lines = [], []
+    if switch_on:  # measured as `cache: true` would run it; the plan check's load bypasses it regardless
+        doc["litellm_settings"]["cache"] = True
+        lines.append("llmbench's semantic cache is on (the chosen option leaves it off): verify measures it on labelled pairs; "
+                     "the plan check's load bypasses it.")
+        notes.append("gateway: llmbench's semantic cache switched on in verify's copy of the config to measure it (the chosen "
+                     "option leaves it off); the plan check's load bypassed it")
     if why is not None:
         doc["litellm_settings"]["cache"] = False
         lines.append(f"the semantic cache is off: {why}; every request reaches the servers.")

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +32,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from llmbench.optimizers.cache.cache import Lookup, SemanticCache
 from llmbench.optimizers.cache.decision import CosineRule, DecisionRule, VerifierRule
 from llmbench.optimizers.cache.policy import EvictionPolicy
-from llmbench.optimizers.cache.profile import PLAIN_COSINE, load_profile
+from llmbench.optimizers.cache.profile import PLAIN_COSINE, CacheProfile, load_profile
 
 from llmbench.optimizers.cache.gateway_names import CALL_TYPES, OPT_OUT_HEADER, SETTINGS_KEY  # noqa: E402
 SCOPE_PARAMS = ("model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "n", "seed",
@@ -60,9 +62,21 @@ class GatewaySettings:
                    int(d["max_entries"]) if d.get("max_entries") else None,
                    float(d["ttl_s"]) if d.get("ttl_s") else None)
 
+    def load(self) -> CacheProfile:
+        """The cache profile (a shipped name, or a file's path); ValueError in one line when it is
+        missing or not a cache profile."""
+        try:
+            return load_profile(self.profile)
+        except FileNotFoundError:
+            raise ValueError(f"callback_settings.{SETTINGS_KEY}.profile: {self.profile} does not exist (a cache profile "
+                             "file written by python -m llmbench.optimizers.cache.fit, or a shipped name)") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"callback_settings.{SETTINGS_KEY}.profile: {self.profile} is not a readable cache profile "
+                             f"({type(exc).__name__}: {exc})") from None
+
     def rule(self) -> tuple[DecisionRule, int]:
         """The decision rule and how many nearest entries it sees (the profile's, unless set)."""
-        profile = load_profile(self.profile)
+        profile = self.load()
         if self.verifier == PLAIN_COSINE:
             rule: DecisionRule = CosineRule(self.threshold)
         elif self.verifier in profile.verifiers:
@@ -190,7 +204,14 @@ class SemanticCacheCallback(CustomLogger):
 
     def __init__(self) -> None:
         super().__init__()
-        self.backend = install()
+        try:
+            self.backend = install()
+        except ValueError as exc:
+            # A proxy that started without the cache it was configured with would serve every request
+            # uncached and say nothing: stop it here, with one line and no traceback.
+            sys.stderr.write(f"llmbench semantic cache: {exc}\n")
+            sys.stderr.flush()
+            os._exit(2)
         if self.backend is not None:
             self.backend.embedder.embed(["warm up"])  # the model loads now, not on the first request
 

@@ -18,6 +18,7 @@ def cache_stage(run_dir, meta: dict, summary: dict, console) -> None:
     cfg = (meta.get("config") or {}).get("cache")
     if cfg is None:
         return
+    from llmbench.optimizers.cache.deploy import deploy_entry
     from llmbench.optimizers.cache.logs import PairsLog, read_log
     from llmbench.optimizers.cache.profile import load_profile
     from llmbench.optimizers.cache.simulate import SAMPLE_TRAFFIC, simulate_log, sweep_pairs
@@ -33,9 +34,9 @@ def cache_stage(run_dir, meta: dict, summary: dict, console) -> None:
     else:
         doc = simulate_log(log, target_false_hit=target, profile=profile, traffic=traffic)
     doc["log"] = str(log) if cfg.get("log") else f"shipped sample pairs ({log.name}): near-duplicate documentation sentences"
-    # What the gateway config deploys (export/litellm.py): llmbench's cache in the proxy, or Qdrant's.
-    doc["deploy"] = {"gateway": cfg.get("gateway") or "llmbench", "qdrant_url": cfg.get("qdrant_url"),
-                     "qdrant_api_key_env": cfg.get("qdrant_api_key_env") or "QDRANT_API_KEY"}
+    # What the gateway config deploys (llmbench's cache in the proxy, or Qdrant's), its rule, threshold,
+    # profile and figures: the recommender prices exactly this and the exporter writes exactly this.
+    doc["deploy"] = deploy_entry(doc, cfg)
     write_json(run_dir.path / "cache.json", doc)
     fh, wrong = doc.get("false_hit_rate"), doc.get("wrong_answer_rate")
     console.print(f"cache: {doc['served_from_cache_rate']:.1%} of requests served from cache, wrong answers "
