@@ -85,7 +85,7 @@ def test_servers_one_server_has_the_plans_figures():
 def _single_rec(**kw) -> dict:
     small = _srv_option("small", plan={"replicas": 2, "cost_per_hour": 2.0, "cost_per_month": 1560.0,
                                        "server_cost_per_month": 1460.0, "sidecars": [{**SIDECAR, "cost_per_month": 100.0}]},
-                        fallbacks=["big", "big", "gone"])
+                        fallbacks=["gone", "big", "big"])  # an option no longer listed is passed over
     return {"options": [small, _srv_option("big"), API], "constraints": {"rps": 10.0}, "deploy": {"base_port": 9000},
             "routing": {"classes": []}, "choice": {"chosen": "small"}, "mode": "single",
             "standbys": {"big": {"replicas": 1, "cost_per_hour": 1.0, "cost_per_month": 730.0, "load_rps": 1.5}}, **kw}
@@ -133,3 +133,14 @@ def test_servers_routing_mode_one_server_per_option_with_its_classes_share():
     no_rate = servers(_single_rec(mode="routing", routing={"classes": classes, "plans": plans}, standbys={},
                                   constraints={"rps": None}))[0]
     assert all(s["load_rps"] is None for s in no_rate)
+
+
+def test_servers_kinds_and_roles_read_from_a_document_and_ports_after_an_odd_base():
+    api = {**API, "kind": "".join(list("api")), "model": "My.Model"}  # as parsed from JSON: not the interned literal
+    assert served_name(api) == "My.Model" and _per_token_costs(api, 0.5) == pytest.approx((2.5e-6, 1e-5))
+    # An API model deployed as the closest option is paid like a primary, not like a fallback.
+    assert _server(API, "closest (meets no constraint set)", {"cost_per_month": 99.0}, 1.0, 8000)["cost_per_month_usd"] == 99.0
+    rec = _single_rec(deploy={"base_port": 8001})
+    rec["options"][0]["plan"]["replicas"] = 1
+    srv, _ = servers(rec)
+    assert [s["launch"]["ports"] for s in srv] == [[8001], [8002]]
