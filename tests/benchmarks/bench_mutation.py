@@ -47,7 +47,7 @@ MODULES: dict[str, list[str]] = {
     "bench/recommend/options.py": ["tests/test_recommend_options.py"],
     "bench/recommend/choose.py": ["tests/test_recommend_choose.py"],
     "bench/export/servers.py": ["tests/test_export_servers.py"],
-    "bench/planner/capacity.py": ["tests/test_planner_capacity.py", "tests/test_planner_capacity_notes.py"],
+    "bench/planner/capacity.py": ["tests/test_planner_capacity_notes.py", "tests/test_planner_capacity.py"],  # fast one first
     "bench/planner/search.py": ["tests/test_planner_capacity.py", "tests/test_planner_ties.py"],
     "bench/recommend/derived.py": ["tests/test_recommend*.py"],
     "bench/scenarios/base.py": ["tests/test_scenarios*.py", "tests/test_cli_run.py"],
