@@ -76,3 +76,19 @@ def test_too_few_requests_within_the_context_name_how_many_of_how_many(measured)
     trace = Requests([0.0, 1.0, 2.0, 3.0], [10, 500, 500, 500], [8, 8, 8, 8])
     with pytest.raises(BadInput, match="^3 of 4 requests need more than the model's 100 positions: none left to plan$"):
         plan_option(rows, HW, [], trace=trace, records=recs, context_tokens=100)
+
+
+def test_a_sweep_note_says_how_far_where_from_and_what_was_left_out():
+    import numpy as np
+
+    from test_planner_synth import TRUE_Q, sweep_doc
+
+    recs = batch_records(service=TRUE_Q)
+    trace = Requests(np.arange(20) * 2.0, np.full(20, 1600.0), np.full(20, 2))
+    doc = {**sweep_doc(TRUE_Q), "reused": True, "not_measured_over_budget": [3200, 6400]}
+    plan = plan_option(summary_rows(recs), HW, [], trace=trace, records=recs, max_batch=1, prefill_sweep=doc)
+    (note,) = [n for n in plan["notes"] if "prefill sweep" in n]
+    assert plan["prefill_sweep"]["scale_to_run"] == pytest.approx(1.0, rel=1e-6)  # same speed as the run
+    assert note == ("prefill measured up to 1,600 tokens by a prefill sweep (reused from prefill_sweep.json; times scaled "
+                    "x1.000 to the run's level at its 100/199-token prompts); 3200, 6400 tokens not measured (they would "
+                    "have taken longer than the sweep's time budget)")
