@@ -144,3 +144,15 @@ def test_servers_kinds_and_roles_read_from_a_document_and_ports_after_an_odd_bas
     rec["options"][0]["plan"]["replicas"] = 1
     srv, _ = servers(rec)
     assert [s["launch"]["ports"] for s in srv] == [[8001], [8002]]
+
+
+def test_servers_defaults_when_a_figure_is_missing():
+    assert served_name(_srv_option(engine=None)) == "big-torch-fp16"  # measured only: its own slug
+    plan = {"replicas": 1, "saturation_rps": 1.0, "cost_per_hour": 4.0, "sidecars": [{"role": "embedder"}],
+            "plan_replicas_full_load": 7}
+    s = _server(_srv_option(prompt_tokens_mean=None), "primary", plan, 1.0, 8000)
+    assert s["cost_per_request_usd"] == pytest.approx(4.0 / 3600)  # a sidecar without a price costs nothing here
+    assert s["tpm"] == 60 * 50  # 60 requests a minute of 50 output tokens, no prompt tokens known
+    assert s["plan_replicas_full_load"] is None  # only a fallback's plan says what full load would take
+    assert _server(_srv_option(), "closest (meets no constraint set)", plan, 1.0, 8000)["plan_replicas_full_load"] is None
+    assert servers(_single_rec(choice={"chosen": "ghost"})) == ([], {})  # a choice no option carries deploys nothing

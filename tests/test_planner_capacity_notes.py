@@ -10,6 +10,7 @@ from llmbench.planner.capacity import MAX_REPLICAS_LIMIT, MAX_RPS, POISSON_MAX, 
 from llmbench.planner.queue import Requests
 from llmbench.planner.search import POISSON_MIN
 from llmbench.planner.served import SERVED_NOTE
+from llmbench.slo import parse_slo
 from test_planner_synth import HARDWARE, batch_records, summary_rows
 
 HW = HardwareProfile(**HARDWARE)
@@ -92,3 +93,13 @@ def test_a_sweep_note_says_how_far_where_from_and_what_was_left_out():
     assert note == ("prefill measured up to 1,600 tokens by a prefill sweep (reused from prefill_sweep.json; times scaled "
                     "x1.000 to the run's level at its 100/199-token prompts); 3200, 6400 tokens not measured (they would "
                     "have taken longer than the sweep's time budget)")
+
+
+def test_a_replica_costs_every_device_and_itl_objectives_are_said_to_be_tpot(measured, plain):
+    rows, recs = measured
+    two = HardwareProfile(**{**HARDWARE, "devices": 2})  # $0.5/h a device
+    plan = plan_option(rows, two, [], rps=5.0, records=recs)
+    assert plan["usd_per_hour_per_replica"] == 1.0 and plan["cost_per_hour"] == plan["replicas"] * 1.0
+    itl = "ITL objectives are checked against TPOT: the model's decode steps within a batch are uniform"
+    assert itl not in plain[0]["notes"]
+    assert itl in plan_option(rows, HW, parse_slo("itl_p99=500ms"), rps=5.0, records=recs)["notes"]

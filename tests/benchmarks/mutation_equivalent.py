@@ -37,6 +37,8 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
     ("bench/stats.py", "(int(total.max()) + 1)", "(int(total.max()) + 0)", "max + 0 is max: an offset of max total (see * 1)"),
     ("bench/recommend/choose.py", "elif chosen is not None and o.id == chosen.id:", "elif chosen is not None and o.id is chosen.id:",
      "chosen is one of the options themselves and option ids are unique (naming.model_labels): == and is agree"),
+    ("bench/export/servers.py", 'if o["kind"] == "api":', 'if o["kind"] <= "api":',
+     'an option\'s kind is "api" or "self-hosted" (recommend/option.py): only "api" is <= "api"'),
     ("bench/recommend/options.py", '{"single-stream": 0, "batch": 1', '{"single-stream": -1, "batch": 1',
      "ranks are only compared with each other: -1 < 1 < 2 orders the scenarios as 0 < 1 < 2 does"),
     ("bench/recommend/options.py", 'rank = _SCENARIO_PREFERENCE.get(row.get("scenario"), 9)',
