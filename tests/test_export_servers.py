@@ -156,3 +156,16 @@ def test_servers_defaults_when_a_figure_is_missing():
     assert s["plan_replicas_full_load"] is None  # only a fallback's plan says what full load would take
     assert _server(_srv_option(), "closest (meets no constraint set)", plan, 1.0, 8000)["plan_replicas_full_load"] is None
     assert servers(_single_rec(choice={"chosen": "ghost"})) == ([], {})  # a choice no option carries deploys nothing
+
+
+def test_servers_modes_and_roles_as_read_from_a_document():
+    parsed = lambda text: "".join(list(text))  # noqa: E731  (equal to the literal, not the same object)
+    srv, _ = servers(_single_rec(mode=parsed("single")))
+    assert srv[0]["role"] == "primary"
+    classes = [{"class": {"name": "all", "share": 1.0}, "option": "big"}]
+    srv, _ = servers(_single_rec(mode=parsed("routing"), routing={"classes": classes, "plans": {"big": {"replicas": 1}}}))
+    assert [(s["option"], s["aliases"]) for s in srv] == [("big", ["llmbench-all", "llmbench"])]
+    plan = {"replicas": 1, "notes": ["n1", "n2"]}
+    assert _server(_srv_option(), parsed("fallback"), plan, None, 8000)["notes"] == ["n1"]
+    assert _server(_srv_option(), "closest (meets no constraint set)", plan, None, 8000)["notes"] is None
+    assert _server(_srv_option(output_tokens_mean=None), "primary", plan, 2.0, 8000)["expected_output_tok_s"] == 0.0

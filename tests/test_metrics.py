@@ -130,3 +130,30 @@ def test_table_flags_noisy_and_unreliable_cells():
     console.print(summary_table({"run_id": "r", "hardware": "h", "rows": [row]}))
     text = console.export_text()
     assert f"noisy: ±{row['precision_pct']:.0f}%" in text and "tiny [/int4]" in text and "unreliable (steal 12%)" in text
+
+
+def _r(i, ts, prompt, out, ttft=None, e2el=None, **kw):
+    return RequestRecord(timestamp=ts, run_id="r", model="m", variant="v", scenario="s", point="p", request_id=i,
+                         prompt_tokens=prompt, output_tokens=out, ttft_ms=ttft, e2el_ms=e2el, **kw)
+
+
+def test_a_cell_with_failures_counts_and_averages_by_hand():
+    rows = [_r(0, 0.0, 10, 4, 100.0, 400.0, ended_early=True), _r(1, 1.0, 13, 5, 200.0, 800.0), _r(2, 2.0, 20, 7, 100.0, 1000.0),
+            _r(3, 0.5, 10, 0, status="error", error="t/o", error_kind="timeout"), _r(4, 0.6, 10, 0, status="error", error="boom")]
+    s = summarize_cell(rows, usd_per_hour=1.0)
+    assert (s["requests"], s["failed"], s["error_rate"], s["ended_early"]) == (3, 2, 0.4, 1)  # 2 of 5 failed
+    assert s["errors_by_kind"] == {"exception": 1, "timeout": 1}  # a failure without a kind is an exception
+    assert s["prompt_tokens_mean"] == pytest.approx(43 / 3, rel=1e-12) and s["output_tokens_mean"] == pytest.approx(16 / 3, rel=1e-12)
+    # Window: first send 0.0 s to last completion 2.0 + 1.0 = 3.0 s: 16 tokens and 3 requests in it.
+    assert s["window_s"] == pytest.approx(3.0) and s["output_throughput_tok_s"] == pytest.approx(16 / 3)
+    assert s["request_throughput_req_s"] == pytest.approx(1.0)
+
+
+def test_no_rate_without_a_positive_window_and_no_precision_from_one_unit():
+    instant = summarize_cell([_r(0, 5.0, 10, 1, 0.0, 0.0)], usd_per_hour=1.0)  # done as sent, one token: no TPOT
+    assert instant["window_s"] == 0.0 and instant["tpot_ms"] is None
+    assert (instant["output_throughput_tok_s"], instant["request_throughput_req_s"], instant["per_user_tok_s"]) == (None, None, None)
+    skewed = summarize_cell([_r(0, 5.0, 10, 1, 0.0, -1000.0)], usd_per_hour=1.0)  # a clock that stepped back
+    assert skewed["request_throughput_req_s"] is None and skewed["cost_per_request_usd"] is None
+    one = summarize_cell([_r(0, 0.0, 10, 4, 100.0, 400.0)], usd_per_hour=1.0)
+    assert one["tpot_ms"]["n_units"] == 1 and one["precision_pct"] is None  # one request: nothing to resample

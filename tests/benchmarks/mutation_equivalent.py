@@ -39,6 +39,8 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "chosen is one of the options themselves and option ids are unique (naming.model_labels): == and is agree"),
     ("bench/export/servers.py", 'if o["kind"] == "api":', 'if o["kind"] <= "api":',
      'an option\'s kind is "api" or "self-hosted" (recommend/option.py): only "api" is <= "api"'),
+    ("bench/export/servers.py", 'role = "primary" if rec["mode"] == "single"', 'role = "primary" if rec["mode"] >= "single"',
+     'past "routing" the mode is "single" or "none" (recommend/engine._mode): only "single" is >= "single"'),
     ("bench/recommend/options.py", '{"single-stream": 0, "batch": 1', '{"single-stream": -1, "batch": 1',
      "ranks are only compared with each other: -1 < 1 < 2 orders the scenarios as 0 < 1 < 2 does"),
     ("bench/recommend/options.py", 'rank = _SCENARIO_PREFERENCE.get(row.get("scenario"), 9)',
