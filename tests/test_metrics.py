@@ -4,8 +4,9 @@ import math
 import pytest
 
 from llmbench.backends.base import Generation
-from llmbench.metrics import summarize_cell, window_s
+from llmbench.metrics import group_cells, summarize_cell, window_s
 from llmbench.records import RequestRecord
+from llmbench.slo import parse_slo
 from llmbench.scenarios.base import CellContext, Point, to_records
 from llmbench.stats import describe
 from llmbench.workload import Prompt
@@ -150,10 +151,21 @@ def test_a_cell_with_failures_counts_and_averages_by_hand():
 
 
 def test_no_rate_without_a_positive_window_and_no_precision_from_one_unit():
-    instant = summarize_cell([_r(0, 5.0, 10, 1, 0.0, 0.0)], usd_per_hour=1.0)  # done as sent, one token: no TPOT
-    assert instant["window_s"] == 0.0 and instant["tpot_ms"] is None
+    instant = summarize_cell([_r(0, 5.0, 10, 1, 0.0, 0.0)], usd_per_hour=1.0, slos=parse_slo("e2el_p95=1s"))
+    assert instant["window_s"] == 0.0 and instant["tpot_ms"] is None  # done as sent, one token: no TPOT
+    assert instant["goodput_req_s"] is None and instant["slo_met_share"] == 1.0
     assert (instant["output_throughput_tok_s"], instant["request_throughput_req_s"], instant["per_user_tok_s"]) == (None, None, None)
     skewed = summarize_cell([_r(0, 5.0, 10, 1, 0.0, -1000.0)], usd_per_hour=1.0)  # a clock that stepped back
     assert skewed["request_throughput_req_s"] is None and skewed["cost_per_request_usd"] is None
     one = summarize_cell([_r(0, 0.0, 10, 4, 100.0, 400.0)], usd_per_hour=1.0)
     assert one["tpot_ms"]["n_units"] == 1 and one["precision_pct"] is None  # one request: nothing to resample
+
+
+def test_window_fractions_cells_and_a_large_clean_cell():
+    assert window_s([_r(0, 1.0, 10, 2, 100.0, 1500.0)]) == pytest.approx(1.5)  # to the millisecond, not whole seconds
+    assert window_s([_r(0, 1.0, 10, 0, status="error")]) == 0.0  # nothing completed: no window
+    a, b = _r(0, 0.0, 10, 2, 1.0, 2.0), _r(1, 0.0, 10, 2, 1.0, 2.0).model_copy(update={"point": "q"})
+    assert [(k, len(v)) for k, v in group_cells([a, b, a]).items()] == [(a.cell, 2), (b.cell, 1)]
+    # 300 requests, none failed: not a partial failure (a count compared as a count, past small integers).
+    many = summarize_cell([_r(i, i * 0.01, 10, 2, 1.0, 2.0) for i in range(300)], usd_per_hour=1.0)
+    assert many["requests"] == 300 and many["partial_failure"] is False
