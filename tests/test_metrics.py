@@ -6,8 +6,8 @@ import pytest
 from llmbench.backends.base import Generation
 from llmbench.metrics import group_cells, summarize_cell, window_s
 from llmbench.records import RequestRecord
-from llmbench.slo import parse_slo
 from llmbench.scenarios.base import CellContext, Point, to_records
+from llmbench.slo import parse_slo
 from llmbench.stats import describe
 from llmbench.workload import Prompt
 
