@@ -103,3 +103,30 @@ def test_a_replica_costs_every_device_and_itl_objectives_are_said_to_be_tpot(mea
     itl = "ITL objectives are checked against TPOT: the model's decode steps within a batch are uniform"
     assert itl not in plain[0]["notes"]
     assert itl in plan_option(rows, HW, parse_slo("itl_p99=500ms"), rps=5.0, records=recs)["notes"]
+
+
+def test_caps_and_bounds_of_the_load(measured, plain):
+    rows, recs = measured
+    assert plain[0]["max_replicas"] == 1024  # the default replica cap
+    assert plan_option(rows, HW, [], rps=30.0, records=recs, max_batch=8)["load"]["requests"] == 12000  # 30/s x 600 s, capped
+    one, two = Requests([0.0], [10], [8]), Requests([0.0, 1.0], [10, 10], [8, 8])
+    with pytest.raises(BadInput, match="a trace needs at least two requests"):
+        plan_option(rows, HW, [], trace=one, records=recs)
+    assert plan_option(rows, HW, [], trace=two, records=recs)["load"]["requests"] == 2
+
+
+def test_requests_over_the_context_are_counted_in_a_note(measured):
+    rows, recs = measured
+    trace = Requests([0.0, 1.0, 2.0, 3.0, 4.0], [10, 10, 500, 500, 500], [8, 8, 8, 8, 8])  # 3 of 5 over 100 positions
+    plan = plan_option(rows, HW, [], trace=trace, records=recs, context_tokens=100)
+    assert plan["load"]["requests_planned"] == 2
+    assert any(n.startswith("3 of 5 requests (60.0%) need more than the model's context of 100 tokens") for n in plan["notes"])
+
+
+def test_a_plan_fitted_on_rate_points_says_so_and_knows_it_has_them():
+    from test_planner_synth import rate_records
+
+    recs = [r.model_copy(update={"scenario": "".join(list(r.scenario))}) for r in rate_records(20.0, n=60)]  # as parsed
+    notes = plan_option(summary_rows(recs), HW, [], rps=5.0, records=recs)["notes"]
+    assert "fitted on concurrency measurements (queueing subtracted), not on queue-free ones" in notes
+    assert any(n.startswith("prediction error: not computed in this plan") for n in notes)
