@@ -145,6 +145,7 @@ def test_choose_gates_read_from_files_and_a_floor_that_is_met():
     assert miss_distance(_o(gate=fail), None, Constraints()) == 1.0 and miss_distance(_o(gate=error), None, Constraints()) == 10.0
     floor = Constraints(quality_floor=0.8)
     assert failures(_o(quality=0.95), None, floor) == [] and miss_distance(_o(quality=0.8), None, floor) == 0.0
+    assert miss_distance(_o(quality=0.3), None, floor) == pytest.approx(0.625)  # (0.8 - 0.3) / 0.8
 
 
 def test_choose_only_the_chosen_is_called_chosen_and_the_money_needs_both_cost_and_load():

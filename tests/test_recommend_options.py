@@ -125,6 +125,7 @@ def test_options_named_api_models_and_the_whole_enumeration():
     assert [o.id for o in enumerate_options(data)] == ["tiny/torch-fp32/cpu/bs1", "api/gpt-4o"]
     assert [o.id for o in enumerate_options(data, ["gpt-4o-mini"])] == ["tiny/torch-fp32/cpu/bs1", "api/gpt-4o-mini"]
     assert [o.id for o in enumerate_options(_data([_row(failed=1, requests=3)]), include_failed=True)] == ["tiny/torch-fp32/cpu/bs1"]
+    assert enumerate_options(_data([_row(failed=1, requests=3)])) == []  # failed rows stay out unless asked
 
 
 def test_options_scenario_preference_whatever_the_order_and_the_first_of_equals():

@@ -182,8 +182,11 @@ def run_generated(py: Path, clone: Path, work: Path, module: str, timeout: float
     timeouts = sum(r["test_outcome"] == "killed" and r.get("output") == "timeout" for r in results)
     killed = sum(r["test_outcome"] == "killed" for r in results)
     lived = [(w, r) for w, r in done if r and r["test_outcome"] == "survived"]
-    equivalent = [(w, r, why) for w, r in lived if (why := equivalent_reason(module, r.get("diff")))]
-    survived = [(w, r) for w, r in lived if not equivalent_reason(module, r.get("diff"))]
+    def why(w: dict, r: dict) -> str | None:
+        return equivalent_reason(module, r.get("diff"), w["mutations"][0].get("definition_name"))
+
+    equivalent = [(w, r, why(w, r)) for w, r in lived if why(w, r)]
+    survived = [(w, r) for w, r in lived if not why(w, r)]
     incompetent = sum(r["test_outcome"] == "incompetent" or r["worker_outcome"] in ("exception", "abnormal") for r in results)
     score = killed / (killed + len(survived)) if killed + len(survived) else None
     print(f"  {module}: {killed} killed ({timeouts} by timeout), {len(survived)} survived, {skipped} skipped and "

@@ -15,7 +15,7 @@ import ast
 import sqlite3
 from pathlib import Path
 
-# (module, text of the line as it is, text of the mutated line, why the two behave the same)
+# (module[:function], text of the line as it is, text of the mutated line, why the two behave the same)
 EQUIVALENT: list[tuple[str, str, str, str]] = [
     ("bench/slo.py", "or float(value) <= 0:", "or float(value) == 0:",
      "the term's regex takes digits only, so the limit is never negative: <= 0 and == 0 agree"),
@@ -47,6 +47,18 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "at least one batch size is always tried (the given max batch or the measured ones): > 1 and != 1 agree"),
     ("bench/planner/capacity.py", 'has_rates = any(r.scenario == "concurrency"', 'has_rates = any(r.scenario >= "concurrency"',
      'only concurrency points are named rate=... (single-stream and batch points are "single", "batch=N")'),
+    ("bench/recommend/options.py", '"batch": 1, "concurrency": 2}', '"batch": 1, "concurrency": 3}',
+     "ranks are only compared with each other (and the unranked 9): 0 < 1 < 3 < 9 orders as 0 < 1 < 2 < 9"),
+    ("bench/recommend/choose.py", 'd += 1.0 if o.gate == "fail" else far', 'd += 1.0 if o.gate >= "fail" else far',
+     'inside `if o.gate in ("fail", "error")`: "error" >= "fail" is False, as "error" == "fail"'),
+    ("bench/recommend/choose.py:miss_distance", "o.quality < c.quality_floor:", "o.quality <= c.quality_floor:",
+     "at quality == floor the distance it adds is (floor - quality) / floor = 0 either way"),
+    ("bench/recommend/choose.py", "any({m for m, _ in f} <= {n}", "any({m for m, _ in f} == {n}",
+     "_binding runs only when no option is feasible, so every option misses something: a non-empty set <= {n} is == {n}"),
+    ("bench/recommend/choose.py", 'plan.get("meets_slo") is False', 'plan.get("meets_slo") == False',
+     "meets_slo is True, False or None (the planner's bool): == False and is False agree"),
+    ("bench/recommend/choose.py", '.get("meets_slo") is False else None', '.get("meets_slo") == False else None',
+     "meets_slo is True, False or None (the planner's bool): == False and is False agree"),
     ("bench/recommend/options.py", '{"single-stream": 0, "batch": 1', '{"single-stream": -1, "batch": 1',
      "ranks are only compared with each other: -1 < 1 < 2 orders the scenarios as 0 < 1 < 2 does"),
     ("bench/recommend/options.py", 'rank = _SCENARIO_PREFERENCE.get(row.get("scenario"), 9)',
@@ -93,12 +105,12 @@ def skip_annotation_mutants(db: Path, module_path: Path) -> int:
     return len(hit)
 
 
-def equivalent_reason(module: str, diff: str | None) -> str | None:
-    """The EQUIVALENT entry's reason when this surviving mutant's diff is one of them."""
+def equivalent_reason(module: str, diff: str | None, function: str | None = None) -> str | None:
+    """The EQUIVALENT entry's reason when this surviving mutant's diff (in `function`) is one of them."""
     lines = (diff or "").splitlines()
     old = [x[1:] for x in lines if x.startswith("-") and not x.startswith("---")]
     new = [x[1:] for x in lines if x.startswith("+") and not x.startswith("+++")]
     for mod, before, after, why in EQUIVALENT:
-        if mod == module and any(before in x for x in old) and any(after in x for x in new):
+        if mod in (module, f"{module}:{function}") and any(before in x for x in old) and any(after in x for x in new):
             return why
     return None
