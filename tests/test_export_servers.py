@@ -169,3 +169,20 @@ def test_servers_modes_and_roles_as_read_from_a_document():
     assert _server(_srv_option(), parsed("fallback"), plan, None, 8000)["notes"] == ["n1"]
     assert _server(_srv_option(), "closest (meets no constraint set)", plan, None, 8000)["notes"] is None
     assert _server(_srv_option(output_tokens_mean=None), "primary", plan, 2.0, 8000)["expected_output_tok_s"] == 0.0
+
+
+def test_servers_more_strings_from_a_document_and_missing_latencies():
+    parsed = lambda text: "".join(list(text))  # noqa: E731
+    assert served_name(_srv_option(engine={"name": parsed("endpoint"), "model": "served-x"})) == "served-x"
+    plan = {"replicas": 2, "saturation_rps": 1.0, "cost_per_month": 99.0, "plan_replicas_full_load": 5}
+    assert _server(_srv_option(), parsed("fallback"), plan, None, 8000)["plan_replicas_full_load"] == 5
+    api = _server({**API, "kind": parsed("api")}, parsed("fallback"), plan, 1.0, 8000)
+    assert (api["replicas"], api["cost_per_month_usd"], api["max_batch_size"]) == (None, None, None) and "launch" not in api
+    assert _per_token_costs(API, 0.5) == pytest.approx((2.5e-6, 1e-5), rel=1e-12)
+    o = _srv_option()
+    assert _per_token_costs({**o, "latency": {"e2el_ms": {"p50": 100.0}}}, 0.01) == pytest.approx((0.0, 0.01 / 50))
+    assert _per_token_costs({**o, "latency": {"ttft_ms": {"p50": 20.0}}}, 0.01) == pytest.approx((0.0, 0.01 / 50))
+    # A TTFT below zero (a clock stepped back) charges no prefill rather than a negative one.
+    assert _per_token_costs({**o, "latency": {"ttft_ms": {"p50": -20.0}, "e2el_ms": {"p50": 100.0}}}, 0.01) == pytest.approx((0.0, 0.01 / 50))
+    no_out = _server(_srv_option(output_tokens_mean=None), "primary", plan, None, 8000)
+    assert no_out["rpm"] == 120 and no_out["tpm"] == 120 * 200  # 2 replicas x 1 req/s x 60 s, 200 prompt tokens each
