@@ -43,7 +43,8 @@ at most in all; kept in RUN_DIR/prefill_sweep.json and reused); --no-measure ext
 @click.option("--measure/--no-measure", default=True, show_default=True,
               help="load variants again for a prefill sweep when a trace needs longer prompts than the run measured")
 @click.option("--autoscale", is_flag=True, help="with --trace: simulate scaling policies (tokens in flight, queue depth) "
-              "on the trace and pick the cheapest meeting --attainment; writes RUN_DIR/plans/autoscale-trace-<file>.json")
+              "on the trace and pick the cheapest meeting --attainment; writes RUN_DIR/plans/autoscale-trace-<file>.json and, "
+              "where the run has a deployment.yaml, its autoscaling block and deploy/hpa-<name>.yaml")
 @click.option("--attainment", type=float, default=0.99, show_default=True,
               help="with --autoscale: the share of requests that must meet every SLO")
 @click.option("--json", "as_json", is_flag=True, help="print the plan as one JSON document on stdout")
@@ -97,6 +98,7 @@ def _autoscale(run, slos, trace, attainment, model, variant, max_replicas, max_b
     from rich.console import Console
 
     from llmbench.errors import BadInput
+    from llmbench.export.autoscaling import emit
     from llmbench.planner.autoscale_plan import autoscale_path, plan_autoscale
     from llmbench.planner.plan_run import produced_by
     from llmbench.results import write_json
@@ -109,6 +111,8 @@ def _autoscale(run, slos, trace, attainment, model, variant, max_replicas, max_b
     doc["produced_by"] = produced_by(_command_line(click.get_current_context().params), doc["load"])
     path = autoscale_path(run, trace)
     path.parent.mkdir(exist_ok=True)
+    # Where a user deploys from: deployment.yaml's autoscaling block and deploy/hpa-<name>.yaml.
+    doc["emitted"] = emit(run.path, {**doc, "plan_file": str(path.relative_to(run.path))})
     write_json(path, doc)
     if as_json:
         sys.stdout.write(json.dumps(doc, default=str) + "\n")
@@ -122,6 +126,13 @@ def _autoscale(run, slos, trace, attainment, model, variant, max_replicas, max_b
                   f"chosen: ${a['cost_per_month_usd']:,.2f}/month at {100 * a['slo_attainment']:.2f}% attainment, against the "
                   f"fixed {f['replicas']} replica(s) at ${f['cost_per_month_usd']:,.2f}/month and {100 * f['slo_attainment']:.2f}%",
                   markup=False, style="bold")
+    e = doc["emitted"]
+    for what in ("deployment_yaml", "hpa"):
+        if e.get(what):
+            console.print(f"({'autoscaling block' if what == 'deployment_yaml' else 'HorizontalPodAutoscaler'} written to {e[what]})",
+                          markup=False)
+    if e.get("note"):
+        console.print(f"  {e['note']}", markup=False)
     console.print(f"(autoscaling plan written to {path})", markup=False)
 
 
