@@ -164,3 +164,13 @@ def test_without_kubernetes_validate_the_api_rules_still_apply(monkeypatch):
     m["spec"]["minReplicas"] = 0
     with pytest.raises(InvalidManifest, match="minReplicas must be >= 1"):
         check(m)
+
+
+def test_recommend_again_drops_the_block_and_its_hpa(planned, tmp_path):
+    run, before, _, _ = planned
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    assert list((folder / "deploy").glob("hpa-*.yaml"))
+    assert CliRunner().invoke(main, ["recommend", str(folder), "--rps", "1"]).exit_code == 0
+    assert not list((folder / "deploy").glob("hpa-*.yaml")) and (folder / "deploy" / f"serve-{NAME}.sh").is_file()
+    assert "autoscaling" not in yaml.safe_load((folder / "deployment.yaml").read_text())

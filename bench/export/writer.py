@@ -14,8 +14,10 @@ DEPLOY_DIR = "deploy"
 
 
 def _clear_scripts(folder: Path, keep: set[str]) -> None:
-    # Scripts of an earlier decision would start servers this one does not deploy.
-    for p in folder.glob("serve-*.sh") if folder.is_dir() else []:
+    # Scripts of an earlier decision would start servers this one does not deploy; an autoscaler
+    # (hpa-*.yaml) belongs to deployment.yaml's autoscaling block, which a rewrite drops
+    # (`llmbench plan --trace FILE --autoscale` writes both again).
+    for p in [*folder.glob("serve-*.sh"), *folder.glob("hpa-*.yaml")] if folder.is_dir() else []:
         if p.name not in keep:
             p.unlink(missing_ok=True)
 
