@@ -61,6 +61,8 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "meets_slo is True, False or None (the planner's bool): == False and is False agree"),
     ("bench/export/servers.py", 'self_hosted = o["kind"] != "api"', 'self_hosted = o["kind"] > "api"',
      'an option\'s kind is "api" or "self-hosted": only "self-hosted" is > "api", as != "api"'),
+    ("bench/metrics.py", "first = records[0]", "first = records[ -1]",
+     "the records of one cell share model, variant, scenario and point (its key), all that is read from `first`"),
     ("bench/recommend/options.py", '{"single-stream": 0, "batch": 1', '{"single-stream": -1, "batch": 1',
      "ranks are only compared with each other: -1 < 1 < 2 orders the scenarios as 0 < 1 < 2 does"),
     ("bench/recommend/options.py", 'rank = _SCENARIO_PREFERENCE.get(row.get("scenario"), 9)',
