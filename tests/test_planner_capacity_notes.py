@@ -130,3 +130,23 @@ def test_a_plan_fitted_on_rate_points_says_so_and_knows_it_has_them():
     notes = plan_option(summary_rows(recs), HW, [], rps=5.0, records=recs)["notes"]
     assert "fitted on concurrency measurements (queueing subtracted), not on queue-free ones" in notes
     assert any(n.startswith("prediction error: not computed in this plan") for n in notes)
+    assert "no after-idle slowdown found in this run's concurrency points" in notes
+    # Closed-loop concurrency points (clients=N) are no rate points to check the plan against.
+    batch = batch_records()
+    closed = [r.model_copy(update={"point": "clients=4"}) for r in rate_records(20.0, n=60)]
+    notes = plan_option(summary_rows(batch), HW, [], rps=5.0, records=batch + closed)["notes"]
+    assert "prediction error: not checked on this run (no concurrency rate points to compare with)" in notes
+
+
+def test_a_sweep_at_another_speed_is_flagged_and_only_itl_objectives_get_the_itl_note(measured):
+    import numpy as np
+
+    from test_planner_synth import TRUE_Q, sweep_doc
+
+    recs = batch_records(service=TRUE_Q)
+    trace = Requests(np.arange(20) * 2.0, np.full(20, 1600.0), np.full(20, 2))
+    for speed in (2.0, 0.5):  # the sweep ran twice as fast, or half as fast, as the run
+        plan = plan_option(summary_rows(recs), HW, [], trace=trace, records=recs, max_batch=1, prefill_sweep=sweep_doc(TRUE_Q, speed=speed))
+        assert any("; the machine ran at a different speed during the sweep than during the run" in n for n in plan["notes"]), speed
+    rows, recs = measured
+    assert not any(n.startswith("ITL objectives") for n in plan_option(rows, HW, parse_slo("tpot_p99=500ms"), rps=5.0, records=recs)["notes"])
