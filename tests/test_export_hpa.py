@@ -80,6 +80,8 @@ def test_the_cli_writes_a_valid_queue_hpa_and_the_block(planned):
     assert b["interval_s"] == a["interval_s"] and b["trace"] == str(trace) and b["attainment_target"] == 0.95
     assert b["hpa"] == f"deploy/hpa-{NAME}.yaml" and b["deployment"] == NAME
     assert b["cold_start_s"] is None and "not measured" in b["cold_start_source"]
+    served = next(d for d in old["deployments"] if d.get("served_name") == NAME)
+    assert ("batch_note" in b) == (served["max_batch_size"] != doc["option"]["max_batch"])
     assert json.loads((run / "plans" / "autoscale-trace-burst.json").read_text())["emitted"]["autoscaling"] == b
 
 

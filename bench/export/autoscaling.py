@@ -44,6 +44,11 @@ def block(plan: dict, deployment: dict | None, hpa: str | None) -> dict | None:
                plan=plan.get("plan_file"), hpa=hpa,
                hpa_note=None if hpa else ("min = max: a fixed count needs no autoscaler" if fixed
                                           else "no deployment.yaml deployment of this option: no HPA written"))
+    batch = (deployment or {}).get("max_batch_size")
+    if batch is not None and batch != plan["option"]["max_batch"]:
+        # recommend sized the deployment at its own load; the policy was simulated at the trace plan's batch.
+        out["batch_note"] = (f"simulated with {plan['option']['max_batch']} request(s) per replica at once (the trace plan's "
+                             f"batch); this deployment serves {batch}: serve it at {plan['option']['max_batch']} for these figures")
     return out
 
 

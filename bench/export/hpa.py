@@ -142,8 +142,9 @@ def hpa_yaml(policy: dict, name: str, plan: dict) -> tuple[dict, str]:
     header = "\n".join([
         f"Kubernetes HorizontalPodAutoscaler for deployment {name}, written by llmbench plan --autoscale.",
         "NOT RUN HERE: there is no Kubernetes cluster on the measuring machine. Checked against " + checked + ".",
-        f"Metric: {metric}. A metrics adapter (e.g. prometheus-adapter scraping the engine's /metrics, or the",
-        "gateway's per-deployment counters) must export it through the custom.metrics.k8s.io API.",
+        f"Metric: {metric}.",
+        "A metrics adapter (e.g. prometheus-adapter scraping the engine's /metrics, or the gateway's",
+        "per-deployment counters) must export it through the custom.metrics.k8s.io API.",
         f"Where the numbers come from (plan {plan.get('plan_file') or 'plans/autoscale-*.json'}, simulated on trace "
         f"{(plan.get('load') or {}).get('path')}):",
         f"  minReplicas {policy['min_replicas']}, maxReplicas {policy['max_replicas']}: the cheapest policy swept that "
