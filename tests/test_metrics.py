@@ -8,7 +8,7 @@ from llmbench.metrics import group_cells, summarize_cell, window_s
 from llmbench.records import RequestRecord
 from llmbench.scenarios.base import CellContext, Point, to_records
 from llmbench.slo import parse_slo
-from llmbench.stats import describe
+from llmbench.stats import describe, half_width_pct
 from llmbench.workload import Prompt
 
 
@@ -155,8 +155,9 @@ def test_no_rate_without_a_positive_window_and_no_precision_from_one_unit():
     assert instant["window_s"] == 0.0 and instant["tpot_ms"] is None  # done as sent, one token: no TPOT
     assert instant["goodput_req_s"] is None and instant["slo_met_share"] == 1.0
     assert (instant["output_throughput_tok_s"], instant["request_throughput_req_s"], instant["per_user_tok_s"]) == (None, None, None)
-    skewed = summarize_cell([_r(0, 5.0, 10, 1, 0.0, -1000.0)], usd_per_hour=1.0)  # a clock that stepped back
-    assert skewed["request_throughput_req_s"] is None and skewed["cost_per_request_usd"] is None
+    skewed = summarize_cell([_r(0, 5.0, 10, 1, 0.0, -1000.0)], usd_per_hour=1.0, slos=parse_slo("e2el_p95=1s"))
+    assert skewed["window_s"] == -1.0  # a clock that stepped back: no rate from it
+    assert (skewed["request_throughput_req_s"], skewed["output_throughput_tok_s"], skewed["goodput_req_s"]) == (None, None, None)
     one = summarize_cell([_r(0, 0.0, 10, 4, 100.0, 400.0)], usd_per_hour=1.0)
     assert one["tpot_ms"]["n_units"] == 1 and one["precision_pct"] is None  # one request: nothing to resample
 
@@ -169,3 +170,15 @@ def test_window_fractions_cells_and_a_large_clean_cell():
     # 300 requests, none failed: not a partial failure (a count compared as a count, past small integers).
     many = summarize_cell([_r(i, i * 0.01, 10, 2, 1.0, 2.0) for i in range(300)], usd_per_hour=1.0)
     assert many["requests"] == 300 and many["partial_failure"] is False
+
+
+def test_a_window_under_a_second_still_gives_rates():
+    # Sent at 0.0 and 0.1 s, done at 0.4 s: 8 tokens and 2 requests in 0.4 s.
+    rows = [_r(0, 0.0, 10, 4, 100.0, 400.0), _r(1, 0.1, 10, 4, 100.0, 300.0)]
+    s = summarize_cell(rows, usd_per_hour=1.0, slos=parse_slo("e2el_p95=1s"))
+    assert s["window_s"] == pytest.approx(0.4) and s["output_throughput_tok_s"] == pytest.approx(20.0)
+    assert s["request_throughput_req_s"] == pytest.approx(5.0) and s["goodput_req_s"] == pytest.approx(5.0)
+    slow = summarize_cell([_r(0, 0.0, 10, 4, 100.0, 1000.0)], usd_per_hour=1.0)  # TPOT (1000 - 100) / 3 = 300 ms
+    assert slow["per_user_tok_s"] == pytest.approx(1000 / 300)  # tokens a user sees per second
+    two = s["tpot_ms"]
+    assert two["n_units"] == 2 and s["precision_pct"] == pytest.approx(half_width_pct(two["p50"], two["p50_ci95"]))

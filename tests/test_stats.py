@@ -62,9 +62,10 @@ def test_one_unit_has_a_zero_width_interval_and_full_precision():
 
 
 def test_many_values_resampled_in_chunks_match_a_hand_bootstrap():
-    # 8001 values: the resamples are computed 499 at a time (bounded memory), in 3 chunks, the last
-    # one short. Continuous values, so any shifted rank or skipped resample shows. q=0/100: min and max.
-    x = np.random.default_rng(11).normal(50.0, 5.0, 8001)
+    # 8002 values: the resamples are computed 499 at a time (bounded memory), in 3 chunks, the last
+    # one short. Continuous values, so any shifted rank or skipped resample shows; an even count puts
+    # p50 and p95 between two values. q=0/100: min and max.
+    x = np.random.default_rng(11).normal(50.0, 5.0, 8002)
     idx = np.random.default_rng(3).integers(0, x.size, size=(1000, x.size))
     resampled = x[idx]
     for q, got in zip((0, 50, 95, 100), bootstrap_cis(x, (0, 50, 95, 100), seed=3)):
@@ -84,11 +85,13 @@ def test_describe_gives_each_figure_by_its_definition():
 def test_half_width_is_the_larger_side_in_percent_of_the_center():
     assert half_width_pct(10.0, [9.5, 12.0]) == pytest.approx(20.0)  # the upper side, 2 of 10
     assert half_width_pct(10.0, [8.0, 10.5]) == pytest.approx(20.0)  # the lower side
+    assert half_width_pct(10.0, [9.0, 21.0]) == pytest.approx(110.0) and half_width_pct(8.0, [7.0, 11.0]) == pytest.approx(37.5)
     assert half_width_pct(-10.0, [-12.0, -9.5]) == pytest.approx(20.0)
     assert half_width_pct(0.0, [-1.0, 1.0]) is None
 
 
 def test_one_value_or_one_unit_has_no_spread():
+    assert describe([1.0, 3.0])["std"] == pytest.approx(2 ** 0.5)  # two values: the sample std (n - 1)
     d = describe([5.0])
     assert (d["std"], d["cv_pct"], d["n"], d["n_units"], d["p50_ci95"], d["p95_ci95"]) == (0.0, 0.0, 1, 1, [5.0, 5.0], [5.0, 5.0])
     # Distinct values of one batch: the interval is the percentile itself, exactly (nothing to resample).
@@ -101,3 +104,8 @@ def test_a_50_percent_interval_is_the_quartiles_of_the_resampled_estimates():
     x = np.random.default_rng(8).normal(0.0, 1.0, 300)
     est = np.percentile(x[np.random.default_rng(0).integers(0, 300, size=(1000, 300))], 50, axis=1)
     assert bootstrap_ci(x, 50, level=0.5) == pytest.approx(tuple(np.percentile(est, [25, 75])), rel=1e-12)
+
+
+def test_the_default_seed_is_zero():
+    x = np.random.default_rng(9).normal(0.0, 1.0, 50)
+    assert bootstrap_cis(x, [50]) == [bootstrap_ci(x, 50, seed=0)]
