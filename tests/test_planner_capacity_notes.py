@@ -150,3 +150,22 @@ def test_a_sweep_at_another_speed_is_flagged_and_only_itl_objectives_get_the_itl
         assert any("; the machine ran at a different speed during the sweep than during the run" in n for n in plan["notes"]), speed
     rows, recs = measured
     assert not any(n.startswith("ITL objectives") for n in plan_option(rows, HW, parse_slo("tpot_p99=500ms"), rps=5.0, records=recs)["notes"])
+
+
+def test_a_month_is_730_hours_and_a_rate_must_be_a_number(plain):
+    assert plain[0]["cost_per_month"] == pytest.approx(plain[0]["cost_per_hour"] * 730.0, rel=1e-12)  # 8760 h / 12
+    for bad in ("fast", None):
+        with pytest.raises(BadInput, match="--rps must be a number of requests/s"):
+            validate_rps(bad)
+
+
+def test_every_request_plans_at_least_one_output_token():
+    recs = batch_records()
+    mixed = [r.model_copy(update={"output_tokens": 0}) if i % 2 else r for i, r in enumerate(recs)]  # 16 and 0 tokens
+    plan = plan_option(summary_rows(recs), HW, [], rps=5.0, records=mixed, max_batch=8)
+    assert plan["load"]["output_tokens_mean"] == pytest.approx((16 + 1) / 2)
+    ones = batch_records(output=1)
+    rows = summary_rows(ones)  # rows only: their means, rounded, at least 1
+    assert plan_option(rows, HW, [], rps=5.0, max_batch=8)["load"]["output_tokens_mean"] == 1.0
+    unknown = [{**r, "output_tokens_mean": None} for r in rows]
+    assert plan_option(unknown, HW, [], rps=5.0, max_batch=8)["load"]["output_tokens_mean"] == 1.0

@@ -51,6 +51,8 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      'an option\'s kind is "api" or "self-hosted" (recommend/option.py): only "api" is <= "api"'),
     ("bench/export/servers.py", 'role = "primary" if rec["mode"] == "single"', 'role = "primary" if rec["mode"] >= "single"',
      'past "routing" the mode is "single" or "none" (recommend/engine._mode): only "single" is >= "single"'),
+    ("bench/planner/capacity.py", 'round(r.get("output_tokens_mean") or 1))', 'round(r.get("output_tokens_mean") or 0))',
+     "the max(1, ...) around it turns the 0 back into 1"),
     ("bench/planner/capacity.py", "if (rps is None) == (trace is None):", "if (rps is None) is (trace is None):",
      "both sides are bools, which are singletons: == and is agree"),
     ("bench/planner/capacity.py", "if len(tried) > 1:", "if len(tried) != 1:",
