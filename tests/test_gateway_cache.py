@@ -151,3 +151,17 @@ def test_verify_measures_a_cache_the_chosen_option_leaves_off(tmp_path):
     assert proxy_config(path, on)[0] == path and not cache_check.left_off(on)
     qdrant = {**on, "litellm_settings": {**on["litellm_settings"], "cache_params": {"type": "qdrant-semantic"}}}
     assert cache_check.plugin_on(qdrant) is None
+
+
+def test_verify_reads_the_priced_figures_from_the_deploy_entry(tmp_path):
+    from llmbench.optimizers.cache.deploy import deploy_entry
+    from test_recommend_cache_rule import verifier_doc
+
+    doc = verifier_doc()
+    doc["deploy"] = deploy_entry(doc, {})
+    (tmp_path / "cache.json").write_text(json.dumps(doc))
+    got = cache_check.priced(tmp_path / "cache.json")
+    # The verifier's figures (4 of 208 requests served, 3 wrongly), not plain cosine's.
+    assert got["rule"] == "verifier floor0.90 (cache profile default) probability >= 0.757"
+    assert got["served_from_cache_rate"] == pytest.approx(4 / 208) and got["wrong_answer_rate"] == pytest.approx(3 / 208)
+    assert cache_check.priced(tmp_path / "absent.json") is None

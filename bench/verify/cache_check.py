@@ -125,6 +125,22 @@ def check(url: str, alias: str, headers: dict, settings: dict, log: Path, timeou
             "units": {"hit_rate": "per label-1 lookup", "false_hit_rate": "per label-0 lookup", "ms": "request, streamed"}}
 
 
+def priced(cache_json: Path) -> dict | None:
+    """The figures the recommendation priced the +cache option on (cache.json's deploy entry: the same
+    rule, on the whole log), to read beside the gateway's on the sampled pairs; None without one."""
+    from llmbench.optimizers.cache.deploy import resolved, rule_text
+
+    try:
+        entry = resolved(json.loads(cache_json.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+    if not entry:
+        return None
+    figs = entry.get("figures") or {}
+    return {"rule": rule_text(entry), **{k: figs.get(k) for k in ("hit_rate", "false_hit_rate", "served_from_cache_rate",
+                                                                  "wrong_answer_rate")}}
+
+
 def for_verify(spec, url: str, headers: dict, timeout_s: float) -> dict:
     """The `cache` block of verify.json: the check when the gateway runs llmbench's cache, else why not."""
     from llmbench.optimizers.cache.stage import sample_pairs as shipped_pairs
@@ -137,6 +153,7 @@ def for_verify(spec, url: str, headers: dict, timeout_s: float) -> dict:
     auth = {k: v for k, v in headers.items() if k.lower() != OPT_OUT}  # the check goes through the cache
     doc = check(url, MAIN_ALIAS, auth, settings, path, timeout_s)
     if not doc.get("skipped"):
+        doc["priced"] = priced(Path(spec.run_dir) / "cache.json")
         off = left_off(spec.gateway_cfg)
         doc["deployed_on"] = not off
         if off:
