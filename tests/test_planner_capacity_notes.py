@@ -169,3 +169,18 @@ def test_every_request_plans_at_least_one_output_token():
     assert plan_option(rows, HW, [], rps=5.0, max_batch=8)["load"]["output_tokens_mean"] == 1.0
     unknown = [{**r, "output_tokens_mean": None} for r in rows]
     assert plan_option(unknown, HW, [], rps=5.0, max_batch=8)["load"]["output_tokens_mean"] == 1.0
+
+
+def test_the_batch_choice_note_needs_two_sizes_and_a_short_trace_still_has_goodput(plain):
+    assert "parallel" not in plain[0] and "server_model" not in plain[0]  # in-process batching: no llama-server slots
+    recs = batch_records(sizes=(1, 2))
+    rows = summary_rows(recs)
+    two = plan_option(rows, HW, [], rps=5.0, records=recs)["notes"]
+    assert sum(n.startswith("max batch chosen among the measured sizes") for n in two) == 1
+    one = plan_option(rows, HW, [], rps=5.0, records=recs, max_batch=2)["notes"]
+    assert not any("chosen among the measured sizes" in n for n in one)
+    keep: dict = {}
+    quick = plan_option(rows, HW, [], trace=Requests([0.0, 0.1], [10, 10], [2, 2]), records=recs, keep=keep)
+    sim = keep["sim"]
+    assert sim.window_s < 1.0 and quick["predicted"]["goodput_req_s"] == pytest.approx(
+        quick["predicted"]["goodput_share"] * 2 / sim.window_s)
