@@ -105,7 +105,8 @@ def test_cache_check_matches_a_hand_count_and_the_simulation(gateway):
     sim = doc["simulation"]
     assert sim["lookups"] == 10
     assert doc["difference"]["hit_rate"] == pytest.approx(gw["hit_rate"] - sim["hit_rate"])
-    print("cache check:", json.dumps({k: doc[k] for k in ("gateway", "simulation", "hit_added_ms")}))
+    assert doc["hit_saves_ms"] == pytest.approx(gw["miss_ms_p50"] - gw["hit_ms_p50"])  # a hit skips the model
+    print("cache check:", json.dumps({k: doc[k] for k in ("gateway", "simulation", "hit_saves_ms")}))
 
 
 def _plugin_cfg(profile: str, on: bool = True) -> dict:
