@@ -30,7 +30,7 @@ def plain(measured):
 
 
 def test_limits_are_inclusive():
-    assert validate_rps(MAX_RPS) == MAX_RPS
+    assert validate_rps(MAX_RPS) == MAX_RPS and validate_rps(0.5) == 0.5  # below one request a second is a load too
     with pytest.raises(BadInput, match="at most 1e\\+07, got 20000000.0"):
         validate_rps(2 * MAX_RPS)
     validate_limits(max_batch=1024, max_replicas=MAX_REPLICAS_LIMIT)  # the largest allowed: no error
@@ -120,6 +120,8 @@ def test_requests_over_the_context_are_counted_in_a_note(measured):
     trace = Requests([0.0, 1.0, 2.0, 3.0, 4.0], [10, 10, 500, 500, 500], [8, 8, 8, 8, 8])  # 3 of 5 over 100 positions
     plan = plan_option(rows, HW, [], trace=trace, records=recs, context_tokens=100)
     assert plan["load"]["requests_planned"] == 2
+    three = Requests([0.0, 1.0, 2.0, 3.0, 4.0, 5.0], [10, 10, 10, 500, 500, 500], [8] * 6)
+    assert plan_option(rows, HW, [], trace=three, records=recs, context_tokens=100)["load"]["requests_planned"] == 3
     assert any(n.startswith("3 of 5 requests (60.0%) need more than the model's context of 100 tokens") for n in plan["notes"])
 
 
@@ -149,7 +151,8 @@ def test_a_sweep_at_another_speed_is_flagged_and_only_itl_objectives_get_the_itl
         plan = plan_option(summary_rows(recs), HW, [], trace=trace, records=recs, max_batch=1, prefill_sweep=sweep_doc(TRUE_Q, speed=speed))
         assert any("; the machine ran at a different speed during the sweep than during the run" in n for n in plan["notes"]), speed
     rows, recs = measured
-    assert not any(n.startswith("ITL objectives") for n in plan_option(rows, HW, parse_slo("tpot_p99=500ms"), rps=5.0, records=recs)["notes"])
+    for other in ("tpot_p99=500ms", "e2el_p95=5s"):
+        assert not any(n.startswith("ITL objectives") for n in plan_option(rows, HW, parse_slo(other), rps=5.0, records=recs)["notes"])
 
 
 def test_a_month_is_730_hours_and_a_rate_must_be_a_number(plain):
@@ -184,3 +187,14 @@ def test_the_batch_choice_note_needs_two_sizes_and_a_short_trace_still_has_goodp
     sim = keep["sim"]
     assert sim.window_s < 1.0 and quick["predicted"]["goodput_req_s"] == pytest.approx(
         quick["predicted"]["goodput_share"] * 2 / sim.window_s)
+
+
+def test_a_size_that_meets_the_slo_beats_one_that_misses_with_as_few_replicas(measured):
+    # 40 req/s, E2EL p95 under 600 ms, at most 2 replicas: batches of 1 and 2 miss with 2 replicas, 4 and 8 meet.
+    rows, recs = measured
+    plan = plan_option(rows, HW, parse_slo("e2el_p95=600ms"), rps=40.0, records=recs, max_replicas=2)
+    found = {k: (v["replicas"], v["meets_slo"]) for k, v in plan["max_batch_search"].items()}
+    assert found["1"] == (2, False) and found["4"] == (2, True)
+    assert plan["meets_slo"] is True and found[str(plan["max_batch"])][1] is True
+    (note,) = [n for n in plan["notes"] if "chosen among the measured sizes" in n]
+    assert "b=1: 2 replicas (misses)" in note and "b=4: 2 replicas," in note

@@ -59,6 +59,8 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "a plan simulates at least two requests, each taking time: the simulated window is always above 0"),
     ("bench/planner/capacity.py", "if sim.window_s > 0 else None", "if sim.window_s > -1 else None",
      "a plan simulates at least two requests, each taking time: the simulated window is always above 0"),
+    ("bench/planner/capacity.py", 'has_rates = any(r.scenario == "concurrency"', 'has_rates = any(r.scenario <= "concurrency"',
+     'only concurrency points are named rate=... (batch points are "batch=N")'),
     ("bench/planner/capacity.py", "if (rps is None) == (trace is None):", "if (rps is None) is (trace is None):",
      "both sides are bools, which are singletons: == and is agree"),
     ("bench/planner/capacity.py", "if len(tried) > 1:", "if len(tried) != 1:",
