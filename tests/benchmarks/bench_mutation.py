@@ -1,7 +1,7 @@
 """Mutation testing of the measurement, cost and decision modules: how many planted bugs the suite kills.
 
     .venv/bin/python tests/benchmarks/bench_mutation.py [--named-only | --generated-only]
-        [--modules bench/stats.py ...] [--json OUT]
+        [--modules bench/stats.py ...] [--json OUT] [--work DIR [--survivors-again]]
 
 Two parts, both on a clone of HEAD in a temporary folder (the working tree is never touched):
 1. Named mutants: the plausible bugs that reviews planted by hand (issue 20), each applied alone,
@@ -14,9 +14,10 @@ Two parts, both on a clone of HEAD in a temporary folder (the working tree is ne
    so are incompetent mutants (the mutation itself fails) and timeouts (counted as killed,
    reported apart).
 
-Each module's tests are the ones that exercise it and need no model (MODULES): a mutant costs one
-pytest start (~1 s) plus those tests, and each module's baseline run must be green first. The whole
-list takes about an hour on 2 cores. Not part of CI.
+Each module's tests are the ones that exercise it (MODULES; no model but for scenarios/base): a mutant
+costs one pytest start (~1 s, no plugin autoload) plus those tests, and each module's baseline run must
+be green first. The seven decision modules took about 75 min on the shared 2-core VM (BENCHMARKS.md).
+With --work DIR the results stay; --survivors-again then re-tests only the survivors. Not part of CI.
 """
 from __future__ import annotations
 
