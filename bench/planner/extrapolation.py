@@ -21,6 +21,11 @@ def _axis(measured_max: float | None, values: np.ndarray) -> dict | None:
             "requests_beyond": beyond, "share_beyond": beyond / len(values)}
 
 
+def _times(factor: float | None) -> str:
+    """'x2.50', or what stands when nothing was measured on that axis (a measured maximum of 0)."""
+    return f"x{factor:.2f}" if factor is not None else "none measured to compare"
+
+
 def extrapolation(service: ServiceModel, prompts: np.ndarray, outputs: np.ndarray, max_batch: int) -> tuple[dict, list[str]]:
     """({prompt_tokens, output_tokens, kv_tokens, batch: {measured_max, load_max, factor, ...}}, notes)."""
     m = service.measured
@@ -45,7 +50,7 @@ def extrapolation(service: ServiceModel, prompts: np.ndarray, outputs: np.ndarra
                  "quadratic term could be fitted, so long prompts are more likely under- than over-estimated")
         notes.append(
             f"{pr['requests_beyond']} of {n} requests ({100 * pr['share_beyond']:.1f}%) have prompts longer than the longest "
-            f"measured ({pmax:g} tokens; the load goes to {pr['load_max']:,.0f}, x{pr['factor']:.2f}, p95 "
+            f"measured ({pmax:g} tokens; the load goes to {pr['load_max']:,.0f}, {_times(pr['factor'])}, p95 "
             f"{np.percentile(p, 95):,.0f}): their prefill is extrapolated from the fit ({shape})")
     if pmin is not None and n:
         under = int((p < pmin).sum())
@@ -56,7 +61,7 @@ def extrapolation(service: ServiceModel, prompts: np.ndarray, outputs: np.ndarra
     if out and out["requests_beyond"]:
         notes.append(
             f"{out['requests_beyond']} of {n} requests ({100 * out['share_beyond']:.1f}%) generate more tokens than the most "
-            f"measured ({omax:g}; the load goes to {out['load_max']:,.0f}, x{out['factor']:.2f}): decode is extrapolated at "
+            f"measured ({omax:g}; the load goes to {out['load_max']:,.0f}, {_times(out['factor'])}): decode is extrapolated at "
             f"the measured per-step time for the batch size, growing by {service.step_ms_per_kv_token:.3g} ms per batch x KV token")
     kv = doc["kv_tokens"]
     if kv and kv["factor"] and kv["factor"] > 1.1:
