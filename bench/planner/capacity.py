@@ -95,6 +95,7 @@ def _stats(d: dict) -> dict:
 
 
 def prediction(sim, check: dict) -> dict:
+    """The predicted figures of one simulation and its SLO check (a plan's `predicted`; verify compares with them)."""
     return {
         "ttft_ms": _stats(sim.stats("ttft_ms")),
         "e2el_ms": _stats(sim.stats("e2el_ms")),
@@ -105,8 +106,6 @@ def prediction(sim, check: dict) -> dict:
         "utilization": sim.utilization,
         "mean_batch_size": float(sim.batch_size.mean()),
     }
-
-
 
 
 def _unreliable(rows: list[dict]) -> list[dict]:
