@@ -52,12 +52,10 @@ def plan(run_dir: str, rps: float | None, trace: str | None, slo: str | None, go
          variant: str | None, max_replicas: int, max_batch: int | None, policy: str, measure: bool, autoscale: bool,
          attainment: float, as_json: bool) -> None:
     """Replicas, cost and predicted latency per measured option at a load; writes RUN_DIR/plans/plan-<load>.json."""
-    from rich.console import Console
-
     from llmbench.errors import BadInput
     from llmbench.planner.capacity import validate_limits, validate_rps
     from llmbench.planner.plan_run import exploratory_path, plan_run, produced_by
-    from llmbench.results import RunDir, write_json
+    from llmbench.results import RunDir
     from llmbench.slo import parse_slo
 
     run = RunDir(Path(run_dir))
@@ -78,13 +76,9 @@ def plan(run_dir: str, rps: float | None, trace: str | None, slo: str | None, go
                    max_batch=max_batch, policy=policy, goodput=goodput, measure=measure)
     doc["produced_by"] = produced_by(_command_line(click.get_current_context().params), doc["load"])
     path = exploratory_path(run, rps, trace)
-    path.parent.mkdir(exist_ok=True)
-    write_json(path, doc)
-    if as_json:
-        sys.stdout.write(json.dumps(doc, default=str) + "\n")
+    console = _save_and_show(path, doc, as_json)
+    if console is None:
         return
-    # Piped output gets a fixed, readable width instead of rich's 80-column fallback.
-    console = Console(highlight=False) if sys.stdout.isatty() else Console(width=140, highlight=False)
     console.print(plan_table(doc))
     for o in doc["options"]:
         for note in o.get("notes", []) + ([o["error"]] if o.get("error") else []):
@@ -93,15 +87,27 @@ def plan(run_dir: str, rps: float | None, trace: str | None, slo: str | None, go
     console.print(f"(exploratory plan written to {path}; the run's own plan.json is unchanged)", markup=False)
 
 
-def _autoscale(run, slos, trace, attainment, model, variant, max_replicas, max_batch, goodput, policy, measure, as_json) -> None:
-    """`plan --trace FILE --autoscale`: the autoscaling document, written beside the run's plans and shown."""
+def _save_and_show(path, doc: dict, as_json: bool):
+    """Write the plan document to `path`; print it as JSON (None returned), else return the console
+    the table goes to (piped output at a fixed, readable width instead of rich's 80 columns)."""
     from rich.console import Console
 
+    from llmbench.results import write_json
+
+    path.parent.mkdir(exist_ok=True)
+    write_json(path, doc)
+    if as_json:
+        sys.stdout.write(json.dumps(doc, default=str) + "\n")
+        return None
+    return Console(highlight=False) if sys.stdout.isatty() else Console(width=140, highlight=False)
+
+
+def _autoscale(run, slos, trace, attainment, model, variant, max_replicas, max_batch, goodput, policy, measure, as_json) -> None:
+    """`plan --trace FILE --autoscale`: the autoscaling document, written beside the run's plans and shown."""
     from llmbench.errors import BadInput
     from llmbench.export.autoscaling import emit
     from llmbench.planner.autoscale_plan import autoscale_path, plan_autoscale
     from llmbench.planner.plan_run import produced_by
-    from llmbench.results import write_json
 
     if trace is None or max_batch is not None or goodput is not None:
         raise BadInput("--autoscale plans a trace: give --trace FILE (and neither --max-batch nor --goodput; "
@@ -110,14 +116,11 @@ def _autoscale(run, slos, trace, attainment, model, variant, max_replicas, max_b
                          policy=policy, measure=measure)
     doc["produced_by"] = produced_by(_command_line(click.get_current_context().params), doc["load"])
     path = autoscale_path(run, trace)
-    path.parent.mkdir(exist_ok=True)
     # Where a user deploys from: deployment.yaml's autoscaling block and deploy/hpa-<name>.yaml.
     doc["emitted"] = emit(run.path, {**doc, "plan_file": str(path.relative_to(run.path))})
-    write_json(path, doc)
-    if as_json:
-        sys.stdout.write(json.dumps(doc, default=str) + "\n")
+    console = _save_and_show(path, doc, as_json)
+    if console is None:
         return
-    console = Console(highlight=False) if sys.stdout.isatty() else Console(width=140, highlight=False)
     console.print(autoscale_table(doc))
     for note in [doc["slo_source"], f"cold start {doc['cold_start_s']} s: {doc['cold_start_source']}"] + doc["notes"]:
         console.print(f"  {note}", markup=False)

@@ -74,9 +74,6 @@ def cache_chosen(rec: dict) -> bool:
     return bool(deployed) and all(o.get("cache") for o in deployed)
 
 
-PLUGIN_SETTINGS_KEY = SETTINGS_KEY
-
-
 def cache_store(rec: dict) -> str:
     """Which semantic cache the gateway runs: 'llmbench' (in the proxy, the default) or 'qdrant'."""
     return ((rec.get("cache") or {}).get("deploy") or {}).get("gateway") or "llmbench"
@@ -106,7 +103,7 @@ def _cache_settings(rec: dict) -> tuple[dict, dict | None]:
         # LiteLLM's own cache machinery (hits replayed as streams, streamed misses stored) over
         # llmbench's storage, which the callback installs when the proxy imports it.
         return ({"cache": on, "cache_params": {"type": "local", "supported_call_types": PLUGIN_CALL_TYPES},
-                 "callbacks": [PLUGIN]}, {PLUGIN_SETTINGS_KEY: plugin_settings(rec)})
+                 "callbacks": [PLUGIN]}, {SETTINGS_KEY: plugin_settings(rec)})
     deploy = (rec.get("cache") or {}).get("deploy") or {}
     threshold = float(cache["threshold"]) if measured else UNMEASURED_THRESHOLD
     return {
@@ -179,7 +176,7 @@ def _cache_line(rec: dict) -> str:
         rule = "plain cosine" if p["verifier"] == "cosine" else f"verifier {p['verifier']} (cache profile {p['profile']}) probability"
         return (f"semantic cache {state}.\nllmbench's cache runs inside the proxy (callbacks: {PLUGIN}; no extra server):\n"
                 f"MiniLM embeddings, the Numba index, exact repeats first, then {rule} >= {p['threshold']}, the run's fitted\n"
-                f"setting (callback_settings.{PLUGIN_SETTINGS_KEY}). The plan priced this same rule's figures ({figs}; "
+                f"setting (callback_settings.{SETTINGS_KEY}). The plan priced this same rule's figures ({figs}; "
                 f"{cache.get('traffic') or 'traffic not stated'}); `llmbench verify` measures it through the proxy")
     return (f"semantic cache {state}.\nThe gateway's rule: plain cosine >= {cache['threshold']} from the cache simulation ({figs}; "
             f"{cache.get('traffic') or 'traffic not stated'}); qdrant-semantic stores vectors at the URL given, its key read from\n"

@@ -19,8 +19,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         import uvloop
     except ImportError:  # e.g. Windows: asyncio's loop, a little less precise
         return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
+    return uvloop.run(coro)  # asyncio.Runner on 3.11+, its own equivalent before (requires-python >= 3.10)
 
 
 async def sleep_until(when: float) -> None:
