@@ -50,7 +50,7 @@ MODULES: dict[str, list[str]] = {
     "bench/export/servers.py": ["tests/test_export_servers.py"],
     "bench/planner/capacity.py": ["tests/test_planner_capacity_notes.py", "tests/test_planner_capacity.py"],  # fast one first
     "bench/planner/search.py": ["tests/test_planner_capacity.py", "tests/test_planner_ties.py"],
-    "bench/recommend/derived.py": ["tests/test_recommend_decide.py", "-k", "compression or cache_option"],
+    "bench/recommend/derived.py": ["tests/test_recommend_derived.py"],  # unit tests; test_recommend_decide.py: 10 s a test
     "bench/scenarios/base.py": ["tests/test_scenarios.py", "tests/test_scenarios_run.py", "-k", "warmup"],
     # The cache class itself (test_cache.py's fits and shipped-profile checks take minutes).
     "optimizers/cache/cache.py": ["tests/test_cache.py", "-k", "store or lru or ttl or policy or cache_ or insert or entry "
