@@ -54,6 +54,8 @@ def test_litellm_config_has_costs_limits_fallbacks_and_cache(exported, gateway):
         if m["model_name"] != "llmbench-embedding" and "api_base" in p:  # a self-hosted server (API models have none)
             assert p["model"].startswith("openai/") and re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", p["api_base"])
             assert isinstance(p["rpm"], int) and p["rpm"] > 0 and p["tpm"] > p["rpm"]
+    # The proxy enforces those budgets (without the check LiteLLM only weighs its picks by them).
+    assert gateway["router_settings"]["optional_pre_call_checks"] == ["enforce_model_rate_limits"]
     # The strategy the replicas were planned with: the default plan policy is random picks (simple-shuffle).
     assert rec["gateway_routing"]["planner_policy"] == "random"
     assert gateway["router_settings"]["routing_strategy"] == "simple-shuffle"

@@ -46,7 +46,11 @@ def test_servers_one_server_has_the_plans_figures():
     cpr = (4.0 - 1.0) / (2.0 * 3600)  # the servers' $3/h (the sidecar's $1/h apart) over 2 req/s
     assert s["cost_per_request_usd"] == pytest.approx(cpr)
     assert (s["input_cost_per_token"], s["output_cost_per_token"]) == pytest.approx((cpr * 0.2 / 200, cpr * 0.8 / 50))
-    assert s["capacity_req_s"] == pytest.approx(4.5) and s["rpm"] == 270 and s["tpm"] == 270 * 250
+    # The gateway's budget: without an SLO 80% of saturation (1.2 req/s a replica) x 3 replicas x 60 s.
+    assert s["capacity_req_s"] == pytest.approx(4.5) and s["rpm"] == 216 and s["tpm"] == 216 * 250
+    assert s["budget_rps"] == pytest.approx(3.6)
+    at_slo = _server(_srv_option(), "primary", {**plan, "max_sustainable_rps": 0.75}, 2.0, 8000)
+    assert at_slo["rpm"] == 135 and at_slo["tpm"] == 135 * 250  # 0.75 req/s at the SLO x 3 x 60
     assert (s["replicas"], s["max_batch_size"], s["load_rps"], s["expected_throughput_req_s"]) == (3, 4, 2.0, 2.0)
     assert s["expected_output_tok_s"] == pytest.approx(100.0) and s["cost_per_month_usd"] == 2190.0
     assert (s["served_name"], s["litellm_model"], s["api_key_env"]) == ("big-torch-fp16", "openai/big-torch-fp16",
@@ -152,7 +156,7 @@ def test_servers_defaults_when_a_figure_is_missing():
             "plan_replicas_full_load": 7}
     s = _server(_srv_option(prompt_tokens_mean=None), "primary", plan, 1.0, 8000)
     assert s["cost_per_request_usd"] == pytest.approx(4.0 / 3600)  # a sidecar without a price costs nothing here
-    assert s["tpm"] == 60 * 50  # 60 requests a minute of 50 output tokens, no prompt tokens known
+    assert s["tpm"] == 48 * 50  # 48 requests a minute (80% of 1 req/s) of 50 output tokens, no prompt tokens known
     assert s["plan_replicas_full_load"] is None  # only a fallback's plan says what full load would take
     assert _server(_srv_option(), "closest (meets no constraint set)", plan, 1.0, 8000)["plan_replicas_full_load"] is None
     assert servers(_single_rec(choice={"chosen": "ghost"})) == ([], {})  # a choice no option carries deploys nothing
@@ -185,4 +189,4 @@ def test_servers_more_strings_from_a_document_and_missing_latencies():
     # A TTFT below zero (a clock stepped back) charges no prefill rather than a negative one.
     assert _per_token_costs({**o, "latency": {"ttft_ms": {"p50": -20.0}, "e2el_ms": {"p50": 100.0}}}, 0.01) == pytest.approx((0.0, 0.01 / 50))
     no_out = _server(_srv_option(output_tokens_mean=None), "primary", plan, None, 8000)
-    assert no_out["rpm"] == 120 and no_out["tpm"] == 120 * 200  # 2 replicas x 1 req/s x 60 s, 200 prompt tokens each
+    assert no_out["rpm"] == 96 and no_out["tpm"] == 96 * 200  # 2 replicas x 0.8 req/s x 60 s, 200 prompt tokens each

@@ -17,8 +17,9 @@ EMBEDDING_PORT = 8090
 # The cache simulation embeds with all-MiniLM-L6-v2 (384-d); the gateway must embed the same way
 # for the measured threshold to mean the same thing.
 EMBEDDING_MODEL, EMBEDDING_DIM = "all-MiniLM-L6-v2", 384
-UNMEASURED_THRESHOLD = 0.95
-MASTER_KEY_ENV = "LITELLM_MASTER_KEY"  # conservative: few false hits, used only when no simulation ran
+UNMEASURED_THRESHOLD = 0.95  # conservative: few false hits, used only when no simulation ran
+RATE_LIMIT_CHECK = "enforce_model_rate_limits"  # LiteLLM's pre-call check that enforces each entry's rpm/tpm
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 
 
 def _entries(alias: str, s: dict) -> list[dict]:
@@ -153,6 +154,11 @@ def litellm_config(rec: dict) -> dict:
         # read from the environment like every other secret.
         "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}"},
     }
+    if any(k in e["litellm_params"] for e in model_list for k in ("rpm", "tpm")):
+        # Without this check LiteLLM only weighs its picks by rpm/tpm; with it a deployment past its
+        # budget (this minute's requests or tokens, counted per UTC minute) is skipped, so the
+        # request goes to another replica or the fallbacks, or is refused with 429.
+        doc["router_settings"]["optional_pre_call_checks"] = [RATE_LIMIT_CHECK]
     if callback_settings is not None:
         doc["callback_settings"] = callback_settings
     return doc
@@ -194,6 +200,8 @@ the port its start script deploy/serve-<name>.sh runs it on; an endpoint candida
 URL. Keys are read from the environment only (os.environ/NAME); set LLMBENCH_*_API_KEY to your
 servers' keys (any value if they need none).
 Self-hosted per-token costs split each request's measured cost between prefill and decode time.
+Budgets: an entry's rpm/tpm is what its replica carries at the SLO, counted per UTC minute; the proxy
+enforces them (optional_pre_call_checks): past them a request goes to another replica or a fallback, else 429.
 {_cache_line(rec)}.
 Set LITELLM_MASTER_KEY (sk-..., long and random): clients send it as their bearer token.
 Run: litellm --config gateway/litellm.yaml"""

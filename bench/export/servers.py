@@ -5,6 +5,7 @@ Both deployment.yaml and gateway/litellm.yaml are views of this one list, so the
 from __future__ import annotations
 
 from llmbench.export.launch import BASE_PORT, launch
+from llmbench.planner.capacity import replica_budget_rps
 from llmbench.recommend.naming import env_name, short_model, slug
 
 MAIN_ALIAS = "llmbench"
@@ -64,7 +65,10 @@ def _server(o: dict, role: str, plan: dict | None, load: float | None, first_por
         cpr = o["cost_per_1k_usd"] / 1000.0
     c_in, c_out = _per_token_costs(o, cpr)
     tokens = (o.get("prompt_tokens_mean") or 0) + (o.get("output_tokens_mean") or 0)
-    rpm = int(capacity * 60) if capacity else None
+    # The gateway's budget: what the replicas carry at the SLO, not their saturation, so that the proxy
+    # moves load elsewhere (or refuses it) before a replica is past the latency it was planned for.
+    budget_rps = replica_budget_rps({**plan, "saturation_rps": sat})[0] if self_hosted else None
+    rpm = int(round(budget_rps * replicas * 60, 6)) if budget_rps and replicas else None  # rounded: no 47.999... -> 47
     out = {
         "option": o["id"], "role": role, "kind": o["kind"], "model": o["model"], "variant": o.get("variant"),
         "device": o.get("device"), "hardware": o.get("hardware"), "served_name": served_name(o),
@@ -78,6 +82,7 @@ def _server(o: dict, role: str, plan: dict | None, load: float | None, first_por
         "expected_output_tok_s": (load * (o.get("output_tokens_mean") or 0)) if load else None,
         "cost_per_month_usd": cost_month, "cost_per_request_usd": cpr,
         "input_cost_per_token": c_in, "output_cost_per_token": c_out,
+        "budget_rps": budget_rps * replicas if budget_rps and replicas else None,
         "rpm": rpm, "tpm": int(rpm * tokens) if rpm and tokens else None,
         "predicted": plan.get("predicted"), "quality": o.get("quality"), "quality_status": o.get("quality_status"),
         "notes": [n for n in plan.get("notes") or [] if role == "fallback"][:1] or None,

@@ -17,7 +17,7 @@ from llmbench.errors import BadInput
 from llmbench.hardware_profiles import HardwareProfile
 from llmbench.planner import sweep as prefill
 from llmbench.planner.autoscale import Knobs, choose, grid, simulate_policy
-from llmbench.planner.capacity import HOURS_PER_MONTH, NO_SLO_UTILIZATION, plan_option
+from llmbench.planner.capacity import HOURS_PER_MONTH, plan_option, replica_budget_rps
 from llmbench.planner.context import context_tokens
 from llmbench.planner.plan_run import plan_run
 from llmbench.planner.trace import load_trace
@@ -93,12 +93,9 @@ def plan_autoscale(run: RunDir, slos: list[SLO], trace: str, attainment: float =
                       f"({limit:,.0f} ms), so a policy meeting {attainment:g} attainment serves as well as the fixed plan")
     cold, cold_source, spread = cold_start(meta, m, v)
     per_replica = o["usd_per_hour_per_replica"]
-    rate = o.get("max_sustainable_rps")
-    rate_source = "the most requests/s one replica sustains at the SLO"
-    if rate is None:
-        rate, rate_source = o["saturation_rps"] * NO_SLO_UTILIZATION, f"{NO_SLO_UTILIZATION:.0%} of one replica's saturation rate (no SLO)"
+    rate, rate_source = replica_budget_rps(o)
     tokens_per_request = float(np.mean(reqs.prompt_tokens + reqs.output_tokens))
-    full_budget = rate * tokens_per_request
+    full_budget = (rate or 0.0) * tokens_per_request
     knobs = grid(o["replicas"], cold or 0.0, full_budget, o["max_batch"], max_replicas, intervals=INTERVALS)
     if full_budget <= 0:
         knobs = [k for k in knobs if k.kind != "tokens" or k.min_replicas == k.max_replicas]

@@ -28,7 +28,7 @@ from llmbench.planner.service import FIT_SCENARIOS
 from llmbench.planner.trace import Trace, load_trace
 from llmbench.slo import SLO
 
-__all__ = ["HOURS_PER_MONTH", "NO_SLO_UTILIZATION", "check_slos", "max_sustainable_rps", "plan_option", "saturation_rps",
+__all__ = ["HOURS_PER_MONTH", "NO_SLO_UTILIZATION", "check_slos", "max_sustainable_rps", "plan_option", "replica_budget_rps", "saturation_rps",
            "validate_rps", "validate_limits"]
 
 HOURS_PER_MONTH = 730.0  # the cloud providers' billing convention (8760 h / 12)
@@ -41,6 +41,17 @@ MAX_BATCH_LIMIT = MAX_BATCH
 MAX_RPS = 1e7
 POISSON_SECONDS = 600.0  # simulated span of a Poisson load, within the request bounds below
 POISSON_MAX = 12000
+
+
+def replica_budget_rps(plan: dict) -> tuple[float | None, str]:
+    """The request rate one replica of a plan should carry: the most it sustains at the SLO, or without
+    an SLO NO_SLO_UTILIZATION of its saturation rate; (None, why) when the plan has neither."""
+    if plan.get("max_sustainable_rps") is not None:
+        return float(plan["max_sustainable_rps"]), "the most requests/s one replica sustains at the SLO"
+    if plan.get("saturation_rps"):
+        return (plan["saturation_rps"] * NO_SLO_UTILIZATION,
+                f"{NO_SLO_UTILIZATION:.0%} of one replica's saturation rate (no SLO)")
+    return None, "no capacity planned"
 
 
 def validate_rps(rps: float, where: str = "--rps") -> float:
