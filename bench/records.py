@@ -39,6 +39,7 @@ class RequestRecord(BaseModel):
                                    "server_died, start_failed or exception")
     http_status: int | None = None
     server_timings: dict | None = Field(None, description="the server's own per-request timings (llama.cpp)")
+    cache_hit: bool | None = Field(None, description="served from the gateway's cache (None: not known, or no cache)")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
