@@ -51,7 +51,10 @@ MODULES: dict[str, list[str]] = {
     "bench/planner/capacity.py": ["tests/test_planner_capacity_notes.py", "tests/test_planner_capacity.py"],  # fast one first
     "bench/planner/search.py": ["tests/test_planner_capacity.py", "tests/test_planner_ties.py"],
     "bench/recommend/derived.py": ["tests/test_recommend_derived.py"],  # unit tests; test_recommend_decide.py: 10 s a test
-    "bench/scenarios/base.py": ["tests/test_scenarios.py", "tests/test_scenarios_run.py", "-k", "warmup"],
+    # Scripted backend (exact token times), then the served closed loop on a loopback server; the tiny-model
+    # warm-up tests took 24-40 s a run.
+    "bench/scenarios/base.py": ["tests/test_scenarios_base.py", "tests/test_scenarios_served.py", "-k",
+                                "test_scenarios_base or closed_loop_holds or precision_driven"],
     # The cache class itself (test_cache.py's fits and shipped-profile checks take minutes).
     "optimizers/cache/cache.py": ["tests/test_cache.py", "-k", "store or lru or ttl or policy or cache_ or insert or entry "
                                   "or byte_count or exact_repeats or threshold_is_a_hit"],
