@@ -1,4 +1,4 @@
-"""`llmbench run [CONFIG] [--out DIR] [--json] [--resume RUN_DIR]`."""
+"""`llmbench run [CONFIG] [--out DIR] [--json] [--resume RUN_DIR] [--track mlflow[:URI]]`."""
 from __future__ import annotations
 
 import json
@@ -39,7 +39,8 @@ class _StageConsole:
 @click.option("--out", type=click.Path(file_okay=False), help="results folder for this run (default results/<run_id>)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as one JSON document on stdout")
 @click.option("--resume", type=click.Path(file_okay=False), help="finish an interrupted run: measure only what is missing")
-def run(config: str | None, out: str | None, as_json: bool, resume: str | None) -> None:
+@click.option("--track", metavar="mlflow[:URI]", help="log the finished run to MLflow: a folder (default ./mlruns) or a tracking server URI")
+def run(config: str | None, out: str | None, as_json: bool, resume: str | None, track: str | None) -> None:
     """Measure the candidates of CONFIG (default: the embedded default) and write a results folder."""
     from rich.console import Console
     from rich.markup import escape
@@ -50,6 +51,11 @@ def run(config: str | None, out: str | None, as_json: bool, resume: str | None) 
     from llmbench.stages import load_stages
     from llmbench.summary import build_summary, summary_table, write_summary
 
+    track_spec = None
+    if track:  # parsed before measuring, so a wrong value costs nothing; MLflow is imported only at the end
+        from llmbench.experiments.spec import parse_track
+
+        track_spec = parse_track(track)
     # Piped output gets a wide table instead of rich's 80-column fallback.
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
     if resume:
@@ -97,9 +103,15 @@ def run(config: str | None, out: str | None, as_json: bool, resume: str | None) 
     (console.print if as_json else Console(width=None if sys.stdout.isatty() else 160).print)(summary_table(summary))
     for failure in runner.failed_cells:
         console.print(f"[red]failed cell: {escape(failure)}[/red]")
+    tracking_failed = False
+    if track_spec is not None and not interrupted:  # the folder is complete: tracking cannot lose a measurement
+        from llmbench.experiments.mlflow_track import track_results
+
+        say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731 - user text
+        tracking_failed = not track_results(run_dir.path, track_spec, bool(runner.failed_cells or stage_errors), say)
     if as_json:
         sys.stdout.write(json.dumps(summary, default=str) + "\n")
     if interrupted:
         sys.exit(130)
-    if runner.failed_cells or stage_errors:
+    if runner.failed_cells or stage_errors or tracking_failed:
         sys.exit(1)
