@@ -1,4 +1,8 @@
-"""`llmbench compare RUN_A RUN_B [--json]`: what changed per matching cell, beyond the noise."""
+"""`llmbench compare RUN_A RUN_B [--json] [--tracking-uri URI]`: what changed per matching cell, beyond the noise.
+
+A run is a results folder, or `mlflow:RUN` for a run tracked with `llmbench run --track` (RUN: the
+MLflow run id, or the llmbench run id it was tracked under).
+"""
 from __future__ import annotations
 
 import json
@@ -46,17 +50,39 @@ def _table(doc: dict, cell: dict):
     return t
 
 
+def _compare(run_a: str, run_b: str, tracking_uri: str | None) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    from llmbench.report.compare import compare_runs
+
+    tracked = [r for r in (run_a, run_b) if r.startswith("mlflow:")]
+    if not tracked:
+        return compare_runs(run_a, run_b)
+    from llmbench.experiments.mlflow_read import fetch_run  # MLflow only when a run asks for it
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [fetch_run(r, tracking_uri, Path(tmp) / side) if r in tracked else r for r, side in ((run_a, "a"), (run_b, "b"))]
+        doc = compare_runs(*paths)
+    for side, ref in (("run_a", run_a), ("run_b", run_b)):
+        if ref in tracked:  # the scratch copy is gone: name the run as it was given
+            doc[side]["path"] = ref
+    return doc
+
+
 @click.command()
 @click.argument("run_a", type=click.Path(file_okay=False))
 @click.argument("run_b", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print the comparison as one JSON document on stdout")
-def compare(run_a: str, run_b: str, as_json: bool) -> None:
-    """Show what changed from RUN_A to RUN_B per matching cell, with confidence intervals."""
+@click.option("--tracking-uri", metavar="URI", help="where mlflow:RUN arguments are read (default $MLFLOW_TRACKING_URI, else ./mlruns)")
+def compare(run_a: str, run_b: str, as_json: bool, tracking_uri: str | None) -> None:
+    """Show what changed from RUN_A to RUN_B per matching cell, with confidence intervals.
+
+    RUN_A and RUN_B: results folders, or mlflow:RUN_ID for runs tracked with `llmbench run --track`.
+    """
     from rich.console import Console
 
-    from llmbench.report.compare import compare_runs
-
-    doc = compare_runs(run_a, run_b)
+    doc = _compare(run_a, run_b, tracking_uri)
     console = Console(stderr=as_json)
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731 - user text, never markup
     say(f"A: {doc['run_a']['run_id']} ({doc['run_a']['path']})  ->  B: {doc['run_b']['run_id']} ({doc['run_b']['path']}); "

@@ -1,6 +1,7 @@
 """The MLflow side shared by writing and reading: a client on a tracking URI, quietly.
 
-MLflow prints links on stdout (which `--json` keeps for one JSON document), logs every HTTP retry,
+MLflow prints links on stdout (which `--json` keeps for one JSON document), progress bars on stderr,
+logs every HTTP retry,
 and retries a dead server for about four minutes by default; llmbench has already measured by the
 time it tracks, so a dead server should fail in seconds. Every default here yields to the user's own
 MLFLOW_* setting.
@@ -19,7 +20,7 @@ from llmbench.experiments.spec import TrackSpec
 
 EXPERIMENT = "llmbench"
 _DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-             "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+             "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.I)
 
 
