@@ -150,13 +150,25 @@ class Workload(Strict):
     requests: int = Field(8, ge=1, le=MAX_REQUESTS)
     dataset: DatasetSpec | None = None
     templates: TemplateSpec | None = None
+    log: Path | None = Field(None, description="an interaction log (the gateway's, or a run's requests.jsonl; a rotated "
+                             "set by its newest file): its prompts (the text, or random tokens of the logged length where "
+                             "only a hash was kept), output lengths and arrival times (scenario 'replay'); `requests` "
+                             "caps how many, oldest first (default: all)")
     record_prompts: bool = Field(False, description="keep each prompt's text in requests.jsonl ('prompt'); "
                                                     "otherwise only its sha256 ('prompt_sha256')")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _log_takes_all(cls, data: Any) -> Any:
+        # A log's requests are all sent unless `requests` caps them (resolved here, so run.json keeps the cap).
+        if isinstance(data, dict) and data.get("log") is not None and "requests" not in data:
+            data = {**data, "requests": MAX_REQUESTS}
+        return data
+
     @model_validator(mode="after")
     def _one_source(self) -> "Workload":
-        if self.dataset is not None and self.templates is not None:
-            raise ValueError("give either 'dataset' or 'templates', not both")
+        if sum(x is not None for x in (self.dataset, self.templates, self.log)) > 1:
+            raise ValueError("give one of 'dataset', 'templates' or 'log', not more")
         return self
 
 
@@ -201,7 +213,16 @@ class Sweep(Strict):
     arrivals: Literal["poisson", "constant"] = Field("constant", description="gaps between a rate point's arrivals")
 
 
-Scenario = Annotated[Union[SingleStream, Batch, Concurrency, Sweep], Field(discriminator="kind")]
+class Replay(Strict):
+    """The workload's own arrivals (workload.log), open loop: each request at its logged time / speedup."""
+
+    kind: Literal["replay"] = "replay"
+    speedups: list[Annotated[float, Field(gt=0, le=1000)]] = Field([1.0], min_length=1,
+                                                                   description="2 = the log's arrivals twice as fast")
+    max_batch: int = Field(8, ge=1, le=MAX_BATCH, description="in-process: the largest static batch; served: --parallel")
+
+
+Scenario = Annotated[Union[SingleStream, Batch, Concurrency, Sweep, Replay], Field(discriminator="kind")]
 
 
 # ---- hardware ----------------------------------------------------------------------------------
@@ -307,6 +328,12 @@ class RunConfig(Strict):
         if isinstance(value, list):
             return [{"kind": v} if isinstance(v, str) else v for v in value]
         return value
+
+    @model_validator(mode="after")
+    def _replay_needs_log(self) -> "RunConfig":
+        if any(s.kind == "replay" for s in self.scenarios) and self.workload.log is None:
+            raise ValueError("scenario 'replay' sends the arrivals of a log: give workload.log")
+        return self
 
     @model_validator(mode="after")
     def _distinct_names(self) -> "RunConfig":

@@ -146,6 +146,13 @@ def _longest_request(config, src) -> int:
     from llmbench.workload import _templates, dataset_rows, sample_lengths
 
     wl = config.workload
+    if wl.log is not None:
+        from llmbench.monitor.log_workload import log_requests
+
+        reqs = log_requests(wl)
+        tok = _tokenizer_of(src) if any(r.text is not None for r in reqs) else None
+        return max((len(tok(r.text)["input_ids"]) if r.text is not None else r.prompt_tokens) + r.output_tokens
+                   for r in reqs)
     rng = np.random.default_rng(config.seed)  # the same draws as build_prompts
     outs = sample_lengths(wl.output_tokens, wl.requests, rng)
     if wl.dataset is None and wl.templates is None:

@@ -44,7 +44,7 @@ def prepare(config: RunConfig) -> Prepared:
             except BadInput as exc:
                 raise BadInput(f"candidates[{i}].variants: {exc}") from None
     check_unserved(config, served_of(config, backend_for))
-    validate_workload(config.workload)
+    validate_workload(config.workload, replay=any(s.kind == "replay" for s in config.scenarios))
     hardware, slos = load_hardware(config.hardware), parse_slo(config.slo, "slo")
     from llmbench.preflight import preflight
 

@@ -31,6 +31,7 @@ class Prompt:
     template_version: str | None = None
     dataset: str | None = None
     record_text: bool = False  # workload.record_prompts: the text goes into requests.jsonl
+    arrival_s: float | None = None  # workload.log: logged arrival, seconds after the log's first request
 
     @property
     def length_chars(self) -> int:
@@ -134,6 +135,8 @@ def build_prompts(workload: Workload, tokenizer, seed: int) -> list[Prompt]:
     keep = workload.record_prompts
     if workload.dataset is not None:
         return _dataset_prompts(workload, tokenizer, outs)
+    if workload.log is not None:
+        return _log_prompts(workload, tokenizer, rng)
     if workload.templates is not None:
         filled = _templates(workload)
         return [
@@ -142,8 +145,7 @@ def build_prompts(workload: Workload, tokenizer, seed: int) -> list[Prompt]:
             for i, (name, ver, text) in enumerate(filled)
         ]
     lengths = sample_lengths(workload.prompt_tokens, workload.requests, rng)
-    special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    vocab = np.array([i for i in range(min(len(tokenizer), 50_000)) if i not in special])
+    vocab = _vocab(tokenizer)
     prompts = []
     for length, out in zip(lengths, outs):
         ids = rng.choice(vocab, size=length).tolist()
@@ -151,9 +153,37 @@ def build_prompts(workload: Workload, tokenizer, seed: int) -> list[Prompt]:
     return prompts
 
 
+def _vocab(tokenizer) -> np.ndarray:
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    return np.array([i for i in range(min(len(tokenizer), 50_000)) if i not in special])
+
+
+def _log_prompts(workload: Workload, tokenizer, rng: np.random.Generator) -> list[Prompt]:
+    """The log's requests: its text where kept, else random tokens of the logged length; its arrivals."""
+    from llmbench.monitor.log_workload import log_requests
+
+    vocab = None
+    name = f"log {workload.log.name}" if workload.log is not None else None
+    prompts = []
+    for req in log_requests(workload):
+        if req.text is not None:
+            ids, text = tokenizer(req.text)["input_ids"], req.text
+        else:
+            vocab = _vocab(tokenizer) if vocab is None else vocab
+            ids = rng.choice(vocab, size=req.prompt_tokens).tolist()
+            text = tokenizer.decode(ids)
+        prompts.append(Prompt(ids=ids, output_tokens=req.output_tokens, text=text, dataset=name,
+                              record_text=workload.record_prompts, arrival_s=req.arrival_s))
+    return prompts
+
+
 def dataset_identity(workload: Workload) -> dict | None:
     """Name, version and sha256 of the dataset, for run.json (None for synthetic workloads)."""
     spec = workload.dataset
+    if workload.log is not None:
+        from llmbench.monitor.log_workload import log_identity
+
+        return log_identity(workload)
     if spec is None:
         return None
     if not spec.path.is_file():
@@ -201,8 +231,14 @@ def _dataset_prompts(workload: Workload, tokenizer, outs: list[int]) -> list[Pro
             for n, (text, out) in enumerate(dataset_rows(workload))]
 
 
-def validate_workload(workload: Workload) -> None:
-    """Checks that need the files, done before measuring (missing or empty files, bad lines, bad templates)."""
+def validate_workload(workload: Workload, replay: bool = False) -> None:
+    """Checks that need the files, done before measuring (missing or empty files, bad lines, bad templates).
+
+    `replay`: a scenario sends the log's arrivals, so they must be spread over time."""
+    if workload.log is not None:
+        from llmbench.monitor.log_workload import validate_log
+
+        validate_log(workload, replay)
     if workload.dataset is not None:
         dataset_identity(workload)
         dataset_rows(workload)

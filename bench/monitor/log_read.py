@@ -70,6 +70,17 @@ def _why(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def looks_like_records(path: str | Path) -> bool:
+    """Whether the file's first non-blank line is a whole request record (an interaction log)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = next((line for line in f if line.strip()), "")
+        RequestRecord.model_validate_json(first)
+    except (OSError, UnicodeDecodeError, ValidationError, ValueError):
+        return False
+    return True
+
+
 def read_log(path: str | Path, what: str = "interaction log") -> InteractionLog:
     """Every usable record of the log at `path` (and its rotated set); BadInput when there is none."""
     files = log_files(path)

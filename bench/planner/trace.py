@@ -6,6 +6,9 @@ for a trace. Timestamps look like `2023-11-16 18:15:46.6805900` (seven fractiona
 than datetime parses), so they are read with a pattern; an ISO `T`, a trailing `Z` or offset, and
 plain non-negative numbers (seconds) are accepted too. Token counts are whole numbers >= 0 up to
 MAX_TOKENS. Anything malformed (inf, nan, negative, fractional) is a BadInput naming the file and line.
+
+An interaction log (the gateway's JSONL records, or a run's requests.jsonl) is read as a trace too:
+its timestamps, prompt_tokens and output_tokens, with no conversion step.
 """
 from __future__ import annotations
 
@@ -110,6 +113,8 @@ def load_trace(path: str | Path) -> Trace:
     p = Path(path)
     where = str(p)
     text = read_input_text(p, "trace", encoding="utf-8-sig")
+    if text.lstrip().startswith("{"):
+        return log_trace(p)
     rows = csv.reader(text.splitlines())
     header = next(rows, None)
     if not header:
@@ -149,3 +154,21 @@ def load_trace(path: str | Path) -> Trace:
     if "azure" in p.name.lower():
         notes.append(f"trace data: {CREDIT}")
     return Trace(where, Requests(t - t[0], pr, out), notes)
+
+
+def log_trace(path: Path) -> Trace:
+    """An interaction log as a trace: arrivals from its timestamps, lengths from its token counts."""
+    from llmbench.monitor.log_read import read_log
+
+    log = read_log(path, "trace")
+    recs = sorted(log.records, key=lambda r: r.timestamp)
+    t = np.array([r.timestamp for r in recs])
+    if len(t) < 2 or t.max() == t.min():
+        raise BadInput(f"{path}: every request has the same timestamp: a trace needs arrivals spread over time")
+    # A failed request logged no output; it still arrived and took a prefill: counted as one token, as a 0 is above.
+    pr = np.array([min(max(1, r.prompt_tokens), MAX_TOKENS) for r in recs])
+    out = np.array([min(max(1, r.output_tokens), MAX_TOKENS) for r in recs])
+    notes = [f"an interaction log: {len(recs)} requests"]
+    if log.skipped:
+        notes.append(f"{log.skipped} line(s) that are not request records skipped; the first: {log.first_bad}")
+    return Trace(str(path), Requests(t - t[0], pr, out), notes)

@@ -12,6 +12,7 @@ import time
 from collections import deque
 from typing import Iterator
 
+from llmbench.monitor.log_workload import arrival_offsets
 from llmbench.scenarios.arrivals import arrival_gaps
 from llmbench.scenarios.base import CellContext, Point, Scenario, run_batch
 
@@ -66,7 +67,7 @@ class ConcurrencyScenario(Scenario):
 
     def _open_loop(self, backend, prompts, ctx, sampler) -> Iterator:
         # One continuous arrival process for the whole point, however many passes it takes.
-        gaps = arrival_gaps(self.arrivals, ctx.point.rate, self.seed)
+        gaps = arrival_gaps(self.arrivals, ctx.point.rate, self.seed, arrival_offsets(prompts))
         next_arrival = time.perf_counter() + next(gaps)
         pending: deque = deque()
         sent = 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from llmbench.records import RequestRecord
+from llmbench.monitor.log_workload import arrival_offsets
 from llmbench.scenarios.arrivals import arrival_gaps
 from llmbench.scenarios.served_gate import CountGate, SamplerGate
 from llmbench.served.loop import run as run_loop, sleep_until
@@ -178,7 +179,8 @@ class Driver:
 
     async def _open_loop(self, client, phase: _Phase) -> None:
         """Arrivals on a fixed schedule, each sent at its time whatever is still in flight."""
-        gaps = arrival_gaps(self.load.arrivals, float(self.load.rate), self.load.seed)
+        offsets = arrival_offsets(phase.prompts) if self.load.arrivals == "log" else None
+        gaps = arrival_gaps(self.load.arrivals, float(self.load.rate), self.load.seed, offsets)
         due = time.perf_counter() + next(gaps)
         async with asyncio.TaskGroup() as tg:
             while True:

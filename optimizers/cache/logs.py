@@ -5,6 +5,7 @@ print one clear line and exit 2.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +57,18 @@ def _number(rec: dict, key: str, where: str, kind=float):
 
 
 def read_records(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a JSONL log."""
+    """(line number, object) for each non-blank line of a JSONL log.
+
+    An interaction log (whole request records: the gateway's, or a run's requests.jsonl) is read as
+    `llmbench drift` reads it: with its rotated files, lines that are not records skipped and counted.
+    """
+    from llmbench.monitor.log_read import looks_like_records, read_log as read_interactions
+
+    if looks_like_records(path):
+        log = read_interactions(path, "log")
+        if log.warning():
+            print(log.warning(), file=sys.stderr)
+        return [(int(where.rsplit(":", 1)[1]), rec.model_dump()) for where, rec in zip(log.lines, log.records)]
     return read_jsonl_lines(path, "log")
 
 
@@ -94,7 +106,8 @@ def _prompts(path: str, records: list[tuple[int, dict]]) -> PromptLog:
             kept = "only each prompt's sha256 (prompt_sha256)" if rec.get("prompt_sha256") else "no prompt text"
             raise BadInput(f"{where}: this run's records hold {kept}, and a cache can only be simulated on the "
                            "text itself (to embed it and compare meanings): run again with "
-                           "'workload: {record_prompts: true}' in the config to keep the text in requests.jsonl, "
+                           "'workload: {record_prompts: true}' in the config to keep the text in requests.jsonl (a gateway "
+                           "log: turn on keeping prompt text in its callback), "
                            f"or give a log with one of the fields {', '.join(TEXT_FIELDS)} or messages")
         if text is None:
             raise BadInput(f"{where}: no prompt text: expected one of the fields "
