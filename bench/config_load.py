@@ -81,7 +81,7 @@ def _resolve_paths(config, base: Path, source: str) -> None:
     # now, not a failed stage after the measurements.
     wl = config.workload
     holders = [("workload.dataset.path", wl.dataset, "path"), ("workload.templates.file", wl.templates, "file"),
-               ("workload.templates.variables", wl.templates, "variables"),
+               ("workload.templates.variables", wl.templates, "variables"), ("workload.log", wl, "log"),
                ("quality.golden_set", config.quality, "golden_set"), ("compression.prompts", config.compression, "prompts"),
                ("cache.log", config.cache, "log"), ("cache.verifier", config.cache, "verifier"),
                ("plan.trace", config.plan, "trace")]
