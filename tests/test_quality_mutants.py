@@ -185,3 +185,39 @@ def test_a_candidate_that_does_not_resolve_is_an_error_for_each_variant(tmp_path
     assert cand["error"].startswith("BadInput: ") and len(cand["error"]) <= 300
     assert cand["variants"] == {v: {"gate": "error", "error": cand["error"]} for v in ("onnx-int8", "onnx-int4")}
     assert lines == [f"gone: {cand['error']}"]
+
+
+def test_collect_cuts_each_output_then_decodes_and_cuts_its_answer():
+    from llmbench.backends.base import Generation
+    from llmbench.quality import collect
+
+    class Chars:
+        """A tokenizer of one token per character (id = code point); 0 (EOS) and 1 are special: decoded to nothing."""
+
+        eos_token_id = 0
+
+        def decode(self, ids, skip_special_tokens=False):
+            assert skip_special_tokens
+            return "".join(chr(i) for i in ids if i > 1)
+
+    class Fixed:
+        model = types.SimpleNamespace(generation_config=types.SimpleNamespace(eos_token_id=[1]))
+
+        def __init__(self):
+            self.asked = []
+
+        def generate(self, prompts, n, timed=True):
+            self.asked.append((prompts, n, timed))
+            out = [[ord(c) for c in "ab"] + [0, ord("z")], [ord(c) for c in "x. y"], [ord("q"), 1, ord("r")]]
+            return Generation(start=0.0, token_times=[0.0], prompt_tokens=[1, 1, 1], output_ids=out)
+
+        def next_token_logits(self, texts):
+            return torch.ones(len(texts), 2, 3, dtype=torch.float16)
+
+    be = Fixed()
+    enc = Encoded([[5], [6], [7]], [[5, 6], [6, 7], [7, 8]])
+    out = collect(be, Chars(), enc, 9, [(), (".",), ("r",)])
+    assert be.asked == [([[5], [6], [7]], 9, False)]
+    assert out.greedy == [[97, 98, 0], [120, 46, 32, 121], [113, 1]]  # cut after the tokenizer's and the model's EOS
+    assert out.answers == ["ab", "x", "q"] and out.logits.dtype == torch.float32 and out.seconds >= 0
+    assert collect(Fixed(), Chars(), enc, 9).answers == ["ab", "x. y", "q"]  # no stop strings given: none applied
