@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -36,9 +37,11 @@ USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 
 
 class _Server(BaseHTTPRequestHandler):
+    usage = USAGE
+
     def do_POST(self):  # noqa: N802 - http.server's hook
         body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
-        out = json.dumps({"id": "t", "object": "chat.completion", "created": 1, "model": body.get("model"), "usage": USAGE,
+        out = json.dumps({"id": "t", "object": "chat.completion", "created": 1, "model": body.get("model"), "usage": self.usage,
                           "choices": [{"index": 0, "finish_reason": "stop",
                                        "message": {"role": "assistant", "content": f"served by {body.get('model')}"}}]}).encode()
         self.send_response(200)
@@ -67,25 +70,28 @@ def _call(url: str, key: str, payload: dict | None = None) -> tuple[int, dict, d
         return e.code, dict(e.headers), json.loads(e.read() or b"{}")
 
 
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory):
-    if not LITELLM.exists():
-        pytest.fail(f"{LITELLM} is missing: install the test extra (litellm[proxy], see constraints.txt)")
-    tmp = tmp_path_factory.mktemp("proxy")
-    cells = [served("small", ttft_ms=50, tpot_ms=5), served("big", ttft_ms=200, tpot_ms=20)]
+def _exported_config(tmp: Path, ttft_ms: float, tpot_ms: float, rps: float) -> tuple[dict, dict]:
+    """(recommendation, gateway config) of a two-model run: a primary and its standby fallback."""
+    cells = [served("small", ttft_ms=ttft_ms, tpot_ms=tpot_ms), served("big", ttft_ms=4 * ttft_ms, tpot_ms=4 * tpot_ms)]
     run = make_run(tmp / "run", cells, params={"small": 5_000_000, "big": 50_000_000})
-    rec = recommend(load_run(run), parse_slo("e2el_p95=2s"), rps=1.0)
+    rec = recommend(load_run(run), parse_slo("e2el_p95=2s"), rps=rps)
     write_exports(rec, tmp / "out")
     cfg = yaml.safe_load((tmp / "out" / "gateway" / "litellm.yaml").read_text())
-    # The primary's server is down (nothing listens on its port); its standby is up.
-    backend = ThreadingHTTPServer(("127.0.0.1", 0), _Server)
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
-    dead = _free_port()
+    shutil.rmtree(tmp / "out", ignore_errors=True)
+    return rec, cfg
+
+
+def _point_at(cfg: dict, port_of_role: dict[str, int]) -> None:
     for m in cfg["model_list"]:
-        if m["model_info"].get("llmbench_role") == "primary":
-            m["litellm_params"]["api_base"] = f"http://127.0.0.1:{dead}/v1"
-        elif "api_base" in m["litellm_params"]:
-            m["litellm_params"]["api_base"] = f"http://127.0.0.1:{backend.server_port}/v1"
+        if "api_base" in m["litellm_params"]:
+            m["litellm_params"]["api_base"] = f"http://127.0.0.1:{port_of_role[m['model_info']['llmbench_role']]}/v1"
+
+
+@contextmanager
+def _litellm(cfg: dict, tmp: Path):
+    """`litellm --config` on the config, in its own process group; stopped (and checked gone) at exit."""
+    if not LITELLM.exists():
+        pytest.fail(f"{LITELLM} is missing: install the test extra (litellm[proxy], see constraints.txt)")
     (tmp / "litellm.yaml").write_text(yaml.safe_dump(cfg))
     key = "sk-" + secrets.token_hex(24)
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False", "LITELLM_MASTER_KEY": key,
@@ -107,7 +113,7 @@ def proxy(tmp_path_factory):
                 time.sleep(0.5)
         else:
             pytest.fail("the proxy did not answer within 120 s")
-        yield {"base": base, "key": key, "rec": rec, "cfg": cfg, "proc": proc}
+        yield {"base": base, "key": key, "proc": proc}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -115,12 +121,31 @@ def proxy(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-        backend.shutdown()
         log.close()
         time.sleep(0.5)
         with pytest.raises(ProcessLookupError):  # no process of the proxy's group outlives the test
             os.killpg(proc.pid, 0)
-        shutil.rmtree(tmp / "out", ignore_errors=True)
+
+
+@contextmanager
+def _backend(handler=_Server):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("proxy")
+    rec, cfg = _exported_config(tmp, ttft_ms=50, tpot_ms=5, rps=1.0)
+    # The primary's server is down (nothing listens on its port); its standby is up.
+    with _backend() as up:
+        _point_at(cfg, {"primary": _free_port(), "fallback": up})
+        with _litellm(cfg, tmp) as p:
+            yield {**p, "rec": rec, "cfg": cfg}
 
 
 def test_the_proxy_loads_the_config_falls_back_and_prices_with_its_costs(proxy):
@@ -147,3 +172,44 @@ def test_the_proxy_reads_litellm_settings_and_general_settings(proxy):
                             {"model": "llmbench", "messages": [{"role": "user", "content": "hi"}]})
     # (without a database the proxy answers 400 "No connected db" for an unknown key: still refused)
     assert 400 <= status < 500 and "choices" not in body, body
+
+
+def test_the_proxy_enforces_the_emitted_token_budgets_then_falls_back_then_refuses(tmp_path):
+    # A slow model whose plan needs two replicas at 0.2 req/s: small budgets, reachable in a few requests.
+    _, cfg = _exported_config(tmp_path, ttft_ms=250, tpot_ms=30, rps=0.2)
+    entries = [m for m in cfg["model_list"] if "api_base" in m["litellm_params"]]
+    primaries = [m for m in entries if m["model_info"]["llmbench_role"] == "primary"]
+    standby = next(m for m in entries if m["model_info"]["llmbench_role"] == "fallback")
+    assert len(primaries) >= 2 and cfg["router_settings"]["optional_pre_call_checks"] == ["enforce_model_rate_limits"]
+    # Every answer reports twice the tokens the budget assumed a request takes, so the token budget
+    # binds first: a replica takes requests while its minute's tokens are below its tpm.
+    p0 = primaries[0]["litellm_params"]
+    per_request = 2 * p0["tpm"] // p0["rpm"]
+
+    class Big(_Server):
+        usage = {"prompt_tokens": per_request - 5, "completion_tokens": 5, "total_tokens": per_request}
+
+    takes = lambda m: min(m["litellm_params"]["rpm"], -(-m["litellm_params"]["tpm"] // per_request))  # noqa: E731
+    budget = {m["model_info"]["id"]: takes(m) for m in primaries + [standby]}
+    assert all(takes(m) < m["litellm_params"]["rpm"] for m in primaries)  # the tpm, not the rpm, is what stops them
+    sent = sum(budget.values()) + 2
+    outcomes = []
+    with _backend(Big) as up:
+        _point_at(cfg, {"primary": up, "fallback": up})
+        with _litellm(cfg, tmp_path) as p:
+            if 60 - time.gmtime().tm_sec < 15:  # LiteLLM counts per UTC minute: stay inside one
+                time.sleep(61 - time.gmtime().tm_sec)
+            for i in range(sent):
+                status, headers, body = _call(f"{p['base']}/v1/chat/completions", p["key"],
+                                              {"model": "llmbench", "messages": [{"role": "user", "content": f"request {i}"}]})
+                outcomes.append((status, headers.get("x-litellm-model-id") if status == 200 else body["error"]["type"]))
+    served = {d: sum(o == (200, d) for o in outcomes) for d in budget}
+    # No deployment took more than its budget. LiteLLM checks the replica it picked: one past its
+    # budget sends the request to the fallbacks (and cools down), so the first replica refused had
+    # taken exactly its budget, and the standby, which then takes the overflow, its own.
+    assert all(served[d] <= budget[d] for d in budget), (served, budget)
+    assert any(served[m["model_info"]["id"]] == budget[m["model_info"]["id"]] for m in primaries), (served, budget)
+    assert served[standby["model_info"]["id"]] == budget[standby["model_info"]["id"]], (served, budget)
+    # Past every budget the proxy refuses with 429: every request has an answer or an error.
+    assert outcomes[-1][0] == 429 and all(o[0] in (200, 429) for o in outcomes), outcomes
+    assert sum(o[0] == 429 for o in outcomes) == sent - sum(served.values())

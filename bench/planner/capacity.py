@@ -46,11 +46,11 @@ POISSON_MAX = 12000
 def replica_budget_rps(plan: dict) -> tuple[float | None, str]:
     """The request rate one replica of a plan should carry: the most it sustains at the SLO, or without
     an SLO NO_SLO_UTILIZATION of its saturation rate; (None, why) when the plan has neither."""
-    if plan.get("max_sustainable_rps") is not None:
+    if plan.get("max_sustainable_rps"):
         return float(plan["max_sustainable_rps"]), "the most requests/s one replica sustains at the SLO"
     if plan.get("saturation_rps"):
-        return (plan["saturation_rps"] * NO_SLO_UTILIZATION,
-                f"{NO_SLO_UTILIZATION:.0%} of one replica's saturation rate (no SLO)")
+        why = "no SLO" if plan.get("max_sustainable_rps") is None else "no rate meets the SLO"
+        return plan["saturation_rps"] * NO_SLO_UTILIZATION, f"{NO_SLO_UTILIZATION:.0%} of one replica's saturation rate ({why})"
     return None, "no capacity planned"
 
 
