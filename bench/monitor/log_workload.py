@@ -40,8 +40,8 @@ def _read(workload: Workload) -> InteractionLog:
 def log_requests(workload: Workload, log: InteractionLog | None = None) -> list[LogRequest]:
     """The log's requests in arrival order, at most `workload.requests`; BadInput for an unusable log."""
     log = log or _read(workload)
+    ok_outputs = [r.output_tokens for r in log.records if r.ok and r.output_tokens > 0]  # the whole log's
     recs = sorted(log.records, key=lambda r: r.timestamp)[: workload.requests]
-    ok_outputs = [r.output_tokens for r in recs if r.ok and r.output_tokens > 0]
     fallback = int(np.median(ok_outputs)) if ok_outputs else 1
     t0 = recs[0].timestamp
     out = []
