@@ -184,3 +184,29 @@ def test_a_config_with_a_log_reads_back_from_run_json(log):
     cfg = parse_config({"candidates": [{"card": "llama-5m"}], "workload": {"log": str(log)}, "scenarios": ["replay"]}, "t")
     again = parse_config(cfg.model_dump(mode="json"), "t")
     assert again.workload.log == log and again.workload.requests == cfg.workload.requests == 100_000
+
+
+def test_replay_on_a_served_backend_sends_on_the_logged_schedule():
+    import types
+
+    from load_server import LoadServer, ServedStub
+    from llmbench.scenarios.base import CellContext
+    from llmbench.scenarios.replay import ReplayScenario
+    from llmbench.scenarios.sampling import Sampling
+    from llmbench.workload import Prompt
+
+    offsets = np.concatenate([[0.0], np.cumsum(GAPS)]) / 5  # the log five times faster: a short test
+    reqs = [Prompt(ids=[1, 2, 3], output_tokens=3, text=f"p{i}", arrival_s=float(t)) for i, t in enumerate(offsets)]
+    sc = ReplayScenario(types.SimpleNamespace(speedups=[2.0], max_batch=4), seed=0)
+    point = sc.points()[0]
+    ids = iter(range(1000))
+    with LoadServer(gap_s=0.003) as server:
+        recs = list(sc.measure(ServedStub(server), reqs, CellContext("r", "m", "http", "replay", point, 1.0,
+                                                                    next_id=lambda: next(ids)),
+                               Sampling(iterations=1, precision_pct=None)))
+        seen = np.diff([a.at for a in server.arrivals])
+    assert len(recs) == 12 and all(r.ok and r.point == "replay=2x" for r in recs)
+    sends = np.sort([r.timestamp for r in recs])
+    assert np.diff(sends) == pytest.approx(np.array(GAPS) / 10, abs=1e-6)  # the schedule: the log's gaps / 2
+    assert np.median(np.abs(seen - np.array(GAPS) / 10)) < 0.003  # what the server saw
+    assert sc.last_facts["rate_rps"] == pytest.approx(11 / (offsets[-1] / 2))
