@@ -17,7 +17,8 @@ BASE_ID = "m/v/cpu/bs1"
 
 def _base(**kw) -> Option:
     latency = {"ttft_ms": {"p50": 10.0, "p95": 20.0, "mean": 12.0, "n": 5},
-               "e2el_ms": {"p50": 100.0, "p95": 200.0, "mean": 120.0, "p99": 300.0, "n": 5},
+               "e2el_ms": {"p50": 100.0, "p95": 200.0, "mean": 120.0, "p99": 300.0, "n": 5, "cv_pct": 12.5,
+                           "p50_ci95": [90.0, 110.0]},
                "tpot_ms": {"p50": 3.0}}
     return Option(**{"id": BASE_ID, "kind": "self-hosted", "model": "org/m", "label": "m", "variant": "v",
                      "cost_per_1k_usd": 2.0, "quality": 0.9, "latency": latency, "notes": ["n0"], **kw})
@@ -41,7 +42,9 @@ def test_cache_option_figures():
     assert o.cost_per_1k_usd == pytest.approx(2.0 * 0.75 + 0.04)
     assert o.quality == pytest.approx(0.9 * 0.9)
     assert o.latency["ttft_ms"] == {"p50": 50.0, "p95": 60.0, "mean": 52.0, "n": 5}  # counts are not shifted
-    assert o.latency["e2el_ms"] == {"p50": 140.0, "p95": 240.0, "mean": 160.0, "p99": 340.0, "n": 5}
+    # Percentiles and the mean only: a spread in % and an interval (a list) are kept as measured.
+    assert o.latency["e2el_ms"] == {"p50": 140.0, "p95": 240.0, "mean": 160.0, "p99": 340.0, "n": 5, "cv_pct": 12.5,
+                                    "p50_ci95": [90.0, 110.0]}
     assert o.latency["tpot_ms"] == {"p50": 3.0}  # per-token time does not pay the lookup
     assert o.sidecars == [{"role": "semantic-cache embedder", "busy_ms_per_request": 40.0, "share_of_requests": 1.0}]
     assert o.cache == {"rule": "cosine", "verifier": None, "profile": None, "threshold": 0.9, "served_from_cache_rate": 0.25,
@@ -76,7 +79,9 @@ def test_compression_option_figures():
     assert (o.id, o.base_id) == (f"{BASE_ID}+compress0.5", BASE_ID)
     assert o.latency["ttft_ms"] == pytest.approx({"p50": 9.0, "p95": 13.0, "mean": 9.8, "n": 5})  # 10 * 0.4 + 5, ...
     # E2EL loses the TTFT saved at the same percentile (100 - 6 + 5, 200 - 12 + 5, 120 - 7.2 + 5); p99 has no TTFT: + 5 only.
-    assert o.latency["e2el_ms"] == pytest.approx({"p50": 99.0, "p95": 193.0, "mean": 117.8, "p99": 305.0, "n": 5})
+    e2el = dict(o.latency["e2el_ms"])
+    assert e2el.pop("p50_ci95") == [90.0, 110.0]
+    assert e2el == pytest.approx({"p50": 99.0, "p95": 193.0, "mean": 117.8, "p99": 305.0, "n": 5, "cv_pct": 12.5})
     assert o.latency["tpot_ms"] == {"p50": 3.0}
     # Server time 2.0 * (120 - 12 * 0.6) / 120 = 1.88, compressor 5 ms at $0.001/s = $0.005 per 1000.
     assert o.cost_per_1k_usd == pytest.approx(1.88 + 0.005)
@@ -88,6 +93,8 @@ def test_compression_option_figures():
     assert o.notes == ["n0", "compression rate 0.5: 60.0% of TTFT saved (measured share on the compression prompt, capped at the "
                              "75% of tokens removed), compressor 5.0 ms per request added and priced"]
     assert base.notes == ["n0"] and base.sidecars == [] and base.latency["e2el_ms"]["p50"] == 100.0 and base.compression is None
+    # The compressor's price in full: 0.25 ms a request at $1000/s ($3.6M/h) is $0.25, $250 per 1000 requests.
+    assert with_compression(base, _comp(compressor_ms=0.25), 3.6e6).cost_per_1k_usd == pytest.approx(1.88 + 250.0)
 
 
 def test_compression_share_is_capped_and_never_negative():
@@ -105,7 +112,9 @@ def test_compression_share_is_capped_and_never_negative():
 
 def test_compression_only_on_its_own_measured_variant():
     assert with_compression(_base(), _comp(model="org/m"), 3.6) is not None  # the model's full name matches too
-    for bad in ({"variant": "w"}, {"model": "other"}, {"ratio": 0}, {"ratio": None}, {"ttft_original_ms": 0},
+    # Equal names, not the same string object; a name that sorts before or after is another variant.
+    assert with_compression(_base(variant="".join(["v", "2"])), _comp(variant="".join(["v", "2"])), 3.6) is not None
+    for bad in ({"variant": "w"}, {"variant": "u"}, {"model": "other"}, {"ratio": 0}, {"ratio": None}, {"ttft_original_ms": 0},
                 {"ttft_original_ms": None}):
         assert with_compression(_base(), _comp(**bad), 3.6) is None, bad
 
