@@ -4,6 +4,7 @@ model, no planner: these are also the tests the mutation script runs against der
 (tests/benchmarks/bench_mutation.py); test_recommend_decide.py walks the same code end to end."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,12 @@ def test_cache_option_figures():
     # The base option is left as it was.
     assert base.notes == ["n0"] and base.sidecars == [] and base.latency["ttft_ms"]["p50"] == 10.0 and base.id == BASE_ID
     assert base.cost_per_1k_usd == 2.0 and base.quality == 0.9 and base.cache is None
+
+
+def test_figures_read_from_json_are_shifted_too():
+    # summary.json's keys are fresh strings, not the literals of the code: compared by value.
+    o = with_cache(_base(latency=json.loads('{"ttft_ms": {"mean": 12.0}, "e2el_ms": {"mean": 120.0}}')), _cache(), 3.6)
+    assert o.latency == {"ttft_ms": {"mean": 52.0}, "e2el_ms": {"mean": 160.0}}
 
 
 def test_cache_option_without_timings_or_cost():
