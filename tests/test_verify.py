@@ -8,6 +8,7 @@ free base port. Loads are short (a few seconds at 4 req/s).
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import shutil
@@ -124,6 +125,21 @@ def test_verify_through_a_real_proxy(run_dir):
     assert money["reported_usd_per_request"] == pytest.approx(money["expected_from_gateway_prices_usd_per_request"])
     assert money["planned_usd_per_request"] > 0
     assert money["error"] == pytest.approx(money["reported_usd_per_request"] / money["planned_usd_per_request"] - 1)
+
+    # The budget check: a second proxy on the config with every rpm/tpm divided by one factor. No
+    # deployment was admitted past its budget; the rest went to the fallbacks or got 429; none lost.
+    b = doc["budget"]
+    assert b["skipped"] is False and b["one_minute"] and b["past_budget"] == [] and b["enforced"] is True, b
+    assert b["served_by_unknown"] == 0 and b["every_failure_has_an_error"] is True
+    assert b["served_by_primary"] + b["served_by_fallback"] + b["refused_429"] + \
+        sum(e["count"] for e in b["other_failures"].values()) == b["sent"] == sum(x["rpm"] for x in b["budgets"].values()) + 2
+    emitted = {m["model_info"]["id"]: m["litellm_params"] for m in
+               yaml.safe_load((run_dir / "gateway" / "litellm.yaml").read_text())["model_list"]}
+    for i, x in b["budgets"].items():
+        assert (x["emitted_rpm"], x["emitted_tpm"]) == (emitted[i]["rpm"], emitted[i]["tpm"])
+        assert x["rpm"] == max(1, math.floor(x["emitted_rpm"] / b["divided_by"]))
+        assert x["served"] <= x["rpm"]
+    assert min(x["rpm"] for x in b["budgets"].values() if x["role"] == "primary") == 3  # budget.PER_REPLICA
 
     # Requests through the proxy reached the servers: their logs show each one served.
     logs = run_dir / "verify-logs"

@@ -25,11 +25,14 @@ def _on_term(signum, frame) -> None:
 @click.option("--timeout", "timeout_s", type=click.FloatRange(1, 600), default=30, show_default=True,
               help="per request: a request not done by then counts as failed (timeout)")
 @click.option("--no-drill", is_flag=True, help="skip the fallback drill (killing the primary's servers)")
+@click.option("--no-budget", is_flag=True, help="skip the budget check (driving a proxy past the gateway's rpm/tpm)")
 @click.option("--json", "as_json", is_flag=True, help="print verify.json on stdout")
-def verify(run_dir: str, load: str, duration_s: float, timeout_s: float, no_drill: bool, as_json: bool) -> None:
+def verify(run_dir: str, load: str, duration_s: float, timeout_s: float, no_drill: bool, no_budget: bool,
+           as_json: bool) -> None:
     """Start RUN_DIR's recommended deployment (deploy/) behind a real LiteLLM proxy (gateway/litellm.yaml)
     on this machine, send the planned load, and write verify.json: predicted against measured, the
-    gateway's added latency, the cost LiteLLM reports, a fallback drill and a verdict. Everything
+    gateway's added latency, the cost LiteLLM reports, the gateway's rpm/tpm budgets driven past, a
+    fallback drill and a verdict. Everything
     started is stopped at the end. The plan held when p95 E2EL is at most 10% above its prediction,
     throughput at least 85% of the planned load and at most 1% of requests failed."""
     from rich.console import Console
@@ -42,7 +45,7 @@ def verify(run_dir: str, load: str, duration_s: float, timeout_s: float, no_dril
     previous = signal.signal(signal.SIGTERM, _on_term)
     try:
         doc = run(run_dir, load=load, duration_s=duration_s, timeout_s=timeout_s, drill=not no_drill,
-                  progress=lambda line: console.print(line, highlight=False, markup=False))
+                  budget=not no_budget, progress=lambda line: console.print(line, highlight=False, markup=False))
     except VerifyFailed as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

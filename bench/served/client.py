@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from llmbench.workload import Prompt
 
 ERROR_BODY_CHARS = 200  # of an HTTP error's body, kept in the record's error message
+SERVED_BY_HEADER = "x-litellm-model-id"  # LiteLLM's proxy names the deployment that answered
 
 
 @dataclass
@@ -52,6 +53,7 @@ class StreamResult:
     busy_s: float = 0.0  # this request's share of the time the endpoint had requests in flight
     reconnects: int = 0  # sends repeated on a new connection because a pooled one was already closed
     reported_cost: float | None = None  # the cost the server put in its usage (a LiteLLM proxy's usage.cost)
+    served_by: str | None = None  # the deployment a LiteLLM proxy sent it to (its x-litellm-model-id header)
 
     @property
     def ok(self) -> bool:
@@ -148,6 +150,7 @@ class StreamClient:
                 async with self._transport.post(url, payload, self._headers, wire) as resp:
                     opened = True
                     res.http_status = resp.status
+                    res.served_by = resp.headers.get(SERVED_BY_HEADER)
                     if resp.status >= 400:
                         text = (await resp.body(ERROR_BODY_CHARS)).decode("utf-8", "replace")
                         self._fail(res, "http_status", f"HTTP {resp.status}: {' '.join(text.split())}")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, Mapping, Protocol
 
 DEFAULT = "aiohttp"
 
 
 class Response(Protocol):
     status: int
+    headers: Mapping[str, str]
 
     async def body(self, limit: int) -> bytes: ...
     def chunks(self) -> AsyncIterator[bytes]: ...
@@ -43,6 +44,7 @@ class _AiohttpResponse:
     def __init__(self, resp) -> None:
         self._resp = resp
         self.status = resp.status
+        self.headers = resp.headers
 
     async def body(self, limit: int) -> bytes:
         return await self._resp.content.read(limit)
@@ -107,6 +109,7 @@ class _HttpxResponse:
     def __init__(self, resp) -> None:
         self._resp = resp
         self.status = resp.status_code
+        self.headers = resp.headers
 
     async def body(self, limit: int) -> bytes:
         out = b""

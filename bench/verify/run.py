@@ -89,7 +89,8 @@ def _targets(spec: VerifySpec, aliases: set[str], url_of: Callable[[str], list[t
 
 
 def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAULT_DURATION_S,
-           timeout_s: float = DEFAULT_TIMEOUT_S, drill: bool = True, progress: Callable[[str], None] = lambda s: None) -> dict:
+           timeout_s: float = DEFAULT_TIMEOUT_S, drill: bool = True, budget: bool = True,
+           progress: Callable[[str], None] = lambda s: None) -> dict:
     """Run the check on a results folder and write RUN/verify.json; the document."""
     spec = read_spec(run_dir)
     rps, trace = parse_load(spec, load)
@@ -134,6 +135,8 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
         proxy_cpu = (proxy.cpu_seconds() or 0.0) - (cpu0 or 0.0)
         straight = run_load(arrivals, direct, {}, timeout_s)
         cache_doc = _cache_check(spec, proxy, headers, timeout_s, progress)
+        budget_doc = _budget(spec, config, logs, [a.prompt for a in arrivals], tok, timeout_s, progress) if budget else \
+            {"skipped": True, "reason": "turned off (--no-budget)"}
         fallback = _drill(spec, fleet, via_proxy, headers, rps, duration_s, timeout_s, tok, seed, share, progress) if drill else \
             {"skipped": True, "reason": "turned off (--no-drill)"}
     finally:
@@ -143,6 +146,7 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
                     opt_share)
     doc["notes"] = gw_notes + doc["notes"]
     doc["cache"] = cache_doc
+    doc["budget"] = budget_doc
     write_json(spec.run_dir / "verify.json", doc)
     return doc
 
@@ -163,6 +167,16 @@ def _cache_check(spec: VerifySpec, proxy: Proxy, headers: dict, timeout_s: float
     if cache_check.plugin_on(spec.gateway_cfg) is not None:
         progress(f"cache check: {cache_check.DEFAULT_PAIRS} labelled query pairs through the proxy's semantic cache")
     return cache_check.for_verify(spec, proxy.url, headers, timeout_s)
+
+
+def _budget(spec: VerifySpec, config: Path, logs: Path, prompts: list, tok, timeout_s: float,
+            progress: Callable[[str], None]) -> dict:
+    """The gateway's rpm/tpm budgets driven past on a second proxy (bench/verify/budget.py)."""
+    from llmbench.verify import budget
+
+    alias = sorted(spec.primaries, key=lambda d: -(d.load_rps or 0.0))[0].aliases[0]
+    return budget.check(config, alias, spec.key_envs(), logs / "litellm-budget.log", prompts, tok, timeout_s,
+                        _cache_bypass(spec), progress)
 
 
 def _drill(spec, fleet, via_proxy, headers, rps, duration_s, timeout_s, tok, seed, share, progress) -> dict:

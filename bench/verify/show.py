@@ -34,6 +34,14 @@ def show(doc: dict, console: Console) -> None:
     console.print(f"money: LiteLLM reported ${_n(m['reported_usd_per_request'], '{:.3g}')} per request, the plan "
                   f"${_n(m['planned_usd_per_request'], '{:.3g}')} ({_n(m['error'], '{:+.1%}')}); "
                   f"{m['requests_with_cost']} of {m['requests']} responses carried a cost", highlight=False, markup=False)
+    b = doc.get("budget") or {"skipped": True, "reason": "not checked"}
+    if b.get("skipped"):
+        console.print(f"budget check: skipped ({b['reason']})", highlight=False, markup=False)
+    else:
+        console.print(f"budget check ('{b['alias']}', budgets / {b['divided_by']:.3g}): {b['sent']} requests one at a time, "
+                      f"{b['served_by_primary']} served by the primary, {b['served_by_fallback']} by fallbacks, "
+                      f"{b['refused_429']} refused with 429; past a budget: {', '.join(b['past_budget']) or 'none'}",
+                      highlight=False, markup=False)
     f = doc["fallback"]
     if f.get("skipped"):
         console.print(f"fallback drill: skipped ({f['reason']})", highlight=False, markup=False)
