@@ -178,3 +178,25 @@ def test_a_rotated_set_is_read_oldest_first(run_dir, tmp_path):
     parsed = read_log(tmp_path / "gw.jsonl")
     assert [r.request_id for r in parsed.records] == [r["request_id"] for r in recs] and parsed.skipped == 0
     assert drift(tmp_path / "gw.jsonl", run_dir).exit_code == 0
+
+
+def test_a_long_steady_log_raises_no_false_alarm_and_a_late_slowdown_is_found(run_dir, tmp_path):
+    # 48 five-minute windows of requests drawn from the run itself: hundreds of comparisons, none
+    # should drift (the family is corrected); the same log with its last half hour twice as slow does.
+    recs = records(run_dir)
+    rng = np.random.default_rng(1)
+    t0 = 1_800_000_000.0
+    log = [dict(recs[i], timestamp=t0 + k * 7.2) for k, i in enumerate(rng.integers(0, len(recs), 2000))]
+    res = drift(write(tmp_path / "steady.jsonl", log), run_dir, "--json")
+    assert res.exit_code == 0, res.output
+    wins = json.loads(res.output)["deployments"][0]["windows"]
+    assert len(wins) == 48 and sum(w["requests"] for w in wins) == 2000
+    tested = [f for w in wins for f in w["figures"] if f["p_value"] is not None]
+    assert all(f["p_adjusted"] >= f["p_value"] for f in tested)
+    late = t0 + 4 * 3600 - 1800
+    slow = [dict(r, e2el_ms=2 * r["e2el_ms"]) if r["timestamp"] >= late else r for r in log]
+    res = drift(write(tmp_path / "late.jsonl", slow), run_dir, "--json")
+    assert res.exit_code == 3, res.output
+    wins = json.loads(res.output)["deployments"][0]["windows"]
+    hit = [w["start"] - t0 for w in wins if any(f["drifted"] for f in w["figures"])]
+    assert hit and min(hit) >= 4 * 3600 - 1800 - 1

@@ -41,7 +41,10 @@ def _figure_text(f) -> str:
     what = "" if f.name == "error_rate" else "p50 "
     text = f"{f.name} {what}{_num(f.name, f.p50)} vs {_num(f.name, f.base_p50)} measured"
     change = f"{100 * f.change:+.1f} points" if f.name == "error_rate" else f"{100 * f.change:+.0f}%"
-    text += f" ({change}, p={f.p_value:.2g})"
+    if f.p_value is None:
+        text += f" ({change}, too small to test)"
+    else:
+        text += f" ({change}, p={f.p_value:.2g}, {f.p_adjusted if f.p_adjusted is not None else f.p_value:.2g} corrected)"
     if f.plan_p95 is not None:
         text += f"; p95 {_num(f.name, f.p95)}, the plan predicted {_num(f.name, f.plan_p95)}"
     return text
@@ -79,8 +82,9 @@ def _as_json(doc: dict, log, run_dir: str) -> dict:
 Per deployment (model, variant) of the log and per time window, compares TTFT, E2EL and TPOT,
 prompt and output tokens, cost per request and the error rate with the run's own requests of that
 deployment (and shows the plan's predicted p95 where RUN_DIR has plan.json). A figure drifted when
-a Mann-Whitney U test (errors: Fisher's exact test) puts it beyond the noise (p < 0.01) and its
-median moved by at least --min-change (errors: 5 points).
+its median moved by at least --min-change (errors: 5 points) and a Mann-Whitney U test (errors:
+Fisher's exact test) puts it beyond the noise: p < 0.01 after the Benjamini-Hochberg correction
+over every figure of every window.
 \b
 Exit codes: 0 nothing drifted, 3 something drifted, 2 bad input (no usable line in the log,
 RUN_DIR without requests). Deployments the run never measured are listed once.""")

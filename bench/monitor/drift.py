@@ -5,10 +5,11 @@ run's own requests of that deployment:
 - latency (TTFT, E2EL, TPOT), tokens per request (prompt, output) and cost per request, over the
   successful requests: a Mann-Whitney U test (the whole distribution, no normality assumed);
 - the error rate: Fisher's exact test on (failed, succeeded) counts.
-A figure drifted when the difference is beyond the noise (p < ALPHA) AND large enough to matter
-(the median changed by at least `min_change`, 20% by default; an error rate by at least 5 points).
-Both are needed: with thousands of requests a 2% change is "significant", and with five requests
-a 2x change can be luck.
+A figure drifted when the difference is large enough to matter (the median changed by at least
+`min_change`, 20% by default; an error rate by at least 5 points) AND beyond the noise: p < ALPHA
+after the Benjamini-Hochberg correction over every figure of every window (a day of 5-minute
+windows is thousands of comparisons). Both are needed: with thousands of requests a 2% change is
+"significant", and with five requests a 2x change can be luck.
 
 Strata: where the log's requests carry a cell the run measured (a log made from a run, or a replay),
 each is compared with that cell (a static batch of 4 is not single-stream); the gateway's own
@@ -50,10 +51,11 @@ class Figure:
     p95: float
     base_p50: float
     base_p95: float
-    change: float  # relative: +1.0 is twice the baseline
-    p_value: float
+    change: float  # relative: +1.0 is twice the baseline (error_rate: the difference of the rates)
+    p_value: float | None  # None: the change was too small to test
     drifted: bool
     plan_p95: float | None = None
+    p_adjusted: float | None = None  # Benjamini-Hochberg over every figure of the drift run
 
     def as_dict(self) -> dict:
         # JSON has no infinity: a change from a baseline of 0 is written as null.
@@ -91,43 +93,68 @@ def _ratio(value: np.ndarray, base: float, base_mean: float) -> np.ndarray:
     return value / ref
 
 
+def u_test(strata: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Two-sided p of "the window's values are shifted from the baseline's", over (window, baseline) strata.
+
+    One stratum: scipy's Mann-Whitney U. Several: each stratum's one-sided U test as a z-score,
+    combined by Stouffer's method weighted by sqrt(window count) (a stratified rank test).
+    """
+    tested = [(w, b) for w, b in strata if np.ptp(np.concatenate([w, b])) > 0]  # all equal: no evidence
+    if not tested:
+        return 1.0
+    if len(tested) == 1:
+        return float(stats.mannwhitneyu(*tested[0], alternative="two-sided").pvalue)
+    p = np.array([stats.mannwhitneyu(w, b, alternative="greater").pvalue for w, b in tested], dtype=float)
+    z = stats.norm.isf(np.clip(p, 1e-300, 1 - 1e-16))
+    weights = np.sqrt([w.size for w, _ in tested])
+    combined = float((weights * z).sum() / math.sqrt((weights ** 2).sum()))
+    return float(min(1.0, 2 * stats.norm.sf(abs(combined))))
+
+
 def compare_figure(name: str, strata: list[tuple[np.ndarray, np.ndarray]], min_change: float) -> Figure | None:
-    """One figure's window values against the baseline, stratum by stratum: (window, baseline) pairs."""
+    """One figure's window values against the baseline, stratum by stratum: (window, baseline) pairs.
+
+    The test runs only when the change is large enough to matter (`p_value` None otherwise): a
+    small change is never drift, and most windows of a steady service need no test at all.
+    `drifted` here judges this figure alone; `drift` judges it again within the whole family.
+    """
     strata = [(w, b) for w, b in strata if w.size and b.size]
     if not strata:
         return None
-    ratios, p_greater, p_less, weights = [], [], [], []
-    for w, b in strata:
-        ratios.append(_ratio(w, _median(b), float(b.mean())))
-        if np.ptp(np.concatenate([w, b])) == 0:  # all equal: nothing to test, no change
-            p_greater.append(0.5), p_less.append(0.5)
-        else:
-            p_greater.append(float(stats.mannwhitneyu(w, b, alternative="greater").pvalue))
-            p_less.append(float(stats.mannwhitneyu(w, b, alternative="less").pvalue))
-        weights.append(math.sqrt(w.size))
-    if len(strata) == 1:
-        pg, pl = p_greater[0], p_less[0]
-    else:
-        pg = float(stats.combine_pvalues(p_greater, method="stouffer", weights=weights).pvalue)
-        pl = float(stats.combine_pvalues(p_less, method="stouffer", weights=weights).pvalue)
-    p = min(1.0, 2 * min(pg, pl))
-    ratio = float(np.median(np.concatenate(ratios)))
-    change = ratio - 1.0
+    ratios = [_ratio(w, _median(b), float(b.mean())) for w, b in strata]
+    change = float(np.median(np.concatenate(ratios))) - 1.0
+    p = u_test(strata) if abs(change) >= min_change else None
     allw = np.concatenate([w for w, _ in strata])
     allb = np.concatenate([b for _, b in strata])
-    drifted = p < ALPHA and abs(change) >= min_change
     return Figure(name, int(allw.size), _median(allw), float(np.percentile(allw, 95)), _median(allb),
-                  float(np.percentile(allb, 95)), change, p, bool(drifted))
+                  float(np.percentile(allb, 95)), change, p, p is not None and p < ALPHA)
 
 
 def compare_errors(window: list[RequestRecord], base: list[RequestRecord]) -> Figure:
-    """The window's error rate against the run's, by Fisher's exact test."""
+    """The window's error rate against the run's, by Fisher's exact test (when at least 5 points apart)."""
     k, n = sum(not r.ok for r in window), len(window)
     kb, nb = sum(not r.ok for r in base), len(base)
     rate, base_rate = k / n, kb / nb
-    p = float(stats.fisher_exact([[k, n - k], [kb, nb - kb]]).pvalue) if (k or kb) else 1.0
-    drifted = p < ALPHA and abs(rate - base_rate) >= MIN_ERROR_CHANGE
-    return Figure("error_rate", n, rate, rate, base_rate, base_rate, rate - base_rate, p, bool(drifted))
+    p = None
+    if abs(rate - base_rate) >= MIN_ERROR_CHANGE:
+        p = float(stats.fisher_exact([[k, n - k], [kb, nb - kb]]).pvalue)
+    return Figure("error_rate", n, rate, rate, base_rate, base_rate, rate - base_rate, p, p is not None and p < ALPHA)
+
+
+def judge_family(figures: list[Figure]) -> None:
+    """Drifted = beyond the noise after Benjamini-Hochberg over every figure compared (the family).
+
+    A log of a day in 5-minute windows makes thousands of comparisons: at p < 0.01 each, dozens
+    would "drift" by chance. BH keeps the chance of any false drift, when nothing changed, at
+    ALPHA; a figure that was not tested (too small a change) counts in the family with p = 1.
+    """
+    if not figures:
+        return
+    raw = np.array([1.0 if f.p_value is None else f.p_value for f in figures])
+    adjusted = stats.false_discovery_control(raw, method="bh")
+    for f, q in zip(figures, adjusted):
+        f.p_adjusted = float(q)
+        f.drifted = f.p_value is not None and bool(q < ALPHA)
 
 
 Deployment = tuple[str, str]
@@ -206,5 +233,8 @@ def drift(log: list[RequestRecord], run: list[RequestRecord], window_s: float, m
             wins.append(compare_window(wrecs, base[dep], start, start + window_s, min_change, plans.get(dep)))
         deployments.append({"model": dep[0], "variant": dep[1], "requests": len(recs), "baseline_requests": len(base[dep]),
                             "drifted": any(w.drifted for w in wins), "windows": wins})
+    judge_family([f for d in deployments for w in d["windows"] for f in w.figures])
+    for d in deployments:
+        d["drifted"] = any(w.drifted for w in d["windows"])
     return {"window_s": window_s, "min_change": min_change, "alpha": ALPHA, "deployments": deployments,
             "unmeasured": unmeasured, "drifted": any(d["drifted"] for d in deployments)}
