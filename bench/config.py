@@ -278,7 +278,7 @@ class PlanConfig(Strict):
     """Capacity planning at the end of a run (`llmbench plan` takes the same settings as options)."""
 
     rps: float | None = Field(None, gt=0, le=1e7, description="target load; default: half the best measured throughput")
-    trace: Path | None = Field(None, description="replay this trace (Azure format) instead of Poisson at rps")
+    trace: Path | None = Field(None, description="replay this trace (Azure format, or an interaction log) instead of Poisson at rps")
     slo: str | None = Field(None, description="default: the run's slo")
     goodput: float | None = Field(None, gt=0, le=1, description="also require this share of requests to meet every SLO")
     max_replicas: int = Field(1024, ge=1, le=1_000_000)

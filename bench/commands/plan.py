@@ -29,7 +29,8 @@ at most in all; kept in RUN_DIR/prefill_sweep.json and reused); --no-measure ext
 `extrapolation` block says how far each figure still goes beyond what was measured.""")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--rps", type=float, help="target load, requests/s (Poisson arrivals, lengths as measured); above 0, at most 1e7")
-@click.option("--trace", type=click.Path(dir_okay=False), help="replay a trace in the Azure format: header TIMESTAMP,ContextTokens,GeneratedTokens")
+@click.option("--trace", type=click.Path(dir_okay=False), help="replay a trace in the Azure format (header TIMESTAMP,ContextTokens,GeneratedTokens) "
+                                                              "or an interaction log (JSONL request records, e.g. the gateway's)")
 @click.option("--slo", help="e.g. ttft_p95=500ms,tpot_p99=80ms,e2el_p95=60s (default: the run config's)")
 @click.option("--goodput", type=float, help="also require this share of requests to meet every SLO, e.g. 0.99")
 @click.option("--model", help="plan this measured model only (default: every one)")
