@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from llmbench.export.litellm import PLUGIN
+from llmbench.monitor.gateway_names import CALLBACK as LOG_CALLBACK, DEFAULT_PATH as LOG_PATH
 
 from llmbench.export.writer import write_exports
 from llmbench.export.yamlio import dump, float_text
@@ -69,7 +70,14 @@ def test_litellm_config_has_costs_limits_fallbacks_and_cache(exported, gateway):
     assert {bool(o["cache"]) for o in deployed} == {bool(rec["recommended"]["cache"])} == {ls["cache"]}
     # By default llmbench's own cache runs inside the proxy: LiteLLM's local cache, the plug-in as its
     # storage, the run's fitted rule and threshold stated in callback_settings.
-    assert ls["cache_params"]["type"] == "local" and ls["callbacks"] == [PLUGIN]
+    assert ls["cache_params"]["type"] == "local" and ls["callbacks"] == [PLUGIN, LOG_CALLBACK]
+    # The interaction log beside it, writing next to where the proxy runs; each entry names its candidate.
+    assert gateway["callback_settings"]["llmbench_gateway_log"] == {"path": LOG_PATH, "max_bytes": 64 * 2**20, "backups": 10,
+                                                                    "record_prompts": False}
+    opts = {o["id"]: o for o in rec["options"]}
+    for m in gateway["model_list"]:
+        o = opts[m["model_info"]["llmbench_option"]]
+        assert (m["model_info"]["llmbench_model"], m["model_info"].get("llmbench_variant")) == (o["model"], o.get("variant"))
     assert list(ls) == ["cache", "cache_params", "callbacks"]  # the cache exists before the plug-in is imported
     setting = rec["cache"]["setting"]
     want = setting["verifier"] if setting["rule"] == "verifier" else "cosine"

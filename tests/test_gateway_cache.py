@@ -16,6 +16,7 @@ import yaml
 from llmbench.engines.llamacpp.gguf import build_gguf
 from llmbench.engines.llamacpp.server import ManagedServer
 from llmbench.export.writer import write_exports
+from llmbench.monitor.gateway_names import CALLBACK as LOG_CALLBACK
 from llmbench.optimizers.cache.cache import normalise_text
 from llmbench.optimizers.cache.gateway_names import OPT_OUT_HEADER, PLUGIN
 from llmbench.optimizers.cache.logs import read_log
@@ -40,7 +41,7 @@ def gateway(engine, tmp_path_factory):
     write_exports(recommend(load_run(run), parse_slo("e2el_p95=320ms"), rps=40.0), tmp / "out")
     path = tmp / "out" / "gateway" / "litellm.yaml"
     cfg = yaml.safe_load(path.read_text())
-    assert cfg["litellm_settings"]["callbacks"] == [PLUGIN] and "callback_settings" in cfg
+    assert cfg["litellm_settings"]["callbacks"] == [PLUGIN, LOG_CALLBACK] and "callback_settings" in cfg
     q4 = build_gguf(resolve("card:llama-5m"), "gguf-q4_k_m", engine).path
     log = tmp / "llama.log"
     with ManagedServer(engine, q4, parallel=2, ctx_size=512, threads=1, log_path=log, alias="tiny") as srv:

@@ -99,7 +99,7 @@ def _litellm(cfg: dict, tmp: Path):
     port = _free_port()
     log = open(tmp / "proxy.log", "wb")
     proc = subprocess.Popen([str(LITELLM), "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(tmp))
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

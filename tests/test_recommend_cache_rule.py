@@ -89,7 +89,8 @@ def test_qdrant_deploys_and_prices_plain_cosine(tmp_path):
     assert cached["cache"]["rule"] == "cosine" and cached["cache"]["lookup_ms_p50"] == pytest.approx(0.1)
     write_exports(rec, tmp_path / "out")
     cfg = yaml.safe_load((tmp_path / "out" / "gateway" / "litellm.yaml").read_text())
-    assert cfg["litellm_settings"]["cache_params"]["similarity_threshold"] == 0.89 and "callback_settings" not in cfg
+    assert cfg["litellm_settings"]["cache_params"]["similarity_threshold"] == 0.89 and "llmbench_cache" not in cfg["callback_settings"]
+    assert cfg["litellm_settings"]["callbacks"] == ["llmbench.monitor.gateway_log.interaction_log"]  # the log, no plug-in
 
 
 def test_report_names_the_deployed_rule():

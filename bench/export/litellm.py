@@ -5,11 +5,13 @@ scripts in deploy/ run (llama.cpp's llama-server, or vLLM on a GPU), one entry p
 API keys are only ever `os.environ/NAME` references, never values. The semantic cache is llmbench's
 own, inside the proxy (optimizers/cache/litellm_plugin.py), unless the run's config asks for
 LiteLLM's qdrant-semantic cache with a vector-store URL (cache.gateway: qdrant, cache.qdrant_url).
+Either way the proxy writes the interaction log (monitor/gateway_log.py), one request record per request.
 """
 from __future__ import annotations
 
 from llmbench.export.servers import servers
 from llmbench.export.yamlio import dump
+from llmbench.monitor.gateway_names import CALLBACK as LOG_CALLBACK, SETTINGS_KEY as LOG_SETTINGS_KEY, default_settings
 from llmbench.optimizers.cache.gateway_names import CALL_TYPES as PLUGIN_CALL_TYPES, PLUGIN, SETTINGS_KEY
 
 EMBEDDING_ALIAS = "llmbench-embedding"
@@ -44,6 +46,11 @@ def _entries(alias: str, s: dict) -> list[dict]:
         params["output_cost_per_token"] = float(f"{s['output_cost_per_token']:.6g}")
         info = {"id": f"{alias}/{s['option']}" + (f"/replica-{i + 1}" if len(bases) > 1 else ""),
                 "llmbench_option": s["option"], "llmbench_role": s["role"]}
+        # The interaction log's names for the deployment (the run's candidate and variant): drift
+        # compares a logged request with the run's requests of the same pair.
+        info["llmbench_model"] = s["model"]
+        if s.get("variant"):
+            info["llmbench_variant"] = s["variant"]
         if s.get("replicas") is not None:
             info["replicas"] = s["replicas"]
         if i < len(ports):
@@ -138,6 +145,9 @@ def litellm_config(rec: dict) -> dict:
     settings, callback_settings = _cache_settings(rec)
     if callback_settings is None:  # LiteLLM's qdrant cache embeds through a model entry
         model_list.append(_embedding_entry())
+    # Every request through the proxy is logged as a request record (llmbench.monitor.gateway_log).
+    settings["callbacks"] = [*settings.get("callbacks", []), LOG_CALLBACK]
+    callback_settings = {**(callback_settings or {}), LOG_SETTINGS_KEY: default_settings()}
     doc = {
         "model_list": model_list,
         "router_settings": {
@@ -159,8 +169,7 @@ def litellm_config(rec: dict) -> dict:
         # budget (this minute's requests or tokens, counted per UTC minute) is skipped, so the
         # request goes to another replica or the fallbacks, or is refused with 429.
         doc["router_settings"]["optional_pre_call_checks"] = [RATE_LIMIT_CHECK]
-    if callback_settings is not None:
-        doc["callback_settings"] = callback_settings
+    doc["callback_settings"] = callback_settings
     return doc
 
 
@@ -203,6 +212,10 @@ Self-hosted per-token costs split each request's measured cost between prefill a
 Budgets: an entry's rpm/tpm is what its replica carries at the SLO, counted per UTC minute; the proxy
 enforces them (optional_pre_call_checks): past them a request goes to another replica or a fallback, else 429.
 {_cache_line(rec)}.
+Every request through the proxy is appended to gateway-log/requests.jsonl (relative to where the proxy
+runs; callback_settings.{LOG_SETTINGS_KEY}, or $LLMBENCH_GATEWAY_LOG for the path), one llmbench request
+record a line, rotated by size, prompts hashed unless record_prompts: true. Feed it back with
+`llmbench drift gateway-log/requests.jsonl --against RUN_DIR`, or as a run's `workload: {{log: FILE}}`.
 Set LITELLM_MASTER_KEY (sk-..., long and random): clients send it as their bearer token.
 Run: litellm --config gateway/litellm.yaml"""
     return dump(litellm_config(rec), header)

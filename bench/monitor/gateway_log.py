@@ -1,0 +1,255 @@
+"""The gateway's interaction log: a LiteLLM callback that appends one request record per request.
+
+The emitted gateway/litellm.yaml lists `llmbench.monitor.gateway_log.interaction_log` under
+`litellm_settings.callbacks`; the proxy imports it and from then on every model request through the
+proxy, streamed or not, answered or failed, becomes one JSON line of the record llmbench's own runs
+write to requests.jsonl (records.RequestRecord, run_id and scenario "gateway", point = the model
+group the client asked for, model/variant = the candidate from the entry's model_info). The prompt's
+sha256 is always kept, its text only with `record_prompts: true`.
+
+One line per client request: a failed attempt that LiteLLM retries or falls back from is held back
+(by LiteLLM's call id) until the request ends, written only when the request fails as a whole (the
+proxy's failure hook), or after PENDING_S should no end ever be reported.
+
+The request path only picks plain values out of LiteLLM's kwargs and puts them on a queue; one
+writer thread (logging's QueueListener) builds, validates and writes the line into a
+RotatingFileHandler (rotation by size). Settings come from `callback_settings.llmbench_gateway_log`
+(path, max_bytes, backups, record_prompts); $LLMBENCH_GATEWAY_LOG overrides the path.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from logging.handlers import QueueListener, RotatingFileHandler
+from pathlib import Path
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from llmbench.monitor.gateway_fields import failure_fields, received_at, record_line, success_fields
+from llmbench.monitor.gateway_names import (DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, DEFAULT_PATH, PATH_ENV,
+                                            SETTINGS_KEY)
+
+PENDING_S = 120.0  # a failed attempt with no end reported after this long is written as it is
+MAX_PENDING = 10_000
+QUEUE_SIZE = 100_000  # lines waiting for the writer; beyond it lines are dropped (and counted), never waited for
+log = logging.getLogger("llmbench.monitor.gateway_log")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Where and how the log is written."""
+
+    path: Path
+    max_bytes: int = DEFAULT_MAX_BYTES
+    backups: int = DEFAULT_BACKUPS
+    record_prompts: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict | None, env: dict | None = None) -> "LogSettings":
+        """Settings from callback_settings.llmbench_gateway_log (all optional) and the environment;
+        ValueError naming the key that is wrong."""
+        d = {} if d is None else d
+        env = os.environ if env is None else env
+        if not isinstance(d, dict):
+            raise ValueError(f"callback_settings.{SETTINGS_KEY} must be a mapping (path, max_bytes, backups, record_prompts)")
+        unknown = sorted(set(d) - {"path", "max_bytes", "backups", "record_prompts"})
+        if unknown:
+            raise ValueError(f"callback_settings.{SETTINGS_KEY}: unknown key {unknown[0]!r} "
+                             "(it takes path, max_bytes, backups, record_prompts)")
+        out = {}
+        for key, kind, low in (("max_bytes", int, 1024), ("backups", int, 1)):
+            value = d.get(key)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                    raise ValueError(f"callback_settings.{SETTINGS_KEY}.{key}: {value!r} is not a whole number >= {low}")
+                out[key] = value
+        if d.get("record_prompts") is not None:
+            if not isinstance(d["record_prompts"], bool):
+                raise ValueError(f"callback_settings.{SETTINGS_KEY}.record_prompts: {d['record_prompts']!r} is not true or false")
+            out["record_prompts"] = d["record_prompts"]
+        path = env.get(PATH_ENV) or d.get("path") or DEFAULT_PATH
+        return cls(path=Path(str(path)).expanduser().absolute(), **out)
+
+
+class _LineFormatter(logging.Formatter):
+    """Turns a queued request's plain values into its JSON line (on the writer thread)."""
+
+    def __init__(self, record_prompts: bool, first_id: int) -> None:
+        super().__init__()
+        self.record_prompts = record_prompts
+        self.next_id = first_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        # RotatingFileHandler formats twice (once to decide on rotation): build the line once.
+        line = getattr(record, "line", None)
+        if line is None:
+            self.next_id += 1
+            line = record.line = record_line(record.msg, self.next_id, self.record_prompts)  # type: ignore[arg-type]
+        return line
+
+
+class InteractionLog(CustomLogger):
+    """The object `litellm_settings.callbacks` names: one request record per request through the proxy."""
+
+    def __init__(self, settings: LogSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        settings.path.parent.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(settings.path, maxBytes=settings.max_bytes, backupCount=settings.backups,
+                                      encoding="utf-8")
+        # Ids count up from the start's microsecond: unique across restarts of one proxy (below 2**53, JSON-safe).
+        handler.setFormatter(_LineFormatter(settings.record_prompts, int(time.time() * 1e6)))
+        self._queue: queue.Queue = queue.Queue(QUEUE_SIZE)
+        self._listener = QueueListener(self._queue, handler)
+        self._handler = handler
+        self._pending: OrderedDict[str, tuple[float, dict]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hook_s: deque[float] = deque(maxlen=100_000)  # time each hook took on the request path
+        self.queued = self.dropped = 0
+        self._closed = False
+        self._listener.start()
+        atexit.register(self.close)
+
+    def close_on_sigterm(self) -> None:
+        """The proxy dies of SIGTERM without running atexit: write what is held first, then die as before."""
+        previous = signal.getsignal(signal.SIGTERM)
+        if threading.current_thread() is not threading.main_thread() or previous == signal.SIG_IGN:
+            return
+
+        def on_term(signum, frame) -> None:
+            # From another thread, with a bound: the signal may have interrupted this thread inside a lock close needs.
+            closer = threading.Thread(target=self.close, daemon=True)
+            closer.start()
+            closer.join(2.0)
+            if callable(previous):
+                previous(signum, frame)
+                return
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_term)
+
+    # The request path: pick values, queue them, return.
+    def _put(self, raw: dict) -> None:
+        try:
+            self._queue.put_nowait(logging.makeLogRecord({"msg": raw}))
+            self.queued += 1
+        except queue.Full:
+            self.dropped += 1
+
+    def _flush_pending(self, older_than: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            while self._pending:
+                key, (t, raw) = next(iter(self._pending.items()))
+                if now - t < older_than and len(self._pending) <= MAX_PENDING:
+                    break
+                del self._pending[key]
+                self._put(raw)
+
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time) -> None:
+        """A request answered (streamed: once the stream ended): its line, replacing any failed attempt."""
+        t0 = time.perf_counter()
+        try:
+            raw = success_fields(kwargs)
+            if raw is not None:
+                with self._lock:
+                    self._pending.pop(raw["call_id"], None)
+                self._put(raw)
+            self._flush_pending(PENDING_S)
+        except Exception as exc:  # noqa: BLE001 - a log must never fail a request
+            log.warning("llmbench gateway log: success event not logged (%s: %s)", type(exc).__name__, exc)
+        self.hook_s.append(time.perf_counter() - t0)
+
+    async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time) -> None:
+        """A failed attempt: held until the request ends (a retry or fallback may still answer it)."""
+        t0 = time.perf_counter()
+        try:
+            raw = failure_fields(kwargs)
+            if raw is not None:
+                if raw["call_id"] is None:
+                    self._put(raw)
+                else:
+                    with self._lock:
+                        self._pending[raw["call_id"]] = (time.monotonic(), raw)
+            self._flush_pending(PENDING_S)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("llmbench gateway log: failure event not logged (%s: %s)", type(exc).__name__, exc)
+        self.hook_s.append(time.perf_counter() - t0)
+
+    async def async_post_call_failure_hook(self, request_data: dict, original_exception: Exception,
+                                           user_api_key_dict, traceback_str: str | None = None):
+        """The request failed as a whole: its last attempt's line (or one from the request when none ran)."""
+        t0 = time.perf_counter()
+        try:
+            with self._lock:
+                held = self._pending.pop(request_data.get("litellm_call_id"), (0.0, None))[1]
+            raw = held or failure_fields(request_data, original_exception)
+            if raw is not None:
+                status = getattr(original_exception, "status_code", None)
+                if isinstance(status, int):
+                    raw["http_status"] = status  # what the proxy answered the client
+                # The request's own receive stamp (an attempt refused before routing carries none).
+                raw["received"] = received_at(request_data) or raw["received"]
+                self._put(raw)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("llmbench gateway log: failed request not logged (%s: %s)", type(exc).__name__, exc)
+        self.hook_s.append(time.perf_counter() - t0)
+        return None
+
+    def hook_ms_p50(self) -> float | None:
+        """Median time a hook spent on the request path (ms)."""
+        times = sorted(self.hook_s)
+        return times[len(times) // 2] * 1e3 if times else None
+
+    def close(self) -> None:
+        """Write what is held and queued, stop the writer, say once what was written (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._flush_pending(0.0)
+        self._listener.stop()
+        self._handler.close()
+        p50 = self.hook_ms_p50()
+        sys.stderr.write(f"llmbench gateway log: {self.queued} request(s) logged to {self.settings.path}, "
+                         f"{self.dropped} dropped; hook p50 {p50 if p50 is None else round(p50, 4)} ms "
+                         f"over {len(self.hook_s)} call(s)\n")
+        sys.stderr.flush()
+
+
+def _start() -> InteractionLog:
+    import litellm
+
+    try:
+        settings = LogSettings.from_dict((getattr(litellm, "callback_settings", None) or {}).get(SETTINGS_KEY))
+        started = InteractionLog(settings)
+        started.close_on_sigterm()
+        return started
+    except (ValueError, OSError) as exc:
+        # A proxy that runs without the log it was configured with leaves a gap nobody sees: stop it
+        # here, with one line and no traceback.
+        sys.stderr.write(f"llmbench gateway log: {exc}\n")
+        sys.stderr.flush()
+        os._exit(2)
+
+
+_started: InteractionLog | None = None
+
+
+def __getattr__(name: str) -> InteractionLog:
+    # The proxy reads `interaction_log` with getattr: the log starts then, not when a test or a tool imports this module.
+    global _started
+    if name != "interaction_log":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _started is None:
+        _started = _start()
+    return _started
