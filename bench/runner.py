@@ -36,10 +36,11 @@ class Runner:
     def _save_meta(self) -> None:
         write_json(self.dir.path / "run.json", self.meta)
 
-    def measure(self) -> None:
-        """Run every cell not already completed; records are appended as requests complete."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def _plan(self) -> tuple[list, list]:
+        """The scenarios and the cells still to measure, in order (a resume's completed cells left out).
 
+        Also a hook: a distributed run (llmbench.distributed) plans exactly as a local one.
+        """
         cfg = self.prep.config
         done = {tuple(c) for c in self.meta.setdefault("completed_cells", [])}
         self.dir.keep_only(done)
@@ -57,6 +58,13 @@ class Runner:
         todo = [p for p in plan if (cfg.candidates[p[0]].label, p[1], scenarios[p[2]].kind, p[3].label) not in done]
         if todo and "roofline_bandwidth" not in self.meta:  # once per run: the rooflines' denominator
             self.meta["roofline_bandwidth"] = roofline_bandwidth(self.prep.device, self.meta.get("environment", {}).get("machine"))
+        return scenarios, todo
+
+    def measure(self) -> None:
+        """Run every cell not already completed; records are appended as requests complete."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        scenarios, todo = self._plan()
         log = RequestLog(self.dir.requests_path)
         counter = itertools.count(len(self.dir.records()))
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -1,4 +1,4 @@
-"""`llmbench run [CONFIG] [--out DIR] [--json] [--resume RUN_DIR] [--track mlflow[:URI]]`."""
+"""`llmbench run [CONFIG] [--out DIR] [--json] [--resume RUN_DIR] [--track mlflow[:URI]] [--ray ADDRESS]`."""
 from __future__ import annotations
 
 import json
@@ -40,7 +40,10 @@ class _StageConsole:
 @click.option("--json", "as_json", is_flag=True, help="print the summary as one JSON document on stdout")
 @click.option("--resume", type=click.Path(file_okay=False), help="finish an interrupted run: measure only what is missing")
 @click.option("--track", metavar="mlflow[:URI]", help="log the finished run to MLflow: a folder (default ./mlruns) or a tracking server URI")
-def run(config: str | None, out: str | None, as_json: bool, resume: str | None, track: str | None) -> None:
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="measure on a Ray cluster: auto, HOST:PORT, or local:N (N nodes started here for the run)")
+def run(config: str | None, out: str | None, as_json: bool, resume: str | None, track: str | None,
+        ray_address: str | None) -> None:
     """Measure the candidates of CONFIG (default: the embedded default) and write a results folder."""
     from rich.console import Console
     from rich.markup import escape
@@ -72,10 +75,16 @@ def run(config: str | None, out: str | None, as_json: bool, resume: str | None, 
     else:
         cfg, text = load_config(config)
         prep = prepare(cfg)
+    session = None
+    if ray_address:  # connected and checked before a new folder is written: an unplaceable cell costs nothing
+        from llmbench.distributed.session import open_session
+
+        session = open_session(ray_address, prep)
+    if not resume:
         run_dir, meta = start_run(prep, text, Path(out) if out else None)
     console.print(f"[bold]llmbench run[/bold] {escape(meta['run_id'])} -> {escape(str(run_dir.path))}  "
                   f"(device {prep.device}, hardware {escape(prep.hardware.name)})", soft_wrap=True)
-    runner = Runner(prep, run_dir, meta, console)
+    runner = session.runner(prep, run_dir, meta, console) if session else Runner(prep, run_dir, meta, console)
     interrupted = False
     try:
         runner.measure()

@@ -1,0 +1,75 @@
+"""Connecting to a Ray cluster for `run --ray ADDRESS`, or starting a local one (`local:N`) and stopping it."""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+
+from llmbench.errors import BadInput
+
+# A small object store per node: records are small, and Ray's default claims 30% of RAM per node.
+OBJECT_STORE_BYTES = 96 * 1024 * 1024
+_LOCAL = re.compile(r"local:(\d+)")
+
+
+def hw_resource(profile_name: str) -> str:
+    """The custom resource that names a hardware profile: a node offering it measures that profile's cells."""
+    return f"hw:{profile_name}"
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """('local', N) for `local:N`, else ('connect', 0) for `auto` or a cluster address; BadInput otherwise."""
+    m = _LOCAL.fullmatch(address.strip())
+    if m:
+        n = int(m.group(1))
+        if not 1 <= n <= 16:
+            raise BadInput(f"--ray {address}: local:N takes 1 to 16 nodes")
+        return "local", n
+    if address.strip().startswith("local"):
+        raise BadInput(f"--ray {address}: write local:N (N nodes on this machine), auto, or a cluster address")
+    if not address.strip():
+        raise BadInput("--ray: empty address (auto, local:N or HOST:PORT)")
+    return "connect", 0
+
+
+def _quiet_env() -> None:
+    # Ray's usage report would try to reach the internet; nothing here may.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@contextlib.contextmanager
+def connected(address: str, profile_name: str, cpus_per_node: int = 1) -> Iterator[dict]:
+    """Be connected to Ray for the block; a local cluster started here is stopped on the way out.
+
+    Each local node offers the profile's custom resource with capacity 1: one group of cells per
+    node at a time, so cells on one node never share its cores (timings would disturb each other).
+    """
+    import ray
+
+    kind, n = parse_address(address)
+    _quiet_env()
+    cluster = None
+    try:
+        if kind == "local":
+            from ray.cluster_utils import Cluster
+
+            node_args = dict(num_cpus=cpus_per_node, resources={hw_resource(profile_name): 1},
+                             object_store_memory=OBJECT_STORE_BYTES)
+            cluster = Cluster(initialize_head=True, head_node_args=dict(include_dashboard=False, **node_args))
+            for _ in range(n - 1):
+                cluster.add_node(**node_args)
+            cluster.wait_for_nodes(timeout=120)
+            ray.init(address=cluster.address, include_dashboard=False, logging_level="ERROR",
+                     log_to_driver=False)
+        else:
+            try:
+                ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            except (ConnectionError, ValueError) as exc:
+                raise BadInput(f"--ray {address}: no Ray cluster there ({str(exc).splitlines()[0][:200]})") from None
+        yield {"address": address, "kind": kind, "nodes_started": n}
+    finally:
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
