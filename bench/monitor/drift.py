@@ -160,30 +160,41 @@ def judge_family(figures: list[Figure]) -> None:
 Deployment = tuple[str, str]
 
 
-def _strata(window: list[RequestRecord], base: list[RequestRecord], name: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    by_cell: dict[tuple, list[float]] = defaultdict(list)
+Cells = dict  # (scenario, point) -> the run's values of one figure; None -> all of them
+
+
+def baseline_cells(base: list[RequestRecord], name: str) -> Cells:
+    """One figure's values in the run's successful requests, by cell, and all together (key None)."""
+    by_cell: dict[tuple | None, list[float]] = defaultdict(list)
     for r in base:
         v = _value(r, name) if r.ok else None
         if v is not None:
             by_cell[(r.scenario, r.point)].append(v)
-    pooled = [v for vs in by_cell.values() for v in vs]
+    out: Cells = {key: np.asarray(vs) for key, vs in by_cell.items()}
+    out[None] = np.asarray([v for vs in by_cell.values() for v in vs])
+    return out
+
+
+def _strata(window: list[RequestRecord], cells: Cells, name: str) -> list[tuple[np.ndarray, np.ndarray]]:
     groups: dict[tuple | None, list[float]] = defaultdict(list)
     for r in window:
         v = _value(r, name) if r.ok else None
         if v is not None:
-            groups[(r.scenario, r.point) if (r.scenario, r.point) in by_cell else None].append(v)
-    return [(np.asarray(vs), np.asarray(by_cell[key] if key is not None else pooled)) for key, vs in groups.items()]
+            groups[(r.scenario, r.point) if (r.scenario, r.point) in cells else None].append(v)
+    return [(np.asarray(vs), cells[key]) for key, vs in groups.items()]
 
 
 def compare_window(window: list[RequestRecord], base: list[RequestRecord], start: float, end: float,
-                   min_change: float, plan: dict | None = None) -> Window:
-    """Every figure of one deployment's window against the run's requests of that deployment."""
+                   min_change: float, plan: dict | None = None, cells: dict[str, Cells] | None = None) -> Window:
+    """Every figure of one deployment's window against the run's requests of that deployment
+    (`cells`: baseline_cells of each figure, computed once per deployment)."""
     out = Window(start, end, len(window))
     if len(window) < MIN_REQUESTS:
         out.note = f"{len(window)} request(s): too few to tell (at least {MIN_REQUESTS})"
         return out
+    cells = cells or {name: baseline_cells(base, name) for name in FIGURES}
     for name in FIGURES:
-        fig = compare_figure(name, _strata(window, base, name), min_change)
+        fig = compare_figure(name, _strata(window, cells[name], name), min_change)
         if fig is not None:
             if plan and name in PLAN_KEYS:
                 fig.plan_p95 = ((plan.get("predicted") or {}).get(PLAN_KEYS[name]) or {}).get("p95")
@@ -226,11 +237,11 @@ def drift(log: list[RequestRecord], run: list[RequestRecord], window_s: float, m
         if dep not in base:
             unmeasured.append({"model": dep[0], "variant": dep[1], "requests": len(recs)})
             continue
-        wins = []
+        wins, cells = [], {name: baseline_cells(base[dep], name) for name in FIGURES}
         # Windows are on the log's clock (t0: the log's first request), the same for every deployment.
         for k, wrecs in windows_of(recs, window_s, t0).items():
             start = t0 + k * window_s
-            wins.append(compare_window(wrecs, base[dep], start, start + window_s, min_change, plans.get(dep)))
+            wins.append(compare_window(wrecs, base[dep], start, start + window_s, min_change, plans.get(dep), cells))
         deployments.append({"model": dep[0], "variant": dep[1], "requests": len(recs), "baseline_requests": len(base[dep]),
                             "drifted": any(w.drifted for w in wins), "windows": wins})
     judge_family([f for d in deployments for w in d["windows"] for f in w.figures])
