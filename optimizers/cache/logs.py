@@ -107,7 +107,7 @@ def _prompts(path: str, records: list[tuple[int, dict]]) -> PromptLog:
             raise BadInput(f"{where}: this run's records hold {kept}, and a cache can only be simulated on the "
                            "text itself (to embed it and compare meanings): run again with "
                            "'workload: {record_prompts: true}' in the config to keep the text in requests.jsonl (a gateway "
-                           "log: turn on keeping prompt text in its callback), "
+                           "log: record_prompts: true under callback_settings.llmbench_gateway_log), "
                            f"or give a log with one of the fields {', '.join(TEXT_FIELDS)} or messages")
         if text is None:
             raise BadInput(f"{where}: no prompt text: expected one of the fields "
