@@ -225,20 +225,15 @@ def test_the_mlflow_ui_lists_the_run_with_its_metrics_and_report(server_run, mon
 
 
 # ---- compare reads tracked runs ----------------------------------------------------------------
-def test_compare_reads_a_tracked_run_as_it_reads_its_folder(local_run):
+def test_compare_reads_a_tracked_run_as_it_reads_its_folder(local_run, monkeypatch):
     proc, out, uri = local_run
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_id = json.loads((out / "run.json").read_text())["run_id"]
     folders = llmbench("compare", str(out), str(out), "--json")
     assert folders.returncode == 0, folders.stderr
     want = json.loads(folders.stdout)
-    from mlflow import MlflowClient
-
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-    try:
-        mlflow_id = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("llmbench").experiment_id])[0].info.run_id
-    finally:
-        os.environ.pop("MLFLOW_ALLOW_FILE_STORE")
+    client = _client(uri, monkeypatch)
+    mlflow_id = client.search_runs([client.get_experiment_by_name("llmbench").experiment_id])[0].info.run_id
     # by MLflow run id on one side, by llmbench run id on the other: the same comparison as folder vs folder
     both = llmbench("compare", f"mlflow:{mlflow_id}", f"mlflow:{run_id}", "--tracking-uri", uri, "--json")
     assert both.returncode == 0, both.stderr
