@@ -79,13 +79,16 @@ def test_latency_twice_as_long_drifts_naming_the_deployment_and_figure(run_dir, 
     assert text.exit_code == 3 and "DRIFTED" in text.output and "+100%" in text.output
 
 
-def test_cost_twice_as_high_drifts(run_dir, tmp_path):
+@pytest.mark.parametrize("field", ["cost", "prompt_tokens"])
+def test_cost_or_tokens_per_request_twice_as_high_drift(run_dir, tmp_path, field):
     recs = records(run_dir)
     for r in recs:
-        r["cost"] *= 2
-    res = drift(write(tmp_path / "dear.jsonl", recs), run_dir)
+        r[field] *= 2
+    res = drift(write(tmp_path / "dear.jsonl", recs), run_dir, "--json")
     assert res.exit_code == 3, res.output
-    assert "cost p50" in res.output and "+100%" in res.output
+    dep = json.loads(res.output)["deployments"][0]
+    assert [f["name"] for f in dep["windows"][0]["figures"] if f["drifted"]] == [field]
+    assert f"{field} p50" in dep["line"] and "+100%" in dep["line"]
 
 
 def test_thirty_percent_errors_drift(run_dir, tmp_path):
