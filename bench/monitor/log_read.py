@@ -39,12 +39,6 @@ class InteractionLog:
         return (f"warning: {self.skipped} line(s) of {self.path} are not request records and were skipped; "
                 f"the first: {self.first_bad}")
 
-    @property
-    def span_s(self) -> float:
-        """Seconds from the first request's timestamp to the last one's."""
-        stamps = [r.timestamp for r in self.records]
-        return max(stamps) - min(stamps) if stamps else 0.0
-
 
 def log_files(path: str | Path) -> list[Path]:
     """The file and its rotated predecessors (`path.1`, `path.2`, ...), oldest first."""
