@@ -113,7 +113,8 @@ def track_folder(folder: Path, spec: TrackSpec, failed: bool) -> Tracked:
     if spec.uri.startswith(("http://", "https://")):
         url = f"{spec.uri.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
     else:  # a store on disk has no page of its own until a UI serves it
-        url = f"see it with: mlflow ui --backend-store-uri {spec.uri}"
+        opt_in = "MLFLOW_ALLOW_FILE_STORE=true " if spec.is_folder else ""
+        url = f"see it with: {opt_in}mlflow ui --backend-store-uri {spec.uri}"
     return Tracked(run_id, exp_id, url, tuple(withheld))
 
 
