@@ -54,14 +54,15 @@ def connected(address: str, profile_name: str, cpus_per_node: int = 1) -> Iterat
         if kind == "local":
             from ray.cluster_utils import Cluster
 
+            # Loopback named outright: otherwise Ray probes a public DNS server to find this host's address.
             node_args = dict(num_cpus=cpus_per_node, resources={hw_resource(profile_name): 1},
-                             object_store_memory=OBJECT_STORE_BYTES)
+                             object_store_memory=OBJECT_STORE_BYTES, node_ip_address="127.0.0.1")
             cluster = Cluster(initialize_head=True, head_node_args=dict(include_dashboard=False, **node_args))
             for _ in range(n - 1):
                 cluster.add_node(**node_args)
             cluster.wait_for_nodes(timeout=120)
-            ray.init(address=cluster.address, include_dashboard=False, logging_level="ERROR",
-                     log_to_driver=False)
+            ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False,
+                     _node_ip_address="127.0.0.1")
         else:
             try:
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False)

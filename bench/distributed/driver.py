@@ -86,7 +86,9 @@ class RayRunner(Runner):
         options = dict(num_cpus=needs.pop("CPU"), num_gpus=needs.pop("GPU", 0), resources=needs,
                        max_retries=0, num_returns="streaming", name=f"llmbench:{self.prep.config.candidates[group.ci].label}|{group.variant}")
         if group.tried:  # a retry: another node that fits, when the cluster has one (soft: it may be gone too)
+            busy = {g.node.get("ray_node_id") for g in self.pending.values()}
             others = [n["NodeID"] for n in fitting_nodes(self.session.needs, ray.nodes()) if n["NodeID"] not in group.tried]
+            others.sort(key=lambda node_id: node_id in busy)  # an idle node first: the retry starts at once
             if others:
                 options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(others[0], soft=True)
         job = {"prep": self.prep, "run_id": self.meta["run_id"], "results_path": str(self.dir.path.resolve()),

@@ -54,6 +54,16 @@ def node_info() -> dict:
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 
 
+def _title(text: str) -> None:
+    """What `ps` shows for this worker: the cell it measures (an operator's view; Ray resets it after the task)."""
+    try:
+        import ray._raylet
+
+        ray._raylet.setproctitle(text)
+    except Exception:  # a cosmetic: never fail a cell for it
+        pass
+
+
 class GroupRunner(Runner):
     """A Runner that measures one variant's cells and emits each cell's outcome instead of writing run.json."""
 
@@ -71,6 +81,7 @@ class GroupRunner(Runner):
         pass  # the driver owns run.json
 
     def _measure_cell(self, backend, label, variant, scenario, point, prompts, baseline, log, counter) -> None:
+        _title(f"ray::llmbench:{label}|{variant} measuring {scenario.kind} {point.label}")
         super()._measure_cell(backend, label, variant, scenario, point, prompts, baseline, log, counter)
         self.flush()
 

@@ -1,0 +1,141 @@
+"""`llmbench run --ray`: a real Ray cluster of several nodes on this machine, inside a private network namespace.
+
+Each case runs a script under `unshare --net` (loopback up, nothing else reachable: Ray would
+otherwise rewrite 127.0.0.1 to the machine's address and probe cloud metadata addresses). The
+script drives the real CLI; Ray's nodes are real raylets with 1 CPU and a small object store each.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+LLMBENCH = str(Path(sys.executable).with_name("llmbench"))
+REQUESTS = 6
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                                reason="a private network namespace needs root and unshare")
+
+
+def _config(tmp: Path, variants: list[str], requests: int = REQUESTS) -> Path:
+    # precision_pct null: each cell sends exactly `requests` (a time-capped cell's count depends on speed).
+    cfg = tmp / "c.yaml"
+    cfg.write_text(textwrap.dedent(f"""\
+        candidates:
+          - card: llama-5m
+            variants: [{', '.join(variants)}]
+        workload: {{prompt_tokens: 32, output_tokens: 8, requests: {requests}}}
+        scenarios: [single-stream]
+        precision_pct: null
+        quality: null
+        """))
+    return cfg
+
+
+def _in_netns(script: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    """Run a Python script in a fresh network namespace with only loopback up."""
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "LLMBENCH": LLMBENCH}
+    return subprocess.run(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$0" -c "$1"', sys.executable, script],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _folder(out: Path) -> tuple[dict, list[dict]]:
+    meta = json.loads((out / "run.json").read_text())
+    records = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines() if line.strip()]
+    return meta, records
+
+
+def test_matrix_lands_on_three_nodes_with_every_record(tmp_path):
+    cfg = _config(tmp_path, ["torch-fp32", "onnx-fp32", "onnx-int8"])
+    out = tmp_path / "ray"
+    script = f"""
+import os, subprocess, sys
+p = subprocess.run([os.environ["LLMBENCH"], "run", {str(cfg)!r}, "--ray", "local:3", "--out", {str(out)!r}, "--json"],
+                   capture_output=True, text=True, timeout=380)
+sys.stderr.write(p.stderr[-3000:]); sys.exit(p.returncode)
+"""
+    p = _in_netns(script)
+    assert p.returncode == 0, p.stderr
+    meta, records = _folder(out)
+    # 3 variants x 1 single-stream cell x 6 requests, every one ok, ids given once each by the driver.
+    assert len(records) == 3 * REQUESTS
+    assert Counter(r["variant"] for r in records) == {"torch-fp32": 6, "onnx-fp32": 6, "onnx-int8": 6}
+    assert all(r["status"] == "ok" for r in records)
+    assert sorted(r["request_id"] for r in records) == list(range(18))
+    assert len(meta["completed_cells"]) == 3
+    nodes = {cell["ray_node_id"] for cell in meta["cells"].values()}
+    assert len(nodes) == 3 and nodes <= set(meta["ray"]["nodes"])  # one node each: the hw resource has capacity 1
+    assert all(cell["ray_attempt"] == 1 and cell["ray_cpu_count"] >= 1 for cell in meta["cells"].values())
+    # the same files a local run writes: a summary with the three rows, the report
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["rows"]) == 3
+    assert (out / "report.html").is_file()
+
+
+def test_unplaceable_cell_refused_before_submission(tmp_path):
+    cfg = _config(tmp_path, ["torch-fp32"])
+    out = tmp_path / "never"
+    # A cluster whose only node offers another hardware profile: no node can ever place a cpu-2core cell.
+    script = f"""
+import os, subprocess, sys
+from ray.cluster_utils import Cluster
+c = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, resources={{"hw:gpu-box": 1}},
+            object_store_memory=80 * 2**20, include_dashboard=False, node_ip_address="127.0.0.1"))
+try:
+    p = subprocess.run([os.environ["LLMBENCH"], "run", {str(cfg)!r}, "--ray", c.address, "--out", {str(out)!r}],
+                       capture_output=True, text=True, timeout=120)
+finally:
+    c.shutdown()
+sys.stderr.write(p.stderr); sys.exit(p.returncode)
+"""
+    p = _in_netns(script, timeout=200)
+    assert p.returncode == 2, p.stderr
+    line = [ln for ln in p.stderr.splitlines() if "no Ray node can place it" in ln]
+    assert line and "card:llama-5m torch-fp32 single-stream" in line[0] and "hw:cpu-2core=1" in line[0]
+    assert "hw:gpu-box=1" in line[0]  # what the cluster does have
+    assert "Traceback" not in p.stderr
+    assert not out.exists()  # refused before the results folder was written
+
+
+def test_worker_killed_mid_cell_is_retried_on_another_node(tmp_path):
+    cfg = _config(tmp_path, ["torch-fp32", "onnx-fp32"], requests=40)
+    out = tmp_path / "ray"
+    # The torch worker is SIGKILLed from outside a second into its cell (its process title names the
+    # cell it measures); the driver must resubmit that variant's cell to the idle third node.
+    script = f"""
+import os, signal, subprocess, sys, time
+import psutil
+p = subprocess.Popen([os.environ["LLMBENCH"], "run", {str(cfg)!r}, "--ray", "local:3", "--out", {str(out)!r}],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+killed, deadline = None, time.monotonic() + 240
+while killed is None and time.monotonic() < deadline and p.poll() is None:
+    for proc in psutil.process_iter(["cmdline"]):
+        title = " ".join(proc.info["cmdline"] or [])
+        if title.startswith("ray::llmbench:card:llama-5m|torch-fp32 measuring"):
+            time.sleep(1)
+            proc.send_signal(signal.SIGKILL); killed = proc.pid; break
+    time.sleep(0.2)
+err = p.communicate(timeout=300)[1]
+sys.stderr.write(err[-4000:]); print(killed)
+sys.exit(p.returncode)
+"""
+    p = _in_netns(script)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() not in ("", "None"), "no worker was found to kill"
+    meta, records = _folder(out)
+    assert len(records) == 2 * 40 and all(r["status"] == "ok" for r in records)
+    attempts = [a for a in meta["ray"]["attempts"] if a["variant"] == "card:llama-5m|torch-fp32"]
+    failed = [a for a in attempts if "error" in a]
+    started = [a for a in attempts if "pid" in a]
+    assert len(failed) == 1 and len(started) == 2, attempts
+    assert str(started[0]["pid"]) == p.stdout.strip()  # the worker killed was the first attempt's
+    assert started[1]["ray_node_id"] != started[0]["ray_node_id"]
+    cell = meta["cells"]["card:llama-5m|torch-fp32|single-stream|single"]
+    assert cell["ray_attempt"] == 2 and cell["ray_node_id"] == started[1]["ray_node_id"]
