@@ -1,0 +1,103 @@
+"""The embedding guard: a logistic model over MiniLM + n-gram features, loaded from a shipped fit.
+
+The fit is data, not a pickle: profiles/guard/embedding.npz holds the weights (float32) and
+embedding.json the threshold, how it was fitted and which rows of the training file it saw
+(sha256 prefixes), so an evaluation can tell fit rows from held-out ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from llmbench.errors import BadInput
+from llmbench.optimizers.guard.base import Verdict
+from llmbench.optimizers.guard.features import EMBED_DIM, HASH_WIDTH, hasher, ngram_rows, sentence_vector
+
+
+def shipped_fit() -> Path:
+    """The fit that ships with llmbench (its .json; the weights sit beside it as .npz)."""
+    return Path(__file__).resolve().parents[2] / "profiles" / "guard" / "embedding.json"
+
+
+def row_key(text: str) -> str:
+    """How a fit row is remembered: the first 16 hex digits of its text's sha256."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class EmbeddingGuard:
+    """Flags a prompt whose logit (w . [MiniLM | n-grams] + b) is above the fit's threshold."""
+
+    coef_embed: np.ndarray
+    coef_ngram: np.ndarray
+    intercept: float
+    threshold: float
+    meta: dict
+    stage: str = "pre"
+    name: str = "embedding"
+    _model: object = field(default=None, repr=False)
+    _hv: object = field(default=None, repr=False)
+
+    def load(self) -> None:
+        """Load MiniLM (the cache's embedder) once, before anything is timed."""
+        if self._model is None:
+            from llmbench.optimizers.cache.embedder import MiniLMEmbedder
+
+            self._model = MiniLMEmbedder()._load()
+            self._hv = hasher()
+
+    def score(self, text: str) -> float:
+        """The logit for one prompt."""
+        self.load()
+        emb = sentence_vector(self._model, text)
+        grams = ngram_rows([text], self._hv)
+        return float(emb @ self.coef_embed + grams @ self.coef_ngram + self.intercept)
+
+    def check(self, text: str) -> Verdict:
+        """Flag when the logit is above the threshold."""
+        s = self.score(text)
+        return Verdict(s > self.threshold, s, None)
+
+    @property
+    def fit_rows(self) -> set[str]:
+        """row_key of every prompt the model was fitted on (threshold chosen on them too)."""
+        return set(self.meta.get("fit_rows", []))
+
+    def describe(self) -> dict:
+        """Kind, threshold and the fit's provenance (without the row list)."""
+        return {"kind": "embedding", "threshold": self.threshold,
+                "fit": {k: v for k, v in self.meta.items() if k != "fit_rows"}}
+
+
+def save_fit(path: Path, coef: np.ndarray, intercept: float, threshold: float, meta: dict) -> None:
+    """Write a fit: weights to path.npz, threshold and meta to path (.json)."""
+    path = Path(path).with_suffix(".json")
+    np.savez_compressed(path.with_suffix(".npz"), coef_embed=coef[:EMBED_DIM].astype(np.float32),
+                        coef_ngram=coef[EMBED_DIM:].astype(np.float32))
+    doc = {"intercept": round(float(intercept), 8), "threshold": round(float(threshold), 8), **meta}
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+
+def load_fit(path: Path | None = None, stage: str = "pre", threshold: float | None = None) -> EmbeddingGuard:
+    """Read a fit written by save_fit (default: the shipped one); BadInput when it is missing or malformed."""
+    path = Path(path or shipped_fit()).with_suffix(".json")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        with np.load(path.with_suffix(".npz")) as z:
+            ce, cn = z["coef_embed"].astype(np.float64), z["coef_ngram"].astype(np.float64)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BadInput(f"{path}: not a readable embedding-guard fit ({type(exc).__name__}: {exc})") from None
+    if ce.shape != (EMBED_DIM,) or cn.shape != (HASH_WIDTH,):
+        raise BadInput(f"{path}: weights of shape {ce.shape}+{cn.shape}, expected ({EMBED_DIM},)+({HASH_WIDTH},)")
+    meta = {k: v for k, v in doc.items() if k not in ("intercept", "threshold")}
+    thr = float(doc["threshold"]) if threshold is None else float(threshold)
+    return EmbeddingGuard(ce, cn, float(doc["intercept"]), thr, meta, stage)
+
+
+def build(spec) -> EmbeddingGuard:
+    """The guard of a `{kind: embedding}` block."""
+    return load_fit(spec.model, spec.stage, spec.threshold)

@@ -1,0 +1,103 @@
+"""Fit the shipped embedding guard on labelled prompts, honestly held out.
+
+    python -m llmbench.optimizers.guard.fit      # writes profiles/guard/embedding.{json,npz}
+
+The labelled file is split once, seeded and stratified, into a fit part and a held-out part
+(HOLDOUT of the rows). Everything is chosen on the fit part alone: the regularisation C by
+out-of-fold catch rate at the target false-positive rate (5 stratified folds), and the threshold
+as the out-of-fold score that at most TARGET_FPR of the fit part's benign prompts exceed. The
+held-out part is scored once, at the end, and its figures are written beside the weights.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from llmbench.optimizers.guard.embedding import load_fit, row_key, save_fit, shipped_fit
+from llmbench.optimizers.guard.evaluate import confusion, latency, read_labelled, run_guard
+from llmbench.optimizers.guard.features import ngram_rows, stack
+
+TRAIN = "../shared/data/guard/prompt_injections_train.jsonl"  # relative to the project root
+HOLDOUT = 0.3
+SEED = 0
+FOLDS = 5
+C_GRID = (1.0, 3.0, 10.0, 30.0)
+TARGET_FPR = 0.02
+
+
+def threshold_at(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
+    """The lowest threshold with at most `fpr` of the benign scores above it (flag: score > threshold)."""
+    neg = np.sort(scores[labels == 0])[::-1]
+    allowed = int(np.floor(fpr * len(neg)))  # benign prompts that may sit above the threshold
+    return float(neg[allowed]) if allowed < len(neg) else float(neg[-1]) - 1e-9
+
+
+def _model(c: float):
+    from sklearn.linear_model import LogisticRegression
+
+    # balanced: 37% injections; lbfgs from zeros is deterministic
+    return LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
+
+
+def oof_scores(x, y: np.ndarray, c: float) -> np.ndarray:
+    """Each fit row scored by a model fitted without it."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    return cross_val_predict(_model(c), x, y, cv=StratifiedKFold(FOLDS, shuffle=True, random_state=SEED),
+                             method="decision_function")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sklearn.model_selection import train_test_split
+
+    from llmbench.optimizers.cache.embedder import default_embedder
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=TRAIN, help="labelled JSONL {text, label} (default: the shared training file)")
+    ap.add_argument("--out", default=None, help="where to write (default: the shipped profiles/guard/embedding.json)")
+    args = ap.parse_args(argv)
+    data = Path(args.data)
+    if args.data == TRAIN and not data.exists():  # run from elsewhere: shared/ sits beside the project root
+        data = Path(__file__).resolve().parents[2].parent / "shared/data/guard/prompt_injections_train.jsonl"
+    texts, y = read_labelled(data)
+    fit_i, held_i = train_test_split(np.arange(len(y)), test_size=HOLDOUT, stratify=y, random_state=SEED)
+    fit_i, held_i = np.sort(fit_i), np.sort(held_i)
+    emb = default_embedder().embed(texts)  # the cache's MiniLM with its on-disk vector store
+    x = stack(emb, ngram_rows(texts))
+    xf, yf = x[fit_i], y[fit_i]
+    tried = {}
+    for c in C_GRID:
+        s = oof_scores(xf, yf, c)
+        thr = threshold_at(s, yf, TARGET_FPR)
+        tried[c] = (confusion(list(s > thr), yf), s, thr)
+    best_c = max(C_GRID, key=lambda c: (tried[c][0]["catch_rate"], -c))
+    oof_report, _, thr = tried[best_c]
+    model = _model(best_c).fit(xf, yf)
+    meta = {"command": "python -m llmbench.optimizers.guard.fit", "data": data.name,
+            "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(), "rows": len(y),
+            "split": {"holdout": HOLDOUT, "seed": SEED, "stratified": True, "fit": len(fit_i), "held_out": len(held_i)},
+            "features": "all-MiniLM-L6-v2 sentence vector (384) + hashed char_wb 2-5-grams (16384, sublinear tf, L2)",
+            "model": "sklearn LogisticRegression, class_weight=balanced", "C": best_c, "C_grid": list(C_GRID),
+            "threshold_rule": f"out-of-fold ({FOLDS} folds) score with at most {TARGET_FPR:.0%} of fit benign above it",
+            "oof_by_C": {str(c): {k: tried[c][0][k] for k in ("catch_rate", "false_positive_rate")} for c in C_GRID},
+            "oof": oof_report, "fit_rows": sorted(row_key(texts[i]) for i in fit_i)}
+    out = Path(args.out) if args.out else shipped_fit()
+    save_fit(out, model.coef_[0], float(model.intercept_[0]), thr, meta)
+    # Held-out: scored once, through the guard as loaded from the files just written (one prompt per call).
+    guard = load_fit(out)
+    verdicts, ms = run_guard(guard, [texts[i] for i in held_i])
+    held = {**confusion([v.flagged for v in verdicts], y[held_i]), "latency_ms": latency(ms)}
+    doc = json.loads(out.with_suffix(".json").read_text())
+    doc["held_out"] = held
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps({"C": best_c, "threshold": round(thr, 4), "oof": oof_report, "held_out": held}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
