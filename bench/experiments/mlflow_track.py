@@ -123,8 +123,9 @@ def track_results(folder: Path, spec: TrackSpec, failed: bool, say: Callable[[st
     try:
         done = track_folder(folder, spec, failed)
     except Exception as exc:  # tracking never loses the measurements: they are in the folder already
+        # --resume on a complete folder measures nothing, re-runs the stages and tracks: the way to retry.
         say(f"tracking failed: MLflow at {spec.uri}: {describe(exc)}; nothing is lost: the results folder {folder.resolve()} "
-            "is complete")
+            f"is complete; track it later with `llmbench run --resume {folder.resolve()} --track mlflow:URI`")
         return False
     note = f"; withheld (secrets): {', '.join(done.withheld)}" if done.withheld else ""
     say(f"tracked: MLflow run {done.run_id} in experiment {experiment_name()!r} at {spec.uri} ({done.url}){note}")
