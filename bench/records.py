@@ -40,6 +40,9 @@ class RequestRecord(BaseModel):
     http_status: int | None = None
     server_timings: dict | None = Field(None, description="the server's own per-request timings (llama.cpp)")
     cache_hit: bool | None = Field(None, description="served from the gateway's cache (None: not known, or no cache)")
+    guard_ms: float | None = Field(None, description="time the run's guardrails took on this request (ms); already "
+                                   "included in ttft_ms (pre-model guards) and e2el_ms (all guards)")
+    guard_flagged: bool | None = Field(None, description="a guardrail flagged this request (it is still measured)")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
