@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from llmbench.served.endpoint import EndpointSpec
+from llmbench.optimizers.guard.spec import GuardSpec
 
 
 class Strict(BaseModel):
@@ -312,6 +313,8 @@ class RunConfig(Strict):
     compression: CompressionConfig | None = None
     cache: CacheConfig | None = None
     plan: PlanConfig | None = None
+    guardrails: list[GuardSpec] = Field(default_factory=list, description="checks before (or after) each measured "
+                                        "request, e.g. [{kind: embedding}]: their time is added to TTFT/E2EL and cost")
 
     @model_validator(mode="before")
     @classmethod

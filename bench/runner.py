@@ -8,6 +8,7 @@ from rich.markup import escape
 
 from llmbench.backends.registry import backend_for
 from llmbench.hardware import roofline_bandwidth
+from llmbench.optimizers.guard.hook import GuardHook
 from llmbench.records import RequestRecord
 from llmbench.results import RequestLog, RunDir, write_json
 from llmbench.roofline import weight_bytes_per_token
@@ -67,6 +68,10 @@ class Runner:
         scenarios, todo = self._plan()
         log = RequestLog(self.dir.requests_path)
         counter = itertools.count(len(self.dir.records()))
+        # Guards load before the first cell (their load is not a request's cost); run.json says which ran.
+        self.guard_hook = GuardHook.from_config(cfg.guardrails, self.prep.hardware.usd_per_second)
+        if self.guard_hook is not None:
+            self.meta["guardrails"] = self.guard_hook.describe()
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             TextColumn("{task.fields[status]}"), console=self.console, disable=not self.progress_enabled)
         try:
@@ -137,7 +142,10 @@ class Runner:
                 backend.begin_cell(point, prompts, self.dir)
                 scenario.warmup(backend, prompts, point, cfg.warmup)  # never recorded
                 with mem, cpu:
+                    texts = {p.sha256: p.text for p in prompts}
                     for rec in scenario.measure(backend, prompts, ctx, self._sampling()):
+                        if getattr(self, "guard_hook", None) is not None:
+                            self.guard_hook.apply(rec, texts.get(rec.prompt_sha256))
                         log.write([rec])
                         records.append(rec)
             finally:

@@ -22,6 +22,18 @@ class RulesSpec(_Spec):
     kind: Literal["rules"] = "rules"
     file: Path | None = None
 
+    @model_validator(mode="after")
+    def _readable(self) -> "RulesSpec":
+        # Compiled here so that a bad pattern is refused with the config, before any model loads.
+        from llmbench.errors import BadInput
+        from llmbench.optimizers.guard.rules import load_rules, shipped_rules
+
+        try:
+            load_rules(self.file or shipped_rules())
+        except BadInput as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
 
 class EmbeddingSpec(_Spec):
     """MiniLM embeddings + character n-grams into a logistic model (default: the shipped fit)."""
@@ -29,6 +41,12 @@ class EmbeddingSpec(_Spec):
     kind: Literal["embedding"] = "embedding"
     model: Path | None = Field(None, description="a fit written by python -m llmbench.optimizers.guard.fit --out")
     threshold: float | None = Field(None, description="override the fit's decision threshold (a logit)")
+
+    @model_validator(mode="after")
+    def _fit_exists(self) -> "EmbeddingSpec":
+        if self.model is not None and not Path(self.model).with_suffix(".json").is_file():
+            raise ValueError(f"guard model {self.model}: no such fit (.json with its .npz beside it)")
+        return self
 
 
 class JudgeSpec(_Spec):
@@ -43,6 +61,8 @@ class JudgeSpec(_Spec):
     def _one_source(self) -> "JudgeSpec":
         if (self.candidate is None) == (self.endpoint is None):
             raise ValueError("a judge guard needs exactly one of 'candidate' (a model folder) or 'endpoint'")
+        if self.candidate is not None and not Path(self.candidate).is_dir():
+            raise ValueError(f"judge candidate {self.candidate}: not a model folder")
         return self
 
 
