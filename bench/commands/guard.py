@@ -28,13 +28,17 @@ def eval_cmd(labelled: Path, name: str, rules_file: Path | None, fit: Path | Non
     from llmbench.optimizers.guard.base import build_guard
     from llmbench.optimizers.guard.evaluate import evaluate, read_labelled
     from llmbench.optimizers.guard.spec import EmbeddingSpec, JudgeSpec, RulesSpec
+    from pydantic import ValidationError
 
     read_labelled(labelled)  # a bad file is refused before any model loads
     specs = {"rules": lambda: RulesSpec(file=rules_file), "embedding": lambda: EmbeddingSpec(model=fit),
              "judge": lambda: JudgeSpec(candidate=str(judge_model)) if judge_model else None}
     if name not in specs:
         raise BadInput(f"--guard {name!r}: unknown guard; known: {', '.join(specs)}")
-    spec = specs[name]()
+    try:
+        spec = specs[name]()
+    except ValidationError as exc:  # a spec checks its files: say the first fault in one line
+        raise BadInput(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
     if spec is None:
         raise BadInput("--guard judge needs --judge-model FOLDER (a local model), or a run config's guardrails block")
     report = evaluate(build_guard(spec), labelled)

@@ -55,7 +55,7 @@ class EmbeddingGuard:
         self.load()
         emb = sentence_vector(self._model, text)
         grams = ngram_rows([text], self._hv)
-        return float(emb @ self.coef_embed + grams @ self.coef_ngram + self.intercept)
+        return float(emb @ self.coef_embed + (grams @ self.coef_ngram)[0] + self.intercept)
 
     def check(self, text: str) -> Verdict:
         """Flag when the logit is above the threshold."""
