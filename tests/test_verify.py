@@ -24,6 +24,7 @@ import yaml
 
 from llmbench.verify.compare import METRICS
 from llmbench.verify.deploy import port_free
+from test_verify_autoscale import burst_trace, one_thread_each
 
 LLMB = [sys.executable, "-m", "llmbench"]
 PGREP = shutil.which("pgrep") or "pgrep"
@@ -225,3 +226,45 @@ def test_ctrl_c_stops_everything(run_dir):
     time.sleep(1)
     assert proc.returncode == 130
     assert _ours(run_dir) == []
+
+
+def test_autoscale_policy_runs_for_real_and_matches_its_simulation(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    primary = one_thread_each(run)
+    trace = tmp_path / "burst.csv"
+    burst_trace(trace)
+    got = _cli("verify", str(run), "--load", str(trace), "--duration", "30", "--autoscale", "--json", timeout=600)
+    assert got.returncode == 0, got.stderr[-3000:]
+    doc = json.loads(got.stdout)
+    assert json.loads((run / "verify-autoscale.json").read_text()) == doc and doc["deployment"] == primary["option"]
+    sim, real = doc["simulated"], doc["measured"]
+    # The burst made the simulated policy scale up and back down; those decisions were carried out.
+    ups = sum(1 for a, b in zip(doc["decisions"], doc["decisions"][1:]) if b["replicas"] > a["replicas"])
+    assert ups >= 1 and sim["peak_replicas"] == 2 and sim["scale_downs"] >= 1
+    assert real["scale_ups"] == sim["scale_ups"] == ups
+    # Each replica the decisions started came up (its measured cold start) and was billed.
+    started = sum(max(0, b["replicas"] - a["replicas"]) for a, b in zip(doc["decisions"], doc["decisions"][1:]))
+    assert len(real["cold_starts_s"]) == started and all(0 < c < 60 for c in real["cold_starts_s"])
+    assert sum(r["starts"] for r in real["replicas"]) == started + doc["decisions"][0]["replicas"]
+    # Every request sent was answered; both sides saw the same requests.
+    assert real["requests"] == sim["requests"] == real["ok"] and real["errors"] == []
+    # Replica-seconds: one replica all along plus the second while scaled up; measured within 35% of the
+    # simulation (real starts take their cold start, a scaled-down replica finishes its requests).
+    assert sim["window_s"] <= sim["replica_seconds"] <= 2 * sim["window_s"]
+    assert real["replica_seconds"] == pytest.approx(sim["replica_seconds"], rel=0.35)
+    assert 0 <= sim["slo_attainment"] <= 1 and 0 <= real["slo_attainment"] <= 1
+    assert doc["attainment_error"] == pytest.approx(real["slo_attainment"] - sim["slo_attainment"])
+    assert doc["replica_seconds_error"] == pytest.approx(real["replica_seconds"] / sim["replica_seconds"] - 1)
+    # Nothing it started outlives it.
+    lines = subprocess.run([PGREP, "-af", "llama-server"], capture_output=True, text=True).stdout
+    assert not [r for r in real["replicas"] if f"--port {r['port']} " in lines + " "], lines
+
+
+def test_autoscale_needs_a_trace_and_a_policy(run_dir, tmp_path):
+    got = _cli("verify", str(run_dir), "--load", "2", "--autoscale")
+    assert got.returncode == 2 and "--autoscale replays a trace" in got.stderr and "Traceback" not in got.stderr
+    trace = tmp_path / "burst.csv"
+    burst_trace(trace)
+    got = _cli("verify", str(run_dir), "--load", str(trace), "--autoscale")
+    assert got.returncode == 2 and "no autoscaling block" in got.stderr and "Traceback" not in got.stderr

@@ -26,9 +26,11 @@ def _on_term(signum, frame) -> None:
               help="per request: a request not done by then counts as failed (timeout)")
 @click.option("--no-drill", is_flag=True, help="skip the fallback drill (killing the primary's servers)")
 @click.option("--no-budget", is_flag=True, help="skip the budget check (driving a proxy past the gateway's rpm/tpm)")
-@click.option("--json", "as_json", is_flag=True, help="print verify.json on stdout")
+@click.option("--autoscale", is_flag=True, help="with --load TRACE: carry out deployment.yaml's autoscaling policy with "
+              "real replicas on the replayed trace, against its simulation (verify-autoscale.json)")
+@click.option("--json", "as_json", is_flag=True, help="print verify.json (verify-autoscale.json) on stdout")
 def verify(run_dir: str, load: str, duration_s: float, timeout_s: float, no_drill: bool, no_budget: bool,
-           as_json: bool) -> None:
+           autoscale: bool, as_json: bool) -> None:
     """Start RUN_DIR's recommended deployment (deploy/) behind a real LiteLLM proxy (gateway/litellm.yaml)
     on this machine, send the planned load, and write verify.json: predicted against measured, the
     gateway's added latency, the cost LiteLLM reports, the gateway's rpm/tpm budgets driven past, a
@@ -38,14 +40,16 @@ def verify(run_dir: str, load: str, duration_s: float, timeout_s: float, no_dril
     from rich.console import Console
 
     from llmbench.verify.deploy import VerifyFailed
-    from llmbench.verify.run import verify as run
-    from llmbench.verify.show import show
+    from llmbench.verify.run import verify as run, verify_autoscale
+    from llmbench.verify.show import show, show_autoscale
 
     console = Console(stderr=as_json)
     previous = signal.signal(signal.SIGTERM, _on_term)
     try:
-        doc = run(run_dir, load=load, duration_s=duration_s, timeout_s=timeout_s, drill=not no_drill,
-                  budget=not no_budget, progress=lambda line: console.print(line, highlight=False, markup=False))
+        say = lambda line: console.print(line, highlight=False, markup=False)  # noqa: E731
+        doc = verify_autoscale(run_dir, load, duration_s, timeout_s, progress=say) if autoscale else \
+            run(run_dir, load=load, duration_s=duration_s, timeout_s=timeout_s, drill=not no_drill, budget=not no_budget,
+                progress=say)
     except VerifyFailed as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -57,4 +61,4 @@ def verify(run_dir: str, load: str, duration_s: float, timeout_s: float, no_dril
     if as_json:
         sys.stdout.write(json.dumps(doc, default=str, allow_nan=False) + "\n")
     else:
-        show(doc, console)
+        (show_autoscale if autoscale else show)(doc, console)

@@ -148,9 +148,11 @@ class Controller:
 
 
 def simulate_policy(knobs: Knobs, reqs: Requests, service, max_batch: int, routing: Policy, slos: list[SLO],
-                    usd_per_hour: float, month_hours: float, seed: int = 0) -> tuple[dict, SimResult]:
-    """One policy over the requests: (its figures, the simulation)."""
-    ctl = Controller(knobs, reqs)
+                    usd_per_hour: float, month_hours: float, seed: int = 0,
+                    controller: Controller | None = None) -> tuple[dict, SimResult]:
+    """One policy over the requests: (its figures, the simulation). Pass a `controller` (made on the same
+    knobs and requests) to read its decisions afterwards."""
+    ctl = controller or Controller(knobs, reqs)
     sim = simulate(reqs, service, knobs.max_replicas, max_batch, routing, seed, scaler=ctl)
     window = sim.window_s
     rs = ctl.replica_seconds(ctl.t0 + window)

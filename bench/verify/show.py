@@ -52,3 +52,18 @@ def show(doc: dict, console: Console) -> None:
                       f"error, {f['hung']} hung, {f['unaccounted']} unaccounted; gap {_n(f['gap_s'])} s",
                       highlight=False, markup=False)
     console.print(doc["verdict"], highlight=False, markup=False)
+
+
+def show_autoscale(doc: dict, console) -> None:
+    """verify-autoscale.json in a few lines: the policy, simulated against measured."""
+    p, sim, got = doc["policy"], doc["simulated"], doc["measured"]
+    say = lambda line: console.print(line, highlight=False, markup=False)  # noqa: E731
+    say(f"autoscale replay of {doc['deployment']}: {p['kind']} policy, {p['min_replicas']}-{p['max_replicas']} replicas, "
+        f"{len(doc['decisions']) - 1} scaling decision(s) carried out on {got['requests']} requests ({got['ok']} ok)")
+    say(f"SLO attainment: simulated {sim['slo_attainment']:.1%}, measured {got['slo_attainment']:.1%} "
+        f"({doc['attainment_error']:+.1%}); replica-seconds: simulated {sim['replica_seconds']:.1f}, measured "
+        f"{got['replica_seconds']:.1f}" + (f" ({doc['replica_seconds_error']:+.1%})" if doc["replica_seconds_error"] is not None else ""))
+    if got["cold_starts_s"]:
+        say(f"cold starts: assumed {p['cold_start_s']:.2f} s, measured " + ", ".join(f"{c:.2f}" for c in got["cold_starts_s"]) + " s")
+    if doc.get("note"):
+        say(doc["note"])

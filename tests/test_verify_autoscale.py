@@ -1,0 +1,58 @@
+"""`verify --load TRACE --autoscale`: the replay's attainment arithmetic, and the burst trace and
+policy that test_verify.py carries out with real llama-server replicas (sharing its real run)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+from llmbench.served.client import StreamResult
+from llmbench.slo import parse_slo
+from llmbench.verify.autoscale_replay import _attainment
+
+POLICY = {"kind": "queue", "min_replicas": 1, "max_replicas": 2, "interval_s": 2.0, "cooldown_s": 4.0, "headroom": 1.0,
+          "depth_target_requests": 1.0, "cold_start_s": 0.3, "slo": ["e2el_p95<=5000ms"]}
+
+
+def burst_trace(path) -> None:
+    # 12 s quiet (one request every 2 s), 6 s of a burst (five a second), 12 s quiet again.
+    times = [*np.arange(0, 12, 2.0), *np.arange(12, 18, 0.2), *np.arange(18, 30, 2.0)]
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(
+        f"2023-11-16 18:00:{t:09.6f},40,12\n" for t in times))
+
+
+def one_thread_each(run) -> dict:
+    """The run's deployment.yaml with one thread a replica (two fit on two cores) and the policy."""
+    path = run / "deployment.yaml"
+    dep = yaml.safe_load(path.read_text())
+    primary = next(d for d in dep["deployments"] if d["role"] == "primary")
+    cmds = primary["serving"]["start"]["commands"]
+    for i, line in enumerate(cmds):
+        argv = line.split()
+        for flag in ("-t", "--threads"):
+            if flag in argv:
+                argv[argv.index(flag) + 1] = "1"
+        if "-t" not in argv and "--threads" not in argv:
+            argv += ["--threads", "1"]
+        cmds[i] = " ".join(argv)
+    dep["autoscaling"] = {**POLICY, "option": primary["option"]}
+    path.write_text(yaml.safe_dump(dep, sort_keys=False))
+    return primary
+
+
+def _streamed(ttft_s: float, e2el_s: float, tokens: int, ok: bool = True) -> StreamResult:
+    times = list(np.linspace(ttft_s, e2el_s, tokens)) if tokens else []
+    return StreamResult(sent=0.0, chunk_times=times, output_tokens=tokens, error_kind=None if ok else "timeout",
+                        error=None if ok else "no answer")
+
+
+def test_attainment_is_the_share_meeting_every_slo_and_a_failure_meets_none():
+    slos = parse_slo("e2el_p95=1s,ttft_p50=200ms")
+    outs = [(0.0, _streamed(0.1, 0.9, 5)), (0.0, _streamed(0.3, 0.9, 5)), (0.0, _streamed(0.1, 1.2, 5)),
+            (0.0, _streamed(0.1, 0.5, 5, ok=False)), (0.5, _streamed(0.6, 1.4, 5))]
+    # 1: ok; 2: TTFT 300 ms > 200; 3: E2EL 1.2 s > 1; 4: failed; 5: from its arrival at 0.5 s, 100 ms and 900 ms.
+    assert _attainment(outs, slos) == pytest.approx(2 / 5)
+    assert _attainment(outs, []) == pytest.approx(4 / 5) and _attainment([], slos) == 1.0
+    assert math.isclose(_attainment(outs[:1], parse_slo("tpot_p50=200ms")), 1.0)  # (900-100)/4 = 200 ms: meets it
