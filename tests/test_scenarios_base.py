@@ -5,14 +5,16 @@ tiny model, test_scenarios_served.py on a loopback server. These are also the te
 script runs against base.py (tests/benchmarks/bench_mutation.py), with the served closed loop."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import time
 import types
 
 import pytest
 
 from llmbench.backends.base import Generation
 from llmbench.errors import BadInput
-from llmbench.scenarios.base import _WALL_OFFSET, CellContext, Point, UnitScenario, run_batch, to_records
+from llmbench.scenarios.base import _WALL_OFFSET, CellContext, Point, Scenario, UnitScenario, run_batch, to_records
 from llmbench.scenarios.batch import BatchScenario
 from llmbench.scenarios.sampling import Sampling
 from llmbench.scenarios.served import Load, Warmup
@@ -56,14 +58,15 @@ def _prompts(outputs, **kw) -> list[Prompt]:
 
 
 def test_records_of_a_static_batch():
-    gen = Generation(start=10.0, token_times=[10.1, 10.3, 10.6], prompt_tokens=[4, 2])
+    # Times small against their differences, so that no operator but "-" gives these intervals.
+    gen = Generation(start=0.2, token_times=[0.3, 0.5, 0.8], prompt_tokens=[4, 2])
     a = Prompt(ids=[1, 2, 3, 4], output_tokens=3, text="hello", template="t", template_version="1", dataset="d", record_text=True)
     b = Prompt(ids=[5, 6], output_tokens=2)
-    ra, rb = to_records(gen, [a, b], [9.9, 10.05], _ctx(Point("batch=2", batch_size=2)))
+    ra, rb = to_records(gen, [a, b], [0.1, 0.25], _ctx(Point("batch=2", batch_size=2)))
     assert (ra.run_id, ra.model, ra.variant, ra.scenario, ra.point) == ("run", "org/m", "torch-fp32", "fixed", "batch=2")
     assert (ra.request_id, ra.batch_id, rb.request_id, rb.batch_id) == (7, 7, 8, 7)  # the batch is named by its first row
-    assert ra.timestamp == pytest.approx(9.9 + _WALL_OFFSET) and rb.timestamp == pytest.approx(10.05 + _WALL_OFFSET)
-    # Row a: sent 9.9, tokens at 10.1 / 10.3 / 10.6; the batch started at 10.0, so it queued 100 ms.
+    assert ra.timestamp == pytest.approx(0.1 + _WALL_OFFSET) and rb.timestamp == pytest.approx(0.25 + _WALL_OFFSET)
+    # Row a: sent 0.1, tokens at 0.3 / 0.5 / 0.8; the batch started at 0.2, so it queued 100 ms.
     assert (ra.ttft_ms, ra.e2el_ms, ra.queue_ms) == pytest.approx((200.0, 700.0, 100.0))
     assert ra.itl_ms == pytest.approx([200.0, 300.0])
     # Row b ends at its own last (second) token; it arrived after the start: no queue, never negative.
@@ -75,6 +78,22 @@ def test_records_of_a_static_batch():
     assert ra.prompt == "hello" and ra.prompt_sha256 == hashlib.sha256(b"hello").hexdigest()
     assert (rb.prompt_length, rb.prompt, rb.prompt_sha256, rb.template) == (0, None, None, None)
     assert ra.usage_source == rb.usage_source == "engine" and ra.status == "ok"
+
+
+def test_records_carry_wall_clock_send_times():
+    # perf_counter has an arbitrary origin; a record says when it was sent by the wall clock.
+    assert _WALL_OFFSET == pytest.approx(time.time() - time.perf_counter(), abs=0.5)
+    now = time.perf_counter()
+    (r,) = to_records(Generation(now, [now + 0.01], [1]), _prompts([1]), [now], _ctx(Point("p")))
+    assert r.timestamp == pytest.approx(time.time(), abs=0.5)
+
+
+def test_points_are_values_and_scenarios_must_say_what_they_send():
+    assert {Point("a", batch_size=2): 1}[Point("a", batch_size=2)] == 1  # hashable: usable as a key
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Point("a").batch_size = 3  # type: ignore[misc]
+    assert Scenario.__abstractmethods__ == {"points", "pass_size", "stream"}
+    assert UnitScenario.__abstractmethods__ == {"points", "pass_size", "unit"}
 
 
 def test_run_batch_asks_for_the_longest_row_and_refuses_an_empty_one():
@@ -98,6 +117,9 @@ def test_in_process_warmup_runs_count_batches_of_the_point_size():
     be.calls.clear()
     assert sc.warmup(be, _prompts([2, 5, 3]), point, 1) == 3 and be.calls[0][1] == 5  # shorter than 8: the longest row
     be.calls.clear()
+    assert sc.warmup(be, _prompts([2, 2]), Point("p", batch_size=2), 3) == 6  # more batches than prompts: they wrap
+    assert [[len(p) for p in ids] for ids, _ in be.calls] == [[10, 11]] * 3
+    be.calls.clear()
     assert sc.warmup(be, ps, point, 0) == 0 and be.calls == []
     with pytest.raises(BadInput, match="0 output tokens"):
         sc.warmup(be, _prompts([2, 0, 2]), point, 1)
@@ -117,6 +139,21 @@ def test_served_warmup_is_kept_for_the_measuring_loop():
     # An in-process warm-up after a served one forgets it.
     sc.warmup(Scripted(), ps, Point("p"), 1)
     assert sc._served_warmup is None
+
+
+def test_a_backend_that_does_not_say_is_in_process():
+    calls = []
+
+    class Bare:  # no `served` attribute at all
+        def generate(self, prompts, n, timed=True):
+            calls.append(n)
+            return Generation(start=1.0, token_times=[1.0 + 0.01 * (k + 1) for k in range(n)], prompt_tokens=[1])
+
+    sc = Fixed(None)
+    assert sc.warmup(Bare(), _prompts([3]), Point("p"), 1) == 1 and calls == [3] and sc._served_warmup is None
+    recs = list(sc.measure(Bare(), _prompts([2]), _ctx(Point("p")), Sampling(iterations=1, precision_pct=None)))
+    assert len(recs) == 1 and calls == [3, 2]
+    assert CellContext("r", "m", "v", "s", Point("p"), 0.0).next_id() == 0  # one id for all unless told
 
 
 def test_served_load_of_each_kind_of_point():
