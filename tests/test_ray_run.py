@@ -139,3 +139,49 @@ sys.exit(p.returncode)
     assert started[1]["ray_node_id"] != started[0]["ray_node_id"]
     cell = meta["cells"]["card:llama-5m|torch-fp32|single-stream|single"]
     assert cell["ray_attempt"] == 2 and cell["ray_node_id"] == started[1]["ray_node_id"]
+
+
+def test_ctrl_c_keeps_completed_cells_and_resume_finishes_on_ray(tmp_path):
+    cfg = _config(tmp_path, ["onnx-fp32", "onnx-int8"])
+    out = tmp_path / "ray"
+    # One node: the two variants run one after the other. SIGINT once the first cell is in run.json;
+    # every process the run started (raylet, GCS, workers) must be gone when it exits; then --resume.
+    script = f"""
+import json, os, signal, subprocess, sys, time
+import psutil
+def run(*args):
+    return subprocess.Popen([os.environ["LLMBENCH"], "run", *args, "--ray", "local:1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+p = run({str(cfg)!r}, "--out", {str(out)!r})
+deadline, children = time.monotonic() + 240, []
+while time.monotonic() < deadline and p.poll() is None:
+    try:
+        if json.load(open({str(out / "run.json")!r})).get("completed_cells"):
+            break
+    except (OSError, ValueError):
+        pass
+    children = psutil.Process(p.pid).children(recursive=True) or children
+    time.sleep(0.2)
+children = psutil.Process(p.pid).children(recursive=True)
+p.send_signal(signal.SIGINT)
+err = p.communicate(timeout=120)[1]
+time.sleep(2)
+left = [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+print(json.dumps({{"rc1": p.returncode, "children": len(children), "left": left}}))
+after_interrupt = open({str(out / "requests.jsonl")!r}).read().count("\\n")
+q = run("--resume", {str(out)!r})
+err2 = q.communicate(timeout=300)[1]
+print(json.dumps({{"rc2": q.returncode, "after_interrupt": after_interrupt}}))
+sys.stderr.write(err[-2000:] + err2[-2000:])
+"""
+    p = _in_netns(script, timeout=500)
+    first, second = (json.loads(line) for line in p.stdout.splitlines()[-2:])
+    assert first["rc1"] == 130, p.stderr
+    assert first["children"] >= 3 and first["left"] == [], first  # a raylet, the GCS, a worker at least
+    assert second["after_interrupt"] == REQUESTS  # the first cell's records, kept
+    assert second["rc2"] == 0, p.stderr
+    meta, records = _folder(out)
+    assert len(records) == 2 * REQUESTS and all(r["status"] == "ok" for r in records)
+    assert sorted(r["request_id"] for r in records) == list(range(2 * REQUESTS))
+    assert len(meta["completed_cells"]) == 2
+    assert all(cell.get("ray_node_id") for cell in meta["cells"].values())
