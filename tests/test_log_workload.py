@@ -195,7 +195,7 @@ def test_replay_on_a_served_backend_sends_on_the_logged_schedule():
     from llmbench.scenarios.sampling import Sampling
     from llmbench.workload import Prompt
 
-    offsets = np.concatenate([[0.0], np.cumsum(GAPS)]) / 5  # the log five times faster: a short test
+    offsets = np.concatenate([[0.0], np.cumsum(GAPS)]) / 2  # the log twice as fast: a short test
     reqs = [Prompt(ids=[1, 2, 3], output_tokens=3, text=f"p{i}", arrival_s=float(t)) for i, t in enumerate(offsets)]
     sc = ReplayScenario(types.SimpleNamespace(speedups=[2.0], max_batch=4), seed=0)
     point = sc.points()[0]
@@ -207,6 +207,8 @@ def test_replay_on_a_served_backend_sends_on_the_logged_schedule():
         seen = np.diff([a.at for a in server.arrivals])
     assert len(recs) == 12 and all(r.ok and r.point == "replay=2x" for r in recs)
     sends = np.sort([r.timestamp for r in recs])
-    assert np.diff(sends) == pytest.approx(np.array(GAPS) / 10, abs=1e-6)  # the schedule: the log's gaps / 2
-    assert np.median(np.abs(seen - np.array(GAPS) / 10)) < 0.003  # what the server saw
+    want = np.array(GAPS) / 4
+    assert np.diff(sends) == pytest.approx(want, abs=1e-6)  # the schedule: the log's gaps / 2
+    # What the server saw: the same gaps, give or take this loaded machine's scheduling (a few ms).
+    assert np.median(np.abs(seen - want)) < 0.01 and np.corrcoef(seen, want)[0, 1] > 0.9
     assert sc.last_facts["rate_rps"] == pytest.approx(11 / (offsets[-1] / 2))
