@@ -65,6 +65,7 @@ class Runner:
         """Run every cell not already completed; records are appended as requests complete."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        cfg = self.prep.config
         scenarios, todo = self._plan()
         log = RequestLog(self.dir.requests_path)
         counter = itertools.count(len(self.dir.records()))
