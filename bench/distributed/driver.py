@@ -144,6 +144,8 @@ class RayRunner(Runner):
         self.meta["completed_cells"].extend(item["completed_cells"])
         for key, vmeta in item["variants"].items():
             self.meta.setdefault("variants", {})[key] = {**vmeta, **where}
+        if item.get("guardrails"):
+            self.meta["guardrails"] = item["guardrails"]
         if item["engines"]:
             self.meta.setdefault("engines", {}).update(item["engines"])
         self.failed_cells.extend(item["failed"])

@@ -90,13 +90,18 @@ class GroupRunner(Runner):
         records, self.log.records = self.log.records, []
         delta = {"records": records, "completed_cells": self.meta["completed_cells"], "cells": self.meta["cells"],
                  "variants": self.meta.get("variants", {}), "engines": self.meta.get("engines", {}),
-                 "failed": self.failed_cells[self._sent_failures:]}
+                 "failed": self.failed_cells[self._sent_failures:],
+                 "guardrails": self.guard_hook.describe() if getattr(self, "guard_hook", None) is not None else None}
         self._sent_failures = len(self.failed_cells)
         self.meta["completed_cells"], self.meta["cells"] = [], {}
         self.emit(delta)
 
     def run(self, ci: int, variant: str, cells: list, scenarios: list) -> None:
         """Load the variant once and measure its cells (request ids are the driver's to give)."""
+        from llmbench.optimizers.guard.hook import GuardHook
+
+        # The run's guardrails apply on the node as they do locally (the runner's measure() loads them there).
+        self.guard_hook = GuardHook.from_config(self.prep.config.guardrails, self.prep.hardware.usd_per_second)
         self._measure_variant(ci, variant, cells, scenarios, self.log, itertools.count(), _NoProgress(), None)
         self.flush()  # a variant that failed to load fails its cells without passing through _measure_cell
 
