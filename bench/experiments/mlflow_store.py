@@ -1,10 +1,9 @@
 """The MLflow side shared by writing and reading: a client on a tracking URI, quietly.
 
-MLflow prints links on stdout (which `--json` keeps for one JSON document), progress bars on stderr,
-logs every HTTP retry,
-and retries a dead server for about four minutes by default; llmbench has already measured by the
-time it tracks, so a dead server should fail in seconds. Every default here yields to the user's own
-MLFLOW_* setting.
+MLflow prints links on stdout (which `--json` keeps for one JSON document), progress bars on
+stderr, logs every HTTP retry, and retries a dead server for about four minutes by default;
+llmbench has already measured by the time it tracks, so a dead server should fail in seconds. Every
+default here yields to the user's own MLFLOW_* setting.
 """
 from __future__ import annotations
 
