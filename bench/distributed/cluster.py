@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 from llmbench.errors import BadInput
@@ -50,13 +52,18 @@ def connected(address: str, profile_name: str, cpus_per_node: int = 1) -> Iterat
     kind, n = parse_address(address)
     _quiet_env()
     cluster = None
+    temp = None
     try:
         if kind == "local":
             from ray.cluster_utils import Cluster
 
+            # Its own session folder (short: Ray's sockets live there), removed at the end, and
+            # /tmp/ray's "current cluster" file left alone, which `--ray auto` reads.
+            temp = tempfile.mkdtemp(prefix="llmb-ray-")
+
             # Loopback named outright: otherwise Ray probes a public DNS server to find this host's address.
             node_args = dict(num_cpus=cpus_per_node, resources={hw_resource(profile_name): 1},
-                             object_store_memory=OBJECT_STORE_BYTES, node_ip_address="127.0.0.1")
+                             object_store_memory=OBJECT_STORE_BYTES, node_ip_address="127.0.0.1", temp_dir=temp)
             cluster = Cluster(initialize_head=True, head_node_args=dict(include_dashboard=False, **node_args))
             for _ in range(n - 1):
                 cluster.add_node(**node_args)
@@ -74,3 +81,5 @@ def connected(address: str, profile_name: str, cpus_per_node: int = 1) -> Iterat
             ray.shutdown()
         if cluster is not None:
             cluster.shutdown()
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
