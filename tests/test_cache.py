@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from llmbench.errors import BadInput
 from llmbench.kernels.search import InvalidVectors
-from llmbench.optimizers.cache.cache import SemanticCache
+from llmbench.optimizers.cache.cache import Entry, SemanticCache, payload_bytes
 from llmbench.optimizers.cache.chooser import Outcomes, best_threshold, choose, rates
 from llmbench.optimizers.cache.decision import Candidate, CosineRule, VerifierRule
 from llmbench.optimizers.cache.embedder import CachedEmbedder, TokenVectors
@@ -249,6 +250,71 @@ def test_a_score_equal_to_the_threshold_is_a_hit():
     assert cache.lookup_vector("a third text", q).hit
     cache.rule = CosineRule(float(np.nextafter(np.float32(cos), np.float32(2))))
     assert not cache.lookup_vector("a third text", q).hit
+
+
+def test_cache_stats_count_each_kind_of_lookup_exactly():
+    """A scripted clock: each lookup's latency is known, so are the counters, the hit rate and the percentiles."""
+    ticks = iter([10.0, 10.004, 20.0, 20.010, 30.0, 30.006])
+    cache = SemanticCache(rule=CosineRule(0.9), dim=4, clock=lambda: next(ticks))
+    e = np.eye(4, dtype=np.float32)
+    assert cache.insert_many(["Hello  World!", "other"], e[:2], ["hi", "no"]) == [0, 1]
+    assert cache.stats.inserts == 2 and cache.stats.hit_rate is None and cache.stats.latency_ms(50) is None
+    exact = cache.lookup_vector("hello world", e[3])  # same normalised text: served before the index is asked
+    assert (exact.hit, exact.exact, exact.entry_id, exact.candidate_id, exact.score, exact.cosine, exact.response) == (
+        True, True, 0, 0, float("inf"), None, "hi")
+    assert exact.latency_ms == pytest.approx(4.0) and exact.candidates == []
+    near = cache.lookup_vector("near", e[1])
+    assert (near.hit, near.exact, near.entry_id, near.response, near.cosine) == (True, False, 1, "no", 1.0)
+    assert near.latency_ms == pytest.approx(10.0)
+    far = cache.lookup_vector("far", e[2])
+    assert (far.hit, far.entry_id, far.response, far.candidate_id) == (False, None, None, far.candidates[0].entry_id)
+    s = cache.stats
+    assert (s.lookups, s.hits, s.misses, s.exact_hits, s.inserts) == (3, 2, 1, 1, 2)
+    assert s.hit_rate == pytest.approx(2 / 3)
+    # Latencies 4, 10, 6 ms: p50 6, p99 6 + 0.98 x (10 - 6).
+    d = s.to_dict()
+    assert d["lookup_ms_p50"] == pytest.approx(6.0) and d["lookup_ms_p99"] == pytest.approx(9.92)
+    assert (d["hit_rate"], d["refused"], d["evictions"], d["expirations"]) == (pytest.approx(2 / 3), 0, 0, 0)
+
+
+def test_cache_sees_three_candidates_and_forgets_exact_texts_by_value():
+    cache = SemanticCache(rule=CosineRule(0.9), dim=4)
+    rng = np.random.default_rng(0)
+    ids = cache.insert_many([f"text {i}" for i in range(300)], unit(rng, 300, 4))
+    assert len(cache.lookup_vector("query", unit(rng, 1, 4)[0]).candidates) == 3
+    assert cache.exact_entry("TEXT 299") == ids[299]
+    cache.remove(int("299"))  # an id equal in value, not the same object (ints past 256 are not shared)
+    assert cache.exact_entry("text 299") is None and not cache.lookup_vector("text 299", unit(rng, 1, 4)[0]).exact
+    assert Entry(0, "t").nbytes == 0
+
+
+def test_cache_refuses_what_it_cannot_work_with():
+    with pytest.raises(ValueError, match="^candidates must be at least 1, got 0$"):
+        SemanticCache(dim=4, candidates=0)
+    assert SemanticCache(dim=4, candidates=1).candidates == 1 and SemanticCache(WordEmbedder()).store.dim == 32
+    with pytest.raises(ValueError, match=r"^give an embedder or the vector width \(dim\)$"):
+        SemanticCache()
+    with pytest.raises(ValueError, match="^this cache has no embedder: pass vectors$"):
+        SemanticCache(dim=4).lookup("x")
+
+    class VectorsOnly:
+        name, dim = "plain", 4
+
+        def embed(self, texts, progress=None):
+            return np.eye(4, dtype=np.float32)[: len(texts)]
+
+    with pytest.raises(ValueError, match="^rule verifier needs token vectors; embedder plain has none$"):
+        SemanticCache(VectorsOnly(), rule=VerifierRule(_toy_verifier(), 0.5)).insert("x")
+    plain = SemanticCache(VectorsOnly())
+    plain.insert("x", response="r")
+    assert plain.lookup("y").response == "r" and plain.entries[0].tokens is None  # cosine 1.0 >= 0.9 by default
+
+
+def test_cache_payload_bytes():
+    assert payload_bytes(None) == 0 and payload_bytes("") == 0 and payload_bytes("é") == 2
+    assert payload_bytes(b"abc") == 3 and payload_bytes(bytearray(5)) == 5 and payload_bytes(memoryview(b"ab")) == 2
+    assert payload_bytes({"k": 1}) == len('{"k": 1}') and payload_bytes([1.5]) == 5
+    assert payload_bytes({"p": Path("/a")}) == len('{"p": "/a"}')  # anything else by its str
 
 
 def test_cache_refuses_nan_vectors_at_insert():
