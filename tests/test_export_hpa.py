@@ -176,3 +176,29 @@ def test_recommend_again_drops_the_block_and_its_hpa(planned, tmp_path):
     assert CliRunner().invoke(main, ["recommend", str(folder), "--rps", "1"]).exit_code == 0
     assert not list((folder / "deploy").glob("hpa-*.yaml")) and (folder / "deploy" / f"serve-{NAME}.sh").is_file()
     assert "autoscaling" not in yaml.safe_load((folder / "deployment.yaml").read_text())
+
+
+def test_a_schedule_policy_is_written_as_a_schedule_not_an_hpa(planned, tmp_path):
+    run, _, trace, _ = planned
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    res = CliRunner().invoke(main, ["plan", str(folder), "--trace", str(trace), "--autoscale", "--slo", "e2el_p95=3s",
+                                    "--attainment", "0.95", "--no-measure", "--scale-on", "schedule", "--json"])
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    a = doc["autoscale"]
+    assert {t["kind"] for t in doc["tried"]} == {"tokens", "schedule"}  # the fixed plan (kind tokens, min = max) and schedules
+    assert a["kind"] == "schedule" and a["min_replicas"] < a["max_replicas"] and a["cooldown_s"] == 0.0
+    # The schedule: from the first count, a step wherever the count changes; its steps fall on the ticks.
+    steps = a["schedule"]
+    assert steps[0]["at_s"] == 0.0 and all(b["replicas"] != c["replicas"] for b, c in zip(steps, steps[1:]))
+    assert all(s["at_s"] % a["interval_s"] == pytest.approx(0.0, abs=1e-6) for s in steps)
+    assert max(s["replicas"] for s in steps) == a["peak_replicas"] <= a["max_replicas"]
+    # The burst (100-160 s of the trace) is scaled for no later than the first step that starts inside it.
+    first_up = next(s["at_s"] for s in steps if s["replicas"] > steps[0]["replicas"])
+    assert first_up <= -(-100 // a["interval_s"]) * a["interval_s"]
+    b = yaml.safe_load((folder / "deployment.yaml").read_text())["autoscaling"]
+    assert b["kind"] == "schedule" and b["schedule"] == steps and b["hpa"] is None and "no HPA" in b["hpa_note"]
+    assert not list((folder / "deploy").glob("hpa-*.yaml"))  # the earlier queue policy's HPA is gone
+    bad = CliRunner().invoke(main, ["plan", str(folder), "--trace", str(trace), "--autoscale", "--scale-on", "cron"])
+    assert bad.exit_code == 2 and "--scale-on 'cron'" in bad.stderr

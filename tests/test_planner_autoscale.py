@@ -158,12 +158,44 @@ def test_queue_depth_policy_scales_on_requests_in_flight():
 def test_grid_always_holds_the_fixed_plan_first_and_validates_knobs():
     g = grid(2, 3.0, 1000.0, 4, 1024)
     assert (g[0].min_replicas, g[0].max_replicas) == (2, 2)
-    assert {k.kind for k in g} == {"tokens", "queue"} and all(k.cold_start_s == 3.0 for k in g)
+    assert {k.kind for k in g} == {"tokens", "queue", "schedule"} and all(k.cold_start_s == 3.0 for k in g)
     assert {k.token_budget for k in g[1:] if k.kind == "tokens"} == {600.0, 800.0, 1000.0}
+    assert {k.token_budget for k in g if k.kind == "schedule"} == {600.0, 800.0, 1000.0}
+    assert {k.cooldown_s for k in g if k.kind == "schedule"} == {0.0}  # it scales down at its step
+    with pytest.raises(ValueError):
+        Knobs("schedule", 1, 2, 15.0, 0.0, 1.0, 0.0)  # a schedule needs a token budget too
     with pytest.raises(ValueError):
         Knobs("tokens", 3, 2, 15.0, 1.0, 1.0, 0.0)
     with pytest.raises(ValueError):
         Knobs("tokens", 1, 2, 15.0, 1.0, 1.0, 0.0)  # a range without a budget
+
+
+@pytest.mark.parametrize("cold", [0.0, 4.5])
+def test_a_schedule_has_the_replicas_ready_when_the_step_arrives(cold):
+    # 1 req/s until 100 s, then 3 req/s: 100 -> 300 tokens/s, over a 100-token budget 1 -> 3 replicas.
+    reqs = _phases((0, 100, 1), (100, 200, 3))
+    ctl = Controller(_knobs(kind="schedule", budget=100.0, interval=10.0, cold=cold, cooldown=0.0), reqs)
+    sim = simulate(reqs, Fixed(0.5), 3, 1, "random", scaler=ctl)
+    # A tick at t counts the tokens of [t + cold, t + cold + 10): with no cold start the tick at 100 s
+    # asks for 3; with 4.5 s, the tick at 90 s sees 5 requests of the first rate and 14 of the second
+    # (190 tokens/s: 2 replicas, ready at 94.5 s) and the tick at 100 s asks for 3, ready at 104.5 s.
+    if cold == 0.0:
+        assert ctl.events == [(0.0, 1), (100.0, 3)]
+    else:
+        assert ctl.events == [(0.0, 1), (90.0, 2), (100.0, 3)]
+        assert [(u["at_s"], u["ready_s"]) for u in ctl.scale_ups] == [(90.0, 94.5), (100.0, 104.5)]
+    # Routed to the serving replicas only: one before the first scale-up, all three once ready.
+    assert set(sim.replica[reqs.arrival_s < 90].tolist()) == {0}
+    assert set(sim.replica[reqs.arrival_s >= 100 + cold].tolist()) == {0, 1, 2}
+    # Steps past the trace's end bring no tokens: the schedule falls back to min_replicas.
+    assert Controller(_knobs(kind="schedule", budget=100.0, interval=10.0, cold=cold), reqs)._tokens_ahead(500.0) == 0.0
+
+
+def test_a_schedule_scales_down_at_its_step_without_a_cool_down():
+    reqs = _phases((0, 100, 3), (100, 200, 1))
+    ctl = Controller(_knobs(kind="schedule", budget=100.0, interval=10.0, cold=0.0, cooldown=0.0), reqs)
+    simulate(reqs, Fixed(0.5), 3, 1, "random", scaler=ctl)
+    assert ctl.events == [(0.0, 3), (100.0, 1)]  # started at the first step's count, down at the step
 
 
 # ---- the CLI on a hand-built results folder -------------------------------------------------------

@@ -48,10 +48,13 @@ at most in all; kept in RUN_DIR/prefill_sweep.json and reused); --no-measure ext
               "where the run has a deployment.yaml, its autoscaling block and deploy/hpa-<name>.yaml")
 @click.option("--attainment", type=float, default=0.99, show_default=True,
               help="with --autoscale: the share of requests that must meet every SLO")
+@click.option("--scale-on", "scale_on", default="tokens,queue", show_default=True,
+              help="with --autoscale: the policy kinds swept, of tokens, queue and schedule (a schedule learnt from the "
+                   "trace itself: an in-sample, optimistic bound, so not swept unless asked)")
 @click.option("--json", "as_json", is_flag=True, help="print the plan as one JSON document on stdout")
 def plan(run_dir: str, rps: float | None, trace: str | None, slo: str | None, goodput: float | None, model: str | None,
          variant: str | None, max_replicas: int, max_batch: int | None, policy: str, measure: bool, autoscale: bool,
-         attainment: float, as_json: bool) -> None:
+         attainment: float, scale_on: str, as_json: bool) -> None:
     """Replicas, cost and predicted latency per measured option at a load; writes RUN_DIR/plans/plan-<load>.json."""
     from llmbench.errors import BadInput
     from llmbench.planner.capacity import validate_limits, validate_rps
@@ -71,7 +74,8 @@ def plan(run_dir: str, rps: float | None, trace: str | None, slo: str | None, go
         slo = (cfg.get("plan") or {}).get("slo") or cfg.get("slo")
     slos = parse_slo(slo, "--slo")
     if autoscale:
-        _autoscale(run, slos, trace, attainment, model, variant, max_replicas, max_batch, goodput, policy, measure, as_json)
+        _autoscale(run, slos, trace, attainment, model, variant, max_replicas, max_batch, goodput, policy, measure, scale_on,
+                   as_json)
         return
     doc = plan_run(run, slos, rps=rps, trace=trace, model=model, variant=variant, max_replicas=max_replicas,
                    max_batch=max_batch, policy=policy, goodput=goodput, measure=measure)
@@ -103,18 +107,23 @@ def _save_and_show(path, doc: dict, as_json: bool):
     return Console(highlight=False) if sys.stdout.isatty() else Console(width=140, highlight=False)
 
 
-def _autoscale(run, slos, trace, attainment, model, variant, max_replicas, max_batch, goodput, policy, measure, as_json) -> None:
+def _autoscale(run, slos, trace, attainment, model, variant, max_replicas, max_batch, goodput, policy, measure, scale_on,
+               as_json) -> None:
     """`plan --trace FILE --autoscale`: the autoscaling document, written beside the run's plans and shown."""
     from llmbench.errors import BadInput
     from llmbench.export.autoscaling import emit
+    from llmbench.planner.autoscale import KINDS
     from llmbench.planner.autoscale_plan import autoscale_path, plan_autoscale
     from llmbench.planner.plan_run import produced_by
 
     if trace is None or max_batch is not None or goodput is not None:
         raise BadInput("--autoscale plans a trace: give --trace FILE (and neither --max-batch nor --goodput; "
                        "--attainment is the share of requests to meet the SLO)")
+    kinds = tuple(k.strip() for k in scale_on.split(",") if k.strip())
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise BadInput(f"--scale-on {scale_on!r}: a comma-separated list of {', '.join(KINDS)}")
     doc = plan_autoscale(run, slos, trace, attainment, model=model, variant=variant, max_replicas=max_replicas,
-                         policy=policy, measure=measure)
+                         policy=policy, measure=measure, kinds=kinds)
     doc["produced_by"] = produced_by(_command_line(click.get_current_context().params), doc["load"])
     path = autoscale_path(run, trace)
     # Where a user deploys from: deployment.yaml's autoscaling block and deploy/hpa-<name>.yaml.

@@ -34,6 +34,10 @@ def block(plan: dict, deployment: dict | None, hpa: str | None) -> dict | None:
     if not fixed and p["kind"] == "tokens":
         out.update(token_budget_tokens_per_s=p["token_budget"], token_window_s=p["window_s"], headroom=p["headroom"],
                    metric=METRIC["tokens"])
+    elif not fixed and p["kind"] == "schedule":
+        out.update(token_budget_tokens_per_s=p["token_budget"], headroom=p["headroom"], schedule=p.get("schedule"),
+                   schedule_note="replicas by time from the trace's start; apply with a CronJob or KEDA's cron scaler, "
+                                 "not an HPA (learnt from this trace: an optimistic bound for a repeating profile)")
     elif not fixed:
         out.update(depth_target_requests=p["depth_target"], slots_per_replica=plan["option"]["max_batch"], metric=METRIC["queue"])
     out.update(interval_s=p["interval_s"], cooldown_s=p["cooldown_s"], cold_start_s=plan["cold_start_s"],
@@ -43,7 +47,8 @@ def block(plan: dict, deployment: dict | None, hpa: str | None) -> dict | None:
                fixed_replicas=plan["fixed"]["replicas"], fixed_cost_per_month_usd=plan["fixed"]["cost_per_month_usd"],
                plan=plan.get("plan_file"), hpa=hpa,
                hpa_note=None if hpa else ("min = max: a fixed count needs no autoscaler" if fixed
-                                          else "no deployment.yaml deployment of this option: no HPA written"))
+                                          else "a schedule scales by the clock, not on a metric: no HPA written"
+                                          if p["kind"] == "schedule" else "no deployment.yaml deployment of this option: no HPA written"))
     batch = (deployment or {}).get("max_batch_size")
     if batch is not None and batch != plan["option"]["max_batch"]:
         # recommend sized the deployment at its own load; the policy was simulated at the trace plan's batch.
@@ -102,7 +107,7 @@ def emit(folder: Path, plan: dict) -> dict:
     text = dep_path.read_text()
     d = deployment_of(yaml.safe_load(text) or {}, plan)
     p, hpa_rel, manifest = plan.get("autoscale"), None, None
-    if d is not None and p is not None and p["min_replicas"] < p["max_replicas"]:
+    if d is not None and p is not None and p["min_replicas"] < p["max_replicas"] and p["kind"] != "schedule":
         name = hpa_name(d)
         manifest, hpa_text = hpa_yaml(p, name, plan)
         hpa_rel = f"{DEPLOY_DIR}/hpa-{name}.yaml"

@@ -6,7 +6,12 @@ the load and sets a desired count:
   per-replica token budget (the rate one replica sustains at the SLO x the mean tokens of a
   request x a headroom): the "token budget" a gateway or an HPA metric would scale on;
 - `queue`: the requests queued or in service on all replicas, over a per-replica target depth
-  (its slots x the `headroom` field, here a multiple: 1, 2 or 4 requests per slot).
+  (its slots x the `headroom` field, here a multiple: 1, 2 or 4 requests per slot);
+- `schedule`: a count set ahead of time for each `interval_s` step, from the tokens per second the
+  trace brings over the step once a replica started now is ready ([t + cold start, + interval]),
+  over the token budget: a cron-style schedule learnt from the trace itself (from yesterday's
+  traffic, in production), so an optimistic bound that a repeating daily profile can approach.
+  It scales down at its step (no cool-down).
 It starts with the count the first window's load asks for (a trace is a slice of a service already
 running; a queue-depth policy starts at `min_replicas`). A replica asked for at a tick serves from
 tick + `cold_start_s` (billed from the tick: it is starting); scaling down follows the highest desired count over the last `cooldown_s` (Kubernetes'
@@ -30,7 +35,8 @@ from llmbench.planner.queue import Policy, Requests, SimResult, simulate
 from llmbench.planner.search import check_slos
 from llmbench.slo import SLO
 
-KINDS = ("tokens", "queue")
+KINDS = ("tokens", "queue", "schedule")
+BUDGETED = ("tokens", "schedule")  # the kinds that scale on a token budget
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,8 @@ class Knobs:
             raise ValueError(f"unknown policy kind {self.kind!r} (known: {', '.join(KINDS)})")
         if self.interval_s <= 0 or self.cold_start_s < 0 or self.cooldown_s < 0 or self.window_s <= 0:
             raise ValueError("interval and window must be positive, cold start and cool-down not negative")
-        if self.min_replicas < self.max_replicas and (self.token_budget if self.kind == "tokens" else self.depth_target) <= 0:
-            raise ValueError(f"a {self.kind} policy needs a positive {'token budget' if self.kind == 'tokens' else 'depth target'}")
+        if self.min_replicas < self.max_replicas and (self.token_budget if self.kind in BUDGETED else self.depth_target) <= 0:
+            raise ValueError(f"a {self.kind} policy needs a positive {'token budget' if self.kind in BUDGETED else 'depth target'}")
 
 
 class Controller:
@@ -86,12 +92,23 @@ class Controller:
         # Early on the window reaches back before the trace: the rate over what there is of it.
         return float(self.cum[hi] - self.cum[lo]) / min(self.k.window_s, t - self.t0)
 
+    def _tokens_ahead(self, t: float) -> float:
+        """Tokens/s arriving over the step a replica asked for at t serves: [t + cold start, + interval]."""
+        a = t + self.k.cold_start_s
+        span = min(self.k.interval_s, float(self.arr[-1]) - a)
+        if span <= 0:
+            return 0.0
+        lo, hi = np.searchsorted(self.arr, [a, a + span], side="left")
+        return float(self.cum[hi] - self.cum[lo]) / span
+
     def _clamp(self, n: float) -> int:
         return int(min(self.k.max_replicas, max(self.k.min_replicas, math.ceil(n - 1e-9))))
 
     def _first_count(self) -> int:
-        if self.k.kind != "tokens" or self.k.min_replicas == self.k.max_replicas:
+        if self.k.kind == "queue" or self.k.min_replicas == self.k.max_replicas:
             return self.k.min_replicas
+        if self.k.kind == "schedule":  # the step ahead, as if the replica had been started a cold start earlier
+            return self._clamp(self._tokens_ahead(self.t0 - self.k.cold_start_s) / self.k.token_budget)
         return self._clamp(self._tokens_per_s(self.t0 + self.k.window_s) / self.k.token_budget)
 
     def _want(self, t: float) -> int:
@@ -99,6 +116,8 @@ class Controller:
             return self.k.min_replicas
         if self.k.kind == "tokens":
             return self._clamp(self._tokens_per_s(t) / self.k.token_budget)
+        if self.k.kind == "schedule":
+            return self._clamp(self._tokens_ahead(t) / self.k.token_budget)
         return self._clamp(self.depth_seen / self.k.depth_target)
 
     def _tick(self, t: float) -> None:
@@ -173,23 +192,23 @@ def simulate_policy(knobs: Knobs, reqs: Requests, service, max_batch: int, routi
 
 def grid(fixed: int, cold_start_s: float, token_budget_at_full: float, slots: int, cap: int,
          intervals=(15.0, 60.0), cooldowns=(120.0, 600.0), headrooms=(0.6, 0.8, 1.0),
-         depths=(1.0, 2.0, 4.0)) -> list[Knobs]:
-    """The policies swept: min up to the fixed count, max from it up to twice it (within the cap);
-    token budgets at `headrooms` x the full one, depth targets at `depths` x a replica's slots;
+         depths=(1.0, 2.0, 4.0), kinds: tuple[str, ...] = KINDS) -> list[Knobs]:
+    """The policies of `kinds` swept: min up to the fixed count, max from it up to twice it (within the
+    cap); token budgets at `headrooms` x the full one, depth targets at `depths` x a replica's slots;
     min = max = fixed (the fixed plan) is always first."""
     mins = sorted({1, max(1, fixed // 2), fixed})
     maxs = sorted({fixed, min(cap, max(fixed + 1, 2 * fixed))})
     out = [Knobs("tokens", fixed, fixed, intervals[0], cooldowns[0], 1.0, cold_start_s)]
-    for kind in KINDS:
+    for kind in kinds:
         for lo in mins:
             for hi in maxs:
                 if lo == hi:
                     continue
-                for h in (headrooms if kind == "tokens" else depths):
+                for h in (headrooms if kind in BUDGETED else depths):
                     for iv in intervals:
-                        for cd in cooldowns:
+                        for cd in (cooldowns if kind != "schedule" else (0.0,)):
                             out.append(Knobs(kind, lo, hi, iv, cd, h, cold_start_s,
-                                             token_budget=token_budget_at_full * h if kind == "tokens" else 0.0,
+                                             token_budget=token_budget_at_full * h if kind in BUDGETED else 0.0,
                                              depth_target=slots * h if kind == "queue" else 0.0))
     return out
 

@@ -16,7 +16,7 @@ import numpy as np
 from llmbench.errors import BadInput
 from llmbench.hardware_profiles import HardwareProfile
 from llmbench.planner import sweep as prefill
-from llmbench.planner.autoscale import Knobs, choose, grid, simulate_policy
+from llmbench.planner.autoscale import BUDGETED, Controller, Knobs, choose, grid, simulate_policy
 from llmbench.planner.capacity import HOURS_PER_MONTH, plan_option, replica_budget_rps
 from llmbench.planner.context import context_tokens
 from llmbench.planner.plan_run import plan_run
@@ -60,8 +60,9 @@ def _option(doc: dict) -> dict:
 
 def plan_autoscale(run: RunDir, slos: list[SLO], trace: str, attainment: float = DEFAULT_ATTAINMENT,
                    model: str | None = None, variant: str | None = None, max_replicas: int = 1024,
-                   policy: str = "random", measure: bool = True) -> dict:
-    """The autoscaling document: the chosen policy (`autoscale`), the fixed plan (`fixed`), every policy tried."""
+                   policy: str = "random", measure: bool = True, kinds: tuple[str, ...] = ("tokens", "queue")) -> dict:
+    """The autoscaling document: the chosen policy (`autoscale`), the fixed plan (`fixed`), every policy of
+    `kinds` tried."""
     if not 0 < attainment <= 1:
         raise BadInput(f"--attainment is a share of requests in (0, 1], got {attainment}")
     tr = load_trace(trace)
@@ -96,15 +97,17 @@ def plan_autoscale(run: RunDir, slos: list[SLO], trace: str, attainment: float =
     rate, rate_source = replica_budget_rps(o)
     tokens_per_request = float(np.mean(reqs.prompt_tokens + reqs.output_tokens))
     full_budget = (rate or 0.0) * tokens_per_request
-    knobs = grid(o["replicas"], cold or 0.0, full_budget, o["max_batch"], max_replicas, intervals=INTERVALS)
+    knobs = grid(o["replicas"], cold or 0.0, full_budget, o["max_batch"], max_replicas, intervals=INTERVALS, kinds=kinds)
     if full_budget <= 0:
-        knobs = [k for k in knobs if k.kind != "tokens" or k.min_replicas == k.max_replicas]
+        knobs = [k for k in knobs if k.kind not in BUDGETED or k.min_replicas == k.max_replicas]
         notes.append("one replica meets the SLO at no rate: no token budget, so only queue-depth policies are swept")
     results = [simulate_policy(k, reqs, service, o["max_batch"], policy, bar, per_replica, HOURS_PER_MONTH)[0] for k in knobs]
     fixed = results[0]  # grid() puts min = max = the fixed count first
     best = choose(results, attainment)
     if best is None:
         notes.append(f"no policy swept (the fixed plan included) reaches {attainment:g} attainment")
+    elif best["kind"] == "schedule" and best["min_replicas"] < best["max_replicas"]:
+        best = {**best, "schedule": _schedule_of(knobs[results.index(best)], reqs)}
     return {
         "autoscale": None if best is None else {**best, "cold_start_s": cold, "cold_start_source": cold_source,
                                                 "cold_start_spread": spread},
@@ -120,10 +123,18 @@ def plan_autoscale(run: RunDir, slos: list[SLO], trace: str, attainment: float =
         "cold_start_s": cold, "cold_start_source": cold_source,
         "load": doc["load"], "routing": policy, "month_hours": HOURS_PER_MONTH,
         "tried": sorted(results, key=lambda r: (r["slo_attainment"] < attainment, r["cost_per_month_usd"])),
-        "notes": notes + [f"{len(results)} policies simulated: tokens-in-flight and queue-depth; min, max, headroom, "
-                          "interval and cool-down swept; a scale-up serves after the cold start"],
+        "notes": notes + [f"{len(results)} policies simulated ({', '.join(kinds)}; a schedule is learnt from this trace: "
+                          "an in-sample, optimistic bound); min, max, headroom, interval and cool-down swept; a scale-up "
+                          "serves after the cold start"],
         "prediction": "simulated with the planner's fitted service model on this machine's measurements, not measured",
     }
+
+
+def _schedule_of(knobs: Knobs, reqs) -> list[dict]:
+    """A schedule policy's counts over the trace: the steps where it changes (seconds after the first arrival)."""
+    ctl = Controller(knobs, reqs)
+    ctl.advance(float(reqs.arrival_s[-1]))
+    return [{"at_s": round(t - ctl.t0, 3), "replicas": n} for t, n in ctl.events]
 
 
 def autoscale_path(run: RunDir, trace: str) -> Path:
@@ -138,7 +149,7 @@ def knobs_label(r: dict) -> str:
     """A policy's knobs in a few words."""
     if r["min_replicas"] == r["max_replicas"]:
         return f"fixed {r['min_replicas']}"
-    what = f"tokens<={r['token_budget']:,.0f}/s" if r["kind"] == "tokens" else f"depth<={r['depth_target']:g}"
+    what = f"tokens<={r['token_budget']:,.0f}/s" if r["kind"] in BUDGETED else f"depth<={r['depth_target']:g}"
     return f"{r['kind']} {r['min_replicas']}-{r['max_replicas']} {what} every {r['interval_s']:g}s, cool {r['cooldown_s']:g}s"
 
 
