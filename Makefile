@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, with the pin: any other order lets pip pull a CUDA build (STACK.md).
 	$(PIP) install --quiet -c constraints.txt torch
 	$(PIP) install --quiet -c constraints.txt -e '.[test]'
+	# MLflow 3.13+ opens a folder store (./mlruns, llmbench's default --track store) only with
+	# MLFLOW_ALLOW_FILE_STORE=true; llmbench sets it for itself, this makes MLflow's own tools in
+	# this venv (mlflow ui, MlflowClient) read those folders too.
+	echo "import os; os.environ.setdefault('MLFLOW_ALLOW_FILE_STORE', 'true')" \
+	  > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/llmbench-mlflow-file-store.pth"
 	touch $(STAMP)
 
 install: $(STAMP)
