@@ -165,9 +165,9 @@ def litellm_config(rec: dict) -> dict:
         "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}"},
     }
     if any(k in e["litellm_params"] for e in model_list for k in ("rpm", "tpm")):
-        # Without this check LiteLLM only weighs its picks by rpm/tpm; with it a deployment past its
-        # budget (this minute's requests or tokens, counted per UTC minute) is skipped, so the
-        # request goes to another replica or the fallbacks, or is refused with 429.
+        # Without this check LiteLLM only weighs its picks by rpm/tpm; with it a request that picks a
+        # deployment past its budget (this minute's requests or tokens, per UTC minute) goes to the
+        # fallbacks (the deployment cools down), or is refused with 429 (tests/test_gateway_proxy.py).
         doc["router_settings"]["optional_pre_call_checks"] = [RATE_LIMIT_CHECK]
     doc["callback_settings"] = callback_settings
     return doc
@@ -210,7 +210,7 @@ URL. Keys are read from the environment only (os.environ/NAME); set LLMBENCH_*_A
 servers' keys (any value if they need none).
 Self-hosted per-token costs split each request's measured cost between prefill and decode time.
 Budgets: an entry's rpm/tpm is what its replica carries at the SLO, counted per UTC minute; the proxy
-enforces them (optional_pre_call_checks): past them a request goes to another replica or a fallback, else 429.
+enforces them (optional_pre_call_checks): a request that picks an entry past them goes to the fallbacks, else 429.
 {_cache_line(rec)}.
 Every request through the proxy is appended to gateway-log/requests.jsonl (relative to where the proxy
 runs; callback_settings.{LOG_SETTINGS_KEY}, or $LLMBENCH_GATEWAY_LOG for the path), one llmbench request
