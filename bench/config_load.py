@@ -60,7 +60,9 @@ def parse_config(data: Any, source: str) -> "RunConfig":  # noqa: F821 - defined
         if len(problems) == 1:
             raise BadInput(f"{source}: {problems[0]}") from None
         raise BadInput(f"{source}: {len(problems)} problems: " + "; ".join(problems)) from None
-    base = Path(source).resolve().parent if source != "<default>" else Path.cwd()
+    # The embedded default's paths (the shipped reference model, its golden set) are relative to
+    # the folder it ships in, like any config's: it must run from any directory, installed or not.
+    base = Path(source).resolve().parent if source != "<default>" else _profiles_dir()
     _resolve_paths(config, base, source)
     if config.cache is not None and config.cache.verifier is not None:
         from llmbench.optimizers.cache.profile import load_user_profile
@@ -68,6 +70,12 @@ def parse_config(data: Any, source: str) -> "RunConfig":  # noqa: F821 - defined
         # Read now: a bad profile found at the cache stage would come after the measurements.
         load_user_profile(str(config.cache.verifier), f"{source}: cache.verifier")
     return config
+
+
+def _profiles_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("llmbench.profiles")))
 
 
 def _absolute(base: Path, value: str | Path) -> Path:
