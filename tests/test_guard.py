@@ -142,3 +142,24 @@ def test_config_validates_guardrails_before_loading(tmp_path):
                 {"kind": "rules", "file": str(tmp_path / "none.yaml")}, {"kind": "rules", "typo": 1}):
         with pytest.raises(ValidationError):
             RunConfig(candidates=[{"card": "llama-5m"}], guardrails=[bad])
+
+
+def test_planner_sees_the_guard_in_prefill():
+    """The planner's service model takes prefill from records' TTFT: a guard's time enters it."""
+    from llmbench.planner.service import observations_from_records
+    from llmbench.records import RequestRecord
+
+    def recs():
+        return [RequestRecord(timestamp=100.0 + i, run_id="r", model="m", variant="v", scenario="single-stream",
+                              point="single", request_id=i, prompt_tokens=16, output_tokens=4, ttft_ms=10.0,
+                              e2el_ms=40.0, itl_ms=[10.0, 10.0, 10.0]) for i in range(3)]
+
+    bare = observations_from_records(recs())
+    guarded = recs()
+    hook = GuardHook([_SlowGuard("pre", 0.005)], usd_per_second=0.0)
+    for r in guarded:
+        hook.apply(r, "hello")
+    seen = observations_from_records(guarded)
+    assert [o.prefill_ms for o in bare] == [10.0] * 3
+    for o, r in zip(seen, guarded):
+        assert o.prefill_ms == pytest.approx(10.0 + r.guard_ms) and o.step_ms == 10.0
