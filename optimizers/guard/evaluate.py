@@ -42,7 +42,7 @@ def _ratio(a: int, b: int) -> float | None:
 
 def confusion(flagged: Sequence[bool | None], labels: np.ndarray) -> dict:
     """Counts and rates; an undecided verdict (None) lets the prompt through (counted as `undecided`)."""
-    f = np.array([v is True for v in flagged])
+    f = np.array([v is not None and bool(v) for v in flagged])  # numpy bools too
     und = np.array([v is None for v in flagged])
     y = np.asarray(labels) == 1
     tp, fp = int((f & y).sum()), int((f & ~y).sum())

@@ -42,8 +42,16 @@ def sentence_vector(model, text: str) -> np.ndarray:
     import torch
 
     prep = getattr(model, "preprocess", None) or model.tokenize
-    with torch.inference_mode():
-        v = model(prep([text]))["sentence_embedding"][0].float().numpy()
+    # One thread: a check is one short request, and on a shared machine a second intra-op thread
+    # waits for a busy core (2 threads under load: p50 537 ms; 1 thread: 16 ms, BENCHMARKS.md).
+    # Restored afterwards, so that a model measured in the same process keeps its own threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            v = model(prep([text]))["sentence_embedding"][0].float().numpy()
+    finally:
+        torch.set_num_threads(threads)
     return v / max(float(np.linalg.norm(v)), 1e-12)
 
 

@@ -26,7 +26,7 @@ TRAIN = "../shared/data/guard/prompt_injections_train.jsonl"  # relative to the 
 HOLDOUT = 0.3
 SEED = 0
 FOLDS = 5
-C_GRID = (1.0, 3.0, 10.0, 30.0)
+C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 TARGET_FPR = 0.02
 
 
