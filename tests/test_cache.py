@@ -299,16 +299,23 @@ def test_cache_refuses_what_it_cannot_work_with():
         SemanticCache(dim=4).lookup("x")
 
     class VectorsOnly:
+        """x and y share a vector; z is orthogonal to them (cosine 0)."""
+
         name, dim = "plain", 4
 
         def embed(self, texts, progress=None):
-            return np.eye(4, dtype=np.float32)[: len(texts)]
+            return np.eye(4, dtype=np.float32)[[int(t == "z") for t in texts]]
 
     with pytest.raises(ValueError, match="^rule verifier needs token vectors; embedder plain has none$"):
         SemanticCache(VectorsOnly(), rule=VerifierRule(_toy_verifier(), 0.5)).insert("x")
     plain = SemanticCache(VectorsOnly())
     plain.insert("x", response="r")
     assert plain.lookup("y").response == "r" and plain.entries[0].tokens is None  # cosine 1.0 >= 0.9 by default
+    assert not plain.lookup("z").hit and plain.rule.threshold == 0.9
+    # A rule on token vectors keeps them, and they count: 2 words x 32 float16 + 2 mask bytes.
+    tok = SemanticCache(WordEmbedder(), rule=VerifierRule(_toy_verifier(), 0.5))
+    tok.insert("ab cd")
+    assert tok.nbytes == 32 * 4 + 8 + len("ab cd") + 2 * 32 * 2 + 2
 
 
 def test_cache_payload_bytes():

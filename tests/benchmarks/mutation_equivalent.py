@@ -96,6 +96,10 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
     ("optimizers/cache/cache.py", "return self.insert_many([text], vecs, [response], [meta], toks)[0]",
      "return self.insert_many([text], vecs, [response], [meta], toks)[ -1]",
      "insert_many returns one id per text and is given one text: [0] and [-1] are the same id"),
+    ("optimizers/cache/cache.py", "if victim == entry_id:", "if victim >= entry_id:",
+     "ids grow with each insert and the policy only holds older entries: a victim is the new entry itself or an older (smaller) id"),
+    ("optimizers/cache/cache.py", "if victim == entry_id:", "if victim is entry_id:",
+     "a refused entry comes back as the very object passed to policy.on_insert; evicted ids differ in value, so `is` is False as =="),
 ]
 
 
