@@ -55,7 +55,7 @@ def _show(r: dict) -> None:
     def pct(v):
         return "-" if v is None else f"{100 * v:.1f}%"
 
-    t = Table(title=f"guard {r['guard']['kind']} on {Path(r['file']).name}")
+    t = Table(title=f"guard {r['guard_kind']} on {Path(r['file']).name}")
     for col in ("rows", "n", "catch rate", "false positives", "precision", "undecided", "p50 ms", "p95 ms"):
         t.add_column(col, justify="right")
     parts = [("all", r)] + ([("held-out", r["held_out"])] if "held_out" in r else [])

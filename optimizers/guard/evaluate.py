@@ -76,7 +76,7 @@ def evaluate(guard, path: Path) -> dict:
     texts, labels = read_labelled(path)
     verdicts, ms = run_guard(guard, texts)
     flagged = [v.flagged for v in verdicts]
-    out = {"file": str(path), "guard": guard.describe(), **confusion(flagged, labels),
+    out = {"file": str(path), "guard_kind": guard.describe().get("kind"), **confusion(flagged, labels),
            "latency_ms": latency(ms), "latency_note": "wall time of one check on one prompt (a per-request cost)"}
     fit_rows = getattr(guard, "fit_rows", None)
     if fit_rows:
@@ -90,4 +90,5 @@ def evaluate(guard, path: Path) -> dict:
             idx = np.flatnonzero(~seen)
             out["held_out"] = {**confusion([flagged[i] for i in idx], labels[idx]),
                                "latency_ms": latency([ms[i] for i in idx])}
+    out["guard"] = guard.describe()  # last: its fit's own figures must not be read as this file's
     return out
