@@ -103,6 +103,20 @@ def _base(kwargs: dict, slo: dict) -> dict:
     }
 
 
+def _cost(kwargs: dict, slo: dict, prompt_tokens: int, output_tokens: int) -> float:
+    """LiteLLM's response_cost; when it is zero for an answer the model gave, the entry's own per-token prices."""
+    cost = slo.get("response_cost") or kwargs.get("response_cost")
+    if cost or slo.get("cache_hit") or not (prompt_tokens or output_tokens):
+        return float(cost or 0.0)  # a cache hit is free, as LiteLLM prices it
+    # LiteLLM 1.108.7 now and then leaves a deployment's prices unapplied (zero_cost_diagnostic
+    # "pricing_not_applied", 1 or 2 requests in 32 under concurrency here): the entry says what it costs.
+    prices = {**((kwargs.get("litellm_params") or {})), **_model_info(kwargs)}
+    p_in, p_out = prices.get("input_cost_per_token"), prices.get("output_cost_per_token")
+    if p_in is None and p_out is None:
+        return 0.0
+    return prompt_tokens * float(p_in or 0.0) + output_tokens * float(p_out or 0.0)
+
+
 def success_fields(kwargs: dict) -> dict | None:
     """The plain values of a success event (None for a call that is not a model request)."""
     slo = kwargs.get("standard_logging_object") or {}
@@ -110,8 +124,8 @@ def success_fields(kwargs: dict) -> dict | None:
         return None
     out = _base(kwargs, slo)
     streamed = bool(slo.get("stream") if slo.get("stream") is not None else kwargs.get("stream"))
-    out.update(status="ok", prompt_tokens=int(slo.get("prompt_tokens") or 0), output_tokens=int(slo.get("completion_tokens") or 0),
-               cost=float(slo.get("response_cost") or kwargs.get("response_cost") or 0.0), cache_hit=slo.get("cache_hit"),
+    tokens = int(slo.get("prompt_tokens") or 0), int(slo.get("completion_tokens") or 0)
+    out.update(status="ok", prompt_tokens=tokens[0], output_tokens=tokens[1], cost=_cost(kwargs, slo, *tokens), cache_hit=slo.get("cache_hit"),
                first=_unix(slo.get("completionStartTime")) if streamed else None, end=_unix(slo.get("endTime")), http_status=200)
     return out
 

@@ -27,11 +27,11 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass
 from logging.handlers import QueueListener, RotatingFileHandler
 from pathlib import Path
 
 from litellm.integrations.custom_logger import CustomLogger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmbench.monitor.gateway_fields import failure_fields, received_at, record_line, success_fields
 from llmbench.monitor.gateway_names import (DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, DEFAULT_PATH, PATH_ENV,
@@ -43,40 +43,34 @@ QUEUE_SIZE = 100_000  # lines waiting for the writer; beyond it lines are droppe
 log = logging.getLogger("llmbench.monitor.gateway_log")
 
 
-@dataclass(frozen=True)
-class LogSettings:
-    """Where and how the log is written."""
+class LogSettings(BaseModel):
+    """Where and how the log is written (callback_settings.llmbench_gateway_log, every key optional)."""
 
-    path: Path
-    max_bytes: int = DEFAULT_MAX_BYTES
-    backups: int = DEFAULT_BACKUPS
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    path: Path = Path(DEFAULT_PATH)
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024)
+    backups: int = Field(DEFAULT_BACKUPS, ge=1)
     record_prompts: bool = False
 
     @classmethod
     def from_dict(cls, d: dict | None, env: dict | None = None) -> "LogSettings":
-        """Settings from callback_settings.llmbench_gateway_log (all optional) and the environment;
-        ValueError naming the key that is wrong."""
-        d = {} if d is None else d
+        """The settings, $LLMBENCH_GATEWAY_LOG over the path, relative paths from the working
+        directory; ValueError in one line naming the key that is wrong."""
         env = os.environ if env is None else env
-        if not isinstance(d, dict):
-            raise ValueError(f"callback_settings.{SETTINGS_KEY} must be a mapping (path, max_bytes, backups, record_prompts)")
-        unknown = sorted(set(d) - {"path", "max_bytes", "backups", "record_prompts"})
-        if unknown:
-            raise ValueError(f"callback_settings.{SETTINGS_KEY}: unknown key {unknown[0]!r} "
-                             "(it takes path, max_bytes, backups, record_prompts)")
-        out = {}
-        for key, kind, low in (("max_bytes", int, 1024), ("backups", int, 1)):
-            value = d.get(key)
-            if value is not None:
-                if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                    raise ValueError(f"callback_settings.{SETTINGS_KEY}.{key}: {value!r} is not a whole number >= {low}")
-                out[key] = value
-        if d.get("record_prompts") is not None:
-            if not isinstance(d["record_prompts"], bool):
-                raise ValueError(f"callback_settings.{SETTINGS_KEY}.record_prompts: {d['record_prompts']!r} is not true or false")
-            out["record_prompts"] = d["record_prompts"]
-        path = env.get(PATH_ENV) or d.get("path") or DEFAULT_PATH
-        return cls(path=Path(str(path)).expanduser().absolute(), **out)
+        d = dict(d) if isinstance(d, dict) else ({} if d is None else d)
+        try:
+            if not isinstance(d, dict):
+                raise ValueError("must be a mapping (path, max_bytes, backups, record_prompts)")
+            if env.get(PATH_ENV) or d.get("path"):
+                d["path"] = Path(str(env.get(PATH_ENV) or d["path"]))
+            out = cls(**d)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            raise ValueError(f"callback_settings.{SETTINGS_KEY}.{where}: {err['msg']} (got {err.get('input')!r})") from None
+        except ValueError as exc:
+            raise ValueError(f"callback_settings.{SETTINGS_KEY} {exc}") from None
+        return out.model_copy(update={"path": out.path.expanduser().absolute()})
 
 
 class _LineFormatter(logging.Formatter):
@@ -205,10 +199,10 @@ class InteractionLog(CustomLogger):
         self.hook_s.append(time.perf_counter() - t0)
         return None
 
-    def hook_ms_p50(self) -> float | None:
-        """Median time a hook spent on the request path (ms)."""
+    def hook_ms(self, q: float = 0.5) -> float | None:
+        """The q-quantile (nearest rank) of the time a hook spent on the request path (ms)."""
         times = sorted(self.hook_s)
-        return times[len(times) // 2] * 1e3 if times else None
+        return times[min(len(times) - 1, int(q * len(times)))] * 1e3 if times else None
 
     def close(self) -> None:
         """Write what is held and queued, stop the writer, say once what was written (idempotent)."""
@@ -219,9 +213,10 @@ class InteractionLog(CustomLogger):
         self._flush_pending(0.0)
         self._listener.stop()
         self._handler.close()
-        p50 = self.hook_ms_p50()
+        p50, p95 = (self.hook_ms(q) for q in (0.5, 0.95))
         sys.stderr.write(f"llmbench gateway log: {self.queued} request(s) logged to {self.settings.path}, "
-                         f"{self.dropped} dropped; hook p50 {p50 if p50 is None else round(p50, 4)} ms "
+                         f"{self.dropped} dropped; hook p50 {p50 if p50 is None else round(p50, 4)} ms, "
+                         f"p95 {p95 if p95 is None else round(p95, 4)} ms "
                          f"over {len(self.hook_s)} call(s)\n")
         sys.stderr.flush()
 
