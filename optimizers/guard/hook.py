@@ -47,7 +47,7 @@ class GuardHook:
             else:
                 post += ms
         total = pre + post
-        rec.guard_ms = round(total, 4)
+        rec.guard_ms = total
         rec.guard_flagged = flagged
         if rec.ttft_ms is not None:
             rec.ttft_ms += pre
