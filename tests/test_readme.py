@@ -41,6 +41,7 @@ NOT_RUN = {
     "llmbench engines build": "tests/test_engines.py builds a stand-in archive through the same path; make test builds the real one",
     "llmbench serve card:llama-5m --variant gguf-q4_k_m --port 8080 --parallel 2": "tests/test_serve_cli.py (a free port instead of 8080)",
     "llmbench verify RUN_DIR --duration 30 --json": "tests/test_verify.py, through a real LiteLLM proxy (shorter load)",
+    "llmbench verify RUN_DIR --load TRACE --autoscale": "tests/test_verify.py (the policy carried out with real replicas)",
     "llmbench drift LOG --against RUN_DIR --window 5m": "tests/test_drift.py, on a real run's records as the log",
     "llmbench drift gateway-log/requests.jsonl --against RUN_DIR": "tests/test_drift.py (gateway-style records as the log)",
 }
