@@ -44,6 +44,8 @@ NOT_RUN = {
     "llmbench verify RUN_DIR --load TRACE --autoscale": "tests/test_verify.py (the policy carried out with real replicas)",
     "llmbench drift LOG --against RUN_DIR --window 5m": "tests/test_drift.py, on a real run's records as the log",
     "llmbench drift gateway-log/requests.jsonl --against RUN_DIR": "tests/test_drift.py (gateway-style records as the log)",
+    "llmbench run CONFIG --ray local:3": "tests/test_ray_run.py, inside a private network namespace (Ray's nodes on loopback only)",
+    "llmbench run --resume RUN_DIR --ray ...": "tests/test_ray_run.py (Ctrl-C, then --resume on a fresh local cluster)",
 }
 
 
