@@ -37,6 +37,7 @@ class Group:
     node: dict = field(default_factory=dict)
     tried: list = field(default_factory=list)  # Ray node ids of earlier attempts
     last_seen: float = field(default_factory=time.monotonic)
+    submitted: float = field(default_factory=time.monotonic)
 
 
 class RayRunner(Runner):
@@ -55,7 +56,8 @@ class RayRunner(Runner):
         try:
             self.scenarios, todo = self._plan()
             self.meta["ray"] = {**self.meta.get("ray", {}), "address": self.session.address,
-                                "needs": self.session.needs, "nodes": self.session.nodes()}
+                                "needs": self.session.needs, "nodes": self.session.nodes(),
+                                "connect_s": self.session.info.get("connect_s")}
             self.meta.setdefault("ray", {}).setdefault("attempts", [])
             log = RequestLog(self.dir.requests_path)
             counter = itertools.count(len(self.dir.records()))
@@ -93,7 +95,7 @@ class RayRunner(Runner):
                 options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(others[0], soft=True)
         job = {"prep": self.prep, "run_id": self.meta["run_id"], "results_path": str(self.dir.path.resolve()),
                "ci": group.ci, "variant": group.variant, "cells": group.cells, "scenarios": self.scenarios}
-        group.last_seen = time.monotonic()
+        group.last_seen = group.submitted = time.monotonic()
         self.pending[ray.remote(measure_group).options(**options).remote(job)] = group
 
     def _drain(self, log, counter) -> None:
@@ -132,7 +134,9 @@ class RayRunner(Runner):
             self.console.print(f"{escape(self._name(group))}: attempt {group.attempt} on Ray node "
                                f"{group.node['ray_node_id'][:12]} ({escape(str(group.node['hostname']))})")
             self.meta["ray"]["attempts"].append({"variant": self._name(group),
-                                                 "attempt": group.attempt, **item["node"]})
+                                                 "attempt": group.attempt, **item["node"],
+                                                 # from submission to a worker running it: queueing plus a worker's start
+                                                 "start_wait_s": round(time.monotonic() - group.submitted, 3)})
             return
         log.write([r.model_copy(update={"request_id": next(counter)}) for r in item["records"]])
         ended = {tuple(k) for k in item["completed_cells"]} | {r.cell for r in item["records"] if r.status == "error"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 from llmbench.distributed.cluster import connected
 from llmbench.distributed.placement import check_placeable, group_needs
@@ -20,8 +21,10 @@ class RaySession:
 
     def open(self) -> "RaySession":
         """Connect (or start local:N), then refuse an unplaceable matrix (BadInput) before anything is submitted."""
+        started = time.monotonic()
         try:
             self.info = self._stack.enter_context(connected(self.address, self.prep.hardware.name))
+            self.info["connect_s"] = round(time.monotonic() - started, 3)  # a local cluster's start-up, mostly
             check_placeable(self._cells(), self.needs)
         except BaseException:
             self.close()
