@@ -131,18 +131,26 @@ def choose(options: list[Option], plans: dict[str, dict | None], c: Constraints,
     key = {o.id: cost_key(o, plans.get(o.id), totals.get(o.id)) for o in options}
     everything, options = options, [o for o in options if o.servable]  # what no engine serves is never deployed
     feasible = sorted((o for o in options if not fails[o.id]), key=lambda o: key[o.id])
-    chosen = feasible[0] if feasible else None
+    # An unverified quality figure (random weights, not measured) passes the floor only by
+    # definition: while some option's quality is verified and meets every constraint, the choice is
+    # among those, however cheap the unverified ones are.
+    verified = [o for o in feasible if o.verified]
+    chosen = (verified or feasible or [None])[0]
     verdicts = []
     for o in sorted(everything, key=lambda o: key[o.id]):
         plan = plans.get(o.id) or {}
         if not o.servable:
             status, reasons = "not servable", [f"measured only: {o.not_servable_reason}"] + [why for _, why in fails[o.id]]
         elif chosen is not None and o.id == chosen.id:
-            status, reasons = "chosen", ["cheapest option meeting every constraint"]
+            status, reasons = "chosen", ["cheapest option meeting every constraint"
+                                         + (" with verified quality" if verified and len(verified) < len(feasible) else "")]
             if not o.verified:
                 reasons.append(f"quality unverified ({o.quality_status}): the floor was checked against an unverified figure")
             if o.unreliable:
                 reasons.append(f"rests on an unreliable measurement: {o.unreliable}")
+        elif not fails[o.id] and verified and not o.verified:
+            status, reasons = "feasible", [f"meets every constraint, but its quality is unverified ({o.quality_status}) "
+                                           f"and {chosen.id}'s is verified"]  # type: ignore[union-attr]
         elif not fails[o.id]:
             status, reasons = "feasible", [f"meets every constraint but costs more than {chosen.id}"]  # type: ignore[union-attr]
         else:
@@ -155,6 +163,8 @@ def choose(options: list[Option], plans: dict[str, dict | None], c: Constraints,
         cpm = totals.get(chosen.id, (plans.get(chosen.id) or {}).get("cost_per_month"))
         money = f"${cpm:,.2f}/month at {c.rps:g} req/s" if cpm is not None and c.rps else f"${chosen.cost_per_1k_usd:.4f} per 1k requests"
         answer = f"{chosen.id} is the cheapest option meeting every constraint ({money})"
+        if verified and len(verified) < len(feasible) and key[feasible[0].id] < key[chosen.id]:
+            answer = f"{chosen.id} is the cheapest option with verified quality meeting every constraint ({money})"
         return {"chosen": chosen.id, "meets_all": True, "answer": answer, "binding": [], "closest": None, "verdicts": verdicts}
     order = sorted(options, key=lambda o: key[o.id])
     dist = {o.id: miss_distance(o, plans.get(o.id), c, totals.get(o.id)) for o in options}
