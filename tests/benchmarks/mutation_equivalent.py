@@ -100,6 +100,9 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "ids grow with each insert and the policy only holds older entries: a victim is the new entry itself or an older (smaller) id"),
     ("optimizers/cache/cache.py", "if victim == entry_id:", "if victim is entry_id:",
      "a refused entry comes back as the very object passed to policy.on_insert; evicted ids differ in value, so `is` is False as =="),
+    ("optimizers/cache/cache.py", "return self.lookup_vector(text, vecs[0], toks[0] if toks else None)",
+     "return self.lookup_vector(text, vecs[0], toks[ -1] if toks else None)",
+     "one text embedded, so one token-vector entry: [0] and [-1] are the same"),
 ]
 
 
