@@ -23,9 +23,14 @@ def test_smallest_form_of_design_md(tmp_path, tiny_llama):
     assert cfg.scenarios[0].kind == "single-stream"
 
 
-def test_embedded_default_has_two_cards_and_a_batch_sweep():
+def test_embedded_default_has_the_reference_model_a_card_and_a_batch_sweep():
     cfg, _ = load_config(None)
-    assert [c.card for c in cfg.candidates] == ["llama-5m", "llama-50m"]
+    assert [c.name or c.card for c in cfg.candidates] == ["shakespeare-4m", "llama-50m"]
+    # The default's paths are relative to the folder it ships in, whatever the working directory.
+    from llmbench.models.reference import reference_dir
+
+    assert cfg.candidates[0].model == str(reference_dir()) and cfg.candidates[1].card == "llama-50m"
+    assert cfg.quality.golden_set.name == "shakespeare.jsonl" and cfg.quality.golden_set.is_file()
     assert any(isinstance(s, Batch) for s in cfg.scenarios)
 
 

@@ -134,9 +134,29 @@ def test_decision_files_agree_on_cost_and_parts(default_run):
             assert all(v[q] >= low for q in ("p50", "p95") if isinstance(v, dict) and isinstance(v.get(q), (int, float))), (o["id"], metric)
         if o.get("kind") == "self-hosted":
             assert o["cost_per_1k_usd"] > 0, o["id"]
-    # Random-weight cards: the caveat travels with the answer into the files a user deploys.
-    assert "quality unverified" in (run / "deployment.yaml").read_text()
-    assert "quality unverified" in (run / "gateway" / "litellm.yaml").read_text()
+    # The chosen option is the trained reference model's, its quality verified; the random-weight
+    # card's options deployed beside it (fallbacks) carry their caveat into the file a user deploys.
+    assert rec["recommended"]["quality_status"] == "measured" and rec["recommended"]["gate"] == "pass"
+    assert dep["deployments"][0]["quality_status"] == "measured"
+    assert all(d["quality_status"] in ("measured", "unverified: random weights") for d in dep["deployments"])
+
+
+def test_the_reference_models_variants_get_verified_verdicts(default_run):
+    run, _ = default_run
+    q = json.loads((run / "quality.json").read_text())
+    assert q["golden"]["name"] == "shakespeare"
+    ref = q["candidates"]["shakespeare-4m"]
+    assert not ref["random_weights"] and ref["entropy_share"] < 0.9
+    gates = {v: x["gate"] for v, x in ref["variants"].items()}
+    assert gates["torch-fp32"] == "reference" and set(gates.values()) <= {"reference", "pass", "fail"}
+    assert gates["onnx-fp32"] == gates["gguf-f16"] == "pass"  # fp32 and f16 keep the reference's answers
+    int4, fp32 = ref["variants"]["onnx-int4"], ref["variants"]["onnx-fp32"]
+    assert int4["kl_mean"] > fp32["kl_mean"] and int4["greedy_agreement"] < fp32["greedy_agreement"]
+    for variant, x in ref["variants"].items():  # each verdict follows its checks at the floor
+        if x["gate"] in ("pass", "fail"):
+            assert x["gate"] == ("pass" if all(c["ok"] for c in x["checks"].values()) else "fail"), variant
+    # The random-weight card: figures shown, verdicts withheld.
+    assert {x["gate"] for x in q["candidates"]["card:llama-50m"]["variants"].values()} == {"reference", "unverified"}
 
 
 def test_report_embeds_every_plot_it_drew(default_run):
