@@ -3,8 +3,10 @@
 A pre-model guard's time is added to the request's TTFT and E2EL (the model could not start
 before it), a post-model guard's to E2EL only; the sum is `guard_ms`. Its cost is the machine's
 price for that time, added to the request's `cost`. The checks run as each record comes out of
-the scenario, on the measuring machine, before the next record is taken: in closed loop the next
-request waits for them, as it would behind a gateway that checks each request on arrival.
+the scenario, on the measuring machine, before the next record is taken: in-process, the next
+request waits for them, as it would behind a gateway that checks each request on arrival. Served
+(the client's event loop runs in its own thread) the next send does not wait: each record still
+gets its own check's time added, and the checks share the machine with the measured server.
 """
 from __future__ import annotations
 
