@@ -163,3 +163,18 @@ def test_planner_sees_the_guard_in_prefill():
     assert [o.prefill_ms for o in bare] == [10.0] * 3
     for o, r in zip(seen, guarded):
         assert o.prefill_ms == pytest.approx(10.0 + r.guard_ms) and o.step_ms == 10.0
+
+
+def test_guard_share_for_the_plan():
+    from llmbench.optimizers.guard.hook import guard_share
+    from llmbench.records import RequestRecord
+
+    def rec(i, guard, ttft):
+        return RequestRecord(timestamp=float(i), run_id="r", model="m", variant="v", scenario="s", point="p",
+                             request_id=i, prompt_tokens=8, output_tokens=2, ttft_ms=ttft, e2el_ms=ttft + 5,
+                             guard_ms=guard)
+
+    assert guard_share([rec(0, None, 10.0)]) is None
+    share = guard_share([rec(0, 2.0, 10.0), rec(1, 4.0, 10.0), rec(2, 6.0, 30.0)])
+    assert share["guard_ms_p50"] == 4.0 and share["guard_ms_p95"] == pytest.approx(5.8)
+    assert share["share_of_ttft_p50"] == 0.2 and share["requests"] == 3  # shares 0.2, 0.4, 0.2

@@ -34,6 +34,10 @@ def test_run_with_guardrails(tmp_path, tiny_llama):
     # this one's model time and guard time have passed.
     for a, b in zip(recs, recs[1:]):
         assert (b["timestamp"] - a["timestamp"]) * 1e3 >= a["e2el_ms"] - 1.0
+    # The run's own plan is fitted on those records and says how much of them was the guard.
+    plan = json.loads((out / "plan.json").read_text())
+    planned = [o for o in plan["options"] if "error" not in o]
+    assert planned and all(o["guardrails"]["guard_ms_p50"] > 1.0 for o in planned)
     summary = json.loads(proc.stdout)
     assert summary["rows"][0]["ttft_ms"]["p50"] > min(r["guard_ms"] for r in recs)
 

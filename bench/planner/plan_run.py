@@ -22,6 +22,7 @@ from llmbench.planner.capacity import (DEFAULT_MAX_REPLICAS, HOURS_PER_MONTH, pl
 from llmbench.planner.context import context_tokens
 from llmbench.planner.queue import DEFAULT_POLICY
 from llmbench.planner.served import served_records
+from llmbench.optimizers.guard.hook import guard_share
 from llmbench.planner.service import FIT_SCENARIOS
 from llmbench.planner.sweep import TOTAL_BUDGET_S, sweep_for, sweep_lengths
 from llmbench.planner.trace import Trace, load_trace
@@ -146,6 +147,9 @@ def plan_run(run_dir: RunDir, slos: list[SLO], rps: float | None = None, trace: 
             entry["notes"] = entry.get("notes", []) + [sweep_note]
         if served_records(recs) and "error" not in entry:
             entry["served"] = True
+        guard = guard_share(recs)
+        if guard is not None and "error" not in entry:
+            entry["guardrails"] = guard
         if validation is None:
             entry["notes"] = [n for n in entry.get("notes", []) if not n.startswith("prediction error")] + [
                 f"prediction error: this run has no concurrency rate points to check against; the planner's check "

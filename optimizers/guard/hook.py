@@ -60,3 +60,22 @@ class GuardHook:
     def describe(self) -> list[dict]:
         """Each guard's description, for run.json."""
         return [g.describe() for g in self.guards]
+
+
+def guard_share(records) -> dict | None:
+    """What the guardrails added to an option's measured requests (for the plan), or None without them.
+
+    The planner fits its service times from the records' TTFT and E2EL, which already hold the
+    guards' time; this says how much of them it was.
+    """
+    import numpy as np
+
+    g = [r.guard_ms for r in records if r.ok and r.guard_ms is not None]
+    if not g:
+        return None
+    shares = [r.guard_ms / r.ttft_ms for r in records if r.ok and r.guard_ms is not None and r.ttft_ms]
+    return {"guard_ms_p50": round(float(np.percentile(g, 50)), 3), "guard_ms_p95": round(float(np.percentile(g, 95)), 3),
+            "share_of_ttft_p50": round(float(np.median(shares)), 4) if shares else None,
+            "requests": len(g),
+            "note": "the run's guardrails ran on every request: their time is inside the measured TTFT and E2EL this "
+                    "plan is fitted on (as time a replica is busy), so its replicas and cost include it"}
