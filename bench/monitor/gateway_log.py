@@ -27,8 +27,10 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
+from contextlib import contextmanager
 from logging.handlers import QueueListener, RotatingFileHandler
 from pathlib import Path
+from typing import Iterator
 
 from litellm.integrations.custom_logger import CustomLogger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -107,6 +109,7 @@ class InteractionLog(CustomLogger):
         self._pending: OrderedDict[str, tuple[float, dict]] = OrderedDict()
         self._lock = threading.Lock()
         self.hook_s: deque[float] = deque(maxlen=100_000)  # time each hook took on the request path
+        self.hook_cpu_s: deque[float] = deque(maxlen=100_000)  # of which its own thread's CPU (the rest: waiting for the GIL, the OS)
         self.queued = self.dropped = 0
         self._closed = False
         self._listener.start()
@@ -132,6 +135,18 @@ class InteractionLog(CustomLogger):
         signal.signal(signal.SIGTERM, on_term)
 
     # The request path: pick values, queue them, return.
+    @contextmanager
+    def _timed(self, what: str) -> Iterator[None]:
+        """Times a hook (wall and its thread's CPU) and swallows its errors: a log must never fail a request."""
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001
+            log.warning("llmbench gateway log: %s not logged (%s: %s)", what, type(exc).__name__, exc)
+        finally:
+            self.hook_s.append(time.perf_counter() - t0)
+            self.hook_cpu_s.append(time.thread_time() - c0)
+
     def _put(self, raw: dict) -> None:
         try:
             self._queue.put_nowait(logging.makeLogRecord({"msg": raw}))
@@ -151,22 +166,17 @@ class InteractionLog(CustomLogger):
 
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time) -> None:
         """A request answered (streamed: once the stream ended): its line, replacing any failed attempt."""
-        t0 = time.perf_counter()
-        try:
+        with self._timed("success event"):
             raw = success_fields(kwargs)
             if raw is not None:
                 with self._lock:
                     self._pending.pop(raw["call_id"], None)
                 self._put(raw)
             self._flush_pending(PENDING_S)
-        except Exception as exc:  # noqa: BLE001 - a log must never fail a request
-            log.warning("llmbench gateway log: success event not logged (%s: %s)", type(exc).__name__, exc)
-        self.hook_s.append(time.perf_counter() - t0)
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time) -> None:
         """A failed attempt: held until the request ends (a retry or fallback may still answer it)."""
-        t0 = time.perf_counter()
-        try:
+        with self._timed("failure event"):
             raw = failure_fields(kwargs)
             if raw is not None:
                 if raw["call_id"] is None:
@@ -175,15 +185,11 @@ class InteractionLog(CustomLogger):
                     with self._lock:
                         self._pending[raw["call_id"]] = (time.monotonic(), raw)
             self._flush_pending(PENDING_S)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("llmbench gateway log: failure event not logged (%s: %s)", type(exc).__name__, exc)
-        self.hook_s.append(time.perf_counter() - t0)
 
     async def async_post_call_failure_hook(self, request_data: dict, original_exception: Exception,
                                            user_api_key_dict, traceback_str: str | None = None):
         """The request failed as a whole: its last attempt's line (or one from the request when none ran)."""
-        t0 = time.perf_counter()
-        try:
+        with self._timed("failed request"):
             with self._lock:
                 held = self._pending.pop(request_data.get("litellm_call_id"), (0.0, None))[1]
             raw = held or failure_fields(request_data, original_exception)
@@ -194,14 +200,11 @@ class InteractionLog(CustomLogger):
                 # The request's own receive stamp (an attempt refused before routing carries none).
                 raw["received"] = received_at(request_data) or raw["received"]
                 self._put(raw)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("llmbench gateway log: failed request not logged (%s: %s)", type(exc).__name__, exc)
-        self.hook_s.append(time.perf_counter() - t0)
         return None
 
-    def hook_ms(self, q: float = 0.5) -> float | None:
-        """The q-quantile (nearest rank) of the time a hook spent on the request path (ms)."""
-        times = sorted(self.hook_s)
+    def hook_ms(self, q: float = 0.5, cpu: bool = False) -> float | None:
+        """The q-quantile (nearest rank) of the time a hook spent on the request path, or of its own CPU time (ms)."""
+        times = sorted(self.hook_cpu_s if cpu else self.hook_s)
         return times[min(len(times) - 1, int(q * len(times)))] * 1e3 if times else None
 
     def close(self) -> None:
@@ -213,10 +216,10 @@ class InteractionLog(CustomLogger):
         self._flush_pending(0.0)
         self._listener.stop()
         self._handler.close()
-        p50, p95 = (self.hook_ms(q) for q in (0.5, 0.95))
-        sys.stderr.write(f"llmbench gateway log: {self.queued} request(s) logged to {self.settings.path}, "
-                         f"{self.dropped} dropped; hook p50 {p50 if p50 is None else round(p50, 4)} ms, "
-                         f"p95 {p95 if p95 is None else round(p95, 4)} ms "
+        p50, p95, c50, c95 = (None if v is None else round(v, 4) for v in
+                              (self.hook_ms(q, cpu) for cpu in (False, True) for q in (0.5, 0.95)))
+        sys.stderr.write(f"llmbench gateway log: {self.queued} request(s) logged to {self.settings.path}, {self.dropped} "
+                         f"dropped; hook p50 {p50} ms, p95 {p95} ms (own CPU p50 {c50} ms, p95 {c95} ms) "
                          f"over {len(self.hook_s)} call(s)\n")
         sys.stderr.flush()
 

@@ -62,11 +62,12 @@ def _round(out: Path, srv_url: str, with_log: bool, n: int) -> dict:
         proxy.stop()
     doc = {"requests": n, "client_ms_p50": round(float(np.median(ms)), 2), "client_ms_p95": round(float(np.percentile(ms, 95)), 2)}
     if with_log:
-        m = re.search(r"(\d+) request\(s\) logged to \S+, (\d+) dropped; hook p50 ([\d.]+) ms, p95 ([\d.]+) ms over (\d+)",
-                      (folder / "litellm.log").read_text())
+        m = re.search(r"(\d+) request\(s\) logged to \S+, (\d+) dropped; hook p50 ([\d.]+) ms, p95 ([\d.]+) ms "
+                      r"\(own CPU p50 ([\d.]+) ms, p95 ([\d.]+) ms\) over (\d+)", (folder / "litellm.log").read_text())
         lines = [x for f in log_files(folder / "gateway-log" / "requests.jsonl") for x in f.read_text().splitlines()]
         doc.update(logged=int(m.group(1)), dropped=int(m.group(2)), hook_ms_p50=float(m.group(3)), hook_ms_p95=float(m.group(4)),
-                   hook_calls=int(m.group(5)), lines=len(lines), bytes_per_line=round(sum(len(x) + 1 for x in lines) / len(lines)))
+                   hook_cpu_ms_p50=float(m.group(5)), hook_cpu_ms_p95=float(m.group(6)), hook_calls=int(m.group(7)),
+                   lines=len(lines), bytes_per_line=round(sum(len(x) + 1 for x in lines) / len(lines)))
     return doc
 
 
