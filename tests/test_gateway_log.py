@@ -36,6 +36,7 @@ from test_recommend_runs import make_run, served
 
 MAX_BYTES = 2500  # a few lines a file: the traffic below rotates several times
 ALIAS = "llmbench"
+DOWN = "primary-down"  # a group whose only server is down, falling back to ALIAS
 SYSTEM = "Answer in one short sentence."
 # Distinct topics: the semantic cache must serve only the exact repeat.
 TOPICS = ["the boiling point of water", "how tides work", "the rules of chess", "baking sourdough bread",
@@ -91,6 +92,10 @@ def logged(engine, tmp_path_factory):
         for m in cfg["model_list"]:
             m["litellm_params"].update(model="openai/tiny", api_base=srv.url)
         cfg["litellm_settings"]["cache"] = True  # the plug-in's cache on, to see a hit logged
+        main = next(m for m in cfg["model_list"] if m["model_name"] == ALIAS)
+        cfg["model_list"].append({"model_name": DOWN, "litellm_params": {**main["litellm_params"], "api_base": "http://127.0.0.1:9/v1"},
+                                  "model_info": {"id": DOWN, "llmbench_model": "down", "llmbench_variant": "none"}})
+        cfg["router_settings"]["fallbacks"].append({DOWN: [ALIAS]})
         cfg["callback_settings"]["llmbench_cache"] = RULE
         cfg["callback_settings"]["llmbench_gateway_log"].update(max_bytes=MAX_BYTES, backups=100)
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -103,6 +108,8 @@ def logged(engine, tmp_path_factory):
                 sent = list(pool.map(lambda b: _request(url, auth, b), bodies))
             time.sleep(0.5)  # the streamed answer is stored in the cache after the stream ends
             sent.append(_request(url, auth, dict(bodies[1])))  # an exact repeat: a cache hit
+            # Refused, retried, then answered by the fallback: the failed attempts are no lines of their own.
+            sent.append(_request(url, auth, {"model": DOWN, "prompt": "Where does this go?", "max_tokens": 8}))
             sent.append(_request(url, auth, {"model": "no-such-model", "prompt": "Which model is this?", "max_tokens": 8}))
             # 2,000 tokens into a 256-token slot: llama-server answers HTTP 400.
             sent.append(_request(url, auth, {"model": ALIAS, "prompt": "word " * 2000, "max_tokens": 8, "stream": True}))
@@ -141,13 +148,13 @@ def _entry_pairs(cfg: dict) -> dict[tuple[str, str], dict]:
 
 def test_every_request_is_one_record_line(logged):
     g = logged
-    assert len(g["sent"]) == 11 and len(g["records"]) == len(g["sent"])
+    assert len(g["sent"]) == 12 and len(g["records"]) == len(g["sent"])
     assert sorted(r.prompt_sha256 for r in g["records"]) == sorted(s["sha"] for s in g["sent"])
     assert {(r.run_id, r.scenario) for r in g["records"]} == {("gateway", "gateway")}
     assert len({r.request_id for r in g["records"]}) == len(g["records"])
     pairs = _entry_pairs(g["cfg"])
     for s, r in _pairs(g):
-        assert r.point == s["body"]["model"]  # the alias the client asked for
+        assert r.point == (ALIAS if s["body"]["model"] == DOWN else s["body"]["model"])  # the group that answered
         assert s["sent"] <= r.timestamp <= s["sent"] + s["wall_ms"] / 1e3  # when the proxy received it
         if r.point == ALIAS:
             assert (r.model, r.variant) in pairs  # the candidate, from the entry's model_info
@@ -161,7 +168,7 @@ def test_tokens_times_and_cost_are_what_the_client_saw(logged):
     g = logged
     pairs = _entry_pairs(g["cfg"])
     ok = [(s, r) for s, r in _pairs(g) if s["status"] == 200]
-    assert len(ok) == 9
+    assert len(ok) == 10
     for s, r in ok:
         assert r.status == "ok" and r.http_status == 200 and r.usage_source == "server"
         assert (r.prompt_tokens, r.output_tokens) == (s["usage"]["prompt_tokens"], s["usage"]["completion_tokens"]) != (0, 0)
@@ -195,6 +202,14 @@ def test_failures_are_lines_with_their_status(logged):
     r = overflow
     assert (r.status, r.http_status, r.error_kind, r.point) == ("error", 400, "http_status", ALIAS)
     assert (r.model, r.variant) in _entry_pairs(g["cfg"]) and "context" in r.error.lower()
+
+
+def test_a_request_answered_by_the_fallback_is_one_line(logged):
+    g = logged
+    ((s, r),) = [(s, r) for s, r in _pairs(g) if s["body"]["model"] == DOWN]
+    assert s["status"] == 200 and len(_by_sha(g)[s["sha"]]) == 1  # the refused attempts were held, then dropped
+    assert (r.status, r.model, r.variant, r.point) == ("ok", "small", "gguf-f16", ALIAS)  # who answered
+    assert r.output_tokens == s["usage"]["completion_tokens"] and 0 < r.e2el_ms <= s["wall_ms"]
 
 
 def test_rotation_keeps_every_line_once_in_order(logged):
