@@ -103,6 +103,9 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
     ("optimizers/cache/cache.py", "return self.lookup_vector(text, vecs[0], toks[0] if toks else None)",
      "return self.lookup_vector(text, vecs[0], toks[ -1] if toks else None)",
      "one text embedded, so one token-vector entry: [0] and [-1] are the same"),
+    ("optimizers/cache/cache.py", "return self.lookup_vector(text, vecs[0], toks[0] if toks else None)",
+     "return self.lookup_vector(text, vecs[ -1], toks[0] if toks else None)",
+     "one text embedded, so one vector row: [0] and [-1] are the same"),
 ]
 
 
