@@ -52,9 +52,11 @@ def main() -> None:
 def _register() -> None:
     # Imported here so that `llmbench --help` stays fast: each module imports its heavy
     # libraries inside its command functions.
-    from llmbench.commands import cache, compare, compress, drift, engines, guard, hardware, plan, quantize, recommend, report, run, serve, verify
+    from llmbench.commands import (cache, compare, compress, drift, engines, feedback, guard, hardware, plan, quantize, recommend,
+                                   report, run, serve, verify)
 
-    for module in (run, hardware, quantize, compress, cache, plan, recommend, report, compare, engines, serve, verify, drift, guard):
+    for module in (run, hardware, quantize, compress, cache, plan, recommend, report, compare, engines, serve, verify, drift, guard,
+                   feedback):
         commands = [c for c in vars(module).values()
                     if isinstance(c, click.Command) and getattr(c.callback, "__module__", None) == module.__name__]
         nested = {id(sub) for c in commands if isinstance(c, click.Group) for sub in c.commands.values()}
