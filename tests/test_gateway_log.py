@@ -252,7 +252,8 @@ def test_settings_env_and_bad_values(tmp_path):
 
 
 def test_record_prompts_keeps_the_text_in_process(logged):
-    """The same callback in LiteLLM's in-process Router (no proxy): with record_prompts the text is kept."""
+    """The same callback in LiteLLM's in-process Router (no proxy): with record_prompts the text is kept;
+    a failure no proxy hook ends (there is none in process) is held, and written when the log closes."""
     import asyncio
 
     import litellm
@@ -267,22 +268,29 @@ def test_record_prompts_keeps_the_text_in_process(logged):
     messages = [{"role": "system", "content": SYSTEM},
                 {"role": "user", "content": [{"type": "text", "text": "Name a colour."}, {"type": "text", "text": "Just one."}]}]
     try:
-        router = litellm.Router(model_list=[{**entry, "litellm_params": {**entry["litellm_params"], "api_key": "unused"}}])
+        params = {**entry["litellm_params"], "api_key": "unused"}
+        router = litellm.Router(model_list=[{**entry, "litellm_params": params},
+                                            {**entry, "model_name": DOWN, "litellm_params": {**params, "api_base": "http://127.0.0.1:9/v1"},
+                                             "model_info": {"id": DOWN}}], num_retries=0)
 
         async def ask():
             await router.acompletion(model=ALIAS, messages=messages, max_tokens=4)
-            await asyncio.sleep(0.5)  # LiteLLM logs success in a task after the answer
+            with pytest.raises(litellm.exceptions.InternalServerError):
+                await router.atext_completion(model=DOWN, prompt="Anyone there?", max_tokens=4)
+            await asyncio.sleep(0.5)  # LiteLLM logs in a task after the answer
+            assert log.queued == 1 and len(log._pending) == 1
 
         asyncio.run(ask())
     finally:
         for k, v in saved.items():
             setattr(litellm, k, v)
         log.close()
-    (r,) = [RequestRecord.model_validate_json(x) for x in path.read_text().splitlines()]
+    r, down = [RequestRecord.model_validate_json(x) for x in path.read_text().splitlines()]
     text = f"{SYSTEM}\nName a colour.\nJust one."  # the contents joined, a part list's texts too
     assert r.prompt == text and r.prompt_length == len(text) and r.prompt_sha256 == hashlib.sha256(text.encode()).hexdigest()
     assert (r.model, r.variant, r.status) == ("small", "gguf-f16", "ok") and r.output_tokens > 0
-    assert log.hook_ms() is not None and log.queued == 1
+    assert (down.status, down.error_kind, down.point, down.variant, down.prompt) == ("error", "connection", DOWN, "unknown", "Anyone there?")
+    assert log.hook_ms() is not None and log.queued == 2 and not log._pending
 
 
 def test_a_bad_setting_stops_the_proxy_with_one_line(tmp_path):
