@@ -19,6 +19,7 @@ import pytest
 
 LLMBENCH = str(Path(sys.executable).with_name("llmbench"))
 REQUESTS = 6
+KILL_REQUESTS = 200  # a cell of several seconds even on an idle machine: the kill lands inside it
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                                 reason="a private network namespace needs root and unshare")
@@ -84,15 +85,17 @@ def test_unplaceable_cell_refused_before_submission(tmp_path):
     out = tmp_path / "never"
     # A cluster whose only node offers another hardware profile: no node can ever place a cpu-2core cell.
     script = f"""
-import os, subprocess, sys
+import os, shutil, subprocess, sys, tempfile
 from ray.cluster_utils import Cluster
-c = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, resources={{"hw:gpu-box": 1}},
+temp = tempfile.mkdtemp(prefix="llmb-t-")
+c = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, resources={{"hw:gpu-box": 1}}, temp_dir=temp,
             object_store_memory=80 * 2**20, include_dashboard=False, node_ip_address="127.0.0.1"))
 try:
     p = subprocess.run([os.environ["LLMBENCH"], "run", {str(cfg)!r}, "--ray", c.address, "--out", {str(out)!r}],
                        capture_output=True, text=True, timeout=120)
 finally:
     c.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
 sys.stderr.write(p.stderr); sys.exit(p.returncode)
 """
     p = _in_netns(script, timeout=200)
@@ -105,7 +108,7 @@ sys.stderr.write(p.stderr); sys.exit(p.returncode)
 
 
 def test_worker_killed_mid_cell_is_retried_on_another_node(tmp_path):
-    cfg = _config(tmp_path, ["torch-fp32", "onnx-fp32"], requests=40)
+    cfg = _config(tmp_path, ["torch-fp32", "onnx-fp32"], requests=KILL_REQUESTS)
     out = tmp_path / "ray"
     # The torch worker is SIGKILLed from outside a second into its cell (its process title names the
     # cell it measures); the driver must resubmit that variant's cell to the idle third node.
@@ -119,7 +122,7 @@ while killed is None and time.monotonic() < deadline and p.poll() is None:
     for proc in psutil.process_iter(["cmdline"]):
         title = " ".join(proc.info["cmdline"] or [])
         if title.startswith("ray::llmbench:card:llama-5m|torch-fp32 measuring"):
-            time.sleep(1)
+            time.sleep(0.5)
             proc.send_signal(signal.SIGKILL); killed = proc.pid; break
     time.sleep(0.2)
 err = p.communicate(timeout=300)[1]
@@ -130,7 +133,7 @@ sys.exit(p.returncode)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() not in ("", "None"), "no worker was found to kill"
     meta, records = _folder(out)
-    assert len(records) == 2 * 40 and all(r["status"] == "ok" for r in records)
+    assert len(records) == 2 * KILL_REQUESTS and all(r["status"] == "ok" for r in records)
     attempts = [a for a in meta["ray"]["attempts"] if a["variant"] == "card:llama-5m|torch-fp32"]
     failed = [a for a in attempts if "error" in a]
     started = [a for a in attempts if "pid" in a]
@@ -185,3 +188,78 @@ sys.stderr.write(err[-2000:] + err2[-2000:])
     assert sorted(r["request_id"] for r in records) == list(range(2 * REQUESTS))
     assert len(meta["completed_cells"]) == 2
     assert all(cell.get("ray_node_id") for cell in meta["cells"].values())
+
+
+def test_node_removed_mid_cell_its_cell_finishes_on_the_other_node(tmp_path):
+    cfg = _config(tmp_path, ["torch-fp32"], requests=KILL_REQUESTS)
+    out = tmp_path / "ray"
+    # A cluster of our own: a head without the hardware resource (so the driver's node survives) and
+    # two nodes with it. The node whose worker measures the cell is removed (its raylet and workers killed).
+    script = f"""
+import json, os, shutil, subprocess, sys, tempfile, time
+import psutil
+from ray.cluster_utils import Cluster
+temp = tempfile.mkdtemp(prefix="llmb-t-")  # Ray's session folder: ours, removed at the end
+args = dict(num_cpus=1, object_store_memory=80 * 2**20, node_ip_address="127.0.0.1", temp_dir=temp)
+c = Cluster(initialize_head=True, head_node_args=dict(include_dashboard=False, **args))
+nodes = [c.add_node(resources={{"hw:cpu-2core": 1}}, **args) for _ in range(2)]
+c.wait_for_nodes(timeout=120)
+removed = None
+try:
+    p = subprocess.Popen([os.environ["LLMBENCH"], "run", {str(cfg)!r}, "--ray", c.address, "--out", {str(out)!r}],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while removed is None and time.monotonic() < deadline and p.poll() is None:
+        for proc in psutil.process_iter(["cmdline", "ppid"]):
+            if " ".join(proc.info["cmdline"] or []).startswith("ray::llmbench:card:llama-5m|torch-fp32 measuring"):
+                for n in nodes:
+                    if any(x.process.pid == proc.info["ppid"] for x in n.all_processes.get("raylet", [])):
+                        time.sleep(0.5)
+                        c.remove_node(n, allow_graceful=False); removed = n.node_id
+                break
+        time.sleep(0.2)
+    err = p.communicate(timeout=300)[1]
+finally:
+    c.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
+print(json.dumps({{"rc": p.returncode, "removed": removed}}))
+sys.stderr.write(err[-4000:])
+"""
+    p = _in_netns(script)
+    result = json.loads(p.stdout.splitlines()[-1])
+    assert result["removed"], p.stderr
+    assert result["rc"] == 0, p.stderr
+    meta, records = _folder(out)
+    assert len(records) == KILL_REQUESTS and all(r["status"] == "ok" for r in records)
+    started = [a for a in meta["ray"]["attempts"] if "pid" in a]
+    failed = [a for a in meta["ray"]["attempts"] if "error" in a]
+    assert len(failed) == 1, (meta["ray"]["attempts"], result, p.stderr[-3000:])
+    assert [a["ray_node_id"] for a in started][0] == result["removed"] == failed[0]["ray_node_id_failed"]
+    assert len(started) == 2 and started[1]["ray_node_id"] != result["removed"]
+    assert meta["cells"]["card:llama-5m|torch-fp32|single-stream|single"]["ray_node_id"] == started[1]["ray_node_id"]
+
+
+@pytest.mark.parametrize("address", ["local:0", "local:17", "local3", "head-node", "head:port", "  "])
+def test_a_wrong_ray_address_is_bad_input(address):
+    from llmbench.distributed.cluster import parse_address
+    from llmbench.errors import BadInput
+
+    with pytest.raises(BadInput, match="--ray"):
+        parse_address(address)
+
+
+def test_addresses_and_placement_by_node():
+    from llmbench.distributed.cluster import parse_address
+    from llmbench.distributed.placement import fitting_nodes, group_needs
+
+    assert parse_address("local:3") == ("local", 3)
+    assert parse_address("auto") == ("connect", 0) and parse_address("10.0.0.5:6379") == ("connect", 0)
+    assert group_needs("cpu", "cpu-2core") == {"CPU": 1.0, "hw:cpu-2core": 1.0}
+    assert group_needs("cuda:0", "h100")["GPU"] == 1.0
+    nodes = [{"NodeID": "a", "Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}},  # no hw resource
+             {"NodeID": "b", "Alive": True, "Resources": {"CPU": 1.0, "hw:h100": 1.0}},  # no GPU
+             {"NodeID": "c", "Alive": False, "Resources": {"CPU": 8.0, "GPU": 1.0, "hw:h100": 1.0}},  # dead
+             {"NodeID": "d", "Alive": True, "Resources": {"CPU": 2.0, "GPU": 2.0, "hw:h100": 1.0}}]
+    # every need on one alive node: the cluster's totals would wrongly say a, b together can place it
+    assert [n["NodeID"] for n in fitting_nodes(group_needs("cuda", "h100"), nodes)] == ["d"]
+    assert fitting_nodes(group_needs("cuda", "h100"), nodes[:3]) == []

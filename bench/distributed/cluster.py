@@ -13,6 +13,7 @@ from llmbench.errors import BadInput
 # A small object store per node: records are small, and Ray's default claims 30% of RAM per node.
 OBJECT_STORE_BYTES = 96 * 1024 * 1024
 _LOCAL = re.compile(r"local:(\d+)")
+_CONNECT = re.compile(r"(ray://)?[\w.\-\[\]:]+:\d+")
 
 
 def hw_resource(profile_name: str) -> str:
@@ -30,8 +31,8 @@ def parse_address(address: str) -> tuple[str, int]:
         return "local", n
     if address.strip().startswith("local"):
         raise BadInput(f"--ray {address}: write local:N (N nodes on this machine), auto, or a cluster address")
-    if not address.strip():
-        raise BadInput("--ray: empty address (auto, local:N or HOST:PORT)")
+    if address.strip() != "auto" and not _CONNECT.fullmatch(address.strip()):
+        raise BadInput(f"--ray {address!r}: write auto, local:N (N nodes on this machine) or HOST:PORT")
     return "connect", 0
 
 
