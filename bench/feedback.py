@@ -196,3 +196,25 @@ def import_feedback(ratings_path: str | Path, run_dir: str | Path) -> dict:
     doc = {"source": str(Path(ratings_path).resolve()), **summarise(join(read_ratings(ratings_path), records, str(ratings_path)))}
     write_json(Path(run_dir) / FILE, doc)
     return doc
+
+
+def read_feedback(run_dir: str | Path) -> dict:
+    """RUN_DIR/feedback.json; BadInput when `feedback import` has not written one."""
+    path = Path(run_dir) / FILE
+    if not path.is_file():
+        raise BadInput(f"{run_dir}: no {FILE}: run `llmbench feedback import RATINGS.jsonl {run_dir}` first")
+    return json.loads(path.read_text())
+
+
+def variant_quality(doc: dict, model: str, variant: str) -> tuple[float, str] | None:
+    """A variant's quality from human feedback, as a share like the gate's: its win rate where it was
+    compared, else its mean rating over the best-rated variant of its model's; None without feedback."""
+    v = doc["variants"].get(f"{model}|{variant}")
+    if v is None:
+        return None
+    if v["comparisons"]:
+        return v["win_rate"], f"human feedback: won {v['wins']} of {v['comparisons']} comparisons"
+    best = max(x["mean_rating"] for x in doc["variants"].values() if x["model"] == model and x["mean_rating"] is not None)
+    if not best or best <= 0:
+        return None
+    return v["mean_rating"] / best, f"human feedback: mean rating {v['mean_rating']:.3g} of the best variant's {best:.3g} ({v['ratings']} ratings)"

@@ -11,7 +11,7 @@ from llmbench.cli import main
 from llmbench.errors import BadInput
 from llmbench.feedback import join, read_ratings, summarise, wilson
 from llmbench.results import RunDir
-from test_recommend_runs import cell, make_run
+from test_recommend_runs import cell, make_run, served
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +101,33 @@ def test_several_models_need_the_model_named(tmp_path):
     named = read_ratings(_write(tmp_path / "n.jsonl", [{"prompt_sha256": h, "model": "b", "variant": "fp32", "rating": 1, "rater": "x"}]))
     assert summarise(join(named, RunDir(path).records(), "n.jsonl"))["variants"]["b|fp32"]["ratings"] == 1
     assert wilson(0, 0) is None
+
+
+def test_recommend_takes_quality_from_feedback_and_honours_the_floor(tmp_path):
+    # Two served variants of one model: q4 is three times faster (so cheaper), f16 the better one.
+    path = make_run(tmp_path / "run", [served("m", "gguf-f16", ttft_ms=300, tpot_ms=30), served("m", "gguf-q4_0", ttft_ms=100, tpot_ms=10)])
+    recs = [json.loads(line) for line in (path / "requests.jsonl").read_text().splitlines()]
+    for i, r in enumerate(recs):
+        r["request_id"], r["prompt_sha256"] = i, f"{i % 8:064x}"
+    (path / "requests.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    # f16 preferred in 6 of 8 comparisons: win rates 0.75 and 0.25.
+    rows = [{"prompt_sha256": f"{i:064x}", "preferred": "gguf-f16" if i < 6 else "gguf-q4_0",
+             "other": "gguf-q4_0" if i < 6 else "gguf-f16", "rater": "ann"} for i in range(8)]
+    assert CliRunner().invoke(main, ["feedback", "import", _write(tmp_path / "r.jsonl", rows), str(path)]).exit_code == 0
+    chosen = lambda rec: next(o for o in rec["options"] if o["id"] == rec["choice"]["chosen"])  # noqa: E731
+    gate = CliRunner().invoke(main, ["recommend", str(path), "--rps", "0.5", "--quality-floor", "0.5", "--json"])
+    assert gate.exit_code == 0, gate.stderr
+    assert chosen(json.loads(gate.stdout))["variant"] == "gguf-q4_0"  # no gate figures: the cheaper one
+    fb = CliRunner().invoke(main, ["recommend", str(path), "--rps", "0.5", "--quality-floor", "0.5", "--quality-source",
+                                   "feedback", "--json"])
+    assert fb.exit_code == 0, fb.stderr
+    rec = json.loads(fb.stdout)
+    c = chosen(rec)
+    assert c["variant"] == "gguf-f16" and c["quality"] == 0.75 and c["quality_status"] == "measured"
+    assert any("won 6 of 8 comparisons" in n for n in c["notes"])
+    q4 = next(o for o in rec["options"] if o["variant"] == "gguf-q4_0")
+    verdict = next(v for v in rec["choice"]["verdicts"] if v["id"] == q4["id"])
+    assert q4["quality"] == 0.25 and verdict["status"] == "rejected" and verdict["reasons"] == ["quality 0.250 < floor 0.5"]
+    (path / "feedback.json").unlink()
+    missing = CliRunner().invoke(main, ["recommend", str(path), "--quality-source", "feedback"])
+    assert missing.exit_code == 2 and "feedback import" in missing.stderr

@@ -19,10 +19,14 @@ import click
               help="also compare this API model from the price list (repeatable; default: the config's plan.api_models, else none)")
 @click.option("--include-failed", is_flag=True, help="also consider cells some of whose requests failed (left out by default)")
 @click.option("--base-port", type=click.IntRange(1, 65535), help="port of the first deployed replica; the others follow (default 8000)")
+@click.option("--quality-source", type=click.Choice(["gate", "feedback"]), default="gate", show_default=True,
+              help="where each option's quality comes from: the quality gate, or human feedback (feedback.json, "
+                   "from `llmbench feedback import`: win rate, else mean rating over the best variant's)")
 @click.option("--out", type=click.Path(file_okay=False), help="folder for the outputs (default RUN_DIR)")
 @click.option("--json", "as_json", is_flag=True, help="print the recommendation as one JSON document on stdout")
 def recommend(run_dir: str, slo: str | None, quality_floor: float | None, rps: float | None, budget: float | None,
-              api: tuple[str, ...], include_failed: bool, base_port: int | None, out: str | None, as_json: bool) -> None:
+              api: tuple[str, ...], include_failed: bool, base_port: int | None, quality_source: str, out: str | None,
+              as_json: bool) -> None:
     """Recommend a deployment from RUN_DIR's measurements; write recommendation.json,
     deployment.yaml, gateway/litellm.yaml and the start scripts deploy/serve-<name>.sh."""
     from rich.console import Console
@@ -42,7 +46,8 @@ def recommend(run_dir: str, slo: str | None, quality_floor: float | None, rps: f
         raise BadInput(f"--budget {budget:g}: must be a finite number > 0 (USD per month)")
     slos = parse_slo(slo)
     data = load_run(run_dir)
-    rec = build(data, slos or None, quality_floor, rps, budget, api=list(api) or None, include_failed=include_failed, base_port=base_port)
+    rec = build(data, slos or None, quality_floor, rps, budget, api=list(api) or None, include_failed=include_failed, base_port=base_port,
+                quality_source=quality_source)
     paths = write_exports(rec, Path(out) if out else data.path)
     console = Console(stderr=as_json)
     for line in summary_lines(rec):

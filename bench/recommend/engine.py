@@ -26,17 +26,20 @@ def run_slos(data: RunData, given: list[SLO] | None) -> tuple[list[SLO], str]:
 
 def recommend(data: RunData, slos: list[SLO] | None = None, quality_floor: float | None = None,
               rps: float | None = None, budget: float | None = None, api: list[str] | None = None,
-              include_failed: bool = False, base_port: int | None = None) -> dict:
+              include_failed: bool = False, base_port: int | None = None, quality_source: str = "gate") -> dict:
     """Options, frontier, choice, routing, and the deployment figures the exporters write.
 
     `api` names API models to compare (else the run config's plan.api_models; none otherwise);
     `include_failed` keeps rows some of whose requests failed (left out by default); `base_port`
-    is the first deployed replica's port (else the run config's plan.base_port, else 8000).
+    is the first deployed replica's port (else the run config's plan.base_port, else 8000);
+    `quality_source` "feedback" takes each option's quality from RUN_DIR/feedback.json instead of the gate.
     """
     slos, slo_source = run_slos(data, slos)
     if quality_floor is None:
         quality_floor = ((data.meta.get("config") or {}).get("quality") or {}).get("min_share")
     options = enumerate_options(data, api, include_failed)
+    if quality_source == "feedback":
+        _feedback_quality(data, options)
     rps, rps_source = default_rps(data, rps)
     c = Constraints(slos=slos, quality_floor=quality_floor, budget_usd_month=budget, rps=rps)
     planner = Planner(data, slos, include_failed)
@@ -165,3 +168,19 @@ def _mode(choice: dict, routing: dict, budget: float | None) -> str:
     if served and within and saving is not None and saving >= MIN_ROUTING_SAVING_PCT:
         return "routing"
     return "single"
+
+
+def _feedback_quality(data: RunData, options: list) -> None:
+    """Each self-hosted option's quality from human feedback (bench/feedback.py); unverified without any."""
+    from llmbench.feedback import read_feedback, variant_quality
+
+    doc = read_feedback(data.path)
+    for o in options:
+        if o.kind == "api":
+            continue
+        q = variant_quality(doc, o.model, o.variant)
+        if q is None:
+            o.quality, o.quality_status = 1.0, "unverified: no human feedback on this variant"
+        else:
+            o.quality, o.quality_status = q[0], "measured"
+            o.notes.append(f"quality from {q[1]}")
