@@ -42,6 +42,8 @@ NOT_RUN = {
     "llmbench serve card:llama-5m --variant gguf-q4_k_m --port 8080 --parallel 2": "tests/test_serve_cli.py (a free port instead of 8080)",
     "llmbench verify RUN_DIR --duration 30 --json": "tests/test_verify.py, through a real LiteLLM proxy (shorter load)",
     "llmbench verify RUN_DIR --load TRACE --autoscale": "tests/test_verify.py (the policy carried out with real replicas)",
+    "llmbench feedback import RATINGS.jsonl RUN_DIR": "tests/test_feedback.py (ratings joined by id and by hash)",
+    "llmbench recommend RUN_DIR --quality-source feedback --quality-floor 0.5": "tests/test_feedback.py (the floor on win rates)",
     "llmbench drift LOG --against RUN_DIR --window 5m": "tests/test_drift.py, on a real run's records as the log",
     "llmbench drift gateway-log/requests.jsonl --against RUN_DIR": "tests/test_drift.py (gateway-style records as the log)",
     "llmbench run CONFIG --ray local:3": "tests/test_ray_run.py, inside a private network namespace (Ray's nodes on loopback only)",
