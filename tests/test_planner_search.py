@@ -129,7 +129,8 @@ def test_floors_are_objectives_missed_even_served_alone():
     slos = [SLO("ttft", 50, 5.0), SLO("e2el", 99, 25.0), SLO("tpot", 50, 4.0), SLO("itl", 50, 5.0), SLO("e2el", 50, 15.0)]
     assert floors(svc, reqs, slos, 0) == [(slos[0], 10.0), (slos[2], 5.0)]  # p50 E2EL 15 is met, exactly
     # With measured variability each request is scaled (one ratio: all by 2); an idle penalty's ratios replace them.
-    assert floors(_service(duration_ratios=(2.0,)), reqs, [SLO("ttft", 50, 15.0)], 0) == [(SLO("ttft", 50, 15.0), 20.0)]
+    scaled = [SLO("ttft", 50, 15.0), SLO("e2el", 50, 25.0), SLO("tpot", 50, 8.0)]  # alone x 2: 20; 20 and 40 (p50 30); 10
+    assert floors(_service(duration_ratios=(2.0,)), reqs, scaled, 0) == list(zip(scaled, [20.0, 30.0, 10.0]))
     idle = _service(duration_ratios=(2.0,), idle_penalty=types.SimpleNamespace(ratios=(3.0,)))
     assert floors(idle, reqs, [SLO("ttft", 50, 25.0)], 0) == [(SLO("ttft", 50, 25.0), 30.0)]
     one_token = Requests(np.zeros(1), np.array([4.0]), np.array([1]))
@@ -173,6 +174,10 @@ def test_plans_with_slos_floors_and_caps():
     assert (floor["replicas"], floor["meets"], floor["binding"]) == (2, False, "ttft_p50<=5ms")
     assert floor["notes"] == ["no replica count meets ttft_p50<=5ms: even served alone with no queueing, its p50 TTFT would be 10 ms",
                               "2 replicas come within 5% of that; more do not help"]
+    # A request a second: one replica serves each alone, so 1 is already within 5% of the floor.
+    sparse = plan_at_batch(svc, _even(20, gap_s=1.0), {"offered_rps": 1.0, "kind": "trace"}, 1, [SLO("ttft", 50, 5.0)], None, 10,
+                           "jsq", 0)
+    assert sparse["replicas"] == 1 and sparse["notes"][-1] == "1 replicas come within 5% of that; more do not help"
     # TPOT 4 ms is missed even decoded alone (5 ms): the replicas shown meet the other objectives.
     dec = plan_at_batch(svc, reqs, load, 1, [SLO("tpot", 50, 4.0), SLO("e2el", 95, 21.0)], None, 10, "jsq", 0)
     assert (dec["replicas"], dec["meets"], dec["binding"]) == (2, False, "tpot_p50<=4ms")

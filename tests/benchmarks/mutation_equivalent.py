@@ -106,6 +106,8 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
     ("optimizers/cache/cache.py", "return self.lookup_vector(text, vecs[0], toks[0] if toks else None)",
      "return self.lookup_vector(text, vecs[ -1], toks[0] if toks else None)",
      "one text embedded, so one vector row: [0] and [-1] are the same"),
+    ("bench/planner/search.py", "math.floor(min_stable or 1)))", "math.floor(min_stable or 0)))",
+     "max(1, min(max_replicas, floor(0))) and max(1, min(max_replicas, floor(1))) are both 1 (max_replicas >= 1)"),
 ]
 
 
