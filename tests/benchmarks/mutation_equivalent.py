@@ -108,6 +108,8 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "one text embedded, so one vector row: [0] and [-1] are the same"),
     ("bench/planner/search.py", "math.floor(min_stable or 1)))", "math.floor(min_stable or 0)))",
      "max(1, min(max_replicas, floor(0))) and max(1, min(max_replicas, floor(1))) are both 1 (max_replicas >= 1)"),
+    ("bench/planner/search.py", 'if (slos or goodput is not None) else bool(meets)', 'if (slos or goodput is None) else bool(meets)',
+     "they differ only with a goodput and no SLO, where meets is True only if the search found a count whose check is ok"),
 ]
 
 
