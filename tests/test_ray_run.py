@@ -249,7 +249,7 @@ def test_a_wrong_ray_address_is_bad_input(address):
 
 
 def test_addresses_and_placement_by_node():
-    from llmbench.distributed.cluster import parse_address
+    from llmbench.distributed.cluster import local_gpus, parse_address
     from llmbench.distributed.placement import fitting_nodes, group_needs
 
     assert parse_address("local:3") == ("local", 3)
@@ -263,3 +263,4 @@ def test_addresses_and_placement_by_node():
     # every need on one alive node: the cluster's totals would wrongly say a, b together can place it
     assert [n["NodeID"] for n in fitting_nodes(group_needs("cuda", "h100"), nodes)] == ["d"]
     assert fitting_nodes(group_needs("cuda", "h100"), nodes[:3]) == []
+    assert local_gpus(3, 1) == [1, 0, 0] and local_gpus(1, 0) == [0]  # one GPU is never offered twice

@@ -41,8 +41,16 @@ def _quiet_env() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+def local_gpus(nodes: int, gpus: int) -> list[int]:
+    """GPUs each local node offers: every GPU of this machine on the head, none elsewhere.
+
+    Local nodes all see the same devices: giving each node the GPU would let cells share it.
+    """
+    return [gpus] + [0] * (nodes - 1)
+
+
 @contextlib.contextmanager
-def connected(address: str, profile_name: str, cpus_per_node: int = 1) -> Iterator[dict]:
+def connected(address: str, profile_name: str, cpus_per_node: int = 1, gpus: int = 0) -> Iterator[dict]:
     """Be connected to Ray for the block; a local cluster started here is stopped on the way out.
 
     Each local node offers the profile's custom resource with capacity 1: one group of cells per
@@ -61,13 +69,14 @@ def connected(address: str, profile_name: str, cpus_per_node: int = 1) -> Iterat
             # Its own session folder (short: Ray's sockets live there), removed at the end, and
             # /tmp/ray's "current cluster" file left alone, which `--ray auto` reads.
             temp = tempfile.mkdtemp(prefix="llmb-ray-")
-
             # Loopback named outright: otherwise Ray probes a public DNS server to find this host's address.
             node_args = dict(num_cpus=cpus_per_node, resources={hw_resource(profile_name): 1},
                              object_store_memory=OBJECT_STORE_BYTES, node_ip_address="127.0.0.1", temp_dir=temp)
-            cluster = Cluster(initialize_head=True, head_node_args=dict(include_dashboard=False, **node_args))
-            for _ in range(n - 1):
-                cluster.add_node(**node_args)
+            per_node = local_gpus(n, gpus)
+            cluster = Cluster(initialize_head=True,
+                              head_node_args=dict(include_dashboard=False, num_gpus=per_node[0], **node_args))
+            for node_gpus in per_node[1:]:
+                cluster.add_node(num_gpus=node_gpus, **node_args)
             cluster.wait_for_nodes(timeout=120)
             ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False,
                      _node_ip_address="127.0.0.1")

@@ -23,13 +23,20 @@ class RaySession:
         """Connect (or start local:N), then refuse an unplaceable matrix (BadInput) before anything is submitted."""
         started = time.monotonic()
         try:
-            self.info = self._stack.enter_context(connected(self.address, self.prep.hardware.name))
+            self.info = self._stack.enter_context(connected(self.address, self.prep.hardware.name, gpus=self._gpus()))
             self.info["connect_s"] = round(time.monotonic() - started, 3)  # a local cluster's start-up, mostly
             check_placeable(self._cells(), self.needs)
         except BaseException:
             self.close()
             raise
         return self
+
+    def _gpus(self) -> int:
+        if not self.prep.device.startswith("cuda"):
+            return 0
+        import torch
+
+        return torch.cuda.device_count()
 
     def _cells(self) -> list[str]:
         # Every cell of a run asks for the same resources (one device, one hardware profile): the
