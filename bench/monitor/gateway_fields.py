@@ -125,8 +125,9 @@ def success_fields(kwargs: dict) -> dict | None:
     out = _base(kwargs, slo)
     streamed = bool(slo.get("stream") if slo.get("stream") is not None else kwargs.get("stream"))
     tokens = int(slo.get("prompt_tokens") or 0), int(slo.get("completion_tokens") or 0)
-    out.update(status="ok", prompt_tokens=tokens[0], output_tokens=tokens[1], cost=_cost(kwargs, slo, *tokens), cache_hit=slo.get("cache_hit"),
-               first=_unix(slo.get("completionStartTime")) if streamed else None, end=_unix(slo.get("endTime")), http_status=200)
+    out.update(status="ok", prompt_tokens=tokens[0], output_tokens=tokens[1], cost=_cost(kwargs, slo, *tokens),
+               cache_hit=slo.get("cache_hit"), first=_unix(slo.get("completionStartTime")) if streamed else None,
+               end=_unix(slo.get("endTime")), http_status=200)
     return out
 
 

@@ -4,8 +4,8 @@ The emitted gateway/litellm.yaml lists `llmbench.monitor.gateway_log.interaction
 `litellm_settings.callbacks`; the proxy imports it and from then on every model request through the
 proxy, streamed or not, answered or failed, becomes one JSON line of the record llmbench's own runs
 write to requests.jsonl (records.RequestRecord, run_id and scenario "gateway", point = the model
-group the client asked for, model/variant = the candidate from the entry's model_info). The prompt's
-sha256 is always kept, its text only with `record_prompts: true`.
+group that answered: the alias asked for, or its fallback; model/variant = the candidate from the
+entry's model_info). The prompt's sha256 is always kept, its text only with `record_prompts: true`.
 
 One line per client request: a failed attempt that LiteLLM retries or falls back from is held back
 (by LiteLLM's call id) until the request ends, written only when the request fails as a whole (the
@@ -108,8 +108,9 @@ class InteractionLog(CustomLogger):
         self._handler = handler
         self._pending: OrderedDict[str, tuple[float, dict]] = OrderedDict()
         self._lock = threading.Lock()
-        self.hook_s: deque[float] = deque(maxlen=100_000)  # time each hook took on the request path
-        self.hook_cpu_s: deque[float] = deque(maxlen=100_000)  # of which its own thread's CPU (the rest: waiting for the GIL, the OS)
+        # Time each hook took on the request path, and its own thread's CPU (the rest: waiting for the GIL, the OS).
+        self.hook_s: deque[float] = deque(maxlen=100_000)
+        self.hook_cpu_s: deque[float] = deque(maxlen=100_000)
         self.queued = self.dropped = 0
         self._closed = False
         self._listener.start()
