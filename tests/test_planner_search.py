@@ -73,6 +73,8 @@ def test_fewest_doubles_then_bisects():
     assert search.fewest(1, 6, at_least(6)) == 6 and calls == [1, 2, 4, 6, 5]
     calls.clear()
     assert search.fewest(2, 9, at_least(3)) == 3 and calls == [2, 4, 3]
+    calls.clear()
+    assert search.fewest(3, 10, at_least(5)) == 5 and calls == [3, 6, 5, 4]  # bisects (3, 6]: 3 failed already
 
 
 def test_a_poisson_load_needs_more_replicas_than_offered_over_capacity():
@@ -174,6 +176,14 @@ def test_plans_with_slos_floors_and_caps():
     assert (floor["replicas"], floor["meets"], floor["binding"]) == (2, False, "ttft_p50<=5ms")
     assert floor["notes"] == ["no replica count meets ttft_p50<=5ms: even served alone with no queueing, its p50 TTFT would be 10 ms",
                               "2 replicas come within 5% of that; more do not help"]
+    # A Poisson load of 100/s on 50/s replicas: 2 would meet the SLO but cannot keep up; 3 is the plan, bound by that.
+    pois = plan_at_batch(svc, reqs, {"offered_rps": 100.0, "kind": "poisson"}, 1, [SLO("e2el", 95, 21.0)], None, 10, "jsq", 0)
+    assert (pois["replicas"], pois["meets"], pois["binding"]) == (3, True, "queue stability (offered load >= capacity)")
+    assert min(map(int, pois["search"])) == 2  # started at offered / capacity
+    # One replica is enough for a request a second: nothing binds.
+    one = plan_at_batch(svc, _even(20, gap_s=1.0), {"offered_rps": 1.0, "kind": "trace"}, 1, [SLO("e2el", 95, 21.0)], None, 10,
+                        "jsq", 0)
+    assert (one["replicas"], one["meets"], one["binding"]) == (1, True, None)
     # A request a second: one replica serves each alone, so 1 is already within 5% of the floor.
     sparse = plan_at_batch(svc, _even(20, gap_s=1.0), {"offered_rps": 1.0, "kind": "trace"}, 1, [SLO("ttft", 50, 5.0)], None, 10,
                            "jsq", 0)
