@@ -264,3 +264,33 @@ def test_addresses_and_placement_by_node():
     assert [n["NodeID"] for n in fitting_nodes(group_needs("cuda", "h100"), nodes)] == ["d"]
     assert fitting_nodes(group_needs("cuda", "h100"), nodes[:3]) == []
     assert local_gpus(3, 1) == [1, 0, 0] and local_gpus(1, 0) == [0]  # one GPU is never offered twice
+
+
+def test_sigkill_of_the_run_leaves_no_ray_process(tmp_path):
+    cfg = _config(tmp_path, ["torch-fp32"], requests=KILL_REQUESTS)
+    # SIGKILL gives llmbench no chance to stop its local cluster: the watchdog it started does.
+    script = f"""
+import json, os, signal, subprocess, sys, time
+import psutil
+p = subprocess.Popen([os.environ["LLMBENCH"], "run", {str(cfg)!r}, "--ray", "local:2", "--out", {str(tmp_path / "k")!r}],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+deadline = time.monotonic() + 240
+while time.monotonic() < deadline and p.poll() is None:
+    kids = psutil.Process(p.pid).children(recursive=True)
+    if any(" ".join(k.cmdline()).startswith("ray::llmbench") for k in kids if k.is_running()):
+        break
+    time.sleep(0.3)
+kids = psutil.Process(p.pid).children(recursive=True)
+temp = [a for k in kids for a in k.cmdline() if os.path.basename(a).startswith("llmb-ray-") and os.path.isdir(a)]
+p.send_signal(signal.SIGKILL); p.wait()
+time.sleep(6)
+left = [" ".join(k.cmdline())[:60] for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+for k in kids:
+    if k.is_running(): k.kill()  # never leave them to the rest of the suite, even when this test fails
+print(json.dumps({{"kids": len(kids), "left": left, "temp": temp[-1:]}}))
+"""
+    p = _in_netns(script, timeout=300)
+    result = json.loads(p.stdout.splitlines()[-1])
+    assert result["kids"] >= 5, result  # the GCS, raylets, agents, the worker, the watchdog
+    assert result["left"] == [], result
+    assert result["temp"] and not Path(result["temp"][0]).exists()  # the session folder is gone too

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
+from llmbench.distributed import watchdog
 from llmbench.errors import BadInput
 
 # A small object store per node: records are small, and Ray's default claims 30% of RAM per node.
@@ -60,7 +61,7 @@ def connected(address: str, profile_name: str, cpus_per_node: int = 1, gpus: int
 
     kind, n = parse_address(address)
     _quiet_env()
-    cluster = None
+    cluster = dog = None
     temp = None
     try:
         if kind == "local":
@@ -69,6 +70,7 @@ def connected(address: str, profile_name: str, cpus_per_node: int = 1, gpus: int
             # Its own session folder (short: Ray's sockets live there), removed at the end, and
             # /tmp/ray's "current cluster" file left alone, which `--ray auto` reads.
             temp = tempfile.mkdtemp(prefix="llmb-ray-")
+            dog = watchdog.start(temp)  # the cluster's processes die with this one, even by SIGKILL
             # Loopback named outright: otherwise Ray probes a public DNS server to find this host's address.
             node_args = dict(num_cpus=cpus_per_node, resources={hw_resource(profile_name): 1},
                              object_store_memory=OBJECT_STORE_BYTES, node_ip_address="127.0.0.1", temp_dir=temp)
@@ -93,3 +95,6 @@ def connected(address: str, profile_name: str, cpus_per_node: int = 1, gpus: int
             cluster.shutdown()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
+        if dog is not None:
+            dog.terminate()
+            dog.wait(timeout=10)
