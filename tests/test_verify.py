@@ -142,6 +142,12 @@ def test_verify_through_a_real_proxy(run_dir):
         assert x["served"] <= x["rpm"]
     assert min(x["rpm"] for x in b["budgets"].values() if x["role"] == "primary") == 3  # budget.PER_REPLICA
 
+    # The proxy's interaction log of verify's own traffic is kept with verify's logs, one record per
+    # request it answered, not in the gateway folder a user deploys from.
+    assert not (run_dir / "gateway" / "gateway-log").exists()
+    logged = [json.loads(line) for line in (run_dir / "verify-logs" / "litellm-requests.jsonl").read_text().splitlines()]
+    assert sum(r["status"] == "ok" for r in logged) >= over["ok"]
+
     # Requests through the proxy reached the servers: their logs show each one served.
     logs = run_dir / "verify-logs"
     served = sum(len(re.findall(r"stop processing", p.read_text())) for p in logs.glob("*.log") if p.name != "litellm.log")

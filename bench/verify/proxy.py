@@ -20,6 +20,7 @@ from pathlib import Path
 from llmbench.engines.llamacpp import reaper
 from llmbench.engines.llamacpp.server import HOST, free_port
 from llmbench.errors import BadInput
+from llmbench.monitor.gateway_names import PATH_ENV as GATEWAY_LOG_ENV
 from llmbench.verify.deploy import VerifyFailed
 
 PIN = "litellm[proxy]==1.108.7"
@@ -75,6 +76,9 @@ class Proxy:
         env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
         env.update(QUIET_ENV)
         env["LITELLM_MASTER_KEY"] = self.key
+        # The interaction log of verify's own synthetic traffic goes beside the proxy's log, not into
+        # the gateway folder a user deploys from.
+        env[GATEWAY_LOG_ENV] = str(self.log_path.with_name(self.log_path.stem + "-requests.jsonl"))
         for name in self._key_envs:  # a key the user set (an API model's) is kept
             env.setdefault(name, DUMMY_KEY)
         return env
