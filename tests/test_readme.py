@@ -43,6 +43,16 @@ NOT_RUN = {
     "llmbench verify RUN_DIR --duration 30 --json": "tests/test_verify.py, through a real LiteLLM proxy (shorter load)",
     "llmbench verify RUN_DIR --load TRACE --autoscale": "tests/test_verify.py (the policy carried out with real replicas)",
     "llmbench feedback import RATINGS.jsonl RUN_DIR": "tests/test_feedback.py (ratings joined by id and by hash)",
+    "llmbench run CONFIG --track mlflow": "tests/test_tracking_mlflow.py (a folder store and a real mlflow server)",
+    "llmbench run --resume RUN_DIR --track ...": "tests/test_tracking_mlflow.py (after a tracking server that did not answer)",
+    "llmbench compare mlflow:RUN_A mlflow:RUN_B --tracking-uri URI": "tests/test_tracking_mlflow.py (same result as the folders)",
+    "llmbench guard eval ../shared/data/guard/prompt_injections_train.jsonl": "tests/test_guard_embedding.py (the shipped fit on that file); ../shared/acceptance/13-guard",
+    "llmbench guard eval prompts.jsonl --guard rules --json": "tests/test_guard.py (figures by hand on a small labelled file)",
+    "python -m llmbench.optimizers.guard.fit": "tests/test_guard_embedding.py (the shipped fit's figures reproduced); refitting takes minutes",
+    "python -m llmbench.models.train_reference --data ../shared/data/text/tinyshakespeare.txt":
+        "tests/test_reference_model.py (the same training code, a few steps, deterministic); the full recipe takes 20 min",
+    "python -m llmbench.models.reference_golden --data ../shared/data/text/tinyshakespeare.txt":
+        "tests/test_reference_model.py (the golden items are held out or from the training text)",
     "llmbench recommend RUN_DIR --quality-source feedback --quality-floor 0.5": "tests/test_feedback.py (the floor on win rates)",
     "llmbench drift LOG --against RUN_DIR --window 5m": "tests/test_drift.py, on a real run's records as the log",
     "llmbench drift gateway-log/requests.jsonl --against RUN_DIR": "tests/test_drift.py (gateway-style records as the log)",

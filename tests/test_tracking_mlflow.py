@@ -245,7 +245,7 @@ def test_compare_reads_a_tracked_run_as_it_reads_its_folder(local_run, monkeypat
 
 
 # ---- failure ------------------------------------------------------------------------------------
-def test_a_tracking_uri_that_does_not_answer_keeps_the_results_and_exits_1(tmp_path, tiny_llama):
+def test_a_tracking_uri_that_does_not_answer_keeps_the_results_and_exits_1(tmp_path, tiny_llama, monkeypatch):
     dead = f"http://127.0.0.1:{free_port()}"  # free right now: nothing listens there
     proc, out = tracked_run(tmp_path, tiny_llama, f"mlflow:{dead}", batch=False)
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -256,6 +256,14 @@ def test_a_tracking_uri_that_does_not_answer_keeps_the_results_and_exits_1(tmp_p
     said = [ln for ln in proc.stderr.splitlines() if "mlflow" in ln.lower() or ln.startswith("track")]
     assert len(said) == 1 and said[0].startswith(f"tracking failed: MLflow at {dead}: did not answer"), proc.stderr[-1500:]
     assert "Traceback" not in proc.stderr and str(out.resolve()) in said[0]
+    # The retry the message gives: --resume of the finished folder tracks it without measuring again.
+    measured = (out / "requests.jsonl").read_bytes()
+    again = llmbench("run", "--resume", str(out), "--track", f"mlflow:{tmp_path / 'mlruns'}", "--json")
+    assert again.returncode == 0, again.stderr[-1500:]
+    assert (out / "requests.jsonl").read_bytes() == measured
+    client = _client((tmp_path / "mlruns").as_uri(), monkeypatch)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert len(runs) == 1 and runs[0].info.run_name == json.loads((out / "run.json").read_text())["run_id"]
 
 
 @pytest.mark.parametrize("value, says", [("wandb", "unknown tracker 'wandb'"), ("mlflow:", "nothing after 'mlflow:'")])
