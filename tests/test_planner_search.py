@@ -170,7 +170,7 @@ def test_plans_with_slos_floors_and_caps():
     # Capped at 1: not met, and said.
     capped = plan_at_batch(svc, reqs, load, 1, [SLO("e2el", 95, 21.0)], None, 1, "jsq", 0)
     assert (capped["replicas"], capped["meets"], capped["binding"]) == (1, False, "e2el_p95<=21ms")
-    assert capped["notes"] == ["even 1 replicas do not meet the SLO (e2el_p95<=21ms); raise --max-replicas or relax the SLO"]
+    assert capped["notes"] == ["even 1 replica does not meet the SLO (e2el_p95<=21ms); raise --max-replicas or relax the SLO"]
     # TTFT 5 ms is missed even alone (10 ms): the count shown is where more replicas stop helping.
     floor = plan_at_batch(svc, reqs, load, 1, [SLO("ttft", 50, 5.0)], None, 10, "jsq", 0)
     assert (floor["replicas"], floor["meets"], floor["binding"]) == (2, False, "ttft_p50<=5ms")

@@ -213,7 +213,8 @@ def plan_at_batch(service: ServiceModel, reqs: Requests, load: dict, batch: int,
         if replicas is None:
             meets, replicas = False, max_replicas
             binding = search.at(max_replicas)[1]["binding"]
-            notes.append(f"even {max_replicas} replicas do not meet the SLO ({binding}); raise --max-replicas or relax the SLO")
+            what = "1 replica does" if max_replicas == 1 else f"{max_replicas} replicas do"
+            notes.append(f"even {what} not meet the SLO ({binding}); raise --max-replicas or relax the SLO")
         elif replicas > 1:
             binding = search.at(replicas - 1)[1]["binding"]
     sim, check = search.at(replicas)

@@ -9,9 +9,6 @@ from __future__ import annotations
 from llmbench.recommend.inputs import RunData
 from llmbench.recommend.option import Option
 
-# Sidecars (embedder, compressor) are sized like servers: busy time per request at this utilisation.
-SIDECAR_UTILISATION = 0.8
-
 
 def _copy(base: Option) -> Option:
     return Option(**{**base.__dict__, "notes": list(base.notes), "sidecars": list(base.sidecars),
@@ -36,7 +33,7 @@ def with_cache(base: Option, cache: dict, usd_per_hour: float) -> Option:
 
     Load and server cost shrink by the share of requests served from cache; quality by the share
     of requests answered wrongly from cache; every request pays the embedding and the lookup in
-    latency, and the embedder's compute in cost (a sidecar sized at SIDECAR_UTILISATION).
+    latency, and the embedder's compute in cost (a sidecar sized at planning.SIDECAR_UTILISATION).
     """
     served, wrong = cache["served_from_cache_rate"], cache["wrong_answer_rate"]
     extra_ms = (cache.get("embed_ms_p50") or 0.0) + (cache.get("lookup_ms_p50") or 0.0)

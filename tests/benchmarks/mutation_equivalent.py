@@ -91,8 +91,6 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
     ("bench/recommend/options.py", 'rank < _SCENARIO_PREFERENCE.get(best[key].get("scenario"), 9)',
      'rank < _SCENARIO_PREFERENCE.get(best[key].get("scenario"), 8)',
      "ranks are 0, 1, 2 or 9: none lies in [8, 9), so `rank < 9` and `rank < 8` agree"),
-    ("bench/recommend/derived.py", "SIDECAR_UTILISATION = 0.8", "SIDECAR_UTILISATION = ",
-     "never read in derived.py (its docstrings name it; recommend/planning.py sizes sidecars with its own constant)"),
     ("optimizers/cache/cache.py", "return self.insert_many([text], vecs, [response], [meta], toks)[0]",
      "return self.insert_many([text], vecs, [response], [meta], toks)[ -1]",
      "insert_many returns one id per text and is given one text: [0] and [-1] are the same id"),
