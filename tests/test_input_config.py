@@ -66,7 +66,10 @@ def test_a_card_candidate_read_back_from_run_json_validates():
     # run.json stores both model: card:X and card: X (issue 13 item 1).
     cfg, _ = load_config(None)
     again = parse_config(cfg.model_dump(mode="json"), "run.json")
-    assert [c.model for c in again.candidates] == ["card:llama-5m", "card:llama-50m"]
+    from llmbench.models.reference import reference_dir
+
+    # The default's candidates: the shipped reference model (a folder) and a card.
+    assert [c.model for c in again.candidates] == [str(reference_dir()), "card:llama-50m"]
     bad({"candidates": [{"model": "card:llama-5m", "card": "llama-50m"}]}, "exactly one")
 
 

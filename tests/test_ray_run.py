@@ -199,7 +199,8 @@ def test_node_removed_mid_cell_its_cell_finishes_on_the_other_node(tmp_path):
 import json, os, shutil, subprocess, sys, tempfile, time
 import psutil
 from ray.cluster_utils import Cluster
-temp = tempfile.mkdtemp(prefix="llmb-t-")  # Ray's session folder: ours, removed at the end
+temp = tempfile.mkdtemp(prefix="llmb-t-", dir="/tmp")  # Ray's session folder: ours, short (socket paths), removed at the end
+os.makedirs(os.path.join(tempfile.gettempdir(), "ray"), exist_ok=True)  # where the head writes its address
 args = dict(num_cpus=1, object_store_memory=80 * 2**20, node_ip_address="127.0.0.1", temp_dir=temp)
 c = Cluster(initialize_head=True, head_node_args=dict(include_dashboard=False, **args))
 nodes = [c.add_node(resources={{"hw:cpu-2core": 1}}, **args) for _ in range(2)]

@@ -67,9 +67,13 @@ def connected(address: str, profile_name: str, cpus_per_node: int = 1, gpus: int
         if kind == "local":
             from ray.cluster_utils import Cluster
 
-            # Its own session folder (short: Ray's sockets live there), removed at the end, and
-            # /tmp/ray's "current cluster" file left alone, which `--ray auto` reads.
-            temp = tempfile.mkdtemp(prefix="llmb-ray-")
+            # Its own session folder, removed at the end. Ray's socket paths under it must fit AF_UNIX's
+            # 107 bytes: a long $TMPDIR (make test's fresh one) would not leave room, so then /tmp.
+            base = None if len(tempfile.gettempdir()) <= 24 else "/tmp"
+            temp = tempfile.mkdtemp(prefix="llmb-ray-", dir=base)
+            # The head writes its address to $TMPDIR/ray/ray_current_cluster (what `--ray auto` reads)
+            # whatever temp_dir says, and fails where that folder does not exist yet.
+            os.makedirs(os.path.join(tempfile.gettempdir(), "ray"), exist_ok=True)
             dog = watchdog.start(temp)  # the cluster's processes die with this one, even by SIGKILL
             # Loopback named outright: otherwise Ray probes a public DNS server to find this host's address.
             node_args = dict(num_cpus=cpus_per_node, resources={hw_resource(profile_name): 1},

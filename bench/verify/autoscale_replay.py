@@ -61,18 +61,13 @@ def read_policy(run_dir: Path, dep: Deployment, cap: int) -> tuple[Knobs, list[S
 def simulated(run_dir: Path, dep: Deployment, arrivals: list[Arrival], knobs: Knobs, slos: list[SLO],
               strategy: str | None) -> tuple[dict, list[tuple[float, int]]]:
     """(the policy's simulated figures on these arrivals, its decisions: (seconds after the start, replicas))."""
-    from llmbench.planner.fitting import fit_option
-    from llmbench.planner.queue import Requests, policy_for_strategy
-    from llmbench.planner.service import fit_rows
-    from llmbench.verify.predict import _run
+    from llmbench.planner.queue import policy_for_strategy
+    from llmbench.verify.predict import fitted_service, requests_of
 
-    data = _run(run_dir)
-    rows = fit_rows([r for r in data.rows if r.get("model") == dep.model and r.get("variant") == dep.variant and not r.get("error")])
-    if not rows:
+    service = fitted_service(run_dir, dep)
+    if service is None:
         raise BadInput(f"{run_dir}: no measured rows of {dep.option} to simulate its policy on")
-    service = fit_option(rows, [r for r in data.records if r.model == dep.model and r.variant == dep.variant and r.ok], None)[0]
-    reqs = Requests(np.array([a.at for a in arrivals]), np.array([len(a.prompt.ids) for a in arrivals], float),
-                    np.array([max(1, a.prompt.output_tokens) for a in arrivals]))
+    reqs = requests_of(arrivals)
     ctl = Controller(knobs, reqs)
     figures, _ = simulate_policy(knobs, reqs, service, dep.parallel, policy_for_strategy(strategy), slos, 0.0, 0.0,
                                  controller=ctl)

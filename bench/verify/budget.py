@@ -114,7 +114,7 @@ def check(cfg_path: Path, alias: str, key_envs: list[str], log_path: Path, promp
     path.write_text(dump(doc, f"Written by `llmbench verify` from {cfg_path.name} for the budget check: every rpm/tpm "
                               f"divided by {factor:.6g}, so that this machine reaches them in a few requests."))
     progress(f"budget check: {sent} requests one at a time to '{alias}', budgets divided by {factor:.3g}")
-    proxy = Proxy(path, log_path, key_envs)
+    proxy = Proxy(path, log_path, key_envs, interaction_log=log_path.with_name(log_path.stem + "-requests.jsonl"))
     backend = make_backend(proxy.url, alias, tokenizer, timeout_s)
     try:
         proxy.start()

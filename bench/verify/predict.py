@@ -27,27 +27,39 @@ def _run(run_dir: Path):
     return _RunCache.data
 
 
+def fitted_service(run_dir: Path, dep: Deployment):
+    """The planner's model of `dep`, fitted on the run's rows and records as the plan was; None without rows."""
+    from llmbench.planner.fitting import fit_option
+    from llmbench.planner.service import fit_rows
+
+    data = _run(run_dir)
+    rows = fit_rows([r for r in data.rows if r.get("model") == dep.model and r.get("variant") == dep.variant
+                     and not r.get("error")])
+    records = [r for r in data.records if r.model == dep.model and r.variant == dep.variant and r.ok]
+    return fit_option(rows, records, None)[0] if rows else None
+
+
+def requests_of(arrivals: list[Arrival]):
+    """The planner's Requests for a schedule: its arrival times and token lengths."""
+    from llmbench.planner.queue import Requests
+
+    return Requests(np.array([a.at for a in arrivals]), np.array([len(a.prompt.ids) for a in arrivals], float),
+                    np.array([max(1, a.prompt.output_tokens) for a in arrivals]))
+
+
 def predict_schedule(run_dir: Path, dep: Deployment, arrivals: list[Arrival], strategy: str | None) -> tuple[dict | None, str]:
     """(predicted figures as the plan writes them, how) for `arrivals` sent to `dep`; (None, why) if it cannot."""
     if len(arrivals) < 2:
         return None, "fewer than two requests: nothing to simulate"
     try:
         from llmbench.planner.capacity import prediction
-        from llmbench.planner.fitting import fit_option
-        from llmbench.planner.queue import Requests, policy_for_strategy, simulate
+        from llmbench.planner.queue import policy_for_strategy, simulate
         from llmbench.planner.search import check_slos
-        from llmbench.planner.service import fit_rows
 
-        data = _run(run_dir)
-        rows = fit_rows([r for r in data.rows if r.get("model") == dep.model and r.get("variant") == dep.variant
-                         and not r.get("error")])
-        records = [r for r in data.records if r.model == dep.model and r.variant == dep.variant and r.ok]
-        if not rows:
+        service = fitted_service(run_dir, dep)
+        if service is None:
             return None, f"no measured rows of {dep.option} to fit the planner's model on"
-        service = fit_option(rows, records, None)[0]
-        reqs = Requests(np.array([a.at for a in arrivals]), np.array([len(a.prompt.ids) for a in arrivals], float),
-                        np.array([max(1, a.prompt.output_tokens) for a in arrivals]))
-        sim = simulate(reqs, service, replicas=max(1, len(dep.replicas)), max_batch=dep.parallel,
+        sim = simulate(requests_of(arrivals), service, replicas=max(1, len(dep.replicas)), max_batch=dep.parallel,
                        policy=policy_for_strategy(strategy))
         pred = prediction(sim, check_slos(sim, [], None))
     except Exception as exc:  # noqa: BLE001 - no prediction is reported as such, the measurement still stands

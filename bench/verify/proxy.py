@@ -46,13 +46,15 @@ def litellm_executable() -> Path:
 class Proxy:
     """One `litellm --config FILE --host 127.0.0.1 --port P` process."""
 
-    def __init__(self, config: Path, log_path: Path, key_envs: list[str], port: int | None = None):
+    def __init__(self, config: Path, log_path: Path, key_envs: list[str], port: int | None = None,
+                 interaction_log: Path | None = None):
         self.executable = litellm_executable()
         self.config = Path(config)
         self.log_path = Path(log_path)
         self.port = port or free_port()
         self.key = "sk-" + secrets.token_hex(24)
         self._key_envs = list(key_envs)
+        self._interaction_log = interaction_log
         self._proc: subprocess.Popen | None = None
         self._log = None
 
@@ -76,9 +78,8 @@ class Proxy:
         env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
         env.update(QUIET_ENV)
         env["LITELLM_MASTER_KEY"] = self.key
-        # The interaction log of verify's own synthetic traffic goes beside the proxy's log, not into
-        # the gateway folder a user deploys from.
-        env[GATEWAY_LOG_ENV] = str(self.log_path.with_name(self.log_path.stem + "-requests.jsonl"))
+        if self._interaction_log is not None:  # else where the config's callback_settings say
+            env[GATEWAY_LOG_ENV] = str(self._interaction_log)
         for name in self._key_envs:  # a key the user set (an API model's) is kept
             env.setdefault(name, DUMMY_KEY)
         return env

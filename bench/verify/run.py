@@ -107,7 +107,9 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
         d = next(x for x in spec.deployments if x.option == option)
         return scale.share(option) * ((1.0 - d.cache_share) if cache_off else 1.0)
     share = lambda alias: opt_share(spec.by_alias(alias).option)
-    proxy = Proxy(config, logs / "litellm.log", spec.key_envs())  # BadInput when litellm is missing
+    # verify's own traffic is logged with verify's logs, not into the gateway folder a user deploys from.
+    proxy = Proxy(config, logs / "litellm.log", spec.key_envs(),  # BadInput when litellm is missing
+                  interaction_log=logs / "litellm-requests.jsonl")
     fleet = Fleet(spec.deployments, logs)
     tok = tokenizer_for(spec.primaries[0].model)
     seed = int((spec.meta.get("config") or {}).get("seed") or 0)
