@@ -65,3 +65,18 @@ def test_analysis_counts_who_served_what_and_flags_a_deployment_admitted_past_it
     # A failure without its error text is one lost without an error record.
     assert analyse([_failed(500, "http_status", None)], {k: dict(v) for k, v in budgets.items()}, "x", {1})[
         "every_failure_has_an_error"] is False
+
+
+def test_a_named_candidates_tokenizer_is_found_through_the_run_config():
+    # Results carry a named candidate's name (the default's reference model); its tokenizer is where
+    # the config's model points (12-verify failed on the hub lookup of the bare name).
+    from types import SimpleNamespace
+
+    from llmbench.verify.spec import VerifySpec
+
+    meta = {"config": {"candidates": [{"name": "shakespeare-4m", "model": "/models/shakespeare-4m"},
+                                      {"name": None, "model": "card:llama-50m", "card": "llama-50m"}]}}
+    spec = SimpleNamespace(meta=meta)
+    ref = lambda model: VerifySpec.model_ref(spec, SimpleNamespace(model=model))  # noqa: E731
+    assert ref("shakespeare-4m") == "/models/shakespeare-4m"
+    assert ref("card:llama-50m") == "card:llama-50m" and ref("org/other") == "org/other"

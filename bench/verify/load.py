@@ -129,8 +129,8 @@ def synthetic_prompts(tokenizer, seed: int = 0) -> Callable[[int, int], Prompt]:
 
 
 def tokenizer_for(model: str):
-    """The tokenizer a deployment's model was measured with (a card's, or the model folder's)."""
-    return load_tokenizer(model if model.startswith("card:") else model)
+    """The tokenizer a deployment's model was measured with (a card's, or the model folder's or hub id's)."""
+    return load_tokenizer(model)
 
 
 async def _one(targets: Targets, client: StreamClient, a: Arrival, due: float, out: list[Outcome]) -> None:

@@ -111,7 +111,7 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
     proxy = Proxy(config, logs / "litellm.log", spec.key_envs(),  # BadInput when litellm is missing
                   interaction_log=logs / "litellm-requests.jsonl")
     fleet = Fleet(spec.deployments, logs)
-    tok = tokenizer_for(spec.primaries[0].model)
+    tok = tokenizer_for(spec.model_ref(spec.primaries[0]))
     seed = int((spec.meta.get("config") or {}).get("seed") or 0)
     arrivals, load_doc = _schedule(spec, rps, trace, duration_s, tok, seed, share)
     if not arrivals:
@@ -250,7 +250,7 @@ def verify_autoscale(run_dir: str | Path, load: str, duration_s: float = DEFAULT
     cores = machine_cores()
     cap = max(1, cores // (dep.threads or cores))  # the replicas this machine holds side by side
     knobs, slos, block = read_policy(spec.run_dir, dep, cap)
-    tok = tokenizer_for(dep.model)
+    tok = tokenizer_for(spec.model_ref(dep))
     seed = int((spec.meta.get("config") or {}).get("seed") or 0)
     share = (dep.load_rps or rps) / (sum(d.load_rps or 0.0 for d in spec.primaries) or rps)
     arrivals, load_doc = _schedule(spec, rps * share, trace, duration_s, tok, seed, lambda alias: 1.0)

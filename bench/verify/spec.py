@@ -124,6 +124,14 @@ class VerifySpec:
                 return c.alias
         return MAIN_ALIAS
 
+    def model_ref(self, dep: "Deployment") -> str:
+        """What a deployment's model was loaded from (a folder, hub id or card): the run config's
+        candidate whose name or model it is; a named candidate's results carry only its name."""
+        for c in (self.meta.get("config") or {}).get("candidates") or []:
+            if dep.model in (c.get("name"), c.get("model")):
+                return str(c.get("model"))
+        return dep.model
+
     def key_envs(self) -> list[str]:
         """The environment variables the gateway config reads API keys from."""
         names = []
