@@ -5,29 +5,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from llmbench.served.endpoint import EndpointSpec
 from llmbench.optimizers.guard.spec import GuardSpec
+from llmbench.config_base import (  # noqa: F401  (the limits are part of this module's interface)
+    MAX_BATCH, MAX_CLIENTS, MAX_DURATION_S, MAX_RATE, MAX_REPEATS, MAX_REQUESTS, MAX_TOKENS, MIN_RATE, Strict)
+from llmbench.config_stages import CacheConfig, CompressionConfig, PlanConfig, QualityConfig  # noqa: F401
 
-
-class Strict(BaseModel):
-    """Base of every config block: a misspelt key is an error, not a silent default."""
-
-    # NaN and infinity are never a sensible setting, and would end up as invalid JSON in run.json.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-# Limits on sizes and ranges, checked at validation: a typo like `requests: 1e9` is refused with
-# the limit in the message instead of running for days or exhausting memory.
-MAX_TOKENS = 131_072
-MAX_REQUESTS = 100_000
-MAX_CLIENTS = 1024
-MAX_BATCH = 1024
-MIN_RATE = 0.01  # requests/s: a first gap of 100 s at most
-MAX_RATE = 100_000.0
-MAX_DURATION_S = 86_400.0
-MAX_REPEATS = 1000
 _CARD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -233,59 +218,6 @@ class InlineHardware(Strict):
     name: str
     usd_per_hour: float = Field(ge=0, le=1e6)
     devices: int = Field(1, ge=1, le=MAX_BATCH)
-
-
-# ---- stages of other issues --------------------------------------------------------------------
-class QualityConfig(Strict):
-    """The quality gate on variants (golden set against the reference variant)."""
-
-    golden_set: Path | None = None
-    enabled: bool = Field(True, description="`quality: null` in a config turns the gate off")
-    min_share: float = Field(0.99, gt=0, le=1)
-    max_new_tokens: int = Field(16, ge=1, le=4096)
-    max_ppl_increase: float | None = Field(None, ge=0, description="also fail when perplexity rises more (0.02 = 2%)")
-    max_kl: float | None = Field(None, ge=0, description="also fail when the mean next-token KL (nats) is higher")
-
-
-class CompressionConfig(Strict):
-    """LLMLingua prompt compression measured on the run's workload."""
-
-    rates: list[Annotated[float, Field(gt=0, lt=1)]] = [0.5]
-    model: str | None = None
-    prompts: Path | None = None
-
-
-class CacheConfig(Strict):
-    """Semantic-cache simulation on a prompt log or labelled pairs."""
-
-    log: Path | None = None
-    target_false_hit: float = Field(0.05, gt=0, lt=1)
-    verifier: Path | None = Field(None, description="a cache profile fitted on your own labelled pairs "
-                                                    "(python -m llmbench.optimizers.cache.fit --pairs ... --out ...)")
-    gateway: Literal["llmbench", "qdrant"] = Field("llmbench", description="the cache the gateway config deploys: "
-                                                   "llmbench's own inside the proxy (no extra server), or LiteLLM's on Qdrant")
-    qdrant_url: str | None = Field(None, description="the Qdrant vector store's URL (gateway: qdrant)")
-    qdrant_api_key_env: str = Field("QDRANT_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-                                    description="the variable holding Qdrant's key (the config names it, never its value)")
-
-    @model_validator(mode="after")
-    def _qdrant_needs_url(self) -> "CacheConfig":
-        if self.gateway == "qdrant" and not self.qdrant_url:
-            raise ValueError("cache.gateway: qdrant needs cache.qdrant_url (the vector store's URL)")
-        return self
-
-
-class PlanConfig(Strict):
-    """Capacity planning at the end of a run (`llmbench plan` takes the same settings as options)."""
-
-    rps: float | None = Field(None, gt=0, le=1e7, description="target load; default: half the best measured throughput")
-    trace: Path | None = Field(None, description="replay this trace (Azure format, or an interaction log) instead of Poisson at rps")
-    slo: str | None = Field(None, description="default: the run's slo")
-    goodput: float | None = Field(None, gt=0, le=1, description="also require this share of requests to meet every SLO")
-    max_replicas: int = Field(1024, ge=1, le=1_000_000)
-    max_batch: int | None = Field(None, ge=1, le=MAX_BATCH, description="default: each measured batch size is tried, the one needing the fewest replicas taken")
-    policy: Literal["random", "least-busy", "jsq", "round-robin"] = "random"  # random = LiteLLM's simple-shuffle
-    api_models: list[str] = Field([], description="API models from the price list to compare (recommend --api); none by default")
 
 
 # ---- the whole run -----------------------------------------------------------------------------
