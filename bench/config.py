@@ -236,7 +236,8 @@ class RunConfig(Strict):
     min_duration_s: float = Field(0.0, ge=0, le=MAX_DURATION_S, description="keep measuring a point at least this long")
     precision_pct: float | None = Field(2.0, gt=0, le=100, description="after iterations and min_duration_s, keep "
                                         "measuring a point until the 95% CI of its p50 TPOT is within +-this % of the median "
-                                        "(null: stop after iterations)")
+                                        "(null: stop after iterations; the default when `workload.requests` is given, so that a "
+                                        "count asked for is the count sent)")
     cell_time_cap_s: float = Field(2.0, ge=0, le=MAX_DURATION_S, description="stop measuring a point for precision_pct "
                                    "after this long; the cell is then flagged noisy")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy seeds are 0 .. 2**32-1")
@@ -254,6 +255,16 @@ class RunConfig(Strict):
         # `quality: null` says "no gate"; a missing `quality` keeps the default gate.
         if isinstance(data, dict) and "quality" in data and data["quality"] is None:
             data = {**data, "quality": {"enabled": False}}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _asked_count_is_sent(cls, data: Any) -> Any:
+        # A user who writes `requests: 6` expects 6 requests per point (and two runs of the config to
+        # send the same number); measuring on for precision is then asked for by name.
+        workload = data.get("workload") if isinstance(data, dict) else None
+        if isinstance(workload, dict) and "requests" in workload and "precision_pct" not in data:
+            data = {**data, "precision_pct": None}
         return data
 
     @field_validator("scenarios", mode="before")

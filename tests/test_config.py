@@ -32,6 +32,19 @@ def test_embedded_default_has_the_reference_model_a_card_and_a_batch_sweep():
     assert cfg.candidates[0].model == str(reference_dir()) and cfg.candidates[1].card == "llama-50m"
     assert cfg.quality.golden_set.name == "shakespeare.jsonl" and cfg.quality.golden_set.is_file()
     assert any(isinstance(s, Batch) for s in cfg.scenarios)
+    assert cfg.precision_pct == 2.0  # it asks for its 12 requests and for precision by name
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ({}, 2.0),                                                    # nothing said: measure on to +-2%
+    ({"workload": {"output_tokens": 4}}, 2.0),                    # a workload, but no count asked for
+    ({"workload": {"requests": 6}}, None),                        # a count asked for is the count sent
+    ({"workload": {"requests": 6}, "precision_pct": 5}, 5.0),     # unless precision is asked for too
+    ({"workload": {"requests": 6}, "precision_pct": None}, None),
+])
+def test_an_explicit_request_count_turns_the_precision_loop_off(extra, expected):
+    cfg = parse_config({"candidates": [{"model": "x"}], **extra}, "c.yaml")
+    assert cfg.precision_pct == expected
 
 
 @pytest.mark.parametrize(
