@@ -73,6 +73,16 @@ def test_gateway_difference_and_money():
     assert m["max_rel_diff_from_gateway_prices"] == pytest.approx(0.5)
 
 
+def test_failures_are_counted_by_kind_with_the_first_message_as_example():
+    res = [StreamResult(sent=0.0, error_kind="timeout", error="no answer in 30 s"), StreamResult(sent=0.0, chunk_times=[1.0]),
+           StreamResult(sent=0.0, error_kind="http_status", error="HTTP 500: down", http_status=500),
+           StreamResult(sent=0.0, error_kind="timeout", error="no answer in 31 s"), StreamResult(sent=0.0, error_kind="", error="odd")]
+    assert cmp.failures_by_kind(res) == {"timeout": {"count": 2, "example": "no answer in 30 s"},
+                                         "http_status": {"count": 1, "example": "HTTP 500: down"},
+                                         "unknown": {"count": 1, "example": "odd"}}
+    assert cmp.failures_by_kind(res[1:2]) == {}
+
+
 def test_drill_accounting():
     kill = 2.0
     outs = [_out(0.5, 0.01, 0.1), _out(1.9, 0.01, 0.3),  # before; the second was in flight at the kill

@@ -20,6 +20,7 @@ from typing import Callable
 import yaml
 
 from llmbench.export.yamlio import dump
+from llmbench.verify.compare import failures_by_kind
 from llmbench.verify.load import make_backend, send_one_by_one
 from llmbench.verify.proxy import Proxy
 from llmbench.workload import Prompt
@@ -69,18 +70,15 @@ def _fresh_minute() -> None:
 def analyse(results: list, budgets: dict, alias: str, minutes: set[int]) -> dict:
     """The check's figures from its results, in the order sent (see the module's docstring)."""
     served: dict[str, list[int]] = {i: [] for i in budgets}
-    unknown, refused, errors = 0, 0, {}
+    unknown = 0
     for r in results:
         if r.ok:
             if r.served_by in served:
                 served[r.served_by].append((r.prompt_tokens or 0) + r.output_tokens)
             else:
                 unknown += 1
-        elif r.http_status == 429:
-            refused += 1
-        else:
-            e = errors.setdefault(r.error_kind or "unknown", {"count": 0, "example": r.error})
-            e["count"] += 1
+    refused = sum(not r.ok and r.http_status == 429 for r in results)
+    errors = failures_by_kind(r for r in results if r.http_status != 429)
     for i, b in budgets.items():
         tokens = served[i]
         # LiteLLM admits a request while this minute's count is under the rpm and its tokens under the

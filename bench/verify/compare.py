@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import Iterable
+
+from llmbench.served.client import StreamResult
 from llmbench.verify.load import Outcome
 
 E2EL_TOLERANCE = 0.10  # measured p95 E2EL may be at most this much above the prediction
@@ -51,16 +54,23 @@ def latencies(outs: list[Outcome]) -> dict[str, list[float]]:
     return {"ttft": ttft, "e2el": e2el, "queue": queue}
 
 
+def failures_by_kind(results: Iterable[StreamResult]) -> dict[str, dict]:
+    """The failed results counted by error kind, each kind with its first error message as an example."""
+    out: dict[str, dict] = {}
+    for r in results:
+        if not r.ok:
+            e = out.setdefault(r.error_kind or "unknown", {"count": 0, "example": r.error})
+            e["count"] += 1
+    return out
+
+
 def measured(outs: list[Outcome], start: float, window_s: float) -> dict:
     """The measured figures of a group of requests, and what failed (kinds counted)."""
     lat = latencies(outs)
     ok = [o for o in outs if o.ok]
     last = max((o.res.end for o in ok), default=start)
     span = max(window_s, last - start, 1e-9)
-    errors: dict[str, int] = {}
-    for o in outs:
-        if not o.ok:
-            errors[o.res.error_kind or "unknown"] = errors.get(o.res.error_kind or "unknown", 0) + 1
+    errors = {k: e["count"] for k, e in failures_by_kind(o.res for o in outs).items()}
     out = {f"{m}_p{q}": _pct(lat[m], q) for m in ("ttft", "e2el", "queue") for q in (50, 95)}
     out.update(throughput=len(ok) / span if outs else None, requests=len(outs), ok=len(ok), failed=len(outs) - len(ok),
                errors_by_kind=errors)

@@ -10,7 +10,7 @@ arrived after it.
 """
 from __future__ import annotations
 
-from llmbench.verify.compare import latencies
+from llmbench.verify.compare import failures_by_kind, latencies
 from llmbench.verify.load import LoadResult, make_backend, send_one_by_one
 from llmbench.workload import Prompt
 from llmbench.verify.spec import VerifySpec
@@ -47,11 +47,6 @@ def analyse(result: LoadResult, scheduled: int, timeout_s: float, killed: dict) 
     after = [o for o in outs if kill is not None and o.arrived >= kill]
     in_flight = [o for o in outs if kill is not None and o.arrived < kill and o.res.end > kill]
     ok = [o for o in outs if o.ok]
-    errors: dict[str, dict] = {}
-    for o in outs:
-        if not o.ok:
-            e = errors.setdefault(o.res.error_kind or "unknown", {"count": 0, "example": o.res.error})
-            e["count"] += 1
     took = [o.res.end - o.res.sent for o in outs]
     hung = sum(t > timeout_s + HANG_SLACK_S for t in took)
     good_after = [o.res.end for o in after if o.ok]
@@ -66,7 +61,7 @@ def analyse(result: LoadResult, scheduled: int, timeout_s: float, killed: dict) 
                        "success_share": sum(o.ok for o in after) / len(after) if after else None,
                        "e2el_p50_ms": _pct(lat["e2el"], 50), "e2el_p95_ms": _pct(lat["e2el"], 95)},
         "in_flight_at_kill": {"requests": len(in_flight), "succeeded": sum(o.ok for o in in_flight)},
-        "errors_by_kind": errors,
+        "errors_by_kind": failures_by_kind(o.res for o in outs),
         "every_failure_has_an_error": all(o.ok or bool(o.res.error_kind and o.res.error) for o in outs),
         "timeout_s": timeout_s, "hung": hung, "max_request_s": max(took) if took else None,
         "gap_s": (min(good_after) - kill) if good_after and kill is not None else None,
