@@ -24,6 +24,9 @@ class EndpointSpec(BaseModel):
     force_output: bool = Field(True, description="send ignore_eos/min_tokens/n_predict so that every request "
                                                  "produces its full output length; turn off for a server that "
                                                  "refuses unknown fields")
+    generators: int = Field(1, ge=1, le=64, description="`run --ray` only: split each point's clients or rate "
+                                                        "across this many load-generating Ray actors, one per node "
+                                                        "(a local run always uses one)")
 
     @field_validator("url")
     @classmethod
