@@ -64,6 +64,9 @@ def parse_config(data: Any, source: str) -> "RunConfig":  # noqa: F821 - defined
     # the folder it ships in, like any config's: it must run from any directory, installed or not.
     base = Path(source).resolve().parent if source != "<default>" else _profiles_dir()
     _resolve_paths(config, base, source)
+    from llmbench.judge.setup import check_judge
+
+    check_judge(config, base, source)  # the judge's rubric, labels and model: read before anything loads
     if config.cache is not None and config.cache.verifier is not None:
         from llmbench.optimizers.cache.profile import load_user_profile
 

@@ -7,6 +7,35 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from llmbench.config_base import MAX_BATCH, Strict
+from llmbench.served.endpoint import EndpointSpec
+
+
+class JudgePrice(Strict):
+    """An endpoint judge's price per 1M tokens (a local candidate's is the run's hardware price)."""
+
+    input_usd_per_1m: float = Field(ge=0, le=1e6)
+    output_usd_per_1m: float = Field(ge=0, le=1e6)
+
+
+class JudgeConfig(Strict):
+    """LLM-as-a-judge on the golden set's answers (bench/judge/): against references, or two variants pairwise."""
+
+    candidate: str | None = Field(None, description="a candidate's name in this run, a model folder or card:NAME, run here")
+    endpoint: EndpointSpec | None = Field(None, description="an OpenAI-compatible judge server")
+    rubric: str | None = Field(None, description="a rubric file or a shipped name (profiles/rubrics/); default: the mode's v1")
+    mode: Literal["reference", "pairwise"] = "reference"
+    labels: Path | None = Field(None, description="a labelled subset (JSONL: answer(s) + human verdict) to check the judge on")
+    max_new_tokens: int = Field(4, ge=1, le=64)
+    price: str | JudgePrice | None = Field(None, description="endpoint only: a name from the API price list, or "
+                                           "{input_usd_per_1m, output_usd_per_1m}; none: its cost is not known")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "JudgeConfig":
+        if (self.candidate is None) == (self.endpoint is None):
+            raise ValueError("quality.judge needs exactly one of 'candidate' or 'endpoint'")
+        if self.candidate is not None and self.price is not None:
+            raise ValueError("quality.judge.price is for an endpoint; a local candidate costs the run's hardware time")
+        return self
 
 
 class QualityConfig(Strict):
@@ -18,6 +47,7 @@ class QualityConfig(Strict):
     max_new_tokens: int = Field(16, ge=1, le=4096)
     max_ppl_increase: float | None = Field(None, ge=0, description="also fail when perplexity rises more (0.02 = 2%)")
     max_kl: float | None = Field(None, ge=0, description="also fail when the mean next-token KL (nats) is higher")
+    judge: JudgeConfig | None = None
 
 
 class CompressionConfig(Strict):

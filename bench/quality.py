@@ -306,6 +306,8 @@ def measure_candidate(source, variants: list[str], device: str, dtype: str, gold
         "variants": {ref_name: _rounded({"role": "reference", "gate": "reference", "ppl": base["ppl"],
                                           "entropy_share": flat, **(ref_scores or {}), "seconds": ref.seconds})},
     }
+    # Each variant's golden-set answers (cut as scored), for the judge (bench/judge/stage.py).
+    out["answers"] = {ref_name: ref.answers}
     for variant in variants:
         if variant == ref_name:
             continue
@@ -318,6 +320,7 @@ def measure_candidate(source, variants: list[str], device: str, dtype: str, gold
                 backend.close()
             labels = [i.difficulty for i in golden.items]
             figs = compare_greedy(ref, var, references, labels) if served else compare(ref, var, enc, references, labels)
+            out["answers"][variant] = var.answers
             result = _rounded(figs) | gate(figs, ref_scores, cfg, unverified) | {"seconds": round(var.seconds, 3)}
         except Exception as exc:  # one broken variant must not hide the others' figures
             result = {"gate": "error", "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]}

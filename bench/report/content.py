@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from llmbench.judge.report import judge_table
 from llmbench.report.context import ReportContext
 from llmbench.report.figures import NOT_MEASURED, Plot, label_of
 from llmbench.report.tables import _f, options_table, roofline_table, routing_table, row_flags, summary_table
@@ -227,6 +228,9 @@ def build_sections(ctx: ReportContext, plots: list[Plot]) -> list[Section]:
     sections.append(Section("Options").table(*options_table(ctx.rec)).plot(by_name.get("cost_per_1k")).plot(by_name.get("pareto")))
     sections.append(_routing(ctx))
     sections.append(_capacity(ctx, by_name.get("capacity_plan")))
+    judged = judge_table(ctx.path)
+    if judged:
+        sections.append(Section("LLM judge").p(judged[0]).table(judged[1], judged[2]))
     notes = _stage_notes(ctx)
     for name in ("quality", "cache", "compression"):
         notes.plot(by_name.get(name))
