@@ -193,7 +193,7 @@ def test_the_proxy_enforces_the_emitted_token_budgets_then_falls_back_then_refus
     budget = {m["model_info"]["id"]: takes(m) for m in primaries + [standby]}
     assert all(takes(m) < m["litellm_params"]["rpm"] for m in primaries)  # the tpm, not the rpm, is what stops them
     sent = sum(budget.values()) + 2
-    outcomes = []
+    outcomes, seen = [], []
     with _backend(Big) as up:
         _point_at(cfg, {"primary": up, "fallback": up})
         with _litellm(cfg, tmp_path) as p:
@@ -203,6 +203,7 @@ def test_the_proxy_enforces_the_emitted_token_budgets_then_falls_back_then_refus
                 status, headers, body = _call(f"{p['base']}/v1/chat/completions", p["key"],
                                               {"model": "llmbench", "messages": [{"role": "user", "content": f"request {i}"}]})
                 outcomes.append((status, headers.get("x-litellm-model-id") if status == 200 else body["error"]["type"]))
+                seen.append(headers)
     served = {d: sum(o == (200, d) for o in outcomes) for d in budget}
     # No deployment took more than its budget. LiteLLM checks the replica it picked: one past its
     # budget sends the request to the fallbacks (and cools down), so the first replica refused had
@@ -212,4 +213,22 @@ def test_the_proxy_enforces_the_emitted_token_budgets_then_falls_back_then_refus
     assert served[standby["model_info"]["id"]] == budget[standby["model_info"]["id"]], (served, budget)
     # Past every budget the proxy refuses with 429: every request has an answer or an error.
     assert outcomes[-1][0] == 429 and all(o[0] in (200, 429) for o in outcomes), outcomes
-    assert sum(o[0] == 429 for o in outcomes) == sent - sum(served.values())
+    # What the proxy counted, from the emitted figures and the usage the server reported: each group's
+    # limit is its entries' emitted tpm/rpm summed, and its remaining tokens fall by the tokens of each
+    # request it admitted (per_request), never below zero.
+    groups = {"llmbench": primaries, "fallback": [standby]}
+    by_standby = lambda o: o[1] == standby["model_info"]["id"]  # noqa: E731
+    admitted = {g: [h for o, h in zip(outcomes, seen) if o[0] == 200 and by_standby(o) == (g == "fallback")] for g in groups}
+    for g, hs in admitted.items():
+        tpm, rpm = (sum(m["litellm_params"][k] for m in groups[g]) for k in ("tpm", "rpm"))
+        assert {(int(h["x-ratelimit-limit-tokens"]), int(h["x-ratelimit-limit-requests"])) for h in hs} == {(tpm, rpm)}, g
+        assert [int(h["x-ratelimit-remaining-tokens"]) for h in hs] == [tpm - per_request * k for k in range(1, len(hs) + 1)]
+        assert tpm - per_request * len(hs) >= 0
+    # Rerouted: exactly the standby's answers went through a fallback, as many as its emitted tpm allows.
+    rerouted = [int(h["x-litellm-attempted-fallbacks"]) for h in admitted["fallback"]]
+    assert rerouted == [1] * -(-standby["litellm_params"]["tpm"] // per_request)
+    assert all(h["x-litellm-attempted-fallbacks"] == "0" for h in admitted["llmbench"])
+    # Refused: at least what is past every budget, and only once the fallback's budget was spent.
+    refused = [i for i, o in enumerate(outcomes) if o[0] == 429]
+    assert len(refused) >= sent - sum(budget.values()) == 2
+    assert min(refused) > max(i for i, o in enumerate(outcomes) if o[0] == 200 and by_standby(o))
