@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from rich.markup import escape
 
+from llmbench.distributed.loadgroup import LoadGroup, generators_of
 from llmbench.results import RequestLog
 from llmbench.runner import Runner
 
@@ -61,10 +62,17 @@ class RayRunner(Runner):
             self.meta.setdefault("ray", {}).setdefault("attempts", [])
             log = RequestLog(self.dir.requests_path)
             counter = itertools.count(len(self.dir.records()))
+            loads = []  # endpoint candidates with several load generators: measured after the tasks, alone
             try:
                 for (ci, variant), cells in itertools.groupby(todo, key=lambda p: (p[0], p[1])):
-                    self._submit(Group(ci, variant, list(cells)))
+                    k = generators_of(self.prep.config.candidates[ci])
+                    if k > 1:
+                        loads.append(LoadGroup(self, ci, variant, list(cells), k))
+                    else:
+                        self._submit(Group(ci, variant, list(cells)))
                 self._drain(log, counter)
+                for load in loads:  # no other cell runs meanwhile: generators would disturb its timings
+                    load.run(log, counter)
             except KeyboardInterrupt:
                 for gen in self.pending:  # workers are killed; what completed is already written
                     ray.cancel(gen, force=True)

@@ -39,3 +39,16 @@ def check_placeable(cells: list[str], needs: dict[str, float]) -> None:
         missing = [f"{' + '.join(f'{k}={v:g}' for k, v in needs.items())} on one node"]
     raise BadInput(f"cell {cells[0]}: no Ray node can place it: missing {', '.join(missing)} "
                    f"(the cluster has {_short(total)})")
+
+
+def check_generators(candidates) -> None:
+    """BadInput when an endpoint candidate asks for more load generators than the cluster has nodes
+    with a CPU to spare (they go one per node: a placement group that can never be placed would wait forever)."""
+    import ray
+
+    nodes = fitting_nodes({"CPU": 1.0}, ray.nodes())
+    for cand in candidates:
+        k = cand.endpoint.generators if cand.endpoint is not None else 1
+        if k > len(nodes):
+            raise BadInput(f"candidate {cand.label}: endpoint generators: {k} needs {k} Ray nodes with a CPU each, "
+                           f"the cluster has {len(nodes)}")

@@ -5,7 +5,7 @@ import contextlib
 import time
 
 from llmbench.distributed.cluster import connected
-from llmbench.distributed.placement import check_placeable, group_needs
+from llmbench.distributed.placement import check_generators, check_placeable, group_needs
 from llmbench.run_setup import Prepared
 
 
@@ -26,6 +26,7 @@ class RaySession:
             self.info = self._stack.enter_context(connected(self.address, self.prep.hardware.name, gpus=self._gpus()))
             self.info["connect_s"] = round(time.monotonic() - started, 3)  # a local cluster's start-up, mostly
             check_placeable(self._cells(), self.needs)
+            check_generators(self.prep.config.candidates)
         except BaseException:
             self.close()
             raise
