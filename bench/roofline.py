@@ -61,11 +61,13 @@ def add_roofline(rows: list[dict], bandwidth_gbs: float | None, bytes_per_token:
     for r in rows:
         key = (r["model"], r["variant"])
         nbytes = bytes_per_token.get(key)
-        if not bandwidth_gbs or not nbytes:
+        # A row measured on a Ray node is bounded by that node's memory, not the driver's.
+        bw = r.get("ray_bandwidth_gbs") or bandwidth_gbs
+        if not bw or not nbytes:
             continue
-        roof = bandwidth_gbs * 1e9 / nbytes
+        roof = bw * 1e9 / nbytes
         r["weight_bytes_per_token"] = nbytes
-        r["roofline_bandwidth_gbs"] = bandwidth_gbs
+        r["roofline_bandwidth_gbs"] = bw
         r["roofline_tok_s"] = roof
         if key in decode:
             tok_s, basis = decode[key]

@@ -78,6 +78,23 @@ sys.stderr.write(p.stderr[-3000:]); sys.exit(p.returncode)
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["rows"]) == 3
     assert (out / "report.html").is_file()
+    # Each node's own figures: its read bandwidth measured there, its hw: resource; the roofline of a
+    # row divides by its node's bandwidth, and the plan says which node measured each option.
+    for cell in meta["cells"].values():
+        node = meta["ray"]["nodes"][cell["ray_node_id"]]
+        assert cell["ray_hw"] == node["hw"] == "hw:cpu-2core"
+        assert cell["ray_bandwidth_gbs"] == node["bandwidth_gbs"] and node["bandwidth_gbs"] > 0.1
+    for row in summary["rows"]:
+        assert row["roofline_bandwidth_gbs"] == row["ray_bandwidth_gbs"]
+    p = subprocess.run([LLMBENCH, "plan", str(out), "--rps", "1", "--slo", "e2el_p95=60s"], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    plan = json.loads((out / "plans" / "plan-rps1.json").read_text())
+    for option in plan["options"]:
+        cell = meta["cells"][f"card:llama-5m|{option['variant']}|single-stream|single"]
+        assert [n["ray_node_id"] for n in option["nodes"]] == [cell["ray_node_id"]]
+        assert option["nodes"][0]["bandwidth_gbs"] == cell["ray_bandwidth_gbs"]
+        assert option["measured_on"].startswith(f"Ray node {cell['ray_node_id'][:12]} on ")
 
 
 def test_unplaceable_cell_refused_before_submission(tmp_path):
@@ -265,6 +282,31 @@ def test_addresses_and_placement_by_node():
     assert [n["NodeID"] for n in fitting_nodes(group_needs("cuda", "h100"), nodes)] == ["d"]
     assert fitting_nodes(group_needs("cuda", "h100"), nodes[:3]) == []
     assert local_gpus(3, 1) == [1, 0, 0] and local_gpus(1, 0) == [0]  # one GPU is never offered twice
+
+
+def test_each_option_is_planned_with_its_own_nodes_figures():
+    from llmbench.planner.nodes import apply
+    from llmbench.roofline import add_roofline
+
+    meta = {"ray": {"nodes": {"n-a": {"hostname": "a", "cpu_count": 8, "bandwidth_gbs": 40.0, "hw": "hw:big"},
+                              "n-b": {"hostname": "b", "cpu_count": 2, "bandwidth_gbs": 10.0, "hw": "hw:small"}}}}
+    rows = [{"model": "m", "variant": "v1", "ray_node_id": "n-a", "ray_bandwidth_gbs": 40.0, "ray_hw": "hw:big"},
+            {"model": "m", "variant": "v2", "ray_node_id": "n-b", "ray_bandwidth_gbs": 10.0, "ray_hw": "hw:small"}]
+    one, two = {}, {}
+    apply(one, rows[:1], meta)
+    apply(two, rows[1:], meta)
+    assert one["nodes"][0]["bandwidth_gbs"] == 40.0 and one["nodes"][0]["cpu_count"] == 8 and "notes" not in one
+    assert two["measured_on"] == "Ray node n-b on b (hw:small, 2 logical cores, 10 GB/s read)"
+    both = {}
+    apply(both, rows, meta)  # a retry that moved a variant's cells: said, never averaged into one figure
+    assert [n["hostname"] for n in both["nodes"]] == ["a", "b"] and "mix their speeds" in both["notes"][0]
+    local = {}
+    apply(local, [{"model": "m", "variant": "v1"}], meta)
+    assert local == {}  # a local run's option: the run's machine, as before
+    # the roofline: 1e9 bytes per token over each node's own bandwidth (40 and 10 tok/s), not the driver's 99 GB/s
+    rows = [dict(r, scenario="single-stream", point="single", tpot_ms={"p50": 200.0}) for r in rows]
+    add_roofline(rows, 99.0, {("m", "v1"): 10**9, ("m", "v2"): 10**9})
+    assert [r["roofline_tok_s"] for r in rows] == [40.0, 10.0]
 
 
 def test_sigkill_of_the_run_leaves_no_ray_process(tmp_path):

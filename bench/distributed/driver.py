@@ -139,6 +139,10 @@ class RayRunner(Runner):
     def _merge(self, group: Group, item: dict, log, counter) -> None:
         if "node" in item:
             group.node = item["node"]
+            known = self.meta["ray"]["nodes"].get(group.node["ray_node_id"])
+            if known is not None:  # the node's measured figures, beside what Ray says it offers
+                known.update({k: group.node.get(k) for k in ("hostname", "cpu_count", "bandwidth_gbs",
+                                                             "bandwidth_method", "hw")})
             self.console.print(f"{escape(self._name(group))}: attempt {group.attempt} on Ray node "
                                f"{group.node['ray_node_id'][:12]} ({escape(str(group.node['hostname']))})")
             self.meta["ray"]["attempts"].append({"variant": self._name(group),
@@ -148,8 +152,10 @@ class RayRunner(Runner):
             return
         log.write([r.model_copy(update={"request_id": next(counter)}) for r in item["records"]])
         ended = {tuple(k) for k in item["completed_cells"]} | {r.cell for r in item["records"] if r.status == "error"}
+        # The node's own figures go with each cell: a plan or roofline of it uses them, not the driver's.
         where = {"ray_node_id": group.node.get("ray_node_id"), "ray_hostname": group.node.get("hostname"),
-                 "ray_cpu_count": group.node.get("cpu_count"), "ray_attempt": group.attempt}
+                 "ray_cpu_count": group.node.get("cpu_count"), "ray_attempt": group.attempt,
+                 "ray_hw": group.node.get("hw"), "ray_bandwidth_gbs": group.node.get("bandwidth_gbs")}
         for key, facts in item["cells"].items():
             self.meta.setdefault("cells", {})[key] = {**facts, **where}
             ended.add(tuple(key.split("|")))

@@ -187,7 +187,8 @@ class LoadGroup:
                                             "start_late_ms": None if started is None else round((started - start) * 1e3, 3)})
         if len(starts) > 1:
             out["generator_start_spread_ms"] = round((max(starts) - min(starts)) * 1e3, 3)
-        out["ray_node_id"] = ",".join(sorted({g["ray_node_id"] for g in self.gens}))
+        # Not a ray_node_id: the generators' nodes measured no model (the endpoint's machine did).
+        out["ray_generator_nodes"] = sorted({g["ray_node_id"] for g in self.gens})
         _, variant, _, _ = cell
         r.meta.setdefault("cells", {})["|".join((label, variant, scenario.kind, point.label))] = out
 

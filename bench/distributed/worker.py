@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from llmbench.distributed.cluster import hw_resource
 from llmbench.results import RunDir
 from llmbench.runner import Runner
 
@@ -52,6 +53,30 @@ def node_info() -> dict:
             "pid": os.getpid(), "assigned": {k: float(v) for k, v in ctx.get_assigned_resources().items()},
             # Ray sets a task's OpenMP threads to its num_cpus: it changes timings, so it is recorded.
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+
+_BANDWIDTH: dict[str, dict] = {}  # per worker process and device: a node is measured once, not per group
+BANDWIDTH_MB = 64  # large enough to read from memory, not cache; small enough to cost under a second
+
+
+def node_bandwidth(device: str) -> dict:
+    """This node's roofline bandwidth, measured here (its memory, not the driver's); cached per process.
+
+    The same measurement as a local run's (llmbench.hardware), on a smaller array: a node's groups
+    must not wait seconds for it. A failure is recorded, never a failed group.
+    """
+    if device not in _BANDWIDTH:
+        from llmbench.hardware import measure_device_bandwidth_gbs, measure_read_bandwidth_gbs
+
+        try:
+            if device.startswith("cuda"):
+                gbs, method = measure_device_bandwidth_gbs(device), "CUDA device-to-device copy (read + write bytes)"
+            else:
+                gbs, method = measure_read_bandwidth_gbs(BANDWIDTH_MB), f"CPU parallel read (Numba, {BANDWIDTH_MB} MB)"
+            _BANDWIDTH[device] = {"bandwidth_gbs": round(gbs, 2), "bandwidth_method": method}
+        except Exception as exc:
+            return {"bandwidth_gbs": None, "bandwidth_error": f"{type(exc).__name__}: {exc}"[:200]}
+    return _BANDWIDTH[device]
 
 
 def _title(text: str) -> None:
@@ -108,7 +133,9 @@ class GroupRunner(Runner):
 
 def measure_group(job: dict) -> Iterator[dict]:
     """Ray task body (a streaming generator): node facts first, then one delta per ended cell."""
-    yield {"node": node_info()}
+    # Measured before the group's cells, never during them (its reads would slow their decode).
+    yield {"node": {**node_info(), **node_bandwidth(job["prep"].device),
+                    "hw": hw_resource(job["prep"].hardware.name)}}
     out: queue.Queue = queue.Queue()
 
     def work() -> None:

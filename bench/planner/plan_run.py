@@ -20,6 +20,7 @@ from llmbench.hardware_profiles import HardwareProfile
 from llmbench.planner.capacity import (DEFAULT_MAX_REPLICAS, HOURS_PER_MONTH, plan_option, validate_limits,
                                        validate_rps)
 from llmbench.planner.context import context_tokens
+from llmbench.planner.nodes import apply as node_figures
 from llmbench.planner.queue import DEFAULT_POLICY
 from llmbench.planner.served import served_records
 from llmbench.optimizers.guard.hook import guard_share
@@ -147,6 +148,7 @@ def plan_run(run_dir: RunDir, slos: list[SLO], rps: float | None = None, trace: 
             entry["notes"] = entry.get("notes", []) + [sweep_note]
         if served_records(recs) and "error" not in entry:
             entry["served"] = True
+        node_figures(entry, rows, meta)  # a Ray run: the node that measured this option, with its own figures
         guard = guard_share(recs)
         if guard is not None and "error" not in entry:
             entry["guardrails"] = guard
