@@ -17,7 +17,8 @@ Two parts, both on a clone of HEAD in a temporary folder (the working tree is ne
 Each module's tests are the ones that exercise it (MODULES; no model but for scenarios/base): a mutant
 costs one pytest start (~1 s, no plugin autoload) plus those tests, and each module's baseline run must
 be green first. The seven decision modules took about 75 min on the shared 2-core VM (BENCHMARKS.md).
-With --work DIR the results stay; --survivors-again then re-tests only the survivors. Not part of CI.
+With --work DIR the results stay; --survivors-again then re-tests only the survivors and runs what is left
+(a module edited since keeps the results of its unchanged lines: mutation_carry.py). Not part of CI.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mutation_carry import carry_results
 from mutation_equivalent import equivalent_reason, skip_annotation_mutants
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +51,8 @@ MODULES: dict[str, list[str]] = {
     "bench/recommend/choose.py": ["tests/test_recommend_choose.py"],
     "bench/export/servers.py": ["tests/test_export_servers.py"],
     "bench/planner/capacity.py": ["tests/test_planner_capacity_notes.py", "tests/test_planner_capacity.py"],  # fast one first
-    # Hand-built simulations and an exact service model (2 s a run; with test_planner_capacity_notes.py 5-7 s).
-    "bench/planner/search.py": ["tests/test_planner_search.py"],
+    # Hand-built simulations and an exact service model (2-3 s a run; with test_planner_capacity_notes.py 5-7 s).
+    "bench/planner/search.py": ["tests/test_planner_search.py", "tests/test_planner_search_mutants.py"],
     "bench/recommend/derived.py": ["tests/test_recommend_derived.py"],  # unit tests; test_recommend_decide.py: 10 s a test
     # Scripted backend (exact token times), then the served closed loop on a loopback server; the tiny-model
     # warm-up tests took 24-40 s a run.
@@ -178,14 +180,23 @@ def run_generated(py: Path, clone: Path, work: Path, module: str, timeout: float
     db = work / f"{name}.sqlite"
     t0 = time.monotonic()
     exe = cr / "bin"
+    source, now = work / f"{name}.source.py", (clone / module).read_text()  # the module the session was made on
     if again and db.exists():
-        # Only the survivors of the last run are tested again (against HEAD's tests now); the module
-        # must be unchanged but for "# pragma: no mutate" comments, so the mutants are the same.
+        if source.exists() and source.read_text() != now:
+            # Edited since: made again, with the results of mutants on unchanged lines (mutation_carry.py).
+            old = db.with_suffix(".old.sqlite")
+            db.replace(old)
+            sh([str(exe / "cosmic-ray"), "init", str(cfg), str(db)], cwd=clone).check_returncode()
+            carried, fresh = carry_results(old, db, source.read_text(), now)
+            old.unlink()
+            print(f"  {module} changed since its session: {carried} results carried over, {fresh} mutants to run", flush=True)
+        # Only the survivors of the last run are tested again (against HEAD's tests now).
         with sqlite3.connect(db) as con:
             con.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
     else:
         db.unlink(missing_ok=True)
         sh([str(exe / "cosmic-ray"), "init", str(cfg), str(db)], cwd=clone).check_returncode()
+    source.write_text(now)
     # Equivalent mutants only: lines marked "# pragma: no mutate" (each says why), never-evaluated annotations.
     sh([str(exe / "cr-filter-pragma"), str(db)], cwd=clone).check_returncode()
     skip_annotation_mutants(db, clone / module)

@@ -108,6 +108,18 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "max(1, min(max_replicas, floor(0))) and max(1, min(max_replicas, floor(1))) are both 1 (max_replicas >= 1)"),
     ("bench/planner/search.py", 'if (slos or goodput is not None) else bool(meets)', 'if (slos or goodput is None) else bool(meets)',
      "they differ only with a goodput and no SLO, where meets is True only if the search found a count whose check is ok"),
+    ("bench/planner/search.py", 'if (slos or goodput is not None) else bool(meets)', 'if not (slos or goodput is not None) else bool(meets)',
+     "meets is True only at a count whose check is ok (the search's), or without objectives at a stable count, whose check is ok"),
+    ("bench/planner/search.py", 'if (slos or goodput is not None) else bool(meets)', 'if (slos and goodput is not None) else bool(meets)',
+     "meets is True only at a count whose check is ok (the search's), so `meets and check['ok']` is `meets` in every case"),
+    ("bench/planner/search.py", "samples: int = 256, seed: int = 0) -> float:", "seed: int = 1) -> float:",
+     "every caller passes seed= (plan_at_batch, planner/validate.py): the default is never read"),
+    ("bench/planner/search.py", "if step >= hi:", "if step == hi:",
+     "step starts at lo <= hi (callers clamp lo to max_replicas >= 1) and min(hi, 2 * step) never passes hi: >= and == agree"),
+    ("bench/planner/search.py", "while lo < hi:", "while lo != hi:",
+     "lo (one past the last failed count, or the first count) never exceeds hi (a count that passed), nor does bisection: < and != agree"),
+    ("bench/planner/search.py", "min_stable = offered / sat if", "min_stable = offered // sat if",
+     "min_stable is only compared with whole replica counts (>= r, < r) or floored, and floor(x) >= r iff x >= r for a whole r"),
 ]
 
 
