@@ -40,7 +40,8 @@ def judge_table(run_dir: Path) -> tuple[str, list[str], list[list]] | None:
     if labels:
         kappa = labels.get("cohen_kappa")
         text += (f" Against {labels['labels']} human labels: agreement {_pct(labels.get('agreement'))}, Cohen's kappa "
-                 f"{'undefined' if kappa is None else f'{kappa:.2f}'}, {labels['unparseable']} unparseable.")
+                 f"{('undefined' if labels.get('judged') else 'none (no verdict parsed)') if kappa is None else f'{kappa:.2f}'}, "
+                 f"{labels['unparseable']} unparseable.")
     head = ["model", "variant", "verdicts", "unparseable", "accuracy [95% CI]" if top.get("mode") == "reference" else
             "not worse [95% CI]", "hallucination", "position agreement", "judge tokens", "judge cost"]
     return text, head, rows
