@@ -62,7 +62,9 @@ MODULES: dict[str, list[str]] = {
     "optimizers/cache/cache.py": ["tests/test_cache.py", "-k", "store or lru or ttl or policy or cache_ or insert or entry "
                                   "or byte_count or exact_repeats or threshold_is_a_hit"],
     # No model, no tokenizer: the tests on a tiny model (stage, verdicts, reference choice) take 4-55 s each.
-    "bench/quality.py": ["tests/test_quality_mutants.py", "tests/test_quality.py", "-k", "test_quality_mutants or not (stage "
+    # test_quality_scripted.py: the stage end to end on a scripted backend family (2 s).
+    "bench/quality.py": ["tests/test_quality_mutants.py", "tests/test_quality_scripted.py", "tests/test_quality.py", "-k",
+                         "test_quality_mutants or test_quality_scripted or not (stage "
                          "or trained_model or identical_variant or without_torch_fp32 or only_the_reference "
                          "or cut_at_eos or reference_fails)"],
 }
