@@ -117,6 +117,8 @@ def test_each_variant_against_the_highest_precision_one(stage):
                    "exact_match": 1.0, "contains": 1.0, "answered": 2}  # "ab"; "z.c" cut at "." -> "z"
     # int8: item 1 the same; item 2 "z.d" agrees for 2 tokens of 3: (1 + 2/3) / 2; same logits.
     int8 = cand["variants"]["script-int8"]
+    for took in (cand["seconds"], int8["seconds"], cand["variants"]["script-q4"]["seconds"]):
+        assert 0 <= took < 60 and took == round(took, 3)
     assert 0 <= int8.pop("seconds") < 60 and int8.pop("checks")["greedy_agreement"] == {"value": pytest.approx(5 / 6), "min": 0.75, "ok": True}
     assert int8 == {"greedy_agreement": 0.833333, "greedy_exact": 0.5, "top1_agreement": 1.0, "kl_mean": 0.0, "ppl": 2.0,
                     "ppl_reference": 2.0, "positions": 4 + 3, "ppl_delta": 0.0, "exact_match": 1.0, "contains": 1.0, "answered": 2,
