@@ -264,14 +264,14 @@ def test_pairwise_over_a_quality_document_spares_the_reference_variant(judge_url
         "reference_variant": "torch-fp32", "answers": {"torch-fp32": ["night", "love"], "onnx-int4": ["night", "hate"]},
         "variants": {"torch-fp32": {"gate": "reference"}, "onnx-int4": {"gate": "fail"}}}}}
     rows: list = []
-    top = judge_doc(doc, {}, scripted(judge_url, "pairwise"), load_rubric(None, "pairwise"), rows)
+    top = judge_doc(doc, scripted(judge_url, "pairwise"), load_rubric(None, "pairwise"), rows)
     j = doc["candidates"]["m"]["variants"]["onnx-int4"]["judge"]
     assert "judge" not in doc["candidates"]["m"]["variants"]["torch-fp32"] and j["against"] == "torch-fp32"
     assert j["verdicts"] == {"variant": 0, "reference": 2, "tie": 2} and j["position_agreement"] == 1.0
     assert top["rubric"]["version"] == "1.0.0" and {r["variant"] for r in rows} == {"onnx-int4"}
     golden.write_text(golden.read_text() + "\n")  # the file the gate read has changed: refused, not judged
     with pytest.raises(BadInput, match="changed"):
-        judge_doc(doc, {}, scripted(judge_url, "pairwise"), load_rubric(None, "pairwise"), [])
+        judge_doc(doc, scripted(judge_url, "pairwise"), load_rubric(None, "pairwise"), [])
 
 
 def test_a_run_with_the_reference_model_as_judge(tmp_path):

@@ -16,7 +16,7 @@ import time
 from llmbench.errors import BadInput
 
 
-def judge_doc(doc: dict, meta: dict, judge, rubric, rows: list, log=lambda s: None) -> dict:
+def judge_doc(doc: dict, judge, rubric, rows: list, log=lambda s: None) -> dict:
     """Judge every candidate's answers in a quality.json document (in place); the top-level judge block."""
     from llmbench.golden import load_golden
     from llmbench.judge.score import judge_pairwise, judge_reference
@@ -73,7 +73,7 @@ def run_judge(run_dir, meta: dict, log=lambda s: None) -> dict | None:
     t = time.perf_counter()
     judge = build_judge(jc, folder, hw["usd_per_hour"] * hw.get("devices", 1))
     rows: list[dict] = []
-    block = judge_doc(doc, meta, judge, rubric, rows, log)
+    block = judge_doc(doc, judge, rubric, rows, log)
     block["labels"] = _labels(jc, judge, rubric, rows, doc["golden"]["path"])
     block["total"] = judge.describe()
     block["seconds"] = round(time.perf_counter() - t, 3)  # loading the judge included; its cost counts judging only
