@@ -221,3 +221,19 @@ def test_collect_cuts_each_output_then_decodes_and_cuts_its_answer():
     assert out.greedy == [[97, 98, 0], [120, 46, 32, 121], [113, 1]]  # cut after the tokenizer's and the model's EOS
     assert out.answers == ["ab", "x", "q"] and out.logits.dtype == torch.float32 and out.seconds >= 0
     assert collect(Fixed(), Chars(), enc, 9).answers == ["ab", "x. y", "q"]  # no stop strings given: none applied
+
+
+def test_by_difficulty_figures_keep_six_places():
+    # One text of 4 tokens: 3 positions. The reference splits each position evenly between EOS (0) and
+    # the target; the variant agrees at the first and puts 0.8 on the target at the other two, so its
+    # argmax differs there: top1 1/3; KL 0.5 ln(0.5/0.2) + 0.5 ln(0.5/0.8) = 0.5 ln 1.5625 at two of three.
+    texts = [[1, 2, 3, 4]]
+    ref_logits = torch.full((1, 4, 5), -1e9, dtype=torch.float64)
+    var_logits = ref_logits.clone()
+    for j, target in enumerate(texts[0][1:]):
+        ref_logits[0, j, [0, target]] = 0.0
+        var_logits[0, j, [0, target]] = 0.0 if j == 0 else torch.tensor([math.log(0.2), math.log(0.8)], dtype=torch.float64)
+    out = by_difficulty(Outputs([[1, 2, 3]], ref_logits, [""]), Outputs([[1, 2, 4]], var_logits, [""]), Encoded([[1]], texts), ["a"])
+    kl = 2 / 3 * 0.5 * math.log(1.5625)
+    assert out == {"a": {"greedy_agreement": 0.666667, "top1_agreement": 0.333333, "kl_mean": round(kl, 6), "n": 1}}
+    assert round(kl, 6) == 0.148762
