@@ -237,3 +237,14 @@ def test_by_difficulty_figures_keep_six_places():
     kl = 2 / 3 * 0.5 * math.log(1.5625)
     assert out == {"a": {"greedy_agreement": 0.666667, "top1_agreement": 0.333333, "kl_mean": round(kl, 6), "n": 1}}
     assert round(kl, 6) == 0.148762
+
+
+def test_kl_is_never_negative_under_round_off():
+    # The reference's logits rounded to float32: the same distributions, but one position's KL sum
+    # comes out at -1.4e-16 in double precision. KL is never below 0: that position counts as 0.
+    ref = torch.randn(1, 3, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    var = ref.float().double()
+    lp, lq = torch.log_softmax(ref[:, :-1], -1), torch.log_softmax(var[:, :-1], -1)
+    raw = (lp.exp() * (lp - lq)).sum(-1)
+    assert raw.min() < 0 < raw.max()
+    assert next_token_figures(ref, var, [[0, 1, 2]])["kl_mean"] == pytest.approx(raw.max().item() / 2, rel=1e-9)

@@ -153,6 +153,15 @@ def test_flat_reference_logits_or_random_weights_leave_verdicts_unverified(stage
     monkeypatch.setattr("llmbench.models.source.ModelSource.random_weights", property(lambda self: True))
     cand = stage(["script-fp32", "script-int8"])[0]["candidates"]["m"]
     assert cand["random_weights"] is True and cand["variants"]["script-int8"]["gate_note"] == UNVERIFIED
+    assert [b.trust_remote_code for b in Scripted.made] == [False] * 4  # no remote code unless the candidate asks
+
+
+def test_a_reference_that_fails_to_load_is_an_error_for_each_variant(stage):
+    doc, _, printed = stage(["script-fp32-bad", "script-int8"])
+    msg = ("RuntimeError: " + "x" * 400)[:300]  # the first line only, 300 characters at most
+    assert doc["candidates"]["m"] == {"reference": "script-fp32-bad", "reference_variant": "script-fp32-bad", "error": msg,
+                                      "variants": {"script-int8": {"gate": "error", "error": msg}}}
+    assert printed == [f"  quality m: {msg}", f"quality m script-int8: error  {msg}"] and Scripted.closed == []
 
 
 def test_encode_keeps_the_first_256_tokens_of_prompts_and_texts():
