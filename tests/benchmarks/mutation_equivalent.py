@@ -120,6 +120,14 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "lo (one past the last failed count, or the first count) never exceeds hi (a count that passed), nor does bisection: < and != agree"),
     ("bench/planner/search.py", "min_stable = offered / sat if", "min_stable = offered // sat if",
      "min_stable is only compared with whole replica counts (>= r, < r) or floored, and floor(x) >= r iff x >= r for a whole r"),
+    ("bench/quality.py", "if precision_bits(v) == 32]", "if precision_bits(v) >= 32]",
+     "no variant name implies more than 32 bits (_PRECISION's largest): >= 32 and == 32 agree"),
+    ("bench/quality.py", "if precision_bits(v) == 32]", "if precision_bits(v) is 32]",
+     "precision_bits returns one of _PRECISION's small int literals or 0, each one object in CPython: `is 32` is `== 32`"),
+    ("bench/quality.py", "    seconds: float = 0.0", "    seconds: float =",
+     "every Outputs the stage builds is given its seconds (collect, quality_served.collect_greedy): the default is never read"),
+    ("bench/quality.py", "trust_remote_code: bool = False, log=lambda s: None) -> dict:", "trust_remote_code: bool = True,",
+     "run_quality, measure_candidate's only caller, always passes trust_remote_code"),
 ]
 
 
