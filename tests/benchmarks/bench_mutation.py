@@ -191,7 +191,7 @@ def run_generated(py: Path, clone: Path, work: Path, module: str, timeout: float
             sh([str(exe / "cosmic-ray"), "init", str(cfg), str(db)], cwd=clone).check_returncode()
             carried, fresh = carry_results(old, db, source.read_text(), now)
             old.unlink()
-            print(f"  {module} changed since its session: {carried} results carried over, {fresh} mutants to run", flush=True)
+            print(f"  {module} edited since its session: {carried} results carried over, {fresh} mutants without one", flush=True)
         # Only the survivors of the last run are tested again (against HEAD's tests now).
         with sqlite3.connect(db) as con:
             con.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
