@@ -128,6 +128,20 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "every Outputs the stage builds is given its seconds (collect, quality_served.collect_greedy): the default is never read"),
     ("bench/quality.py", "trust_remote_code: bool = False, log=lambda s: None) -> dict:", "trust_remote_code: bool = True,",
      "run_quality, measure_candidate's only caller, always passes trust_remote_code"),
+    ("bench/quality.py", "if len(t) > 1:", "if len(t) >= 1:",
+     "a text of 0 or 1 tokens has no target: t[1:] and the row's [pad:] slice of the width - 1 columns are both empty, so entering the branch for it changes nothing"),
+    ("bench/quality.py", "if len(t) > 1:", "if len(t) != 1:",
+     "a text of 0 or 1 tokens has no target: t[1:] and the row's [pad:] slice of the width - 1 columns are both empty, so entering the branch for it changes nothing"),
+    ("bench/quality.py", "if len(t) > 1:", "if len(t) is not 1:",
+     "a text of 0 or 1 tokens has no target: t[1:] and the row's [pad:] slice of the width - 1 columns are both empty, so entering the branch for it changes nothing"),
+    ("bench/quality.py", "if len(t) > 1:", "if len(t) > 0:",
+     "a text of 0 or 1 tokens has no target: t[1:] and the row's [pad:] slice of the width - 1 columns are both empty, so entering the branch for it changes nothing"),
+    ("bench/quality.py", "while n < min(len(a), len(b)) and", "while n != min(len(a), len(b)) and",
+     "n counts up from 0 by one and stops at min(len(a), len(b)) at the latest: n < m and n != m agree"),
+    ("bench/quality.py", "        if variant == ref_name:", "        if variant is ref_name:",
+     "ref_name is the very string taken from `variants` (reference_variant returns a listed element), so `is` and == agree"),
+    ("bench/quality.py", "others = [v for v in cand[\"variants\"] if v != ref_name]", "if v is not ref_name]",
+     "ref_name is the very string taken from the candidate's variants (reference_variant returns a listed element)"),
 ]
 
 
