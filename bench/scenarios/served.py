@@ -179,8 +179,7 @@ class Driver:
 
     async def _open_loop(self, client, phase: _Phase) -> None:
         """Arrivals on a fixed schedule, each sent at its time whatever is still in flight."""
-        offsets = arrival_offsets(phase.prompts) if self.load.arrivals == "log" else None
-        gaps = arrival_gaps(self.load.arrivals, float(self.load.rate), self.load.seed, offsets)
+        gaps = self._gaps(phase)
         due = time.perf_counter() + next(gaps)
         async with asyncio.TaskGroup() as tg:
             while True:
@@ -192,6 +191,11 @@ class Driver:
                 self.late += lag > LATE_S
                 tg.create_task(self._request(client, phase, phase.next_prompt(), due))
                 due += next(gaps)
+
+    def _gaps(self, phase: _Phase):
+        """The open loop's gaps between arrivals (a hook: a distributed generator sends every K-th of them)."""
+        offsets = arrival_offsets(phase.prompts) if self.load.arrivals == "log" else None
+        return arrival_gaps(self.load.arrivals, float(self.load.rate), self.load.seed, offsets)
 
     async def _request(self, client, phase: _Phase, prompt, arrived: float | None) -> None:
         self.in_flight += 1
