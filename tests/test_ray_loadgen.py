@@ -8,6 +8,7 @@ take it out of every record.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -173,14 +174,21 @@ def test_more_generators_than_nodes_is_refused_before_anything_runs(host, tmp_pa
 
 
 def test_a_points_load_is_split_across_generators():
-    from llmbench.distributed.loadgen import skew_s, split_int, split_point
+    from llmbench.distributed.loadgen import skew_s, split_int, split_point, thinned
+    from llmbench.scenarios.arrivals import arrival_gaps
     from llmbench.scenarios.base import Point
 
     assert split_int(7, [1, 1, 1]) == [3, 2, 2] and split_int(16, [3, 1]) == [12, 4] and sum(split_int(5, [1] * 4)) == 5
     shares = split_point(Point("clients=5", batch_size=5, clients=5, parallel=5), 2)
     assert [(p.clients, p.parallel, p.label) for p in shares] == [(3, 3, "clients=5"), (2, 2, "clients=5")]
     assert split_point(Point("clients=1", clients=1, parallel=1), 3)[1:] == [None, None]  # no client: no share
-    assert [p.rate for p in split_point(Point("rate=3", rate=3.0), 2)] == [1.5, 1.5]
+    assert [p.rate for p in split_point(Point("rate=3", rate=3.0), 2)] == [3.0, 3.0]  # each thins the whole
+    # K generators, each taking every K-th arrival, send exactly the local run's schedule between them.
+    full = list(itertools.accumulate(itertools.islice(arrival_gaps("poisson", 5.0, 3), 30)))
+    mine = [list(itertools.accumulate(itertools.islice(thinned(arrival_gaps("poisson", 5.0, 3), i, 3), 10)))
+            for i in range(3)]
+    assert mine[1][:2] == pytest.approx([full[1], full[4]])
+    assert sorted(t for m in mine for t in m) == pytest.approx(full)
     os.environ["LLMBENCH_TEST_CLOCK_SKEW"] = "1:2.5"
     try:
         assert skew_s(1) == 2.5 and skew_s(0) == 0.0 and skew_s(11) == 0.0
