@@ -149,8 +149,10 @@ def test_plan_and_report_read_a_ray_run_as_a_local_one(host, ray_run, tmp_path):
         q = _cli(host, "plan", str(folder), "--rps", "2", "--slo", "e2el_p95=60s")
         assert q.returncode == 0, q.stderr[-2000:]
         plans[name] = json.loads((folder / "plans" / "plan-rps2.json").read_text())
-        r = _cli(host, "report", str(folder), "--json")
-        assert r.returncode == 0 and (folder / "report.html").is_file(), r.stderr[-2000:]
+    (out / "report.html").unlink()  # `run` wrote one: `report` must write it again from the Ray run's files
+    r = _cli(host, "report", str(out), "--json")
+    assert r.returncode == 0 and (out / "report.html").is_file() and (local / "report.html").is_file(), r.stderr[-2000:]
+    assert "tiny" in (out / "report.md").read_text()
 
     def shape(doc):
         if isinstance(doc, dict):
