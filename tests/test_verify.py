@@ -24,7 +24,8 @@ import yaml
 
 from llmbench.verify.compare import METRICS
 from llmbench.verify.deploy import port_free
-from test_verify_autoscale import burst_trace, one_thread_each
+from test_verify_autoscale import (BURST_AT, BURST_S, OVERLOAD, POLICY, SLOW_SLO, SLOW_TARGET, TRACE_S, burst_trace,
+                                   one_thread_each, replica_capacity, slow_policy_trace)
 
 LLMB = [sys.executable, "-m", "llmbench"]
 PGREP = shutil.which("pgrep") or "pgrep"
@@ -248,13 +249,19 @@ def test_autoscale_policy_runs_for_real_and_matches_its_simulation(run_dir, tmp_
     # The burst made the simulated policy scale up and back down; those decisions were carried out.
     ups = sum(1 for a, b in zip(doc["decisions"], doc["decisions"][1:]) if b["replicas"] > a["replicas"])
     assert ups >= 1 and sim["peak_replicas"] == 2 and sim["scale_downs"] >= 1
+    # Carried out: the pool spawned that many servers at each scale-up's time, and each came up.
+    steps = [(b["at_s"], b["replicas"] - a["replicas"]) for a, b in zip(doc["decisions"], doc["decisions"][1:])
+             if b["replicas"] > a["replicas"]]
+    assert [u["spawned"] for u in real["scale_up_starts"]] == [n for _, n in steps]
+    assert all(u["at_s"] == pytest.approx(at, abs=0.5) for u, (at, _) in zip(real["scale_up_starts"], steps))
+    assert all(len(u["cold_starts_s"]) == u["spawned"] and not u["failed"] for u in real["scale_up_starts"])
     assert real["scale_ups"] == sim["scale_ups"] == ups
     # Each replica the decisions started came up (its measured cold start) and was billed.
     started = sum(max(0, b["replicas"] - a["replicas"]) for a, b in zip(doc["decisions"], doc["decisions"][1:]))
     assert len(real["cold_starts_s"]) == started and all(0 < c < 60 for c in real["cold_starts_s"])
     assert sum(r["starts"] for r in real["replicas"]) == started + doc["decisions"][0]["replicas"]
     # Every request sent was answered; both sides saw the same requests.
-    assert real["requests"] == sim["requests"] == real["ok"] and real["errors"] == []
+    assert real["requests"] == sim["requests"] == real["ok"] and real["errors"] == {}
     # Replica-seconds: one replica all along plus the second while scaled up; measured within 35% of the
     # simulation (real starts take their cold start, a scaled-down replica finishes its requests).
     assert sim["window_s"] <= sim["replica_seconds"] <= 2 * sim["window_s"]
@@ -265,6 +272,72 @@ def test_autoscale_policy_runs_for_real_and_matches_its_simulation(run_dir, tmp_
     # Nothing it started outlives it.
     lines = subprocess.run([PGREP, "-af", "llama-server"], capture_output=True, text=True).stdout
     assert not [r for r in real["replicas"] if f"--port {r['port']} " in lines + " "], lines
+
+
+def test_a_policy_that_scales_too_slowly_misses_the_slo_in_the_simulation_and_for_real(run_dir, tmp_path):
+    from llmbench.planner.autoscale import Knobs, simulate_policy
+    from llmbench.planner.queue import policy_for_strategy
+    from llmbench.planner.trace import load_trace
+    from llmbench.slo import parse_slo
+    from llmbench.verify.load import SLOT_MARGIN
+    from llmbench.verify.predict import fitted_service
+    from llmbench.verify.spec import read_spec
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    # Looks at the queue every 10 s: the first look after the burst starts (4 s) comes as it ends (10 s).
+    slow = {**POLICY, "interval_s": 10.0, "slo": [SLOW_SLO], "attainment_target": SLOW_TARGET}
+    one_thread_each(run, slow)
+    dep = read_spec(run).primaries[0]
+    # One replica's capacity for the burst's requests (a short prompt, the longest output a slot takes):
+    # measured on a real one-thread replica, and in the planner's model fitted on the run (they differ:
+    # seen 25 against 12 req/s, 42 against 17, the run measured under others' load and at 12 tokens out).
+    heavy = (8, dep.slot_tokens - SLOT_MARGIN - 8 - 1)
+    real_cap = replica_capacity(dep.replicas[0].argv, heavy, dep.parallel, tmp_path / "capacity.log")
+    service = fitted_service(run, dep)
+    sim_cap = dep.parallel / (service.batch_duration_s([heavy[0]] * dep.parallel, [heavy[1]] * dep.parallel)
+                              * service.mean_ratio)
+    # In the simulation, on a burst at OVERLOAD x its own replica's capacity: a policy looking every
+    # second meets the target, the slow one misses it (two replicas carry the burst; one does not).
+    sim_trace = tmp_path / "sim.csv"
+    slow_policy_trace(sim_trace, OVERLOAD * sim_cap, heavy)
+    reqs = load_trace(sim_trace).requests
+    sim_of = lambda interval: simulate_policy(  # noqa: E731
+        Knobs("queue", 1, 2, interval, POLICY["cooldown_s"], 1.0, POLICY["cold_start_s"],
+              depth_target=POLICY["depth_target_requests"]), reqs, service, dep.parallel,
+        policy_for_strategy(read_spec(run).strategy), parse_slo(SLOW_SLO.replace("<=", "=")), 0.0, 0.0)[0]
+    fast, slow_sim = sim_of(1.0), sim_of(10.0)
+    assert fast["slo_attainment"] >= SLOW_TARGET > slow_sim["slo_attainment"], (fast, slow_sim)
+    # Replayed for real on a burst at OVERLOAD x the larger capacity: one replica is overloaded on both sides.
+    trace = tmp_path / "slow.csv"
+    rps = slow_policy_trace(trace, OVERLOAD * max(real_cap, sim_cap), heavy)
+    # The plan's load is the trace's mean, so that verify replays it as written (no time scaling).
+    doc_yaml = yaml.safe_load((run / "deployment.yaml").read_text())
+    doc_yaml["target_rps"] = rps
+    for d in doc_yaml["deployments"]:
+        if d["option"] == dep.option:
+            d["load_rps"] = rps
+    (run / "deployment.yaml").write_text(yaml.safe_dump(doc_yaml, sort_keys=False))
+
+    duration = f"{TRACE_S + 1.5 / rps:.6f}"  # the whole trace once (a repeat would start 2 / rps after its end)
+    # A request 10 s late has long missed the 1-s SLO: it is given up as failed (a failure meets no SLO).
+    got = _cli("verify", str(run), "--load", str(trace), "--duration", duration, "--timeout", "10", "--autoscale", "--json",
+               timeout=300)
+    assert got.returncode == 0, got.stderr[-3000:]
+    doc = json.loads(got.stdout)
+    assert doc["load"]["time_scale"] == pytest.approx(1.0) and doc["load"]["repeats"] == 1
+    sim, real = doc["simulated"], doc["measured"]
+    assert sim["requests"] == real["requests"] == len(load_trace(trace).requests) and set(real["errors"]) <= {"timeout"}
+    assert real["ok"] + sum(e["count"] for e in real["errors"].values()) == real["requests"]
+    # The policy scaled up only once the burst was over, in the simulation and for real.
+    ups = [b for a, b in zip(doc["decisions"], doc["decisions"][1:]) if b["replicas"] > a["replicas"]]
+    assert ups and all(d["at_s"] >= BURST_AT + BURST_S - 1e-6 for d in ups), doc["decisions"]
+    assert [u["spawned"] for u in real["scale_up_starts"]] == [1] * len(ups)
+    # Both miss the attainment the policy was meant to meet.
+    assert doc["attainment_target"] == SLOW_TARGET and sim["meets_target"] is False and real["meets_target"] is False
+    assert real["slo_attainment"] < SLOW_TARGET and sim["slo_attainment"] < SLOW_TARGET
+    print(f"capacity real {real_cap:.1f}, model {sim_cap:.1f} req/s; attainment simulated {sim['slo_attainment']:.3f}, "
+          f"measured {real['slo_attainment']:.3f} (target {SLOW_TARGET}); {real['requests'] - real['ok']} timed out")
 
 
 def test_autoscale_needs_a_trace_and_a_policy(run_dir, tmp_path):

@@ -2,7 +2,12 @@
 policy that test_verify.py carries out with real llama-server replicas (sharing its real run)."""
 from __future__ import annotations
 
+import json
 import math
+import threading
+import time
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +28,64 @@ def burst_trace(path) -> None:
         f"2023-11-16 18:00:{t:09.6f},40,12\n" for t in times))
 
 
-def one_thread_each(run) -> dict:
-    """The run's deployment.yaml with one thread a replica (two fit on two cores) and the policy."""
+SLOW_SLO, SLOW_TARGET = "e2el_p95<=1000ms", 0.95
+BURST_AT, BURST_S, TRACE_S = 4.0, 6.0, 16.0  # the heavy burst within a 16-s trace
+OVERLOAD = 1.6  # the burst's rate over one replica's capacity for its requests: two replicas carry it
+
+
+def slow_policy_trace(path, rate: float, heavy: tuple[int, int], light: tuple[int, int] = (40, 12)) -> float:
+    """A TRACE_S-s trace: BURST_S s from BURST_AT of heavy requests at `rate`, light ones at half that
+    rate before and after it (a fraction of the work: short outputs). Its mean rate, (n - 1) / span."""
+    burst = int(rate * BURST_S)
+    quiet = int(rate / 2 * (TRACE_S - BURST_S)) + 1
+    spread = np.linspace(0.0, TRACE_S - BURST_S, quiet)
+    times = [(t + BURST_S if t >= BURST_AT else t, light) for t in spread]
+    times += [(BURST_AT + i / rate, heavy) for i in range(burst)]
+    times.sort()
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(
+        f"2023-11-16 18:00:{t:09.6f},{p},{o}\n" for t, (p, o) in times))
+    return (len(times) - 1) / TRACE_S
+
+
+def replica_capacity(argv: list[str], heavy: tuple[int, int], parallel: int, log: Path, seconds: float = 3.0) -> float:
+    """Requests/s one llama-server started from `argv` (on a free port) completes with every slot kept
+    busy by `heavy` (prompt, output) requests: a closed loop of `parallel` clients for `seconds`."""
+    from llmbench.engines.llamacpp.server import free_port
+    from llmbench.verify.deploy import DeployedServer, engine_for, resolve_server
+
+    port = free_port()
+    argv = list(argv)
+    argv[argv.index("--port") + 1] = str(port)
+    server = DeployedServer(argv, port, log, engine_for(resolve_server(argv[0])))
+    body = json.dumps({"prompt": list(range(100, 100 + heavy[0])), "n_predict": heavy[1], "ignore_eos": True}).encode()
+    url = server.url.removesuffix("/v1") + "/completion"
+    done: list[float] = []
+
+    def one() -> None:
+        req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert json.loads(r.read())["tokens_predicted"] == heavy[1]
+
+    def client(until: float) -> None:
+        while time.perf_counter() < until:
+            one()
+            done.append(time.perf_counter())
+    try:
+        server.start(60)
+        one()  # warm
+        start = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(start + seconds,)) for _ in range(parallel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        server.stop()
+    return len(done) / (max(done) - start)
+
+
+def one_thread_each(run, policy: dict | None = None) -> dict:
+    """The run's deployment.yaml with one thread a replica (two fit on two cores) and the policy (POLICY)."""
     path = run / "deployment.yaml"
     dep = yaml.safe_load(path.read_text())
     primary = next(d for d in dep["deployments"] if d["role"] == "primary")
@@ -37,7 +98,7 @@ def one_thread_each(run) -> dict:
         if "-t" not in argv and "--threads" not in argv:
             argv += ["--threads", "1"]
         cmds[i] = " ".join(argv)
-    dep["autoscaling"] = {**POLICY, "option": primary["option"]}
+    dep["autoscaling"] = {**(policy or POLICY), "option": primary["option"]}
     path.write_text(yaml.safe_dump(dep, sort_keys=False))
     return primary
 

@@ -125,3 +125,20 @@ def test_a_trace_is_scaled_to_the_planned_rate_and_fitted_to_a_slot(tmp_path):
     assert made[1] == (75, 25)  # 300 + 100 scaled by (108 - 8) / 400
     arr, facts = trace_schedule(load_trace(tmp_path / "t.csv"), 2.0, 5.0, make, lambda p: "x", slot_tokens=None)
     assert len(arr) == 9 and facts["repeats"] == 2  # the trace repeats to fill the duration
+    # The trace ends 0.5 s before the next round's first request would: one round, not two.
+    arr, facts = trace_schedule(load_trace(tmp_path / "t.csv"), 2.0, 2.5 + 0.25, make, lambda p: "x", slot_tokens=None)
+    assert len(arr) == 5 and facts["repeats"] == 1
+
+
+def test_a_synthetic_trace_prompt_reads_back_as_at_most_its_length():
+    # Random tokens decoded to text tokenise again into more tokens; what the server reads must fit.
+    from llmbench.verify.load import synthetic_prompts, tokenizer_for
+
+    tok = tokenizer_for("card:llama-5m")
+    make = synthetic_prompts(tok, 0)
+    for length in (8, 224):
+        for _ in range(20):
+            p = make(length, 5)
+            again = tok(p.text, add_special_tokens=False)["input_ids"]
+            assert again == p.ids and 1 <= len(p.ids) <= length and p.output_tokens == 5
+    assert len(make(224, 5).ids) >= 0.8 * 224  # cut by what the text grew, not emptied

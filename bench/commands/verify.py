@@ -40,7 +40,8 @@ def verify(run_dir: str, load: str, duration_s: float, timeout_s: float, no_dril
     from rich.console import Console
 
     from llmbench.verify.deploy import VerifyFailed
-    from llmbench.verify.run import verify as run, verify_autoscale
+    from llmbench.verify.autoscale_run import verify_autoscale
+    from llmbench.verify.run import verify as run
     from llmbench.verify.show import show, show_autoscale
 
     console = Console(stderr=as_json)

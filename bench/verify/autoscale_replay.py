@@ -17,45 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import yaml
 
 from llmbench.engines.llamacpp.server import free_port
 from llmbench.errors import BadInput
 from llmbench.planner.autoscale import Controller, Knobs, simulate_policy
 from llmbench.served.client import StreamClient
 from llmbench.served.loop import run as run_loop, sleep_until
-from llmbench.slo import SLO, parse_slo
+from llmbench.slo import SLO
+from llmbench.verify.compare import failures_by_kind
 from llmbench.verify.deploy import DeployedServer, engine_for, resolve_server
 from llmbench.verify.load import LEAD_S, POOL, Arrival, make_backend
 from llmbench.verify.spec import Deployment
 
 START_TIMEOUT_S = 120.0
-
-
-def read_policy(run_dir: Path, dep: Deployment, cap: int) -> tuple[Knobs, list[SLO], dict]:
-    """(the policy's knobs with max_replicas capped to `cap`, its SLOs, the block); BadInput without one."""
-    block = (yaml.safe_load((run_dir / "deployment.yaml").read_text()) or {}).get("autoscaling")
-    if not block:
-        raise BadInput(f"{run_dir / 'deployment.yaml'}: no autoscaling block: run `llmbench plan {run_dir} --trace FILE "
-                       f"--autoscale` first")
-    if block.get("option") not in (None, dep.option):
-        raise BadInput(f"{run_dir / 'deployment.yaml'}: the autoscaling block is for {block.get('option')}, "
-                       f"not the primary verify starts ({dep.option})")
-    kind = "queue" if block["kind"] == "fixed" else block["kind"]
-    knobs = Knobs(kind, int(block["min_replicas"]), int(block["max_replicas"]), float(block["interval_s"]),
-                  float(block["cooldown_s"]), float(block.get("headroom") or 1.0), float(block["cold_start_s"] or 0.0),
-                  window_s=float(block.get("token_window_s") or 60.0),
-                  token_budget=float(block.get("token_budget_tokens_per_s") or 0.0),
-                  depth_target=float(block.get("depth_target_requests") or 0.0))
-    if knobs.max_replicas > cap:
-        knobs = replace(knobs, max_replicas=cap, min_replicas=min(knobs.min_replicas, cap))
-    slos = parse_slo(",".join(s.replace("<=", "=") for s in block.get("slo") or []), where="autoscaling.slo")
-    return knobs, slos, block
 
 
 def simulated(run_dir: Path, dep: Deployment, arrivals: list[Arrival], knobs: Knobs, slos: list[SLO],
@@ -101,6 +80,8 @@ class _Pool:
                          for p in ports]
         self.tasks: set[asyncio.Task] = set()
         self.cold_starts: list[float] = []  # spawn to /health 200 of each replica the decisions started
+        # Each scale-up as carried out: when, how many processes it spawned, the cold start of each that came up.
+        self.ups: list[dict] = []
 
     def provisioned(self) -> list[_Replica]:
         return [r for r in self.replicas if r.state in ("starting", "serving")]
@@ -108,12 +89,18 @@ class _Pool:
     def serving(self) -> list[_Replica]:
         return [r for r in self.replicas if r.state == "serving"]
 
-    async def _start(self, r: _Replica) -> None:
+    async def _start(self, r: _Replica, up: dict) -> None:
         r.state = "starting"
         r.spans.append([time.perf_counter(), None])
-        await asyncio.to_thread(r.server.start, START_TIMEOUT_S)
+        try:
+            await asyncio.to_thread(r.server.start, START_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - a start that failed is reported, not a scale-up carried out
+            up["failed"].append(str(exc)[:300])
+            r.state, r.spans[-1][1] = "stopped", time.perf_counter()
+            return
         r.ready = time.perf_counter()
         self.cold_starts.append(r.ready - r.spans[-1][0])
+        up["came_up"].append(self.cold_starts[-1])
         if r.state == "cancelled":
             await self._stop(r)
         else:
@@ -140,8 +127,10 @@ class _Pool:
         have = self.provisioned()
         if n > len(have):
             idle = [r for r in self.replicas if r.state in ("idle", "stopped")][: n - len(have)]
+            if idle:
+                self.ups.append({"at": time.perf_counter(), "spawned": len(idle), "came_up": [], "failed": []})
             for r in idle:
-                self._spawn(self._start(r))
+                self._spawn(self._start(r, self.ups[-1]))
             return
         drop = len(have) - n
         for r in sorted((r for r in have if r.state == "starting"), key=lambda r: -r.spans[-1][0])[:drop]:
@@ -234,8 +223,12 @@ def replay(run_dir: Path, dep: Deployment, arrivals: list[Arrival], knobs: Knobs
     cold = pool.cold_starts
     measured = {"slo_attainment": _attainment(outcomes, slos), "replica_seconds": rs, "window_s": end - first,
                 "requests": len(outcomes), "ok": sum(res.ok for _, res in outcomes),
-                "errors": sorted({res.error_kind for _, res in outcomes if not res.ok}),
-                "scale_ups": sum(1 for a, b in zip(events, events[1:]) if b[1] > a[1]), "cold_starts_s": cold,
+                "errors": failures_by_kind(res for _, res in outcomes),
+                # Counted from the pool: a scale-up is one whose spawned servers answered /health.
+                "scale_ups": sum(1 for u in pool.ups if u["came_up"]),
+                "scale_up_starts": [{"at_s": u["at"] - first, "spawned": u["spawned"], "cold_starts_s": u["came_up"],
+                                     "failed": u["failed"]} for u in pool.ups],
+                "cold_starts_s": cold,
                 "replicas": [{"port": r.server.port, "starts": len(r.spans)} for r in pool.replicas]}
     return {
         "policy": {k: getattr(knobs, k) for k in ("kind", "min_replicas", "max_replicas", "interval_s", "cooldown_s",

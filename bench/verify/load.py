@@ -103,10 +103,10 @@ def trace_schedule(trace, rps: float, duration_s: float, make_prompt: Callable[[
     period = float(times[-1]) + 1.0 / rps
     out, fitted, k = [], 0, 0
     while True:
-        for t, p, o in zip(times, r.prompt_tokens, r.output_tokens):
+        for i, (t, p, o) in enumerate(zip(times, r.prompt_tokens, r.output_tokens)):
             at = float(t) + k * period + 1.0 / rps
-            if at >= duration_s:
-                return out, {"time_scale": 1.0 / scale, "repeats": k + 1, "scaled_to_fit_slot": fitted}
+            if at >= duration_s:  # repeats: the rounds that sent a request
+                return out, {"time_scale": 1.0 / scale, "repeats": k + 1 if i or not k else k, "scaled_to_fit_slot": fitted}
             p, o = int(p), int(o)
             if slot_tokens and p + o + SLOT_MARGIN > slot_tokens:
                 f = (slot_tokens - SLOT_MARGIN) / (p + o)
@@ -124,7 +124,15 @@ def synthetic_prompts(tokenizer, seed: int = 0) -> Callable[[int, int], Prompt]:
 
     def make(length: int, out: int) -> Prompt:
         ids = rng.choice(vocab, size=length).tolist()
-        return Prompt(ids=ids, output_tokens=out, text=tokenizer.decode(ids))
+        # Random tokens decoded to text tokenise again into more tokens (seen: 224 became 250-255, past
+        # a slot's context): cut until the text the server reads is at most `length` tokens.
+        for _ in range(8):
+            text = tokenizer.decode(ids)
+            got = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(got) <= length:
+                return Prompt(ids=got, output_tokens=out, text=text)
+            ids = ids[:max(1, len(ids) - (len(got) - length))]
+        return Prompt(ids=ids[:1], output_tokens=out, text=tokenizer.decode(ids[:1]))
     return make
 
 

@@ -24,7 +24,7 @@ from llmbench.verify.load import (Arrival, Targets, make_backend, poisson_schedu
                                   tokenizer_for, trace_schedule, warm_up)
 from llmbench.verify.gateway import proxy_config
 from llmbench.verify.proxy import Proxy
-from llmbench.verify.scale import machine_cores, scale_to_machine
+from llmbench.verify.scale import scale_to_machine
 from llmbench.verify.spec import VerifySpec, read_spec
 from llmbench.verify.workload import run_prompts
 
@@ -66,8 +66,8 @@ def _thin(arrivals: list[Arrival], keep: Callable[[str], float], seed: int) -> l
     return [a for a in arrivals if rng.random() < keep(a.alias)]
 
 
-def _schedule(spec: VerifySpec, rps: float, trace: Path | None, duration_s: float, tokenizer, seed: int,
-              share: Callable[[str], float]) -> tuple[list[Arrival], dict]:
+def schedule(spec: VerifySpec, rps: float, trace: Path | None, duration_s: float, tokenizer, seed: int,
+             share: Callable[[str], float]) -> tuple[list[Arrival], dict]:
     """The arrivals of this machine's share: at rps x the largest share, thinned per alias to its own."""
     aliases = [c.alias for c in spec.classes] or [MAIN_ALIAS]
     top = max(share(a) for a in aliases)
@@ -113,7 +113,7 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
     fleet = Fleet(spec.deployments, logs)
     tok = tokenizer_for(spec.model_ref(spec.primaries[0]))
     seed = int((spec.meta.get("config") or {}).get("seed") or 0)
-    arrivals, load_doc = _schedule(spec, rps, trace, duration_s, tok, seed, share)
+    arrivals, load_doc = schedule(spec, rps, trace, duration_s, tok, seed, share)
     if not arrivals:
         raise BadInput(f"--duration {duration_s:g} s at {rps:g} req/s schedules no request: give a longer duration")
     aliases = {a.alias for a in arrivals}
@@ -186,7 +186,7 @@ def _drill(spec, fleet, via_proxy, headers, rps, duration_s, timeout_s, tok, see
     if target is None:
         return {"skipped": True, "reason": fbs}
     span = min(DRILL_MAX_S, max(DRILL_MIN_S, duration_s / 2))
-    arrivals, _ = _schedule(spec, rps, None, span, tok, seed + 1, share)
+    arrivals, _ = schedule(spec, rps, None, span, tok, seed + 1, share)
     progress(f"fallback drill: {len(arrivals)} requests over {span:g} s; {target.option}'s servers killed at {span * KILL_AT:.1f} s")
     killed = {"deployment": target.option, "pids": []}
     res = run_load(arrivals, via_proxy, headers, timeout_s,
@@ -235,31 +235,3 @@ def _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight
         "notes": notes,
     }
 
-
-def verify_autoscale(run_dir: str | Path, load: str, duration_s: float = DEFAULT_DURATION_S,
-                     timeout_s: float = DEFAULT_TIMEOUT_S, progress: Callable[[str], None] = lambda s: None) -> dict:
-    """`verify --load TRACE --autoscale`: the deployment.yaml policy simulated and carried out with real
-    replicas on the replayed trace (bench/verify/autoscale_replay.py); writes RUN/verify-autoscale.json."""
-    from llmbench.verify.autoscale_replay import read_policy, replay
-
-    spec = read_spec(run_dir)
-    rps, trace = parse_load(spec, load)
-    if trace is None:
-        raise BadInput(f"--autoscale replays a trace: give --load TRACE (got --load {load})")
-    dep = next(d for d in sorted(spec.primaries, key=lambda d: -(d.load_rps or 0.0)) if d.startable)
-    cores = machine_cores()
-    cap = max(1, cores // (dep.threads or cores))  # the replicas this machine holds side by side
-    knobs, slos, block = read_policy(spec.run_dir, dep, cap)
-    tok = tokenizer_for(spec.model_ref(dep))
-    seed = int((spec.meta.get("config") or {}).get("seed") or 0)
-    share = (dep.load_rps or rps) / (sum(d.load_rps or 0.0 for d in spec.primaries) or rps)
-    arrivals, load_doc = _schedule(spec, rps * share, trace, duration_s, tok, seed, lambda alias: 1.0)
-    if len(arrivals) < 2:
-        raise BadInput(f"--duration {duration_s:g} s of {trace} schedules fewer than two requests: give a longer duration")
-    doc = {"run_id": spec.meta.get("run_id"), "deployment": dep.option, "load": load_doc, "duration_s": duration_s,
-           **replay(spec.run_dir, dep, arrivals, knobs, slos, spec.strategy, tok, timeout_s, spec.run_dir / LOG_DIR, progress)}
-    if knobs.max_replicas < int(block["max_replicas"]):
-        doc["note"] = (f"max_replicas capped from {block['max_replicas']} to {knobs.max_replicas}: the replicas this machine "
-                       "holds side by side; simulated with the same cap")
-    write_json(spec.run_dir / "verify-autoscale.json", doc)
-    return doc

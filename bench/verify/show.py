@@ -63,6 +63,9 @@ def show_autoscale(doc: dict, console) -> None:
     say(f"SLO attainment: simulated {sim['slo_attainment']:.1%}, measured {got['slo_attainment']:.1%} "
         f"({doc['attainment_error']:+.1%}); replica-seconds: simulated {sim['replica_seconds']:.1f}, measured "
         f"{got['replica_seconds']:.1f}" + (f" ({doc['replica_seconds_error']:+.1%})" if doc["replica_seconds_error"] is not None else ""))
+    if doc.get("attainment_target") is not None:
+        word = lambda side: "met" if side["meets_target"] else "missed"  # noqa: E731
+        say(f"the {doc['attainment_target']:g} attainment target: {word(sim)} in the simulation, {word(got)} for real")
     if got["cold_starts_s"]:
         say(f"cold starts: assumed {p['cold_start_s']:.2f} s, measured " + ", ".join(f"{c:.2f}" for c in got["cold_starts_s"]) + " s")
     if doc.get("note"):
