@@ -131,10 +131,9 @@ class LoadGenerator:
 
     def measure(self, job: dict):
         """Ray streaming method: this generator's share of one cell, records in batches, facts last."""
+        from llmbench.scenarios import base
         from llmbench.scenarios.base import CellContext
         from llmbench.trackers import CpuTracker
-
-        from llmbench.scenarios import base
 
         scenario, point, k = job["scenario"], job["point"], job["generators"]
         prompts = self.prompts[self.index::k] or self.prompts  # together the generators send the local run's prompts
