@@ -162,9 +162,10 @@ sys.exit(p.returncode)
 
 
 def test_ctrl_c_keeps_completed_cells_and_resume_finishes_on_ray(tmp_path):
-    cfg = _config(tmp_path, ["onnx-fp32", "onnx-int8"])
+    cfg = _config(tmp_path, ["onnx-fp32", "onnx-int8", "torch-fp32"])
     out = tmp_path / "ray"
-    # One node: the two variants run one after the other. SIGINT once the first cell is in run.json;
+    # One node: the variants run one after the other. SIGINT once the first cell is in run.json (the
+    # second, a short one, may end before the signal lands on a loaded machine: torch's never does);
     # every process the run started (raylet, GCS, workers) must be gone when it exits; then --resume.
     script = f"""
 import json, os, signal, subprocess, sys, time
@@ -198,12 +199,12 @@ sys.stderr.write(err[-2000:] + err2[-2000:])
     first, second = (json.loads(line) for line in p.stdout.splitlines()[-2:])
     assert first["rc1"] == 130, p.stderr
     assert first["children"] >= 3 and first["left"] == [], first  # a raylet, the GCS, a worker at least
-    assert second["after_interrupt"] == REQUESTS  # the first cell's records, kept
+    assert second["after_interrupt"] in (REQUESTS, 2 * REQUESTS)  # the completed cells' records, kept
     assert second["rc2"] == 0, p.stderr
     meta, records = _folder(out)
-    assert len(records) == 2 * REQUESTS and all(r["status"] == "ok" for r in records)
-    assert sorted(r["request_id"] for r in records) == list(range(2 * REQUESTS))
-    assert len(meta["completed_cells"]) == 2
+    assert len(records) == 3 * REQUESTS and all(r["status"] == "ok" for r in records)
+    assert sorted(r["request_id"] for r in records) == list(range(3 * REQUESTS))
+    assert len(meta["completed_cells"]) == 3
     assert all(cell.get("ray_node_id") for cell in meta["cells"].values())
 
 
