@@ -98,7 +98,6 @@ class LoadGroup:
 
         from llmbench.distributed.driver import stall_s
         from llmbench.distributed.loadgen import LoadGenerator, split_int, split_point
-        from llmbench.scenarios.base import CellContext
 
         r = self.runner
         cfg = r.prep.config
