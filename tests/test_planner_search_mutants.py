@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from llmbench.planner.queue import Requests, poisson_requests, simulate
-from llmbench.planner.search import Search, _headroom, check_slos, max_sustainable_rps, plan_at_batch
+from llmbench.planner.search import Search, _headroom, check_slos, max_sustainable_rps, plan_at_batch, saturation_rps
 from llmbench.planner.service import ServiceModel
 from llmbench.slo import SLO
 
@@ -120,3 +120,25 @@ def test_queue_floor_count_is_within_5_percent_of_the_floor():
     edge = plan_at_batch(_service(), Requests(np.array([0.0, 0.019]), np.full(2, 4.0), np.full(2, 3)),
                          {"offered_rps": 52.0, "kind": "trace"}, 1, [SLO("ttft", 50, 5.0)], None, 10, "jsq", 0)
     assert edge["check"]["slos"][0]["predicted_ms"] == 10.5 and edge["notes"][-1] == "1 replicas come within 5% of that; more do not help"
+
+
+def test_saturation_draws_every_length_equally_often():
+    # Batches of 1 taking 20 ms (3 tokens) or 10 + 200 x 5 = 1010 ms (201 tokens), each half the time:
+    # 1 / 0.515 s requests/s, within the sampling error of 256 draws (seed 0: 6% below).
+    sat = saturation_rps(_service(), np.array([4.0, 4.0]), np.array([3, 201]), 1)
+    assert abs(sat * 0.515 - 1) < 0.1
+
+
+def test_capped_plans_and_two_queue_floors_say_which():
+    reqs = Requests(np.arange(200) * 0.01, np.full(200, 4.0), np.full(200, 3))
+    # A Poisson load of 2 replicas' capacity, capped at 2: never stable.
+    capped = plan_at_batch(_service(), reqs, {"offered_rps": 100.0, "kind": "poisson"}, 1, [SLO("e2el", 95, 21.0)], None, 2, "jsq", 0)
+    assert (capped["replicas"], capped["meets"]) == (2, False)
+    assert capped["notes"] == ["even 2 replicas do not meet the SLO (queue stability (offered load >= capacity)); "
+                               "raise --max-replicas or relax the SLO"]
+    # TTFT 10 ms alone against 5 (ratio 2), E2EL 20 ms against 15 (1.33): both floors said, the first (and worst) binds.
+    two = plan_at_batch(_service(), reqs, {"offered_rps": 100.0, "kind": "trace"}, 1, [SLO("ttft", 50, 5.0), SLO("e2el", 50, 15.0)],
+                        None, 10, "jsq", 0)
+    assert (two["meets"], two["binding"], two["check"]["binding"]) == (False, "ttft_p50<=5ms", "ttft_p50<=5ms")
+    assert [n.split(":")[0] for n in two["notes"]] == ["no replica count meets ttft_p50<=5ms", "no replica count meets e2el_p50<=15ms",
+                                                       "2 replicas come within 5% of that; more do not help"]
