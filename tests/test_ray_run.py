@@ -105,6 +105,8 @@ def test_unplaceable_cell_refused_before_submission(tmp_path):
 import os, shutil, subprocess, sys, tempfile
 from ray.cluster_utils import Cluster
 temp = tempfile.mkdtemp(prefix="llmb-t-")
+# Ray writes its address file under $TMPDIR/ray whatever temp_dir says; make test's fresh $TMPDIR lacks it.
+os.makedirs(os.path.join(tempfile.gettempdir(), "ray"), exist_ok=True)
 c = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, resources={{"hw:gpu-box": 1}}, temp_dir=temp,
             object_store_memory=80 * 2**20, include_dashboard=False, node_ip_address="127.0.0.1"))
 try:
