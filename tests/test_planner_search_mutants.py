@@ -142,3 +142,10 @@ def test_capped_plans_and_two_queue_floors_say_which():
     assert (two["meets"], two["binding"], two["check"]["binding"]) == (False, "ttft_p50<=5ms", "ttft_p50<=5ms")
     assert [n.split(":")[0] for n in two["notes"]] == ["no replica count meets ttft_p50<=5ms", "no replica count meets e2el_p50<=15ms",
                                                        "2 replicas come within 5% of that; more do not help"]
+
+
+def test_a_light_poisson_load_starts_the_search_at_one_replica():
+    # 25 requests/s on a replica that serves 50: half a replica's worth, so the search starts at 1, which meets E2EL.
+    reqs = Requests(np.arange(50) * 0.04, np.full(50, 4.0), np.full(50, 3))
+    plan = plan_at_batch(_service(), reqs, {"offered_rps": 25.0, "kind": "poisson"}, 1, [SLO("e2el", 95, 21.0)], None, 10, "jsq", 0)
+    assert (plan["replicas"], plan["meets"], plan["binding"], plan["search"]) == (1, True, None, {"1": True})

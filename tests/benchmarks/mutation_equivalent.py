@@ -120,6 +120,8 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "lo (one past the last failed count, or the first count) never exceeds hi (a count that passed), nor does bisection: < and != agree"),
     ("bench/planner/search.py", "min_stable = offered / sat if", "min_stable = offered // sat if",
      "min_stable is only compared with whole replica counts (>= r, < r) or floored, and floor(x) >= r iff x >= r for a whole r"),
+    ("bench/planner/search.py", 'min_stable = offered / sat if load["kind"] == "poisson"', 'if load["kind"] <= "poisson"',
+     'a load\'s kind is "poisson" or "trace" (capacity._load, plan_run): only "poisson" is <= "poisson"'),
     ("bench/planner/search.py", "meets, replicas = False, max_replicas", "meets, replicas = True, max_replicas",
      "fewest found no count, so the check at max_replicas failed: `meets and check['ok']` is False either way"),
     ("bench/planner/search.py", 'if max_replicas == 1 else f"', 'if max_replicas <= 1 else f"',
