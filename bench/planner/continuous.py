@@ -20,7 +20,6 @@ alike, so the simulator jumps over them in one go.
 """
 from __future__ import annotations
 
-import bisect
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -80,10 +79,9 @@ class _Replica:
         self.last_done = 0  # requests that finished at last_end
         # The ratios were measured per request (per amount of work): a slow spell holds its requests
         # longer, so a stretch of wall time is slow with probability in proportion to its ratio.
-        ratios = model.duration_ratios
-        cum = np.cumsum(ratios).tolist() if ratios else []
-        self._draw = (lambda: float(ratios[min(len(cum) - 1, bisect.bisect_right(cum, rng.random() * cum[-1]))])) \
-            if ratios else (lambda: 1.0)
+        self._ratios = np.asarray(model.duration_ratios, dtype=float)
+        self._cum = np.cumsum(self._ratios)
+        self._rng = rng
         self._factors: list[float] = []
 
     def load(self, t: float) -> int:
@@ -92,9 +90,19 @@ class _Replica:
 
     def _factor(self, t: float) -> tuple[float, float]:
         e = int(t / self.m.epoch_s) if t > 0 else 0
-        while len(self._factors) <= e:
-            self._factors.append(self._draw())
+        if e >= len(self._factors):
+            self._draw_until(e)
         return self._factors[e], (e + 1) * self.m.epoch_s
+
+    def _draw_until(self, e: int) -> None:
+        # Drawn in blocks, not one epoch per call (a long idle spell skips thousands of epochs): the
+        # generator gives the same numbers either way, so epoch j gets the same factor whatever the block.
+        k = max(e + 1, 2 * len(self._factors), 256) - len(self._factors)
+        if not self._ratios.size:
+            self._factors.extend([1.0] * k)
+            return
+        pick = np.searchsorted(self._cum, self._rng.random(k) * self._cum[-1], side="right")
+        self._factors.extend(self._ratios[np.minimum(pick, self._ratios.size - 1)].tolist())
 
     def arrive(self, i: int, t: float) -> None:
         if not (self.dec or self.pre or self.queue):
