@@ -267,6 +267,7 @@ def test_autoscale_policy_runs_for_real_and_matches_its_simulation(run_dir, tmp_
     assert sim["window_s"] <= sim["replica_seconds"] <= 2 * sim["window_s"]
     assert real["replica_seconds"] == pytest.approx(sim["replica_seconds"], rel=0.35)
     assert 0 <= sim["slo_attainment"] <= 1 and 0 <= real["slo_attainment"] <= 1
+    assert sim["e2el_p95_ms"] > 0 and real["e2el_p95_ms"] > 0
     assert doc["attainment_error"] == pytest.approx(real["slo_attainment"] - sim["slo_attainment"])
     assert doc["replica_seconds_error"] == pytest.approx(real["replica_seconds"] / sim["replica_seconds"] - 1)
     # Nothing it started outlives it.

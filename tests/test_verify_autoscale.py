@@ -117,3 +117,11 @@ def test_attainment_is_the_share_meeting_every_slo_and_a_failure_meets_none():
     assert _attainment(outs, slos) == pytest.approx(2 / 5)
     assert _attainment(outs, []) == pytest.approx(4 / 5) and _attainment([], slos) == 1.0
     assert math.isclose(_attainment(outs[:1], parse_slo("tpot_p50=200ms")), 1.0)  # (900-100)/4 = 200 ms: meets it
+
+
+def test_a_timeout_shorter_than_the_slo_is_said():
+    from llmbench.verify.autoscale_run import timeout_note
+
+    assert timeout_note(30.0, parse_slo("e2el_p99=84s,tpot_p50=500s")).startswith("--timeout 30 s is shorter than the SLO's 84 s")
+    assert timeout_note(30.0, parse_slo("e2el_p95=30s")) is None and timeout_note(30.0, parse_slo("tpot_p50=40s")) is None
+    assert timeout_note(10.0, []) is None

@@ -221,7 +221,9 @@ def replay(run_dir: Path, dep: Deployment, arrivals: list[Arrival], knobs: Knobs
     end = max((res.end for _, res in outcomes), default=first)
     rs = pool.replica_seconds(first, end)
     cold = pool.cold_starts
+    e2el = [(res.chunk_times[-1] - due) * 1e3 for due, res in outcomes if res.ok and res.chunk_times]
     measured = {"slo_attainment": _attainment(outcomes, slos), "replica_seconds": rs, "window_s": end - first,
+                "e2el_p95_ms": float(np.percentile(e2el, 95)) if e2el else None,  # of the answered requests
                 "requests": len(outcomes), "ok": sum(res.ok for _, res in outcomes),
                 "errors": failures_by_kind(res for _, res in outcomes),
                 # Counted from the pool: a scale-up is one whose spawned servers answered /health.
@@ -234,7 +236,7 @@ def replay(run_dir: Path, dep: Deployment, arrivals: list[Arrival], knobs: Knobs
         "policy": {k: getattr(knobs, k) for k in ("kind", "min_replicas", "max_replicas", "interval_s", "cooldown_s",
                                                   "cold_start_s", "token_budget", "depth_target")},
         "slo": [str(s) for s in slos], "decisions": [{"at_s": round(t - events[0][0], 3), "replicas": n} for t, n in events],
-        "simulated": {k: sim[k] for k in ("slo_attainment", "replica_seconds", "window_s", "scale_ups", "scale_downs",
+        "simulated": {k: sim[k] for k in ("slo_attainment", "replica_seconds", "window_s", "e2el_p95_ms", "scale_ups", "scale_downs",
                                           "peak_replicas", "requests")},
         "measured": measured,
         "attainment_error": measured["slo_attainment"] - sim["slo_attainment"],

@@ -45,6 +45,16 @@ def read_policy(run_dir: Path, dep: Deployment, cap: int) -> tuple[Knobs, list[S
     return knobs, slos, block
 
 
+def timeout_note(timeout_s: float, slos: list[SLO]) -> str | None:
+    """What to say when the client gives up before the SLO's longest E2EL/TTFT limit (None when it does not)."""
+    limit_ms = max((s.limit_ms for s in slos if s.metric in ("e2el", "ttft")), default=0.0)
+    if timeout_s * 1e3 >= limit_ms:
+        return None
+    # A request given up at the timeout fails an SLO it might have met.
+    return (f"--timeout {timeout_s:g} s is shorter than the SLO's {limit_ms / 1e3:g} s: requests given up at the timeout "
+            "count as missing it; give --timeout above the SLO to judge by the SLO alone")
+
+
 def verify_autoscale(run_dir: str | Path, load: str, duration_s: float = DEFAULT_DURATION_S,
                      timeout_s: float = DEFAULT_TIMEOUT_S, progress: Callable[[str], None] = lambda s: None) -> dict:
     """`verify --load TRACE --autoscale`: the deployment.yaml policy simulated and carried out with real
@@ -71,6 +81,8 @@ def verify_autoscale(run_dir: str | Path, load: str, duration_s: float = DEFAULT
     doc["attainment_target"] = target
     for side in ("simulated", "measured"):
         doc[side]["meets_target"] = None if target is None else bool(doc[side]["slo_attainment"] >= float(target))
+    if timeout_note(timeout_s, slos):
+        doc["timeout_note"] = timeout_note(timeout_s, slos)
     if knobs.max_replicas < int(block["max_replicas"]):
         doc["note"] = (f"max_replicas capped from {block['max_replicas']} to {knobs.max_replicas}: the replicas this machine "
                        "holds side by side; simulated with the same cap")

@@ -118,6 +118,10 @@ def trace_schedule(trace, rps: float, duration_s: float, make_prompt: Callable[[
 
 def synthetic_prompts(tokenizer, seed: int = 0) -> Callable[[int, int], Prompt]:
     """A maker of random-token prompts of a given length (as the synthetic workload makes them)."""
+    import os
+
+    # The prompts are tokenised before llama-servers are forked: tokenizers' threads would warn in each child.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     rng = np.random.default_rng(seed)
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     vocab = np.array([i for i in range(min(len(tokenizer), 50_000)) if i not in special])

@@ -63,10 +63,13 @@ def show_autoscale(doc: dict, console) -> None:
     say(f"SLO attainment: simulated {sim['slo_attainment']:.1%}, measured {got['slo_attainment']:.1%} "
         f"({doc['attainment_error']:+.1%}); replica-seconds: simulated {sim['replica_seconds']:.1f}, measured "
         f"{got['replica_seconds']:.1f}" + (f" ({doc['replica_seconds_error']:+.1%})" if doc["replica_seconds_error"] is not None else ""))
+    if sim.get("e2el_p95_ms") is not None and got.get("e2el_p95_ms") is not None:
+        say(f"p95 E2EL: simulated {sim['e2el_p95_ms']:,.0f} ms, measured {got['e2el_p95_ms']:,.0f} ms (answered requests)")
     if doc.get("attainment_target") is not None:
         word = lambda side: "met" if side["meets_target"] else "missed"  # noqa: E731
         say(f"the {doc['attainment_target']:g} attainment target: {word(sim)} in the simulation, {word(got)} for real")
     if got["cold_starts_s"]:
         say(f"cold starts: assumed {p['cold_start_s']:.2f} s, measured " + ", ".join(f"{c:.2f}" for c in got["cold_starts_s"]) + " s")
-    if doc.get("note"):
-        say(doc["note"])
+    for key in ("note", "timeout_note"):
+        if doc.get(key):
+            say(doc[key])
