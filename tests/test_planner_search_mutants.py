@@ -47,6 +47,13 @@ def test_headroom_allows_exactly_80_percent_and_starts_at_one_replica():
     assert search.runs[1][0].utilization == 0.8 and list(search.runs) == [1]
 
 
+def test_headroom_never_starts_below_the_full_batch_bound():
+    # 1 request/s on replicas said to serve 0.125 each: at most 80% busy needs 1 / (0.8 x 0.125) = 10 replicas
+    # at least (1 // 0.1 is 9 in floating point), though the simulated load needs fewer.
+    search = Search(Requests(np.arange(20) * 1.0, np.full(20, 4.0), np.full(20, 3)), _service(), 1, "jsq", [], None, None)
+    assert _headroom(search, 1.0, 0.125, 20) == (10, True) and min(search.runs) == 10
+
+
 def test_stability_bounds_that_are_not_whole_counts():
     slos = [SLO("e2el", 50, 1000.0)]
     # Offered load 2.5 replicas' worth: 2 replicas fall behind, 3 keep up.
@@ -107,6 +114,10 @@ def test_a_floor_is_never_met_even_where_the_simulated_draw_meets_it():
     assert plan["check"]["ok"] is True and plan["check"]["slos"][0]["predicted_ms"] == pytest.approx(5.0)
     assert (plan["replicas"], plan["meets"], plan["binding"]) == (1, False, "ttft_p50<=12ms")
     assert plan["notes"][0].endswith("its p50 TTFT would be 15 ms")
+    # The same for a decode floor: TPOT 5 ms x 1.5 = 7.5 against 6 ms, simulated at 2.5.
+    dec = plan_at_batch(svc, reqs, {"offered_rps": 1.0, "kind": "trace"}, 1, [SLO("tpot", 50, 6.0)], None, 4, "jsq", 2)
+    assert dec["check"]["ok"] is True and dec["check"]["slos"][0]["predicted_ms"] == pytest.approx(2.5)
+    assert (dec["meets"], dec["binding"]) == (False, "tpot_p50<=6ms")
 
 
 def test_queue_floor_count_is_within_5_percent_of_the_floor():
