@@ -15,12 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from llmbench.export.writer import write_exports
 from llmbench.recommend.engine import recommend
 from llmbench.recommend.inputs import load_run
 from llmbench.slo import parse_slo
+from loopback import serve_in_thread
 from test_recommend_runs import make_run, served
 
 LITELLM = Path(sys.executable).with_name("litellm")
@@ -127,22 +127,12 @@ def _litellm(cfg: dict, tmp: Path):
             os.killpg(proc.pid, 0)
 
 
-@contextmanager
-def _backend(handler=_Server):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-
-
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("proxy")
     rec, cfg = _exported_config(tmp, ttft_ms=50, tpot_ms=5, rps=1.0)
     # The primary's server is down (nothing listens on its port); its standby is up.
-    with _backend() as up:
+    with serve_in_thread(_Server) as up:
         _point_at(cfg, {"primary": _free_port(), "fallback": up})
         with _litellm(cfg, tmp) as p:
             yield {**p, "rec": rec, "cfg": cfg}
@@ -194,7 +184,7 @@ def test_the_proxy_enforces_the_emitted_token_budgets_then_falls_back_then_refus
     assert all(takes(m) < m["litellm_params"]["rpm"] for m in primaries)  # the tpm, not the rpm, is what stops them
     sent = sum(budget.values()) + 2
     outcomes, seen = [], []
-    with _backend(Big) as up:
+    with serve_in_thread(Big) as up:
         _point_at(cfg, {"primary": up, "fallback": up})
         with _litellm(cfg, tmp_path) as p:
             if 60 - time.gmtime().tm_sec < 15:  # LiteLLM counts per UTC minute: stay inside one

@@ -13,8 +13,7 @@ import os
 import re
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import yaml
@@ -29,6 +28,7 @@ from llmbench.judge.rubric import load_rubric
 from llmbench.judge.score import judge_pairwise, judge_reference
 from llmbench.judge.verdict import parse_verdict
 from llmbench.models.reference import reference_dir
+from loopback import serve_in_thread
 
 Z = 1.959963984540054  # the 97.5% normal quantile
 
@@ -98,15 +98,8 @@ class _Judge(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def judge_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_in_thread(_Judge) as port:
+        yield f"http://127.0.0.1:{port}/v1"
 
 
 def scripted(url: str, mode: str = "reference"):
