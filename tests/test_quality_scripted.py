@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import types
 
 import pytest
@@ -42,6 +43,7 @@ class Scripted(Backend):
     kind = "script"
     OUT = {"script-fp32": ["ab\x00", "z.c"], "script-int8": ["ab\x00", "z.d"], "script-q4": ["a\x00", "z.c"]}
     FLAT = False
+    wall = 0.0
     made: list = []
     closed: list = []
 
@@ -95,9 +97,12 @@ def stage(tmp_path, monkeypatch):
                                                                             "max_new_tokens": 3},
                                             "candidates": [{"name": "m", "model": str(tmp_path / "m"), "variants": variants, **cand}]}}
         rows = [{"model": "m", "variant": v, "scenario": "single-stream", "point": "single"} for v in variants]
+        t = time.perf_counter()
         quality_stage(types.SimpleNamespace(path=tmp_path), meta, {"rows": rows}, types.SimpleNamespace(print=printed.append))
+        Scripted.wall = time.perf_counter() - t  # every time the stage reports lies within it
         doc = json.loads((tmp_path / "quality.json").read_text())
-        assert doc == json.loads(json.dumps(doc)) and 0 <= doc["seconds"] < 60 and doc["seconds"] == round(doc["seconds"], 3)
+        assert doc == json.loads(json.dumps(doc)) and 0 <= doc["seconds"] <= Scripted.wall + 5e-4
+        assert doc["seconds"] == round(doc["seconds"], 3)
         return doc, rows, printed
 
     return run
@@ -112,14 +117,14 @@ def test_each_variant_against_the_highest_precision_one(stage):
     flat = math.log(2) / math.log(9)
     assert cand["random_weights"] is False and cand["entropy_share"] == round(flat, 4)
     ref = cand["variants"]["script-fp32"]
-    assert 0 <= ref.pop("seconds") < 60
+    assert 0 <= ref.pop("seconds") <= Scripted.wall
     assert ref == {"role": "reference", "gate": "reference", "ppl": 2.0, "entropy_share": round(flat, 6),
                    "exact_match": 1.0, "contains": 1.0, "answered": 2}  # "ab"; "z.c" cut at "." -> "z"
     # int8: item 1 the same; item 2 "z.d" agrees for 2 tokens of 3: (1 + 2/3) / 2; same logits.
     int8 = cand["variants"]["script-int8"]
     for took in (cand["seconds"], int8["seconds"], cand["variants"]["script-q4"]["seconds"]):
-        assert 0 <= took < 60 and took == round(took, 3)
-    assert 0 <= int8.pop("seconds") < 60 and int8.pop("checks")["greedy_agreement"] == {"value": pytest.approx(5 / 6), "min": 0.75, "ok": True}
+        assert 0 <= took <= Scripted.wall + 5e-4 and took == round(took, 3)
+    assert int8.pop("seconds") <= cand.pop("seconds") and int8.pop("checks")["greedy_agreement"] == {"value": pytest.approx(5 / 6), "min": 0.75, "ok": True}
     assert int8 == {"greedy_agreement": 0.833333, "greedy_exact": 0.5, "top1_agreement": 1.0, "kl_mean": 0.0, "ppl": 2.0,
                     "ppl_reference": 2.0, "positions": 4 + 3, "ppl_delta": 0.0, "exact_match": 1.0, "contains": 1.0, "answered": 2,
                     "by_difficulty": {"hard": {"greedy_agreement": 0.666667, "top1_agreement": 1.0, "kl_mean": 0.0, "n": 1}},
