@@ -1,8 +1,10 @@
 """The embedding guard: a logistic model over MiniLM + n-gram features, loaded from a shipped fit.
 
+The features are the mean-pooled output of MiniLM's first `layers` layers (encoder.py: an int8
+onnxruntime graph, about a millisecond a prompt) and hashed character n-grams (features.py).
 The fit is data, not a pickle: profiles/guard/embedding.npz holds the weights (float32) and
-embedding.json the threshold, how it was fitted and which rows of the training file it saw
-(sha256 prefixes), so an evaluation can tell fit rows from held-out ones.
+embedding.json the layer count, the threshold, how it was fitted and which rows of the training
+file it saw (sha256 prefixes), so an evaluation can tell fit rows from held-out ones.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 
 from llmbench.errors import BadInput
 from llmbench.optimizers.guard.base import Verdict
-from llmbench.optimizers.guard.features import EMBED_DIM, HASH_WIDTH, hasher, ngram_rows, sentence_vector
+from llmbench.optimizers.guard.features import EMBED_DIM, HASH_WIDTH, hasher, ngram_rows
 
 
 def shipped_fit() -> Path:
@@ -30,8 +32,9 @@ def row_key(text: str) -> str:
 
 @dataclass
 class EmbeddingGuard:
-    """Flags a prompt whose logit (w . [MiniLM | n-grams] + b) is above the fit's threshold."""
+    """Flags a prompt whose logit (w . [MiniLM's first layers | n-grams] + b) is above the fit's threshold."""
 
+    layers: int
     coef_embed: np.ndarray
     coef_ngram: np.ndarray
     intercept: float
@@ -39,21 +42,22 @@ class EmbeddingGuard:
     meta: dict
     stage: str = "pre"
     name: str = "embedding"
-    _model: object = field(default=None, repr=False)
+    _enc: object = field(default=None, repr=False)
     _hv: object = field(default=None, repr=False)
 
     def load(self) -> None:
-        """Load MiniLM (the cache's embedder) once, before anything is timed."""
-        if self._model is None:
-            from llmbench.optimizers.cache.embedder import MiniLMEmbedder
+        """Load the encoder (building its cached graph if need be) once, before anything is timed."""
+        if self._enc is None:
+            from llmbench.optimizers.guard.encoder import LayerEncoder
 
-            self._model = MiniLMEmbedder()._load()
-            self._hv = hasher()
+            enc = LayerEncoder(self.layers)
+            enc.load()
+            self._enc, self._hv = enc, hasher()
 
     def score(self, text: str) -> float:
         """The logit for one prompt."""
         self.load()
-        emb = sentence_vector(self._model, text)
+        emb = self._enc.encode(text)
         grams = ngram_rows([text], self._hv)
         return float(emb @ self.coef_embed + (grams @ self.coef_ngram)[0] + self.intercept)
 
@@ -69,16 +73,18 @@ class EmbeddingGuard:
 
     def describe(self) -> dict:
         """Kind, threshold and the fit's provenance (without the row list)."""
-        return {"kind": "embedding", "threshold": self.threshold,
+        return {"kind": "embedding", "layers": self.layers, "threshold": self.threshold,
                 "fit": {k: v for k, v in self.meta.items() if k != "fit_rows"}}
 
 
-def save_fit(path: Path, coef: np.ndarray, intercept: float, threshold: float, meta: dict) -> None:
-    """Write a fit: weights to path.npz, threshold and meta to path (.json)."""
+def save_fit(path: Path, layers: int, coef: np.ndarray, intercept: float, threshold: float, meta: dict) -> None:
+    """Write a fit: weights to path.npz, layer count, threshold and meta to path (.json)."""
     path = Path(path).with_suffix(".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path.with_suffix(".npz"), coef_embed=coef[:EMBED_DIM].astype(np.float32),
                         coef_ngram=coef[EMBED_DIM:].astype(np.float32))
-    doc = {"intercept": round(float(intercept), 8), "threshold": round(float(threshold), 8), **meta}
+    doc = {"layers": int(layers), "intercept": round(float(intercept), 8), "threshold": round(float(threshold), 8),
+           **meta}
     path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
 
 
@@ -93,9 +99,12 @@ def load_fit(path: Path | None = None, stage: str = "pre", threshold: float | No
         raise BadInput(f"{path}: not a readable embedding-guard fit ({type(exc).__name__}: {exc})") from None
     if ce.shape != (EMBED_DIM,) or cn.shape != (HASH_WIDTH,):
         raise BadInput(f"{path}: weights of shape {ce.shape}+{cn.shape}, expected ({EMBED_DIM},)+({HASH_WIDTH},)")
-    meta = {k: v for k, v in doc.items() if k not in ("intercept", "threshold")}
+    if not isinstance(doc.get("layers"), int) or not 1 <= doc["layers"] <= 6:
+        raise BadInput(f"{path}: 'layers' (MiniLM layers used, 1-6) missing or out of range: refit it with "
+                       "python -m llmbench.optimizers.guard.fit --out")
+    meta = {k: v for k, v in doc.items() if k not in ("layers", "intercept", "threshold")}
     thr = float(doc["threshold"]) if threshold is None else float(threshold)
-    return EmbeddingGuard(ce, cn, float(doc["intercept"]), thr, meta, stage)
+    return EmbeddingGuard(doc["layers"], ce, cn, float(doc["intercept"]), thr, meta, stage)
 
 
 def build(spec) -> EmbeddingGuard:

@@ -1,8 +1,8 @@
-"""The embedding guard's features: a MiniLM sentence vector and hashed character n-grams.
+"""The embedding guard's n-gram features, and the design matrix [MiniLM vector | n-grams].
 
-MiniLM (all-MiniLM-L6-v2, the semantic cache's embedder, reused as it is) is English-only and the
-labelled prompts are partly German; character n-grams of the prompt carry what it misses (the
-wording of "ignore the above", in any language). The n-grams are hashed into a fixed width
+MiniLM (all-MiniLM-L6-v2, the semantic cache's model; its first layers, encoder.py) is
+English-only and the labelled prompts are partly German; character n-grams of the prompt carry
+what it misses (the wording of "ignore the above", in any language). The n-grams are hashed into a fixed width
 (scikit-learn's stateless HashingVectorizer), so the shipped fit is weights only, no vocabulary.
 """
 from __future__ import annotations
@@ -31,28 +31,6 @@ def ngram_rows(texts: Sequence[str], hv=None):
     m = (hv or hasher()).transform(list(texts)).astype(np.float64)
     m.data = 1.0 + np.log(m.data)  # a repeated n-gram adds evidence, not in proportion
     return normalize(m)
-
-
-def sentence_vector(model, text: str) -> np.ndarray:
-    """One prompt's unit MiniLM vector: the forward pass MiniLMEmbedder makes, without its token vectors.
-
-    `model` is MiniLMEmbedder()._load() (the SentenceTransformer); one text per call, as a guard
-    sees requests.
-    """
-    import torch
-
-    prep = getattr(model, "preprocess", None) or model.tokenize
-    # One thread: a check is one short request, and on a shared machine a second intra-op thread
-    # waits for a busy core (2 threads under load: p50 537 ms; 1 thread: 16 ms, BENCHMARKS.md).
-    # Restored afterwards, so that a model measured in the same process keeps its own threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            v = model(prep([text]))["sentence_embedding"][0].float().numpy()
-    finally:
-        torch.set_num_threads(threads)
-    return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
 def stack(emb: np.ndarray, ngrams) -> "object":

@@ -3,10 +3,14 @@
     python -m llmbench.optimizers.guard.fit      # writes profiles/guard/embedding.{json,npz}
 
 The labelled file is split once, seeded and stratified, into a fit part and a held-out part
-(HOLDOUT of the rows). Everything is chosen on the fit part alone: the regularisation C by
-out-of-fold catch rate at the target false-positive rate (5 stratified folds), and the threshold
-as the out-of-fold score that at most TARGET_FPR of the fit part's benign prompts exceed. The
-held-out part is scored once, at the end, and its figures are written beside the weights.
+(HOLDOUT of the rows). Everything is chosen on the fit part alone, by out-of-fold catch rate at
+the target false-positive rate (5 stratified folds): how many of MiniLM's layers to run (the
+fewest whose best catch is within one injection of the best: each layer costs time on every
+request), the regularisation C, and the threshold as the out-of-fold score that at most
+TARGET_FPR of the fit part's benign prompts exceed. The held-out part is scored once, at the
+end, and its figures are written beside the weights. Every figure in the files is a pure
+function of the data and the packaged MiniLM, so a refit on the same machine rewrites them
+byte for byte; timings are printed, not written.
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ TRAIN = "../shared/data/guard/prompt_injections_train.jsonl"  # relative to the 
 HOLDOUT = 0.3
 SEED = 0
 FOLDS = 5
-C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+LAYER_GRID = (2, 3, 4)
+C_GRID = (10.0, 30.0, 100.0, 300.0)
 TARGET_FPR = 0.02
 
 
@@ -52,14 +57,27 @@ def oof_scores(x, y: np.ndarray, c: float) -> np.ndarray:
                              method="decision_function")
 
 
+def choose(tried: dict) -> tuple[int, float]:
+    """(layers, C): the fewest layers whose best catch is within one injection of the best overall,
+    then that layer count's best C (ties: the smaller C, the stronger regularisation). Counted in
+    caught prompts (tp), not in rounded rates."""
+    tp = {k: v[0]["tp"] for k, v in tried.items()}
+    best = max(tp.values())
+    layers = min(L for (L, _c), n in tp.items() if n >= best - 1)
+    c = max((k for k in tp if k[0] == layers), key=lambda k: (tp[k], -k[1]))[1]
+    return layers, c
+
+
 def main(argv: list[str] | None = None) -> int:
     from sklearn.model_selection import train_test_split
 
-    from llmbench.optimizers.cache.embedder import default_embedder
+    from llmbench.optimizers.guard.encoder import LayerEncoder
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=TRAIN, help="labelled JSONL {text, label} (default: the shared training file)")
     ap.add_argument("--out", default=None, help="where to write (default: the shipped profiles/guard/embedding.json)")
+    ap.add_argument("--layers", type=int, nargs="+", default=list(LAYER_GRID), help="MiniLM layer counts to try")
+    ap.add_argument("--C", type=float, nargs="+", default=list(C_GRID), dest="c_grid", help="values of C to try")
     args = ap.parse_args(argv)
     data = Path(args.data)
     if args.data == TRAIN and not data.exists():  # run from elsewhere: shared/ sits beside the project root
@@ -67,35 +85,41 @@ def main(argv: list[str] | None = None) -> int:
     texts, y = read_labelled(data)
     fit_i, held_i = train_test_split(np.arange(len(y)), test_size=HOLDOUT, stratify=y, random_state=SEED)
     fit_i, held_i = np.sort(fit_i), np.sort(held_i)
-    emb = default_embedder().embed(texts)  # the cache's MiniLM with its on-disk vector store
-    x = stack(emb, ngram_rows(texts))
-    xf, yf = x[fit_i], y[fit_i]
-    tried = {}
-    for c in C_GRID:
-        s = oof_scores(xf, yf, c)
-        thr = threshold_at(s, yf, TARGET_FPR)
-        tried[c] = (confusion(list(s > thr), yf), s, thr)
-    best_c = max(C_GRID, key=lambda c: (tried[c][0]["catch_rate"], -c))
-    oof_report, _, thr = tried[best_c]
-    model = _model(best_c).fit(xf, yf)
+    grams = ngram_rows(texts)
+    yf = y[fit_i]
+    tried, designs = {}, {}
+    for layers in args.layers:
+        # each prompt encoded alone, as a request is: the fit sees exactly the guard's vectors
+        designs[layers] = stack(LayerEncoder(layers).encode_many(texts), grams)
+        for c in args.c_grid:
+            s = oof_scores(designs[layers][fit_i], yf, c)
+            thr = threshold_at(s, yf, TARGET_FPR)
+            tried[(layers, c)] = (confusion(list(s > thr), yf), thr)
+    layers, best_c = choose(tried)
+    oof_report, thr = tried[(layers, best_c)]
+    model = _model(best_c).fit(designs[layers][fit_i], yf)
     meta = {"command": "python -m llmbench.optimizers.guard.fit", "data": data.name,
             "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(), "rows": len(y),
             "split": {"holdout": HOLDOUT, "seed": SEED, "stratified": True, "fit": len(fit_i), "held_out": len(held_i)},
-            "features": "all-MiniLM-L6-v2 sentence vector (384) + hashed char_wb 2-5-grams (16384, sublinear tf, L2)",
-            "model": "sklearn LogisticRegression, class_weight=balanced", "C": best_c, "C_grid": list(C_GRID),
+            "features": (f"all-MiniLM-L6-v2's first {layers} layers, mean-pooled, unit (384; int8 onnxruntime graph) "
+                         "+ hashed char_wb 2-5-grams (16384, sublinear tf, L2)"),
+            "model": "sklearn LogisticRegression, class_weight=balanced", "C": best_c,
+            "choice_rule": "fewest layers within one injection of the best out-of-fold catch, then that count's best C",
             "threshold_rule": f"out-of-fold ({FOLDS} folds) score with at most {TARGET_FPR:.0%} of fit benign above it",
-            "oof_by_C": {str(c): {k: tried[c][0][k] for k in ("catch_rate", "false_positive_rate")} for c in C_GRID},
+            "oof_by_layers_C": {f"{k[0]}/{k[1]:g}": {m: v[0][m] for m in ("catch_rate", "false_positive_rate")}
+                                for k, v in tried.items()},
             "oof": oof_report, "fit_rows": sorted(row_key(texts[i]) for i in fit_i)}
     out = Path(args.out) if args.out else shipped_fit()
-    save_fit(out, model.coef_[0], float(model.intercept_[0]), thr, meta)
+    save_fit(out, layers, model.coef_[0], float(model.intercept_[0]), thr, meta)
     # Held-out: scored once, through the guard as loaded from the files just written (one prompt per call).
     guard = load_fit(out)
     verdicts, ms = run_guard(guard, [texts[i] for i in held_i])
-    held = {**confusion([v.flagged for v in verdicts], y[held_i]), "latency_ms": latency(ms)}
+    held = confusion([v.flagged for v in verdicts], y[held_i])
     doc = json.loads(out.with_suffix(".json").read_text())
     doc["held_out"] = held
     out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps({"C": best_c, "threshold": round(thr, 4), "oof": oof_report, "held_out": held}, indent=1))
+    print(json.dumps({"layers": layers, "C": best_c, "threshold": round(thr, 4), "oof": oof_report,
+                      "held_out": {**held, "latency_ms": latency(ms)}}, indent=1))
     return 0
 
 
