@@ -55,6 +55,7 @@ def test_greedy_agreement_edges():
     assert greedy_agreement([[]], [[]]) == (0.0, 1.0)
     assert greedy_agreement([[1], [2], [3], [4]], [[1], [2], [3], [0]]) == (0.75, 0.75)
     assert greedy_agreement([[7] * 300], [[7] * 300]) == (1.0, 1.0)  # counts past 256 are not shared int objects
+    assert greedy_agreement([list(range(300, 303))], [list(range(300, 303))]) == (1.0, 1.0)  # nor are token ids
 
 
 def test_targets_of_left_padded_texts():

@@ -168,6 +168,11 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
      "the log-probabilities are 2-D here (valid positions x vocabulary), so dimension 1 is dimension -1"),
     ("bench/quality.py", "entropy = -(lp.exp() * lp).sum(-1)", "lp).sum(1)",
      "the log-probabilities are 2-D here (valid positions x vocabulary), so dimension 1 is dimension -1"),
+    ("bench/quality.py", 'if q.get("role") == "reference":', 'if q.get("role") is "reference":',
+     "the role is the literal set by measure_candidate in the same process (quality_stage never reads it back from a file): "
+     "one interned string, so `is` matches as =="),
+    ("bench/quality.py", "answers, time.perf_counter() - t)", "answers, time.perf_counter() % t)",
+     "now % t is now - t while less than t seconds pass, and perf_counter's t counts from boot on Linux (hours, against seconds)"),
     ("bench/quality.py", "while n < min(len(a), len(b)) and", "while n != min(len(a), len(b)) and",
      "n counts up from 0 by one and stops at min(len(a), len(b)) at the latest: n < m and n != m agree"),
     ("bench/quality.py", "        if variant == ref_name:", "        if variant is ref_name:",
