@@ -171,7 +171,7 @@ EQUIVALENT: list[tuple[str, str, str, str]] = [
     ("bench/quality.py", 'if q.get("role") == "reference":', 'if q.get("role") is "reference":',
      "the role is the literal set by measure_candidate in the same process (quality_stage never reads it back from a file): "
      "one interned string, so `is` matches as =="),
-    ("bench/quality.py", "answers, time.perf_counter() - t)", "answers, time.perf_counter() % t)",
+    ("bench/quality.py", "time.perf_counter() - t", "time.perf_counter() % t",
      "now % t is now - t while less than t seconds pass, and perf_counter's t counts from boot on Linux (hours, against seconds)"),
     ("bench/quality.py", "while n < min(len(a), len(b)) and", "while n != min(len(a), len(b)) and",
      "n counts up from 0 by one and stops at min(len(a), len(b)) at the latest: n < m and n != m agree"),
