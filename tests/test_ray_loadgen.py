@@ -18,6 +18,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -75,9 +76,9 @@ def host(engine):
             proc.wait()
 
 
-def _cli(host: dict, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def _cli(host: dict, *args: str, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
     """The real CLI, in the host's network namespace."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
     return subprocess.run(["nsenter", f"--net=/proc/{host['pid']}/ns/net", "--", LLMBENCH, *args],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -196,3 +197,72 @@ def test_a_points_load_is_split_across_generators():
         assert skew_s(1) == 2.5 and skew_s(0) == 0.0 and skew_s(11) == 0.0
     finally:
         del os.environ["LLMBENCH_TEST_CLOCK_SKEW"]
+
+
+_LEFT = """
+import json, sys, time
+import ray
+from ray.util.placement_group import placement_group_table
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+deadline = time.monotonic() + 20
+while True:  # a finished job's CPUs come back asynchronously
+    pgs = {k: v["state"] for k, v in placement_group_table().items()}
+    actors = {k: v["State"] for k, v in ray._private.state.actors().items() if v["ActorClassName"] == "LoadGenerator"}
+    free, total = ray.available_resources().get("CPU", 0), ray.cluster_resources().get("CPU", 0)
+    if (free == total and all(s == "REMOVED" for s in pgs.values())) or time.monotonic() > deadline:
+        break
+    time.sleep(0.2)
+print(json.dumps({"pgs": pgs, "actors": actors, "free": free, "total": total}))
+"""
+
+
+def _faulty_run(host, tmp_path, fault: str):
+    out = tmp_path / "ray"
+    p = _cli(host, "run", str(_config(tmp_path / "c.yaml", host["url"], 2)), "--ray", host["address"], "--out", str(out),
+             "--json", env={"LLMBENCH_TEST_GENERATOR_FAULT": fault})
+    return p, out, json.loads((out / "run.json").read_text()), _records(out)
+
+
+def test_a_generator_dying_mid_cell_is_replaced_and_the_cell_measured_again(host, tmp_path):
+    # Generator 1 exits after 3 requests of clients=4's first attempt: a fresh set measures it again.
+    p, out, meta, records = _faulty_run(host, tmp_path, "1:3:clients=4:1")
+    assert p.returncode == 0, p.stderr[-3000:]
+    # The dead attempt's records are dropped (as a dead worker's unsent cell): exactly 16 per cell, all ok.
+    assert all(r["status"] == "ok" for r in records)
+    assert {pt: sum(r["point"] == pt for r in records) for pt in ("clients=4", "rate=8")} == {"clients=4": 16, "rate=8": 16}
+    assert sorted(r["request_id"] for r in records) == list(range(32))
+    cells = meta["cells"]
+    assert cells["tiny|http|concurrency|clients=4"]["ray_attempt"] == 2
+    assert cells["tiny|http|concurrency|rate=8"]["ray_attempt"] == 1  # a later cell: measured on the live set
+    assert sum(s["sent"] for s in cells["tiny|http|concurrency|clients=4"]["generator_shares"]) == 16
+    attempts = [a for a in meta["ray"]["attempts"] if a["cell"] == "clients=4"]
+    failed = [a for a in attempts if "error" in a]
+    assert len(failed) == 1 and failed[0]["attempt"] == 1 and "generator 1 " in failed[0]["error"], attempts
+    assert [a["generator_set"] for a in attempts if "generator_set" in a] == [1, 2]
+    sets = meta["ray"]["generator_sets"]["tiny|http"]
+    assert [s["set"] for s in sets] == [1, 2] and all(s["placement_group"] == "REMOVED" for s in sets)  # read in the run
+    assert [g["set"] for g in meta["ray"]["generators"]["tiny|http"]] == [1, 1, 2, 2]
+
+
+def test_a_cell_whose_retry_dies_too_is_failed_and_later_cells_measured(host, tmp_path):
+    p, out, meta, records = _faulty_run(host, tmp_path, "0:2:clients=4:1,2")
+    assert p.returncode == 1, p.stderr[-3000:]
+    failed = [r for r in records if r["point"] == "clients=4"]
+    assert len(failed) == 1 and failed[0]["status"] == "error", failed  # the failure line only: attempts' records dropped
+    assert "generator 0 " in failed[0]["error"] and "attempt 2 of 2" in failed[0]["error"]
+    later = [r for r in records if r["point"] == "rate=8"]
+    assert len(later) == 16 and all(r["status"] == "ok" for r in later)
+    cell = meta["cells"]["tiny|http|concurrency|clients=4"]
+    assert cell["ray_attempt"] == 2 and len(cell["ray_generator_nodes_tried"]) == 4 and "generator 0 " in cell["ray_error"]
+    assert meta["cells"]["tiny|http|concurrency|rate=8"]["ray_attempt"] == 1
+    assert [c[3] for c in meta["completed_cells"]] == ["rate=8"]
+    sets = meta["ray"]["generator_sets"]["tiny|http"]
+    assert [s["set"] for s in sets] == [1, 2, 3] and all(s["placement_group"] == "REMOVED" for s in sets)
+    # After the run: no placement group placed, no generator actor alive, every CPU free, no worker left.
+    q = subprocess.run(["nsenter", f"--net=/proc/{host['pid']}/ns/net", "--", sys.executable, "-c", _LEFT, host["address"]],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    left = json.loads(q.stdout.splitlines()[-1])
+    assert left["pgs"] and set(left["pgs"].values()) == {"REMOVED"}, left
+    assert len(left["actors"]) >= 6 and set(left["actors"].values()) == {"DEAD"}, left
+    assert left["free"] == left["total"] == 3, left
+    assert not [pr.pid for pr in psutil.process_iter(["cmdline"]) if "LoadGenerator" in " ".join(pr.info["cmdline"] or [])]

@@ -68,6 +68,19 @@ def skew_s(index: int) -> float:
     return float(seconds) if spec and which.strip() == str(index) else 0.0
 
 
+def fault_after(spec: str | None, index: int, point: str, attempt: int) -> int | None:
+    """Test only: after how many requests generator `index` exits (os._exit) in this attempt of cell `point`.
+
+    The spec (loadgroup.FAULT_ENV, handed on by the driver) is "INDEX:REQUESTS:POINT:ATTEMPTS",
+    ATTEMPTS a comma-separated list (e.g. "1:3:clients=4:1,2": generator 1, 3 requests into both tries).
+    """
+    if not spec:
+        return None
+    which, requests, label, attempts = spec.split(":")
+    hit = which == str(index) and label == point and str(attempt) in attempts.split(",")
+    return int(requests) if hit else None
+
+
 class _StartAt(Driver):
     """The served driver, holding its measured phase until `start_at` (perf_counter, this process)."""
 
@@ -147,10 +160,14 @@ class LoadGenerator:
         driver = _StartAt(self.backend, prompts, ctx, load, sampler, getattr(scenario, "_served_warmup", None))
         driver.share = (self.index, k, self.prompts)
         driver.start_at = job["start_at"] - base._WALL_OFFSET  # the driver's moment, on this clock (see loadgroup)
-        batch, last = [], time.monotonic()
+        die_after = fault_after(job.get("fault"), self.index, point.label, job.get("attempt", 1))
+        batch, last, n = [], time.monotonic(), 0
         with CpuTracker() as cpu:
             for rec in driver:
                 batch.append(rec)
+                n += 1
+                if die_after is not None and n >= die_after:
+                    os._exit(1)  # as a generator's process killed mid-cell would end
                 if time.monotonic() - last >= SEND_EVERY_S:
                     yield {"records": batch}
                     batch, last = [], time.monotonic()

@@ -1,22 +1,25 @@
 """The driver's side of distributed load generation: K generator actors on K nodes, one clock.
 
-An `endpoint:` candidate with `generators: K` (K > 1) is not one Ray task: the driver places K
-LoadGenerator actors with a STRICT_SPREAD placement group (one per node; too few nodes was refused
-before anything started, see session), measures each actor's clock against its own, then measures
-the candidate's cells one after another, each split across the K actors and started at one moment.
-Every record is moved onto the driver's clock and written as a local run writes it.
+An `endpoint:` candidate with `generators: K` (K > 1) is not one Ray task: the driver measures the
+candidate's cells one after another, each split across a set of K LoadGenerator actors on K nodes
+(genset: a STRICT_SPREAD placement group, each actor's clock offset measured) and started at one
+moment. Every record is moved onto the driver's clock and written as a local run writes it.
 
-Clock offset, NTP-style: the driver reads its clock (t_send), asks the actor for its clock (t_actor),
-reads its clock again (t_recv); of several round trips, the one with the least RTT gives
-offset = t_actor - (t_send + t_recv) / 2, which is right to within half that RTT.
+Faults, as the driver's ordinary groups: a cell whose generator dies (its actor or node) or goes
+silent past the stall deadline loses that attempt's records (a dead worker's unsent cell loses
+them too), the whole set is ended, and the cell is measured once more by a fresh set on the nodes
+still alive; then it is recorded failed. The candidate's later cells get a fresh set.
 """
 from __future__ import annotations
 
+import os
 import time
 
-OFFSET_SAMPLES = 16
+from llmbench.distributed.genset import GeneratorSet, TooFewNodes
+
 START_MARGIN_S = 1.0  # from handing out a cell to its common start: each actor's warm-up fits in it
-READY_S = 120.0  # placing the actors, loading their backends (tokenizer, a probe of the endpoint)
+ATTEMPTS = 2  # a cell's tries, as an ordinary group's (driver._lost)
+FAULT_ENV = "LLMBENCH_TEST_GENERATOR_FAULT"  # tests only; read in this process, handed to the actors (loadgen)
 
 
 def generators_of(cand) -> int:
@@ -24,21 +27,8 @@ def generators_of(cand) -> int:
     return cand.endpoint.generators if cand.endpoint is not None else 1
 
 
-def measure_offset(actor, samples: int = OFFSET_SAMPLES) -> dict:
-    """The actor's clock minus the driver's, from the least-RTT round trip of `samples`; in seconds."""
-    import ray
-
-    from llmbench.distributed.loadgen import LoadGenerator
-
-    clock = LoadGenerator.clock  # the driver's clock is the same function, read in this process
-    best = None
-    for _ in range(samples):
-        sent = clock()
-        theirs = ray.get(actor.clock.remote(), timeout=30)
-        back = clock()
-        if best is None or back - sent < best[0]:
-            best = (back - sent, theirs - (sent + back) / 2)
-    return {"offset_s": best[1], "rtt_s": best[0], "samples": samples}
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 class LoadGroup:
@@ -46,86 +36,114 @@ class LoadGroup:
 
     def __init__(self, runner, ci: int, variant: str, cells: list, k: int):
         self.runner, self.ci, self.variant, self.cells, self.k = runner, ci, variant, cells, k
-        self.actors: list = []
-        self.gens: list[dict] = []
-        self.n_prompts = 0
+        self.name = f"{runner.prep.config.candidates[ci].label}|{variant}"
+        self.set: GeneratorSet | None = None
+        self.sets = 0
 
     def run(self, log, counter) -> None:
-        """Place the generators, measure their clocks, measure every cell; the actors end with it."""
-        import ray
-        from ray.util.placement_group import placement_group, remove_placement_group
-
-        r = self.runner
-        name = f"{r.prep.config.candidates[self.ci].label}|{self.variant}"
-        pg = placement_group([{"CPU": 1.0}] * self.k, strategy="STRICT_SPREAD")
+        """Measure every cell (retried once on a fresh set); no actor or placement group outlives it."""
+        stop = None  # no set can start any more: the candidate's remaining cells fail with this
         try:
-            try:
-                self._start(pg)
-            except Exception as exc:  # the candidate's cells fail; the run goes on
-                for cell in self.cells:
-                    self._fail(cell, f"the {self.k} load generators did not start: {type(exc).__name__}: {exc}", log, counter)
-                return
-            r.meta["ray"].setdefault("generators", {})[name] = self.gens
-            r.console.print(f"{name}: {self.k} load generators, clock offsets "
-                            + ", ".join(f"{g['offset_ms']:+.2f} ms (RTT {g['rtt_ms']:.2f})" for g in self.gens))
             for cell in self.cells:
-                self._cell(cell, log, counter)
+                if stop is not None:
+                    self._fail(cell, stop, log, counter)
+                else:
+                    stop = self._cell(cell, log, counter)
         finally:
-            for actor in self.actors:
-                ray.kill(actor)
-            remove_placement_group(pg)
+            self._close()
+            self.runner._save_meta()
 
-    def _start(self, pg) -> None:
+    def _generators(self) -> GeneratorSet:
+        """The live set, or a fresh one started (its generators listed in run.json)."""
+        if self.set is None:
+            r = self.runner
+            self.sets += 1
+            self.set = GeneratorSet(r.prep, self.ci, self.k, self.sets)  # kept before start: _close ends a half-started one
+            self.set.start()
+            r.meta["ray"].setdefault("generators", {}).setdefault(self.name, []).extend(self.set.gens)
+            r.console.print(f"{self.name}: {self.k} load generators (set {self.sets}), clock offsets "
+                            + ", ".join(f"{g['offset_ms']:+.2f} ms (RTT {g['rtt_ms']:.2f})" for g in self.set.gens))
+        return self.set
+
+    def _close(self) -> None:
+        if self.set is None:
+            return
+        gs, self.set = self.set, None
+        gs.close()
+        self.runner.meta["ray"].setdefault("generator_sets", {}).setdefault(self.name, []).append(
+            {"set": gs.number, "ray_node_ids": gs.nodes(), "placement_group": gs.pg_state or "never placed"})
+
+    def _cell(self, cell, log, counter) -> str | None:
+        """One cell, tried at most ATTEMPTS times; returns why no later cell can be measured, if so."""
+        r = self.runner
+        ci, variant, si, point = cell
+        label, scenario = r.prep.config.candidates[ci].label, r.scenarios[si]
+        try:
+            point = scenario.resolve(point, label, variant)  # a sweep's rate, from earlier cells
+        except Exception as exc:
+            self._fail(cell, _first_line(exc), log, counter)
+            return None
+        tried: list[str] = []
+        for attempt in range(1, ATTEMPTS + 1):
+            attempts = r.meta["ray"].setdefault("attempts", [])
+            entry = {"variant": self.name, "cell": point.label, "attempt": attempt}
+            try:
+                gs = self._generators()
+            except TooFewNodes as exc:  # a retry could not do better: this cell and the later ones fail
+                attempts.append({**entry, "error": str(exc)})
+                self._close()
+                self._fail(cell, f"{exc} (attempt {attempt} of {ATTEMPTS})", log, counter)
+                return str(exc)
+            except Exception as exc:
+                why = f"the {self.k} load generators did not start: {_first_line(exc)}"
+                attempts.append({**entry, "error": why[:500]})
+                self._close()
+                if attempt == ATTEMPTS:  # another set would wait out the same start for nothing
+                    self._fail(cell, f"{why} (attempt {attempt} of {ATTEMPTS})", log, counter)
+                    return why
+                continue
+            attempts.append({**entry, "generator_set": gs.number, "ray_node_ids": gs.nodes()})
+            why = self._measure(gs, cell, point, attempt, log, counter)
+            if why is None:
+                return None
+            tried += gs.nodes()
+            attempts.append({**entry, "ray_node_ids_failed": gs.nodes(), "error": why[:500]})
+            self._close()  # the survivors too: a set with a dead member is never used again
+        self._fail(cell, f"{why} (attempt {ATTEMPTS} of {ATTEMPTS})", log, counter)
+        r.meta.setdefault("cells", {})["|".join((label, variant, scenario.kind, point.label))] = {
+            "generators": self.k, "ray_attempt": ATTEMPTS, "ray_generator_nodes_tried": tried, "ray_error": why[:500]}
+        return None
+
+    def _measure(self, gs: GeneratorSet, cell, point, attempt: int, log, counter) -> str | None:
+        """One attempt at a cell on set `gs`: its records written only when every generator ended (else why not)."""
         import ray
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        from llmbench.distributed.loadgen import LoadGenerator
-
-        ray.get(pg.ready(), timeout=READY_S)
-        remote = ray.remote(LoadGenerator)
-        self.actors = [remote.options(num_cpus=1, max_restarts=0, scheduling_strategy=PlacementGroupSchedulingStrategy(
-            pg, placement_group_bundle_index=i)).remote(i, self.runner.prep, self.ci) for i in range(self.k)]
-        nodes = ray.get([a.node.remote() for a in self.actors], timeout=READY_S)
-        self.n_prompts = ray.get(self.actors[0].prompt_count.remote(), timeout=30)
-        for i, (actor, node) in enumerate(zip(self.actors, nodes)):
-            off = measure_offset(actor)
-            self.gens.append({"index": i, "ray_node_id": node["ray_node_id"], "hostname": node["hostname"],
-                              "cpu_count": node["cpu_count"], "offset_ms": round(off["offset_s"] * 1e3, 3),
-                              "rtt_ms": round(off["rtt_s"] * 1e3, 3), "offset_samples": off["samples"]})
-
-    def _cell(self, cell, log, counter) -> None:
-        import ray
-
-        from llmbench.distributed.driver import stall_s
+        from llmbench.distributed.driver import GET_S, POLL_S, stall_s
         from llmbench.distributed.loadgen import LoadGenerator, split_int, split_point
 
         r = self.runner
         cfg = r.prep.config
-        ci, variant, si, point = cell
+        ci, variant, si, _ = cell
         label, scenario = cfg.candidates[ci].label, r.scenarios[si]
-        try:
-            point = scenario.resolve(point, label, variant)  # a sweep's rate, from earlier cells
-        except Exception as exc:
-            self._fail(cell, f"{type(exc).__name__}: {exc}", log, counter)
-            return
         shares = split_point(point, self.k)
         used = [i for i, p in enumerate(shares) if p is not None]
         sampling = r._sampling()
         # The cell's minimum requests, as a local run counts them (only the prompts' number matters).
-        total = sampling.iterations * max(1, scenario.pass_size([None] * self.n_prompts, point))
+        total = sampling.iterations * max(1, scenario.pass_size([None] * gs.n_prompts, point))
         per = split_int(total, [float(shares[i].clients or 1) for i in used])
         start = LoadGenerator.clock() + START_MARGIN_S
         pending = {}
         for i, min_requests in zip(used, per):
-            offset = self.gens[i]["offset_ms"] / 1e3
             job = {"run_id": r.meta["run_id"], "label": label, "variant": variant, "scenario": scenario,
                    "point": shares[i], "generators": self.k, "sampling": sampling, "min_requests": min_requests,
-                   "warmup": cfg.warmup, "usd_per_second": r.prep.hardware.usd_per_second, "start_at": start + offset}
-            pending[self.actors[i].measure.options(num_returns="streaming").remote(job)] = i
+                   "warmup": cfg.warmup, "usd_per_second": r.prep.hardware.usd_per_second,
+                   "start_at": start + gs.gens[i]["offset_ms"] / 1e3, "attempt": attempt,
+                   "fault": os.environ.get(FAULT_ENV)}
+            pending[gs.actors[i].measure.options(num_returns="streaming").remote(job)] = i
         records, facts, error = [], {}, None
         seen = time.monotonic()
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=5.0)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=min(POLL_S, stall_s()))
             if not ready:
                 if time.monotonic() - seen > stall_s():
                     error = f"no generator reported within {stall_s():g} s"
@@ -134,36 +152,33 @@ class LoadGroup:
             gen = ready[0]
             i = pending[gen]
             try:
-                item = ray.get(next(gen), timeout=60)
+                item = ray.get(next(gen), timeout=GET_S)
             except StopIteration:
                 del pending[gen]
                 continue
-            except Exception as exc:  # an actor or its node died: the cell fails, the completed records stay
-                error = f"generator {i} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            except Exception as exc:  # an actor or its node died
+                error = f"generator {i} on Ray node {gs.gens[i]['ray_node_id'][:12]} failed: {_first_line(exc)}"
                 break
             seen = time.monotonic()
-            offset = self.gens[i]["offset_ms"] / 1e3
-            moved = [rec.model_copy(update={"request_id": next(counter), "timestamp": rec.timestamp - offset})
-                     for rec in item["records"]]
-            log.write(moved)
-            records += moved
+            offset = gs.gens[i]["offset_ms"] / 1e3
+            records += [rec.model_copy(update={"timestamp": rec.timestamp - offset}) for rec in item["records"]]
             if "facts" in item:
                 facts[i] = item["facts"]
-        for gen in pending:
-            ray.cancel(gen, force=False)
-        self._facts(cell, label, scenario, point, facts, records, start)
         if error is not None:
-            self._fail(cell, error, log, counter)
-        else:
-            r.meta["completed_cells"].append([label, variant, scenario.kind, point.label])
-            scenario.observe(point, records)
+            return error  # the set is ended by the caller: its actors' streams end with them
+        records = [rec.model_copy(update={"request_id": next(counter)}) for rec in records]
+        log.write(records)
+        self._facts(gs, cell, label, scenario, point, facts, start, attempt)
+        r.meta["completed_cells"].append([label, variant, scenario.kind, point.label])
+        scenario.observe(point, records)
         r._save_meta()
+        return None
 
-    def _facts(self, cell, label, scenario, point, facts: dict, records: list, start: float) -> None:
+    def _facts(self, gs: GeneratorSet, cell, label, scenario, point, facts: dict, start: float, attempt: int) -> None:
         """The cell's facts for run.json: the local run's keys, combined over generators, and each one's share."""
         r = self.runner
         out = {"peak_rss_mb": None, "rss_baseline_mb": None, "peak_rss_delta_mb": None,
-               "memory_method": "not measured (remote endpoint)", "generators": self.k}
+               "memory_method": "not measured (remote endpoint)", "generators": self.k, "ray_attempt": attempt}
         if point.rate is not None:
             out["rate_rps"] = point.rate
         every = list(facts.values())
@@ -178,7 +193,7 @@ class LoadGroup:
         starts = []
         out["generator_shares"] = []
         for i, f in sorted(facts.items()):
-            g = self.gens[i]
+            g = gs.gens[i]
             started = None if f.get("started") is None else f["started"] - g["offset_ms"] / 1e3
             starts += [started] if started is not None else []
             out["generator_shares"].append({"index": i, "ray_node_id": g["ray_node_id"], "sent": f["sent"],
@@ -187,7 +202,7 @@ class LoadGroup:
         if len(starts) > 1:
             out["generator_start_spread_ms"] = round((max(starts) - min(starts)) * 1e3, 3)
         # Not a ray_node_id: the generators' nodes measured no model (the endpoint's machine did).
-        out["ray_generator_nodes"] = sorted({g["ray_node_id"] for g in self.gens})
+        out["ray_generator_nodes"] = sorted(gs.nodes())
         _, variant, _, _ = cell
         r.meta.setdefault("cells", {})["|".join((label, variant, scenario.kind, point.label))] = out
 
