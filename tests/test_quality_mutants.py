@@ -4,6 +4,7 @@ edges, the stage's skips and the summary rows' annotations. No model: with test_
 tests, these are what the mutation script runs against quality.py (tests/benchmarks/bench_mutation.py)."""
 from __future__ import annotations
 
+import json
 import math
 import types
 
@@ -145,6 +146,7 @@ def test_summary_rows_get_quality_facts_and_speedups():
     meta = {"variants": {"m|onnx-int8": {"build_s": 1.5, "cache_hit": True, "unrelated": 1}}}
     doc = {"device": "cpu", "golden": {"name": "default", "version": "1.0.0"},
            "candidates": {"m": {"reference": "torch-fp32", "variants": {"onnx-int8": {"gate": "pass", "kl_mean": 0.1, "checks": {}}}}}}
+    doc = json.loads(json.dumps(doc))  # as read back from quality.json: keys are new strings, not the code's literals
     annotate_rows(summary, meta, doc)
     assert int8["build_s"] == 1.5 and int8["cache_hit"] is True and "unrelated" not in int8
     assert int8["quality"] == {"reference": "torch-fp32", "golden": "default@1.0.0", "gate": "pass", "kl_mean": 0.1}
