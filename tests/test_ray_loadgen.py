@@ -238,7 +238,14 @@ while True:  # a finished job's CPUs come back asynchronously
     if (free == total and all(s == "REMOVED" for s in pgs.values())) or time.monotonic() > deadline:
         break
     time.sleep(0.2)
-print(json.dumps({"pgs": pgs, "actors": actors, "free": free, "total": total}))
+from llmbench.distributed.genset import GeneratorSet, TooFewNodes
+try:  # a retry's set when the cluster has lost nodes: refused before any placement group is made
+    GeneratorSet(None, 0, 5, 1).start()
+    too_few = None
+except TooFewNodes as exc:
+    too_few = str(exc)
+print(json.dumps({"pgs": pgs, "actors": actors, "free": free, "total": total, "too_few": too_few,
+                  "pgs_after": len(placement_group_table())}))
 """
 
 
@@ -270,4 +277,6 @@ def test_a_cell_whose_retry_dies_too_is_failed_and_later_cells_measured(host, tm
     assert left["pgs"] and set(left["pgs"].values()) == {"REMOVED"}, left
     assert len(left["actors"]) >= 6 and set(left["actors"].values()) == {"DEAD"}, left
     assert left["free"] == left["total"] == 3, left
+    assert left["too_few"] == "5 load generators need 5 alive Ray nodes with a CPU, 3 left (2 missing)"
+    assert left["pgs_after"] == len(left["pgs"])
     assert not [pr.pid for pr in psutil.process_iter(["cmdline"]) if "LoadGenerator" in " ".join(pr.info["cmdline"] or [])]
