@@ -63,6 +63,8 @@ def test_targets_of_left_padded_texts():
     targets, valid = _targets([[3, 4, 5], [8, 9], [7]])
     assert targets.tolist() == [[4, 5], [0, 9], [0, 0]]
     assert valid.tolist() == [[True, True], [False, True], [False, False]]
+    targets, valid = _targets([[1, 2, 3, 4, 5], [8, 9]])  # padding 3 before a 2-token text
+    assert targets.tolist() == [[2, 3, 4, 5], [0, 0, 0, 9]] and valid.tolist() == [[True] * 4, [False] * 3 + [True]]
 
 
 def test_next_token_figures_on_hand_made_logits():
@@ -112,6 +114,8 @@ def test_gate_checks_at_their_limits():
     over = gate({**figs, "ppl": 12.6, "kl_mean": 0.51}, None, cfg, None)
     assert over["gate"] == "fail" and not over["checks"]["ppl_increase"]["ok"] and not over["checks"]["kl_mean"]["ok"]
     assert set(over["checks"]) == {"greedy_agreement", "top1_agreement", "ppl_increase", "kl_mean"}
+    better = gate({**figs, "ppl": 9.0}, None, cfg, None)["checks"]["ppl_increase"]  # 9 / 10 - 1: a fall passes
+    assert better == {"value": pytest.approx(-0.1), "max": 0.25, "ok": True}
     # A served variant: greedy figures only, nothing else checked (nor made up).
     served = gate({"greedy_agreement": 0.95, "exact_match": 0.1}, {"exact_match": 0.5}, cfg, None)
     assert served["gate"] == "fail" and set(served["checks"]) == {"greedy_agreement", "exact_match_kept"}
@@ -145,11 +149,12 @@ def test_summary_rows_get_quality_facts_and_speedups():
     summary = {"rows": [ref, int8, broken, other]}
     meta = {"variants": {"m|onnx-int8": {"build_s": 1.5, "cache_hit": True, "unrelated": 1}}}
     doc = {"device": "cpu", "golden": {"name": "default", "version": "1.0.0"},
-           "candidates": {"m": {"reference": "torch-fp32", "variants": {"onnx-int8": {"gate": "pass", "kl_mean": 0.1, "checks": {}}}}}}
+           "candidates": {"m": {"reference": "torch-fp32", "variants": {"onnx-int8": {"gate": "pass", "kl_mean": 0.1, "answered": 2,
+                                                                                                     "checks": {}}}}}}
     doc = json.loads(json.dumps(doc))  # as read back from quality.json: keys are new strings, not the code's literals
     annotate_rows(summary, meta, doc)
     assert int8["build_s"] == 1.5 and int8["cache_hit"] is True and "unrelated" not in int8
-    assert int8["quality"] == {"reference": "torch-fp32", "golden": "default@1.0.0", "gate": "pass", "kl_mean": 0.1}
+    assert int8["quality"] == {"reference": "torch-fp32", "golden": "default@1.0.0", "gate": "pass", "kl_mean": 0.1, "answered": 2}
     # 20 / 10 ms TTFT, 6 / 4 ms TPOT, 300 / 200 tok/s.
     assert int8["speedup_vs_reference"] == {"reference": "torch-fp32", "ttft_p50": 2.0, "tpot_p50": 1.5, "throughput": 1.5}
     assert ref["speedup_vs_reference"] == {"reference": "torch-fp32", "ttft_p50": 1.0, "tpot_p50": 1.0, "throughput": 1.0}
