@@ -13,7 +13,7 @@ import torch
 
 from llmbench.config import QualityConfig
 from llmbench.golden import load_golden
-from llmbench.quality import (Encoded, Outputs, _rounded, _targets, annotate_rows, answer_scores, by_difficulty, cut_at_eos,
+from llmbench.quality import (Encoded, Outputs, _rounded, _targets, annotate_rows, answer_scores, by_difficulty, compare, cut_at_eos,
                               cut_at_stop, entropy_share, eos_ids, gate, greedy_agreement, next_token_figures,
                               precision_bits, reference_variant, run_quality)
 
@@ -81,6 +81,9 @@ def test_next_token_figures_on_hand_made_logits():
     var2 = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]])
     f2 = next_token_figures(ref2, var2, [[0, 0, 1]])
     assert f2["top1_agreement"] == 0.5 and f2["positions"] == 2
+    assert next_token_figures(var2, ref2, [[0, 0, 1]])["top1_agreement"] == 0.5  # the other way round: still 1 of 2
+    # Against the reference's perplexity 2, the variant's 4: a rise of 2.
+    assert compare(Outputs([[1]], ref, [""]), Outputs([[1]], var, [""]), Encoded([[0]], [[0, 1]]), [None])["ppl_delta"] == pytest.approx(2.0)
     # Mean KL over both positions: 0 at the first, KL(p || q) with p = softmax(1, 0), q = softmax(0, 1) at the second.
     p = 1 / (1 + math.exp(-1))
     assert f2["kl_mean"] == pytest.approx((p * math.log(p / (1 - p)) + (1 - p) * math.log((1 - p) / p)) / 2)
@@ -132,6 +135,10 @@ def test_by_difficulty_groups_rows_and_leaves_unlabelled_ones_out():
     out = by_difficulty(ref, var, Encoded([[1], [1], [1]], texts), ["a", None, "a"])
     assert out == {"a": {"greedy_agreement": 0.25, "top1_agreement": 1.0, "kl_mean": 0.0, "n": 2}}
     assert by_difficulty(ref, var, Encoded([[1]] * 3, texts), ["", None, ""]) == {}
+    # A group much shorter than the batch: its own columns are the last two of five.
+    wide = Outputs([[1], [1]], torch.zeros(2, 5, 10), ["", ""])
+    assert by_difficulty(wide, wide, Encoded([[1], [1]], [[1, 2, 3, 4, 5], [6, 7]]), [None, "short"]) == {
+        "short": {"greedy_agreement": 1.0, "top1_agreement": 1.0, "kl_mean": 0.0, "n": 1}}
 
 
 def test_rounded_keeps_six_places_of_floats_only():
