@@ -1,5 +1,10 @@
 """The embedding guard: a logistic model over MiniLM + n-gram features, loaded from a shipped fit.
 
+A fit may carry rules (regex patterns, the rules guard's kind) checked first: a prompt that a
+pattern matches is flagged without the model; the threshold was chosen with those flags counted,
+so the cascade as a whole keeps the target false-positive rate. The patterns are copied into the
+fit's json, so the threshold always goes with the rules it was chosen for.
+
 The features are the mean-pooled output of MiniLM's first `layers` layers (encoder.py: an int8
 onnxruntime graph, about a millisecond a prompt) and hashed character n-grams (features.py).
 The fit is data, not a pickle: profiles/guard/embedding.npz holds the weights (float32) and
@@ -18,6 +23,7 @@ import numpy as np
 from llmbench.errors import BadInput
 from llmbench.optimizers.guard.base import Verdict
 from llmbench.optimizers.guard.features import EMBED_DIM, HASH_WIDTH, hasher, ngram_rows
+from llmbench.optimizers.guard.rules import RulesGuard, compile_patterns
 
 
 def shipped_fit() -> Path:
@@ -32,7 +38,8 @@ def row_key(text: str) -> str:
 
 @dataclass
 class EmbeddingGuard:
-    """Flags a prompt whose logit (w . [MiniLM's first layers | n-grams] + b) is above the fit's threshold."""
+    """Flags a prompt that a rule matches (when the fit has rules) or whose logit
+    (w . [MiniLM's first layers | n-grams] + b) is above the fit's threshold."""
 
     layers: int
     coef_embed: np.ndarray
@@ -42,6 +49,7 @@ class EmbeddingGuard:
     meta: dict
     stage: str = "pre"
     name: str = "embedding"
+    rules: RulesGuard | None = None
     _enc: object = field(default=None, repr=False)
     _hv: object = field(default=None, repr=False)
 
@@ -62,7 +70,11 @@ class EmbeddingGuard:
         return float(emb @ self.coef_embed + (grams @ self.coef_ngram)[0] + self.intercept)
 
     def check(self, text: str) -> Verdict:
-        """Flag when the logit is above the threshold."""
+        """Flag on a rule match (score None, detail 'rules:ID': the model is not run) or a logit above the threshold."""
+        if self.rules is not None:
+            hit = self.rules.check(text)
+            if hit.flagged:
+                return Verdict(True, None, f"rules:{hit.detail}")
         s = self.score(text)
         return Verdict(s > self.threshold, s, None)
 
@@ -73,8 +85,10 @@ class EmbeddingGuard:
 
     def describe(self) -> dict:
         """Kind, threshold and the fit's provenance (without the row list)."""
-        return {"kind": "embedding", "layers": self.layers, "threshold": self.threshold,
-                "fit": {k: v for k, v in self.meta.items() if k != "fit_rows"}}
+        rules = None if self.rules is None else {"name": self.rules.name, "version": self.rules.version,
+                                                 "rules": [r for r, _ in self.rules.patterns]}
+        return {"kind": "embedding", "layers": self.layers, "threshold": self.threshold, "rules_first": rules,
+                "fit": {k: v for k, v in self.meta.items() if k not in ("fit_rows", "rules")}}
 
 
 def save_fit(path: Path, layers: int, coef: np.ndarray, intercept: float, threshold: float, meta: dict) -> None:
@@ -104,7 +118,11 @@ def load_fit(path: Path | None = None, stage: str = "pre", threshold: float | No
                        "python -m llmbench.optimizers.guard.fit --out")
     meta = {k: v for k, v in doc.items() if k not in ("layers", "intercept", "threshold")}
     thr = float(doc["threshold"]) if threshold is None else float(threshold)
-    return EmbeddingGuard(doc["layers"], ce, cn, float(doc["intercept"]), thr, meta, stage)
+    rules = None
+    if doc.get("rules") is not None:  # a fit without rules (older, or --no-rules) is the model alone
+        r = doc["rules"]
+        rules = RulesGuard(str(r.get("name")), str(r.get("version")), compile_patterns(r.get("patterns"), path), stage)
+    return EmbeddingGuard(doc["layers"], ce, cn, float(doc["intercept"]), thr, meta, stage, rules=rules)
 
 
 def build(spec) -> EmbeddingGuard:

@@ -3,14 +3,18 @@
     python -m llmbench.optimizers.guard.fit      # writes profiles/guard/embedding.{json,npz}
 
 The labelled file is split once, seeded and stratified, into a fit part and a held-out part
-(HOLDOUT of the rows). Everything is chosen on the fit part alone, by out-of-fold catch rate at
-the target false-positive rate (5 stratified folds): how many of MiniLM's layers to run (the
-fewest whose best catch is within one injection of the best: each layer costs time on every
-request), the regularisation C, and the threshold as the out-of-fold score that at most
-TARGET_FPR of the fit part's benign prompts exceed. The held-out part is scored once, at the
-end, and its figures are written beside the weights. Every figure in the files is a pure
-function of the data and the packaged MiniLM, so a refit on the same machine rewrites them
-byte for byte; timings are printed, not written.
+(HOLDOUT of the rows). The guard is a cascade: the shipped rules (profiles/guard/rules.yaml,
+copied into the fit) first, then the model on what they let through. Everything is chosen on
+the fit part alone, by out-of-fold catch rate of the whole cascade at the target false-positive
+rate (5 stratified folds): the regularisation C, and the threshold as the out-of-fold score that
+keeps the benign prompts flagged, by the rules or the model, to at most TARGET_FPR of the fit
+part's (a margin under the 2% goal). MiniLM's layer count is fixed at 3: choosing it per split
+on out-of-fold catch (2, 3 or 4) was noise that cost held-out catch over seven seeded splits
+(BENCHMARKS.md, "Guardrails"); --layers with several values still chooses (the fewest within
+one injection of the best). The held-out part is scored once, at the end, and its figures are
+written beside the weights. Every figure in the files is a pure function of the data, the rules
+and the packaged MiniLM, so a refit on the same machine rewrites them byte for byte; timings are
+printed, not written.
 """
 from __future__ import annotations
 
@@ -25,20 +29,29 @@ import numpy as np
 from llmbench.optimizers.guard.embedding import load_fit, row_key, save_fit, shipped_fit
 from llmbench.optimizers.guard.evaluate import confusion, latency, read_labelled, run_guard
 from llmbench.optimizers.guard.features import ngram_rows, stack
+from llmbench.optimizers.guard.rules import load_rules, shipped_rules
 
 TRAIN = "../shared/data/guard/prompt_injections_train.jsonl"  # relative to the project root
 HOLDOUT = 0.3
 SEED = 0
 FOLDS = 5
-LAYER_GRID = (2, 3, 4)
+LAYER_GRID = (3,)
 C_GRID = (10.0, 30.0, 100.0, 300.0)
-TARGET_FPR = 0.02
+# The threshold aims under the goal (at most 2% false positives on prompts never seen): it rests
+# on the few highest of ~240 benign scores, and on fourteen seeded splits aiming at 2% itself gave
+# 2.1% held out on average (10.7% on one split), aiming at 1.5% gave 1.4% (BENCHMARKS.md).
+TARGET_FPR = 0.015
 
 
-def threshold_at(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
-    """The lowest threshold with at most `fpr` of the benign scores above it (flag: score > threshold)."""
-    neg = np.sort(scores[labels == 0])[::-1]
-    allowed = int(np.floor(fpr * len(neg)))  # benign prompts that may sit above the threshold
+def threshold_at(scores: np.ndarray, labels: np.ndarray, fpr: float, pre: np.ndarray | None = None) -> float:
+    """The lowest threshold with at most `fpr` of the benign prompts flagged (flag: score > threshold),
+    counting those that `pre` (the rules, checked first) flags already; +inf when they alone exceed it."""
+    benign = labels == 0
+    pre = np.zeros(len(labels), dtype=bool) if pre is None else np.asarray(pre, dtype=bool)
+    allowed = int(np.floor(fpr * benign.sum())) - int((pre & benign).sum())
+    neg = np.sort(scores[benign & ~pre])[::-1]  # the benign prompts the model alone decides
+    if allowed < 0:
+        return float("inf")
     return float(neg[allowed]) if allowed < len(neg) else float(neg[-1]) - 1e-9
 
 
@@ -68,6 +81,17 @@ def choose(tried: dict) -> tuple[int, float]:
     return layers, c
 
 
+def rules_of(path: Path) -> tuple:
+    """The rules guard of a rules file and its content as the fit stores it (name, version, sha256, patterns)."""
+    from llmbench.yamlsafe import load_yaml
+
+    guard = load_rules(path)
+    raw = load_yaml(path.read_text(encoding="utf-8"), str(path))
+    patterns = [{"id": r["id"], "regex": r["regex"]} for r in raw["patterns"]]
+    return guard, {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "name": guard.name,
+                   "version": guard.version, "patterns": patterns}
+
+
 def main(argv: list[str] | None = None) -> int:
     from sklearn.model_selection import train_test_split
 
@@ -78,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="where to write (default: the shipped profiles/guard/embedding.json)")
     ap.add_argument("--layers", type=int, nargs="+", default=list(LAYER_GRID), help="MiniLM layer counts to try")
     ap.add_argument("--C", type=float, nargs="+", default=list(C_GRID), dest="c_grid", help="values of C to try")
+    ap.add_argument("--rules", default=None, help="rules checked before the model (default: the shipped rules.yaml)")
+    ap.add_argument("--no-rules", action="store_true", help="the model alone, no rules first")
     args = ap.parse_args(argv)
     data = Path(args.data)
     if args.data == TRAIN and not data.exists():  # run from elsewhere: shared/ sits beside the project root
@@ -87,14 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     fit_i, held_i = np.sort(fit_i), np.sort(held_i)
     grams = ngram_rows(texts)
     yf = y[fit_i]
+    rules = None if args.no_rules else rules_of(Path(args.rules) if args.rules else shipped_rules())
+    pre = np.zeros(len(y), dtype=bool) if rules is None else np.array([rules[0].check(t).flagged for t in texts])
     tried, designs = {}, {}
     for layers in args.layers:
         # each prompt encoded alone, as a request is: the fit sees exactly the guard's vectors
         designs[layers] = stack(LayerEncoder(layers).encode_many(texts), grams)
         for c in args.c_grid:
             s = oof_scores(designs[layers][fit_i], yf, c)
-            thr = threshold_at(s, yf, TARGET_FPR)
-            tried[(layers, c)] = (confusion(list(s > thr), yf), thr)
+            thr = threshold_at(s, yf, TARGET_FPR, pre[fit_i])
+            tried[(layers, c)] = (confusion(list((s > thr) | pre[fit_i]), yf), thr)
     layers, best_c = choose(tried)
     oof_report, thr = tried[(layers, best_c)]
     model = _model(best_c).fit(designs[layers][fit_i], yf)
@@ -104,11 +132,14 @@ def main(argv: list[str] | None = None) -> int:
             "features": (f"all-MiniLM-L6-v2's first {layers} layers, mean-pooled, unit (384; int8 onnxruntime graph) "
                          "+ hashed char_wb 2-5-grams (16384, sublinear tf, L2)"),
             "model": "sklearn LogisticRegression, class_weight=balanced", "C": best_c,
+            "cascade": "rules first (flag on any match), then the model" if rules else "the model alone",
             "choice_rule": "fewest layers within one injection of the best out-of-fold catch, then that count's best C",
-            "threshold_rule": f"out-of-fold ({FOLDS} folds) score with at most {TARGET_FPR:.0%} of fit benign above it",
+            "threshold_rule": (f"out-of-fold ({FOLDS} folds) score with at most {TARGET_FPR:.1%} of fit benign "
+                               "flagged, by the rules or above it"),
             "oof_by_layers_C": {f"{k[0]}/{k[1]:g}": {m: v[0][m] for m in ("catch_rate", "false_positive_rate")}
                                 for k, v in tried.items()},
-            "oof": oof_report, "fit_rows": sorted(row_key(texts[i]) for i in fit_i)}
+            "oof": oof_report, "rules": None if rules is None else rules[1],
+            "fit_rows": sorted(row_key(texts[i]) for i in fit_i)}
     out = Path(args.out) if args.out else shipped_fit()
     save_fit(out, layers, model.coef_[0], float(model.intercept_[0]), thr, meta)
     # Held-out: scored once, through the guard as loaded from the files just written (one prompt per call).

@@ -43,17 +43,25 @@ def load_rules(path: Path, stage: str = "pre") -> RulesGuard:
         data = load_yaml(Path(path).read_text(encoding="utf-8"), str(path))
     except OSError as exc:
         raise BadInput(f"{path}: cannot read the rules file ({exc.strerror})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("patterns"), list) or not data["patterns"]:
+    if not isinstance(data, dict):
         raise BadInput(f"{path}: a rules file needs 'patterns: [{{id, regex}}, ...]'")
+    compiled = compile_patterns(data.get("patterns"), path)
+    return RulesGuard(str(data.get("name", Path(path).stem)), str(data.get("version", "0.0.0")), compiled, stage)
+
+
+def compile_patterns(items, where) -> list[tuple[str, re.Pattern]]:
+    """(id, compiled regex) of each `{id, regex}` item, case-insensitive; BadInput (naming `where`) on any fault."""
+    if not isinstance(items, list) or not items:
+        raise BadInput(f"{where}: a rules file needs 'patterns: [{{id, regex}}, ...]'")
     compiled = []
-    for i, item in enumerate(data["patterns"]):
+    for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("regex"), str):
-            raise BadInput(f"{path}: patterns[{i}] needs a 'regex' string")
+            raise BadInput(f"{where}: patterns[{i}] needs a 'regex' string")
         try:
             compiled.append((str(item.get("id", f"rule{i}")), re.compile(item["regex"], re.IGNORECASE)))
         except re.error as exc:
-            raise BadInput(f"{path}: patterns[{i}] is not a valid regex ({exc})") from None
-    return RulesGuard(str(data.get("name", Path(path).stem)), str(data.get("version", "0.0.0")), compiled, stage)
+            raise BadInput(f"{where}: patterns[{i}] is not a valid regex ({exc})") from None
+    return compiled
 
 
 def build(spec) -> RulesGuard:
