@@ -9,7 +9,8 @@ Two kernels over the first `n` rows of a C-contiguous (capacity, d) float32 matr
                     matrix is read from memory once per batch rather than once per query.
 The single-query scan comes in shapes that suit different hosts (`rows`: four rows per pass or one;
 `ahead`: a software prefetch distance, 0 for none); `llmbench.kernels.calibrate` times them on the
-machine and picks one. Every shape gives the same answer and the same tie order.
+machine and picks one. Every shape gives the same ranking up to float32 round-off (calibrate.py says
+when shapes round differently) and the same order of exact ties.
 Order: higher score first, then lower index (see _heap). The numpy twins are in reference.py.
 Thread counts are arguments, never read from Numba inside a kernel (that silently disables
 `cache=True`).
@@ -108,7 +109,7 @@ def scan_rows_f32(m, lo, hi_row, q, hs, hi, rows, ahead):
 def topk_f32_single(m, n, q, k, n_threads, rows, ahead):
     """Top-k rows of m[:n] by inner product with q: (scores float32[<=k], indices int64[<=k]).
 
-    `rows` and `ahead` choose the scan's shape (see scan_rows_f32); the answer does not depend on them.
+    `rows` and `ahead` choose the scan's shape (see scan_rows_f32); the ranking does not, up to round-off.
     """
     kk = max(k, 1)
     hs = np.empty((n_threads, kk), dtype=np.float32)

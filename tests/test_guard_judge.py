@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -11,6 +10,7 @@ from llmbench.optimizers.guard.base import build_guard
 from llmbench.optimizers.guard.evaluate import evaluate
 from llmbench.optimizers.guard.judge import PROMPT, parse_verdict
 from llmbench.optimizers.guard.spec import JudgeSpec
+from loopback import send_json, serve_in_thread
 
 
 def test_parse_verdict():
@@ -44,12 +44,7 @@ class _Scripted(BaseHTTPRequestHandler):
         type(self).seen.append(body)
         text = type(self).answers[(len(type(self).seen) - 1) % len(type(self).answers)]
         doc = {"choices": [{"text": text}], "usage": {"prompt_tokens": 50, "completion_tokens": 2}}
-        data = json.dumps(doc).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, doc)
 
     def log_message(self, *args):  # quiet
         pass
@@ -57,15 +52,8 @@ class _Scripted(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def scripted_endpoint():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_in_thread(_Scripted) as port:
+        yield f"http://127.0.0.1:{port}/v1"
 
 
 def test_malformed_verdicts_counted(scripted_endpoint):

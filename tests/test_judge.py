@@ -28,7 +28,7 @@ from llmbench.judge.rubric import load_rubric
 from llmbench.judge.score import judge_pairwise, judge_reference
 from llmbench.judge.verdict import parse_verdict
 from llmbench.models.reference import reference_dir
-from loopback import serve_in_thread
+from loopback import send_json, serve_in_thread
 
 Z = 1.959963984540054  # the 97.5% normal quantile
 
@@ -85,12 +85,7 @@ class _Judge(BaseHTTPRequestHandler):
         # usage: prompt tokens = the prompt's words, so the test can recompute the cost
         doc = {"choices": [{"text": rule(body["prompt"])}],
                "usage": {"prompt_tokens": len(body["prompt"].split()), "completion_tokens": 1}}
-        data = json.dumps(doc).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, doc)
 
     def log_message(self, *args):
         pass

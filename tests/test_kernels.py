@@ -195,20 +195,34 @@ print(",".join(f.py_func.__name__ for f in fns if not sum(f.stats.cache_hits.val
     assert out.stdout.strip() == "", f"not loaded from Numba's cache: {out.stdout.strip()}"
 
 
-def test_every_scan_shape_gives_the_same_full_ranking():
-    """The calibrated shapes differ in how they read memory, never in the answer: the whole ranking,
-    scores bit for bit and exact ties to the lower index, is the same for each shape and thread count,
-    and matches the numpy reference where it has no near-tie."""
+def test_every_scan_shape_gives_the_same_full_ranking_up_to_round_off():
+    """The calibrated shapes differ in how they read memory and, on some hosts, in how a row's float32
+    sum is split into vector lanes (on AVX2 one row per pass rounds differently from four): every
+    row's score agrees with the default shape's to float32 round-off, the ranking follows the scores
+    with exact ties to the lower index, and it matches the numpy reference where it has no near-tie.
+    A prefetch or another thread count never changes the arithmetic: those answers are bit for bit."""
+    from llmbench.kernels.calibrate import DEFAULT
+
+    eps = float(np.finfo(np.float32).eps)
     rng = np.random.default_rng(11)
     for n, d in ((1001, 384), (303, 37), (7, 5)):  # n not a multiple of 4; a prefetch distance beyond the end
         m = unit_rows(rng, n, d)
         dup = n // 2
         m[dup: dup + 3] = m[2]  # a run of exact duplicates of row 2
         for q in (m[2], unit_rows(rng, 1, d)[0]):
-            answers = [search.topk(m, q, n, n_threads=t, plan=p) for p in CANDIDATES for t in (1, 2)]
-            for s, i in answers[1:]:
-                assert np.array_equal(s, answers[0][0]) and i.tolist() == answers[0][1].tolist()
-            assert_matches_ref(m, q, n, *answers[0])
+            # float32 summation's error bound per row: d * eps * sum |m_rj q_j|
+            bound = d * eps * (np.abs(m.astype(np.float64)) @ np.abs(q.astype(np.float64)))
+            base_s, base_i = search.topk(m, q, n, n_threads=1, plan=DEFAULT)
+            by_row = np.empty(n)
+            by_row[base_i] = base_s
+            by_rows = {}
+            for p in CANDIDATES:
+                for t in (1, 2):
+                    s, i = search.topk(m, q, n, n_threads=t, plan=p)
+                    assert_matches_ref(m, q, n, s, i)
+                    assert np.all(np.abs(s - by_row[i]) <= bound[i]), (p.name, t)
+                    first = by_rows.setdefault(p.rows, (s, i))
+                    assert np.array_equal(s, first[0]) and np.array_equal(i, first[1]), (p.name, t)
         for p in CANDIDATES:
             s, i = search.topk(m, m[2], 4, plan=p)
             assert i.tolist() == [2, dup, dup + 1, dup + 2] and len(set(s.tolist())) == 1
@@ -228,9 +242,9 @@ def test_calibration_chooses_the_cheapest_shape_it_measured():
     for f in figs.values():  # GB/s per CPU second recomputed from the bytes and the least CPU time
         assert f["gbs_per_cpu_s"] == pytest.approx(m.nbytes / (f["cpu_ms"] / 1e3) / 1e9)
         assert f["cpu_ms"] <= f["cpu_median_ms"]
-    # The rule by hand: 10% cheaper keeps the default, 20% cheaper replaces it unless slower in wall time.
+    # The rule by hand: 8% cheaper keeps the default, 20% cheaper replaces it unless slower in wall time.
     fig = {p.name: {"cpu_ms": 10.0, "wall_ms": 5.0} for p in CANDIDATES}
-    fig[CANDIDATES[1].name]["cpu_ms"] = 9.0
+    fig[CANDIDATES[1].name]["cpu_ms"] = 9.2
     assert choose(fig) == DEFAULT
     fig[CANDIDATES[2].name].update(cpu_ms=8.0, wall_ms=5.5)
     assert choose(fig) == DEFAULT

@@ -256,12 +256,17 @@ def test_by_difficulty_figures_keep_six_places():
 
 
 def test_kl_is_never_negative_under_round_off():
-    # The reference's logits rounded to float32: the same distributions, but one position's KL sum
-    # comes out at -1.4e-16 in double precision. KL is never below 0: that position counts as 0.
-    ref = torch.randn(1, 3, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    var = ref.float().double()
-    lp, lq = torch.log_softmax(ref[:, :-1], -1), torch.log_softmax(var[:, :-1], -1)
-    raw = (lp.exp() * (lp - lq)).sum(-1)
-    assert raw.min() < 0 < raw.max()
+    # The reference's logits rounded to float32: the same distributions, but some position's KL sum
+    # comes out a few 1e-17 below 0 in double precision. KL is never below 0: that position counts
+    # as 0. Which seed rounds below 0 depends on the host's vector code (AVX-512 and AVX2 differ),
+    # so the first such seed is searched for.
+    for seed in range(500):
+        ref = torch.randn(1, 3, 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        var = ref.float().double()
+        lp, lq = torch.log_softmax(ref[:, :-1], -1), torch.log_softmax(var[:, :-1], -1)
+        raw = (lp.exp() * (lp - lq)).sum(-1)
+        if raw.min() < 0:
+            break
+    assert raw.min() < 0, "no seed rounds a KL sum below 0 on this host"
     kl = next_token_figures(ref, var, [[0, 1, 2]])["kl_mean"]
-    assert kl >= 0 and kl == pytest.approx(raw.max().item() / 2, rel=1e-9, abs=0)
+    assert kl >= 0 and kl == pytest.approx(raw.clamp(min=0).mean().item(), rel=1e-9, abs=0)
