@@ -16,7 +16,7 @@ the default only when it is at least MARGIN cheaper in CPU time and not slower i
 that really wants another shape gains far more than that (a compute-bound scan at half speed).
 On the AVX2 VM of 2026-12-01 four rows per pass was compute-bound (0.73-0.81 of the read bandwidth
 in wall time) and one row per pass 13-38% cheaper in CPU time in every run (0.89-0.96 of bandwidth);
-a 15% margin kept the slower default in half the runs there, so the margin is 10%, still above the
+a 15% margin kept the slower default in 3 of 5 runs there, so the margin is 10%, still above the
 noise measured on either host.
 
 The shapes sum in float32 with fastmath, so LLVM decides how each row's sum is split into vector

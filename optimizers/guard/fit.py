@@ -83,11 +83,8 @@ def choose(tried: dict) -> tuple[int, float]:
 
 def rules_of(path: Path) -> tuple:
     """The rules guard of a rules file and its content as the fit stores it (name, version, sha256, patterns)."""
-    from llmbench.yamlsafe import load_yaml
-
     guard = load_rules(path)
-    raw = load_yaml(path.read_text(encoding="utf-8"), str(path))
-    patterns = [{"id": r["id"], "regex": r["regex"]} for r in raw["patterns"]]
+    patterns = [{"id": rid, "regex": rx.pattern} for rid, rx in guard.patterns]
     return guard, {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "name": guard.name,
                    "version": guard.version, "patterns": patterns}
 
