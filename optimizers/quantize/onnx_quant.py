@@ -65,11 +65,13 @@ def quantize_int8(src: Path, dst: Path, recipe: Recipe) -> None:
     external = _uses_external_data(src)
     with quiet():
         model = onnx.load(str(src))
-        if fold_weight_transposes(model):
-            # quantize_dynamic reads a file: hand it the folded graph beside the output.
-            folded = dst.with_name(dst.stem + ".folded.onnx")
-            onnx.save(model, str(folded), save_as_external_data=external, location=folded.name + ".data")
-            src = folded
+        fold_weight_transposes(model)
+        # quantize_dynamic reads a file and writes its shape-inferred copy (<name>-inferred.onnx)
+        # beside it, then deletes it: handed the parent variant's cached file, two builds at once
+        # (Ray nodes sharing a cache) deleted each other's copy. It gets a private copy beside the output.
+        folded = dst.with_name(dst.stem + ".folded.onnx")
+        onnx.save(model, str(folded), save_as_external_data=external, location=folded.name + ".data")
+        src = folded
         try:
             quantize_dynamic(
                 str(src), str(dst), weight_type=QuantType.QInt8, per_channel=recipe.per_channel, op_types_to_quantize=op_types,
