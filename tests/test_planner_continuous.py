@@ -30,24 +30,25 @@ def test_two_slots_by_hand():
     # decoding 2 ms, with 2 slots 3 ms.
     model = ContinuousModel(10.0, 0.1, (1, 2), (2.0, 3.0))
     sim = simulate(Requests([0.0, 0.005], [10, 10], [4, 3]), model, 1, 2)  # queue.simulate hands it over
-    # A alone: 10 + 1 -> first token at 11. B (arrived at 5) joins at 11: step of A's decode + B's
-    # prompt, 2 + 1 -> 14 (A token 2, B first token: TTFT 9). Then two steps of 3 ms with both
-    # decoding: 17 (A 3, B 2), 20 (A 4: done, E2EL 20; B 3: done, E2EL 15).
-    assert list(sim.ttft_ms) == pytest.approx([11.0, 9.0])
-    assert list(sim.e2el_ms) == pytest.approx([20.0, 15.0])
+    # A alone: 10 + 1 -> first token at 11. B (arrived at 5) joins at 11: a step of A's decode with
+    # B's prompt beside it, fixed cost included, 2 + 10 + 1 -> 24 (A token 2, B first token: TTFT 19).
+    # Then two steps of 3 ms with both decoding: 27 (A 3, B 2), 30 (A 4: done, E2EL 30; B 3: done, E2EL 25).
+    assert list(sim.ttft_ms) == pytest.approx([11.0, 19.0])
+    assert list(sim.e2el_ms) == pytest.approx([30.0, 25.0])
     assert list(sim.queue_ms) == pytest.approx([0.0, 6.0])
     assert list(sim.batch_size) == [1, 2]
-    assert sim.busy_s[0] == pytest.approx(0.020)
-    assert sim.tpot_ms[0] == pytest.approx(3.0) and sim.tpot_ms[1] == pytest.approx(3.0)
+    assert sim.busy_s[0] == pytest.approx(0.030)
+    assert sim.tpot_ms[0] == pytest.approx(19.0 / 3) and sim.tpot_ms[1] == pytest.approx(3.0)
 
 
 def test_full_slots_make_the_next_wait_by_hand():
     model = ContinuousModel(10.0, 0.1, (1, 2), (2.0, 3.0))
     sim = simulate_continuous(Requests([0.0, 0.0, 0.001], [10, 10, 10], [3, 5, 2]), model, 1, 2)
     # A and B share the first step: 10 + 1 + 1 = 12 ms. Two steps of 3 ms: A done at 18. C (arrived
-    # at 1 ms) takes A's slot at 18: its prompt with B decoding, 2 + 1 -> 21; then 3 ms -> 24 (B and C done).
-    assert list(sim.ttft_ms) == pytest.approx([12.0, 12.0, 20.0])
-    assert list(sim.e2el_ms) == pytest.approx([18.0, 24.0, 23.0])
+    # at 1 ms) takes A's slot at 18: its prompt beside B's decode, 2 + 10 + 1 -> 31; then 3 ms -> 34
+    # (B and C done).
+    assert list(sim.ttft_ms) == pytest.approx([12.0, 12.0, 30.0])
+    assert list(sim.e2el_ms) == pytest.approx([18.0, 34.0, 33.0])
     assert list(sim.queue_ms) == pytest.approx([0.0, 0.0, 17.0])
     assert list(sim.batch_size) == [1, 2, 2]
 
@@ -67,11 +68,12 @@ def test_kv_growth_inside_a_jump():
     model = ContinuousModel(5.0, 0.0, (1,), (1.0,), step_ms_per_kv_token=0.01)
     sim = simulate_continuous(Requests([0.0], [100], [4]), model)
     assert sim.e2el_ms[0] == pytest.approx(5.0 + 2.01 + 2.02 + 2.03)
-    # An arrival at 6.5 ms splits the jump: B takes the free slot at the next step (7.01 ms), whose
-    # cost is the same with k = 0: 1 + 0.01*102 -> 9.03 (B's first and only token); A then ends at 11.06 as alone.
+    # An arrival at 6.5 ms splits the jump: B takes the free slot at the next step (7.01 ms), which
+    # adds B's prompt (a = 5, k = 0) to A's decode: 5 + 1 + 0.01*102 -> 14.03 (B's first and only
+    # token); A's last step, at kv 103, then ends at 16.06.
     two = simulate_continuous(Requests([0.0, 0.0065], [100, 100], [4, 1]), model, 1, 2)
-    assert two.e2el_ms[0] == pytest.approx(sim.e2el_ms[0])
-    assert two.ttft_ms[1] == pytest.approx(9.03 - 6.5) and two.queue_ms[1] == pytest.approx(7.01 - 6.5)
+    assert two.e2el_ms[0] == pytest.approx(16.06)
+    assert two.ttft_ms[1] == pytest.approx(14.03 - 6.5) and two.queue_ms[1] == pytest.approx(7.01 - 6.5)
 
 
 @pytest.mark.parametrize("d0,delta", [(1.0, 0.0), (1.0, 0.01), (0.5, 0.3), (2.0, 1e-9)])

@@ -17,8 +17,10 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -241,7 +243,7 @@ def test_autoscale_policy_runs_for_real_and_matches_its_simulation(run_dir, tmp_
     primary = one_thread_each(run)
     trace = tmp_path / "burst.csv"
     burst_trace(trace)
-    got = _cli("verify", str(run), "--load", str(trace), "--duration", "30", "--autoscale", "--json", timeout=600)
+    got = _cli("verify", str(run), "--load", str(trace), "--duration", "38", "--autoscale", "--json", timeout=600)
     assert got.returncode == 0, got.stderr[-3000:]
     doc = json.loads(got.stdout)
     assert json.loads((run / "verify-autoscale.json").read_text()) == doc and doc["deployment"] == primary["option"]
@@ -277,6 +279,7 @@ def test_autoscale_policy_runs_for_real_and_matches_its_simulation(run_dir, tmp_
 
 def test_a_policy_that_scales_too_slowly_misses_the_slo_in_the_simulation_and_for_real(run_dir, tmp_path):
     from llmbench.planner.autoscale import Knobs, simulate_policy
+    from llmbench.planner.continuous import saturation_rps
     from llmbench.planner.queue import policy_for_strategy
     from llmbench.planner.trace import load_trace
     from llmbench.slo import parse_slo
@@ -295,9 +298,12 @@ def test_a_policy_that_scales_too_slowly_misses_the_slo_in_the_simulation_and_fo
     # seen 25 against 12 req/s, 42 against 17, the run measured under others' load and at 12 tokens out).
     heavy = (8, dep.slot_tokens - SLOT_MARGIN - 8 - 1)
     real_cap = replica_capacity(dep.replicas[0].argv, heavy, dep.parallel, tmp_path / "capacity.log")
-    service = fitted_service(run, dep)
-    sim_cap = dep.parallel / (service.batch_duration_s([heavy[0]] * dep.parallel, [heavy[1]] * dep.parallel)
-                              * service.mean_ratio)
+    # The simulation's claim is about when the policy looks, not the machine's speed: the fitted model
+    # runs without the speed ratios of a run measured beside other tests (seen: 0.88-0.92 attainment for
+    # the 1-s policy), at its own continuous-batching saturation for these requests (a static batch's
+    # overstates it: admissions beside decoding slots cost more).
+    service = replace(fitted_service(run, dep), duration_ratios=())
+    sim_cap = saturation_rps(service, np.array([heavy[0]], float), np.array([heavy[1]]), dep.parallel)
     # In the simulation, on a burst at OVERLOAD x its own replica's capacity: a policy looking every
     # second meets the target, the slow one misses it (two replicas carry the burst; one does not).
     sim_trace = tmp_path / "sim.csv"
@@ -308,6 +314,7 @@ def test_a_policy_that_scales_too_slowly_misses_the_slo_in_the_simulation_and_fo
               depth_target=POLICY["depth_target_requests"]), reqs, service, dep.parallel,
         policy_for_strategy(read_spec(run).strategy), parse_slo(SLOW_SLO.replace("<=", "=")), 0.0, 0.0)[0]
     fast, slow_sim = sim_of(1.0), sim_of(10.0)
+    print(f"simulated attainment: 1-s policy {fast['slo_attainment']:.3f}, 10-s policy {slow_sim['slo_attainment']:.3f}")
     assert fast["slo_attainment"] >= SLOW_TARGET > slow_sim["slo_attainment"], (fast, slow_sim)
     # Replayed for real on a burst at OVERLOAD x the larger capacity: one replica is overloaded on both sides.
     trace = tmp_path / "slow.csv"

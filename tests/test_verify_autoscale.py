@@ -22,8 +22,10 @@ POLICY = {"kind": "queue", "min_replicas": 1, "max_replicas": 2, "interval_s": 2
 
 
 def burst_trace(path) -> None:
-    # 12 s quiet (one request every 2 s), 6 s of a burst (five a second), 12 s quiet again.
-    times = [*np.arange(0, 12, 2.0), *np.arange(12, 18, 0.2), *np.arange(18, 30, 2.0)]
+    # 12 s quiet (one request every 2 s), 6 s of a burst (five a second), 20 s quiet again: a queue
+    # policy decides at arrivals, so the tail gives it several looks after the backlog has drained
+    # (with 12 s the scale-down came at the last arrival, or not at all).
+    times = [*np.arange(0, 12, 2.0), *np.arange(12, 18, 0.2), *np.arange(18, 38, 2.0)]
     path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(
         f"2023-11-16 18:00:{t:09.6f},40,12\n" for t in times))
 

@@ -7,16 +7,20 @@ for every slot that is decoding and processes the prompts of the slots just admi
 prompt). A request's first token comes at the end of the step that finishes its prompt, then one
 token per step; its slot is free at the end of the step of its last token. The step time is
 
-    step = base(n) + e * kv + sum over prompt chunks [k*c + q*((s+c)^2 - s^2)]     (ms)
+    step = base(n) + e * kv [+ a + sum over prompt chunks (k*c + q*((s+c)^2 - s^2))]     (ms)
 
-with n the slots decoding (base(0) = a, the fixed cost of a prompt processed alone), kv the
-tokens the decoding slots hold, and a chunk of c prompt tokens from position s (a, k, q: the
-fitted prefill, so one prompt processed alone costs a + k*P + q*P^2). Each step is scaled by the
-machine's speed at that moment: time is cut into epochs of about one request's length, each drawn
-from the measured speed ratios (served_fit.py; weighted by the ratio, since they were measured per
-request and a slow spell holds a request longer), seeded per replica so that replica counts are
-compared on the same luck. Between admissions, completions, arrivals and epoch ends every step is
-alike, so the simulator jumps over them in one go.
+with n the slots decoding (base(0) = 0), kv the tokens the decoding slots hold, and, in a step that
+processes prompts, a chunk of c prompt tokens from position s (a, k, q: the fitted prefill, so one
+prompt processed alone costs a + k*P + q*P^2). The prompts' fixed cost a is paid beside the
+decoding slots' step, not instead of it: with one KV stream per slot (llama-server's default,
+kv_unified false) llama.cpp splits a batch that mixes slots into micro-batches of equal tokens per
+sequence, so a prompt's tokens past the first run as a micro-batch of their own (BENCHMARKS.md:
+"Fitted next to the load it predicts"). Each step is scaled by the machine's speed at that moment:
+time is cut into epochs of about one request's length, each drawn from the measured speed ratios
+(served_fit.py; weighted by the ratio, since they were measured per request and a slow spell holds
+a request longer), seeded per replica so that replica counts are compared on the same luck. Between
+admissions, completions, arrivals and epoch ends every step is alike, so the simulator jumps over
+them in one go.
 """
 from __future__ import annotations
 
@@ -44,8 +48,8 @@ class ContinuousModel(ServiceModel):
     continuous = True  # class attribute: queue.simulate hands such a model to simulate_continuous
 
     def base_ms(self, n: int) -> float:
-        """Fixed part of a step with n slots decoding (n = 0: a prompt processed alone)."""
-        return self.prefill_fixed_ms if n == 0 else self.step_ms(n)
+        """The decoding slots' part of a step with n of them (0 when none is decoding)."""
+        return 0.0 if n == 0 else self.step_ms(n)
 
     def chunk_ms(self, start: float, count: float) -> float:
         """Cost of prompt tokens start .. start+count-1 inside a step."""
@@ -57,7 +61,8 @@ class ContinuousModel(ServiceModel):
         doc.update({
             "engine_model": "continuous batching (llama-server): slots admit FIFO at step boundaries; one token per "
                             "decoding slot per step; prompts processed inside steps, n_batch tokens at most",
-            "formula": "step = base(n decoding) + e*kv + sum over prompt chunks (k*c + q*((s+c)^2 - s^2)); base(0) = a",
+            "formula": "step = base(n decoding) + e*kv [+ a + sum over prompt chunks (k*c + q*((s+c)^2 - s^2)) when it "
+                       "processes prompts]; base(0) = 0",
             "step_ms_by_slots": {str(b): v for b, v in zip(self.step_batches, self.step_base_ms)},
             "speed_epoch_s": self.epoch_s, "n_batch": self.n_batch,
         })
@@ -134,7 +139,7 @@ class _Replica:
     def _prefill_step(self, n: int, f: float) -> None:
         m = self.m
         budget = max(1.0, m.n_batch - n)
-        ms = m.base_ms(n) + m.step_ms_per_kv_token * self.kv
+        ms = m.prefill_fixed_ms + m.base_ms(n) + m.step_ms_per_kv_token * self.kv
         done = []
         for slot in self.pre:
             if budget <= 0:

@@ -73,7 +73,7 @@ def fit_continuous(records: Iterable, sweep_obs: list[BatchObservation] | None =
     a, k, q, prefill_err = _fit_prefill(obs + sweep_obs, notes)
 
     def pre(p: float) -> float:
-        return k * p + q * p * p
+        return a + k * p + q * p * p
 
     wins = windows(cells, knot_of, pre)
     # A prefill sweep's points: one slot decoding at the sweep's prompt length.

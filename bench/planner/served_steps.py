@@ -2,12 +2,13 @@
 
 Request r decodes from its first token to its last, one token per step. While it does, other
 requests start and stop decoding (their first and last tokens), and each one admitted puts its
-prompt into one of r's steps (k*P + q*P^2 more, the prefill fit). So r's decode window, less
-those prompts' time, is cut into segments in which the same n requests decode; the step time at
-n slots (linear between the measured slot counts, + e per KV token held) times the steps spent in
-each segment adds up to r's m-1 steps. The steps a segment holds depend on the step time
-itself (a segment at 4 slots holds fewer steps per second than one at 1 slot), so the fit is
-repeated a few times, each time weighting the segments by the steps the previous fit puts there.
+prompt into one of r's steps (a + k*P + q*P^2 more, the prefill fit; continuous.py says why the a).
+So r's decode window, less those prompts' time, is cut into segments in which the same n requests
+decode; the step time at n slots (linear between the measured slot counts, + e per KV token held)
+times the steps spent in each segment adds up to r's m-1 steps. The steps a segment holds depend on
+the step time itself (a segment at 4 slots holds fewer steps per second than one at 1 slot), so the
+fit is repeated a few times, each time weighting the segments by the steps the previous fit puts
+there.
 """
 from __future__ import annotations
 
