@@ -81,6 +81,7 @@ class Load:
 
 
 def poisson(rng: random.Random, rate: float, seconds: float) -> list[tuple[float, None, int]]:
+    """Poisson arrivals at `rate` over `seconds`, the workload's prompt lengths."""
     at, out = 0.0, []
     while (at := at + rng.expovariate(rate)) < seconds:
         out.append((at, None, OUTPUT_TOKENS))
@@ -123,8 +124,8 @@ def _block(rows: list[dict]) -> dict:
             "prefill_ms_per_token": float(np.median([r["timings"]["prompt_per_token_ms"] for r in rows]))}
 
 
-def analyse(rows: list[dict], parallel: int) -> list[dict]:
-    """Per cycle: the three blocks' figures and the Poisson block predicted by the cycle's own fit."""
+def analyse(rows: list[dict], parallel: int) -> tuple[list[dict], dict]:
+    """(per cycle: the three blocks' figures and the open block predicted by the cycle's own fit, pooled figures)."""
     from llmbench.planner.continuous import simulate_continuous
     from llmbench.planner.queue import Requests
     from llmbench.planner.served_fit import fit_continuous
