@@ -30,7 +30,7 @@ def burst_trace(path) -> None:
         f"2023-11-16 18:00:{t:09.6f},40,12\n" for t in times))
 
 
-SLOW_SLO, SLOW_TARGET = "e2el_p95<=1000ms", 0.95
+SLOW_WAIT_S, SLOW_TARGET = 2.0, 0.95  # the queueing the slow-policy test's SLO allows
 BURST_AT, BURST_S, TRACE_S = 4.0, 6.0, 16.0  # the heavy burst within a 16-s trace
 OVERLOAD = 1.6  # the burst's rate over one replica's capacity for its requests: two replicas carry it
 
