@@ -94,7 +94,7 @@ def _check_figures(block: dict) -> None:
 
 
 def test_verify_through_a_real_proxy(run_dir):
-    got = _cli("verify", str(run_dir), "--load", "4", "--duration", "5", "--json")
+    got = _cli("verify", str(run_dir), "--load", "4", "--duration", "5", "--refit", "--json")
     time.sleep(1)
     assert _ours(run_dir) == [], "verify left a llama-server or litellm process running"
     assert got.returncode == 0, got.stderr[-3000:]
@@ -115,6 +115,26 @@ def test_verify_through_a_real_proxy(run_dir):
     assert over["throughput"]["predicted"] == pytest.approx(4 * sc["load_share"])
     _check_figures(doc["deployments"][primary])
     assert f"simulated on the {n} requests" in doc["deployments"][primary]["predicted_source"]
+    # --refit: the primary's two closed-loop cells measured just before the load, a model fitted on
+    # them alone (its step times refitted here from the saved records), simulated on the same requests.
+    from llmbench.planner.served import fit_records
+    from llmbench.planner.served_fit import fit_continuous
+    from llmbench.records import RequestRecord
+
+    r, par = doc["refit"], doc["deployments"][primary]["parallel"]
+    assert r["skipped"] is False and set(r["deployments"]) == {primary}
+    cells = r["cells"][primary]
+    saved = [RequestRecord.model_validate_json(line) for line in Path(cells["records"]).read_text().splitlines()]
+    ok = fit_records(saved)
+    assert cells["requests"] == len(saved) and cells["ok"] == len(ok) == sum(cells["cells"].values())
+    assert set(cells["cells"]) == {"clients=1", f"clients={par}"} and min(cells["cells"].values()) > 0
+    model = fit_continuous(ok)
+    assert {int(k): v for k, v in cells["step_ms_by_slots"].items()} == pytest.approx(
+        dict(zip(model.step_batches, model.step_base_ms)))
+    _check_figures(r["overall"])
+    for m in ("ttft_p50", "e2el_p95", "throughput"):  # the same measurement, another prediction
+        assert r["overall"][m]["measured"] == over[m]["measured"]
+    assert r["overall"]["throughput"]["predicted"] == pytest.approx(n / 5)
     # The gateway's added TTFT is proxied minus direct on the same schedule.
     g = doc["gateway"]
     assert g["ttft_p50_added_ms"] == pytest.approx(g["proxied"]["ttft_p50_ms"] - g["direct"]["ttft_p50_ms"])

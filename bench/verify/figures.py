@@ -18,24 +18,29 @@ PLAN_SOURCE = "the plan: deployment.yaml `predicted` at the deployment's planned
 
 
 def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResult, straight: LoadResult,
-                   duration_s: float, share: Callable[[str], float], planned: bool) -> tuple[dict, dict, list[str]]:
+                   duration_s: float, share: Callable[[str], float], planned: bool,
+                   services: dict | None = None) -> tuple[dict, dict, list[str]]:
     """({option: block}, the overall block, notes). `share(option)`: the part of its planned load sent
-    here (scale.py); the planned throughput is scaled by it, the latency predictions are not."""
+    here (scale.py); the planned throughput is scaled by it, the latency predictions are not.
+    `services`: {option: model} to simulate on the requests sent instead (refit.py); only those
+    deployments are compared."""
     opt = lambda alias: spec.by_alias(alias).option
     notes: list[str] = []
     deps: dict[str, dict] = {}
     parts = []
     for d in spec.primaries:
+        if services is not None and d.option not in services:
+            continue
         mine = [a for a in arrivals if opt(a.alias) == d.option]
         if not mine:
             deps[d.option] = {"role": d.role, "requests": 0, "note": "no request of this load was routed to it"}
             continue
         meas = cmp.measured([o for o in proxied.outcomes if opt(o.alias) == d.option], proxied.start, duration_s)
         direct = cmp.measured([o for o in straight.outcomes if opt(o.alias) == d.option], straight.start, duration_s)
-        if planned:
+        if planned and services is None:
             pred, source = cmp.predicted_figures(d.predicted, (d.load_rps or 0.0) * share(d.option) or None), PLAN_SOURCE
         else:
-            sim, source = predict_schedule(spec.run_dir, d, mine, spec.strategy)
+            sim, source = predict_schedule(spec.run_dir, d, mine, spec.strategy, (services or {}).get(d.option))
             pred = cmp.predicted_figures(sim, len(mine) / duration_s)
             if sim is None:
                 notes.append(f"{d.option}: {source}")
@@ -44,19 +49,20 @@ def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResul
                           "planned_load_rps": d.load_rps, "load_share_here": share(d.option), "sent_rps": len(mine) / duration_s, "predicted_source": source,
                           **cmp.compare(pred, meas, direct)}
     for d in spec.deployments:
-        if d.role == "fallback" and d.option not in deps:
+        if d.role == "fallback" and d.option not in deps and services is None:
             deps[d.option] = {"role": "fallback", "replicas": len(d.replicas), "started": d.startable,
                               "predicted_standby": cmp.predicted_figures(d.predicted, d.load_rps),
                               "note": "a standby: it takes requests only when its primary fails (see `fallback`)"}
-    meas = cmp.measured(proxied.outcomes, proxied.start, duration_s)
-    direct = cmp.measured(straight.outcomes, straight.start, duration_s)
+    keep = lambda outs: [o for o in outs if services is None or opt(o.alias) in services]  # noqa: E731
+    meas = cmp.measured(keep(proxied.outcomes), proxied.start, duration_s)
+    direct = cmp.measured(keep(straight.outcomes), straight.start, duration_s)
     if len(parts) == 1:
         pred = parts[0][1]
     else:
         pred = cmp.blend(parts)
         notes.append("overall predictions of a routed deployment: the request-weighted mean of its deployments' "
                      "predicted percentiles (an approximation; throughputs add up)")
-    if planned:  # the sum of the deployments' planned loads, each at its share here
+    if planned and services is None:  # the sum of the deployments' planned loads, each at its share here
         pred = {**pred, "throughput": sum((d.load_rps or 0.0) * share(d.option) for d in spec.primaries) or pred.get("throughput")}
     overall = cmp.compare(pred, meas, direct)
     overall["queue_source"] = "TTFT - llama.cpp timings.prompt_ms, on the same schedule sent straight to the servers"

@@ -47,8 +47,10 @@ def requests_of(arrivals: list[Arrival]):
                     np.array([max(1, a.prompt.output_tokens) for a in arrivals]))
 
 
-def predict_schedule(run_dir: Path, dep: Deployment, arrivals: list[Arrival], strategy: str | None) -> tuple[dict | None, str]:
-    """(predicted figures as the plan writes them, how) for `arrivals` sent to `dep`; (None, why) if it cannot."""
+def predict_schedule(run_dir: Path, dep: Deployment, arrivals: list[Arrival], strategy: str | None,
+                     service=None) -> tuple[dict | None, str]:
+    """(predicted figures as the plan writes them, how) for `arrivals` sent to `dep`; (None, why) if it cannot.
+    `service`: the model to simulate (refit.py's); by default the one fitted on the run."""
     if len(arrivals) < 2:
         return None, "fewer than two requests: nothing to simulate"
     try:
@@ -56,7 +58,7 @@ def predict_schedule(run_dir: Path, dep: Deployment, arrivals: list[Arrival], st
         from llmbench.planner.queue import policy_for_strategy, simulate
         from llmbench.planner.search import check_slos
 
-        service = fitted_service(run_dir, dep)
+        service = service or fitted_service(run_dir, dep)
         if service is None:
             return None, f"no measured rows of {dep.option} to fit the planner's model on"
         sim = simulate(requests_of(arrivals), service, replicas=max(1, len(dep.replicas)), max_batch=dep.parallel,

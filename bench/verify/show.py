@@ -51,6 +51,13 @@ def show(doc: dict, console: Console) -> None:
                       f"({_n(after['success_share'], '{:.0%}')} of those after the kill), {f['failed']} failed with their "
                       f"error, {f['hung']} hung, {f['unaccounted']} unaccounted; gap {_n(f['gap_s'])} s",
                       highlight=False, markup=False)
+    r = doc.get("refit") or {"skipped": True}
+    if not r.get("skipped"):
+        e2, th = r["overall"]["e2el_p95"], r["overall"]["throughput"]
+        console.print(f"refit (the model fitted on cells measured just before the load): p95 E2EL {_n(e2['predicted'], '{:.1f}')} "
+                      f"ms predicted, {_n(e2['error'], '{:+.1%}')}; throughput {_n(th['predicted'])} req/s, "
+                      f"{_n(th['error'], '{:+.1%}')}; the plan's own error above adds the machine's drift since the run",
+                      highlight=False, markup=False)
     console.print(doc["verdict"], highlight=False, markup=False)
 
 

@@ -1,0 +1,112 @@
+"""The model's error apart from the plan's (`verify --refit`).
+
+The plan's predictions rest on a model fitted on the run's measurements. On a machine whose speed
+moves (a shared VM's decode went 3x slower between a run and its check, BENCHMARKS.md) a plan misses
+by the machine's drift as much as by the model. With --refit, just before the load, verify measures
+each primary deployment as the run measured it: closed loops of 1 client, then one client per slot,
+on one of its replicas, straight to the server. It fits the planner's continuous-batching model on
+those requests alone (served_fit, as the planner fits a run) and simulates exactly the requests the
+load then sends. verify.json's `refit` holds that prediction against the same measurement: the
+model's own error. `overall` keeps the plan's: the model's error plus the drift since the run.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+from llmbench.results import write_atomic
+from llmbench.served.client import StreamClient, to_record
+from llmbench.served.loop import run as run_loop
+from llmbench.verify import compare as cmp
+from llmbench.verify.load import SLOT_MARGIN, Arrival, LoadResult, make_backend
+from llmbench.verify.spec import Deployment, VerifySpec
+
+REFIT_S = 10.0  # the closed loop of `parallel` clients; the single client's runs half as long
+RUN_ID = "verify-refit"
+LOG = "refit-requests.jsonl"  # in verify-logs/
+
+
+async def _closed_loop(backend, prompts: list, clients: int, seconds: float, timeout_s: float) -> list[tuple]:
+    """(result, prompt) of every request `clients` closed-loop clients completed in `seconds`."""
+    client = StreamClient(clients, timeout_s)
+    turn, out = itertools.count(), []
+    until = time.perf_counter() + seconds
+
+    async def one() -> None:
+        while time.perf_counter() < until:
+            prompt = prompts[next(turn) % len(prompts)]
+            out.append((await backend.send(client, prompt), prompt))
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(clients):
+                tg.create_task(one())
+    finally:
+        await client.aclose()
+    return out
+
+
+def measure_cells(dep: Deployment, url: str, prompts: list, tokenizer, timeout_s: float, seconds: float = REFIT_S) -> list:
+    """The request records of dep's two closed-loop cells (1 client, `parallel` clients) on the replica at `url`."""
+    backend = make_backend(url, dep.served_name, tokenizer, timeout_s)
+    ids = itertools.count()
+    records = []
+    for clients, span in ((1, seconds / 2), (dep.parallel, seconds)):
+        ctx = SimpleNamespace(run_id=RUN_ID, model=dep.model, variant=dep.variant, scenario="concurrency",
+                              point=SimpleNamespace(label=f"clients={clients}"), next_id=lambda: next(ids),
+                              usd_per_second=0.0)
+        done = run_loop(_closed_loop(backend, prompts, clients, span, timeout_s))
+        records += [to_record(res, prompt, None, ctx) for res, prompt in done]
+    return records
+
+
+def refit_models(spec: VerifySpec, url_of: Callable[[str], list[str]], prompts: list, tokenizer, timeout_s: float,
+                 log: Path, progress: Callable[[str], None], seconds: float = REFIT_S) -> tuple[dict, dict]:
+    """({option: the model fitted on its cells measured now}, {option: what was measured or why not});
+    every request record measured goes to `log` (JSONL, as a run's requests.jsonl)."""
+    from llmbench.planner.served import fit_records
+    from llmbench.planner.served_fit import fit_continuous
+
+    models, facts, kept = {}, {}, []
+    for d in spec.primaries:
+        urls = url_of(d.option)
+        if not urls:
+            facts[d.option] = {"skipped": "no replica of it was started"}
+            continue
+        progress(f"refit: {d.option}, closed loops of 1 and {d.parallel} client(s) for {seconds / 2:g} + {seconds:g} s "
+                 f"on one replica")
+        fits = [p for p in prompts if not d.slot_tokens or len(p.ids) + p.output_tokens + SLOT_MARGIN <= d.slot_tokens]
+        recs = measure_cells(d, urls[0], fits or prompts, tokenizer, timeout_s, seconds)
+        kept += recs
+        write_atomic(log, "".join(r.model_dump_json() + "\n" for r in kept))
+        ok = fit_records(recs)
+        facts[d.option] = {"requests": len(recs), "ok": len(ok), "records": str(log),
+                           "cells": {f"clients={n}": sum(r.point == f"clients={n}" for r in ok) for n in (1, d.parallel)}}
+        try:
+            models[d.option] = fit_continuous(ok, source="verify's closed-loop cells, measured just before the load")
+        except Exception as exc:  # noqa: BLE001 - no refit is reported as such, the plan's figures still stand
+            facts[d.option]["skipped"] = f"no model could be fitted ({type(exc).__name__}: {str(exc)[:200]})"
+            continue
+        m = models[d.option]
+        facts[d.option]["step_ms_by_slots"] = dict(zip(m.step_batches, m.step_base_ms))
+    return models, facts
+
+
+def refit_document(spec: VerifySpec, models: dict, cells: dict, arrivals: list[Arrival], proxied: LoadResult,
+                   straight: LoadResult, duration_s: float, share: Callable[[str], float]) -> dict:
+    """verify.json's `refit`: the refitted models' predictions of the requests sent, against what was measured."""
+    from llmbench.verify.figures import per_deployment
+
+    if not models:
+        return {"skipped": True, "reason": "no deployment could be refitted", "cells": cells}
+    deps, overall, notes = per_deployment(spec, arrivals, proxied, straight, duration_s, share, planned=False,
+                                          services=models)
+    e2, th = overall["e2el_p95"], overall["throughput"]
+    return {"skipped": False, "seconds": REFIT_S, "cells": cells, "overall": overall, "deployments": deps, "notes": notes,
+            "accurate": bool(e2["error"] is not None and abs(e2["error"]) <= cmp.E2EL_TOLERANCE
+                             and th["error"] is not None and abs(th["error"]) <= cmp.THROUGHPUT_TOLERANCE),
+            "source": "the planner's model fitted on closed-loop cells measured on this deployment just before the "
+                      "load, simulated on the requests sent"}

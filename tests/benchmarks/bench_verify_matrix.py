@@ -1,0 +1,124 @@
+"""Benchmark: `llmbench verify --refit` at 50/75/90% of the deployed replicas' planned capacity, on
+Poisson load and on the Azure code trace (issue 15 point 4's table).
+
+    .venv/bin/python tests/benchmarks/bench_verify_matrix.py [--run RUN_DIR] [--shares 0.5 0.75 0.9]
+        [--trace ../shared/data/traces/azure_llm_code_2023.csv] [--duration 30] [--out DIR] [--json OUT]
+
+Without --run, one `llmbench run` of card:llama-50m gguf-q4_k_m (the default workload, single-stream
+and 1/2/4 closed-loop clients) makes the plan and its recommendation. For each workload and share,
+`llmbench verify RUN --load ... --refit --no-drill --no-budget --json` sends share x the planned
+capacity (deployment.yaml `capacity_req_s`) of the replicas this machine starts: Poisson at that
+rate, or the trace scaled to it (the trace is scaled to the plan's target_rps, so a copy of the run
+gets that target). Per cell: p95 E2EL and throughput predicted by the run's model (the plan's) and by
+the model refitted just before the load, against what was measured straight to the servers and
+through the LiteLLM proxy.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = ROOT / ".venv" / "bin" / "llmbench"
+TRACE = ROOT.parent / "shared" / "data" / "traces" / "azure_llm_code_2023.csv"
+CONFIG = {"candidates": [{"card": "llama-50m", "variants": ["gguf-q4_k_m"]}],
+          "workload": {"prompt_tokens": {"dist": "lognormal", "mean": 96, "sigma": 0.5, "min": 16, "max": 384},
+                       "output_tokens": 32, "requests": 60},
+          "scenarios": ["single-stream", {"kind": "concurrency", "clients": [1, 2, 4]}],
+          "hardware": "cpu-2core", "device": "cpu", "warmup": 2, "seed": 0, "precision_pct": None, "quality": None}
+
+
+def _calibrate(out: Path) -> Path:
+    run = out / "run"
+    if not (run / "deployment.yaml").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.yaml").write_text(yaml.safe_dump(CONFIG, sort_keys=False))
+        with open(out / "run.log", "w") as log:
+            subprocess.run([str(CLI), "run", str(out / "run.yaml"), "--out", str(run)], stdout=log,
+                           stderr=subprocess.STDOUT, cwd=ROOT)
+        if not (run / "deployment.yaml").is_file():
+            raise SystemExit(f"the run made no recommendation; see {out / 'run.log'}")
+    return run
+
+
+def _here(run: Path) -> tuple[float, float]:
+    """(this machine's share of the plan's load, the started replicas' planned capacity in req/s)."""
+    from llmbench.verify.scale import scale_to_machine
+    from llmbench.verify.spec import read_spec
+
+    spec = read_spec(run)
+    scale = scale_to_machine(spec)
+    dep = yaml.safe_load((run / "deployment.yaml").read_text())
+    primary = next(d for d in dep["deployments"] if d["role"] == "primary")
+    return scale.share(primary["option"]), primary["capacity_req_s"] * scale.started[primary["option"]]
+
+
+def _verify(run: Path, load: str, duration: float) -> dict:
+    done = subprocess.run([str(CLI), "verify", str(run), "--load", load, "--duration", f"{duration:g}", "--refit",
+                           "--no-drill", "--no-budget", "--json"], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise SystemExit(f"verify --load {load} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def _cell(doc: dict) -> dict:
+    o, r = doc["overall"], doc["refit"].get("overall") or {}
+    fig = lambda block, m: {k: block.get(m, {}).get(k) for k in ("predicted", "measured", "error", "measured_direct",  # noqa: E731
+                                                                  "error_direct")}
+    return {"requests": o["requests"], "ok": o["ok"], "offered_rps": doc["load"]["offered_rps"],
+            "plan": {m: fig(o, m) for m in ("e2el_p50", "e2el_p95", "throughput")},
+            "refit": {m: fig(r, m) for m in ("e2el_p50", "e2el_p95", "throughput")},
+            "refit_step_ms_by_slots": next(iter(doc["refit"].get("cells", {}).values()), {}).get("step_ms_by_slots")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, help="a results folder with a recommendation (default: make one)")
+    ap.add_argument("--shares", type=float, nargs="+", default=[0.5, 0.75, 0.9])
+    ap.add_argument("--trace", type=Path, default=TRACE)
+    ap.add_argument("--duration", type=float, default=30.0)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/bench_verify_matrix"))
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    run = a.run or _calibrate(a.out)
+    share, capacity = _here(run)
+    print(f"{run}: this machine carries {share:.3g} of the plan's load; its replicas' planned capacity {capacity:.3f} req/s",
+          flush=True)
+    traced = a.out / "trace-run"
+    shutil.rmtree(traced, ignore_errors=True)
+    shutil.copytree(run, traced)
+    rows = []
+    for workload in ("poisson", "trace"):
+        for s in a.shares:
+            plan_rps = s * capacity / share  # verify sends this machine `share` of it
+            if workload == "poisson":
+                target, load = run, f"{plan_rps:.4f}"
+            else:
+                dep = yaml.safe_load((traced / "deployment.yaml").read_text())
+                dep["target_rps"] = plan_rps
+                (traced / "deployment.yaml").write_text(yaml.safe_dump(dep, sort_keys=False))
+                target, load = traced, str(a.trace)
+            started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            row = {"workload": workload, "share": s, "started": started, "load_avg": os.getloadavg()[0],
+                   **_cell(_verify(target, load, a.duration))}
+            rows.append(row)
+            p, r = row["plan"], row["refit"]
+            print(f"{workload} {s:.0%} ({row['offered_rps']:.2f} req/s, {row['ok']}/{row['requests']} ok): p95 E2EL measured "
+                  f"{p['e2el_p95']['measured_direct']:.0f} ms direct / {p['e2el_p95']['measured']:.0f} via proxy; plan "
+                  f"{p['e2el_p95']['predicted']:.0f} ({p['e2el_p95']['error_direct']:+.0%} / {p['e2el_p95']['error']:+.0%}), "
+                  f"refit {r['e2el_p95']['predicted']:.0f} ({r['e2el_p95']['error_direct']:+.0%} / {r['e2el_p95']['error']:+.0%}); "
+                  f"throughput {p['throughput']['measured']:.2f} vs {p['throughput']['predicted']:.2f}", flush=True)
+    if a.json:
+        a.json.write_text(json.dumps({"run": str(run), "share_here": share, "capacity_here_rps": capacity, "rows": rows},
+                                     indent=1))
+
+
+if __name__ == "__main__":
+    main()
