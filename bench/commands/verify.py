@@ -1,4 +1,4 @@
-"""`llmbench verify RUN_DIR [--load planned|RPS|TRACE] [--duration S] [--timeout S] [--no-drill] [--refit] [--json]`."""
+"""`llmbench verify RUN_DIR [--load planned|RPS|TRACE] [--duration S] [--timeout S] [--no-drill] [--refit [S]] [--json]`."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,8 @@ import signal
 import sys
 
 import click
+
+REFIT_S = 10.0  # --refit's default: seconds of the closed loop of one client per slot (the single client's: half)
 
 
 class _Stop(Exception):
@@ -26,14 +28,15 @@ def _on_term(signum, frame) -> None:
               help="per request: a request not done by then counts as failed (timeout)")
 @click.option("--no-drill", is_flag=True, help="skip the fallback drill (killing the primary's servers)")
 @click.option("--no-budget", is_flag=True, help="skip the budget check (driving a proxy past the gateway's rpm/tpm)")
-@click.option("--refit", is_flag=True, help="just before the load, measure each primary's closed-loop cells again and "
-              "predict the load from a model fitted on them too: `refit` in verify.json is the model's error without "
-              "the machine's drift since the run")
+@click.option("--refit", "refit_s", type=click.FloatRange(1, 600), is_flag=False, flag_value=REFIT_S, default=None,
+              metavar="[SECONDS]", help=f"just before the load, measure each primary's closed-loop cells again (one client "
+              f"for SECONDS/2, one per slot for SECONDS; default {REFIT_S:g}) and predict the load from a model fitted on them "
+              "too: `refit` in verify.json is the model's error without the machine's drift since the run")
 @click.option("--autoscale", is_flag=True, help="with --load TRACE: carry out deployment.yaml's autoscaling policy with "
               "real replicas on the replayed trace, against its simulation (verify-autoscale.json)")
 @click.option("--json", "as_json", is_flag=True, help="print verify.json (verify-autoscale.json) on stdout")
 def verify(run_dir: str, load: str, duration_s: float, timeout_s: float, no_drill: bool, no_budget: bool,
-           refit: bool, autoscale: bool, as_json: bool) -> None:
+           refit_s: float | None, autoscale: bool, as_json: bool) -> None:
     """Start RUN_DIR's recommended deployment (deploy/) behind a real LiteLLM proxy (gateway/litellm.yaml)
     on this machine, send the planned load, and write verify.json: predicted against measured, the
     gateway's added latency, the cost LiteLLM reports, the gateway's rpm/tpm budgets driven past, a
@@ -53,7 +56,7 @@ def verify(run_dir: str, load: str, duration_s: float, timeout_s: float, no_dril
         say = lambda line: console.print(line, highlight=False, markup=False)  # noqa: E731
         doc = verify_autoscale(run_dir, load, duration_s, timeout_s, progress=say) if autoscale else \
             run(run_dir, load=load, duration_s=duration_s, timeout_s=timeout_s, drill=not no_drill, budget=not no_budget,
-                refit=refit, progress=say)
+                refit_s=refit_s, progress=say)
     except VerifyFailed as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

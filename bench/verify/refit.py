@@ -25,7 +25,6 @@ from llmbench.verify import compare as cmp
 from llmbench.verify.load import SLOT_MARGIN, Arrival, LoadResult, make_backend
 from llmbench.verify.spec import Deployment, VerifySpec
 
-REFIT_S = 10.0  # the closed loop of `parallel` clients; the single client's runs half as long
 RUN_ID = "verify-refit"
 LOG = "refit-requests.jsonl"  # in verify-logs/
 
@@ -49,8 +48,9 @@ async def _closed_loop(backend, prompts: list, clients: int, seconds: float, tim
     return out
 
 
-def measure_cells(dep: Deployment, url: str, prompts: list, tokenizer, timeout_s: float, seconds: float = REFIT_S) -> list:
-    """The request records of dep's two closed-loop cells (1 client, `parallel` clients) on the replica at `url`."""
+def measure_cells(dep: Deployment, url: str, prompts: list, tokenizer, timeout_s: float, seconds: float) -> list:
+    """The request records of dep's two closed-loop cells on the replica at `url`: 1 client for
+    `seconds` / 2, then `parallel` clients for `seconds`."""
     backend = make_backend(url, dep.served_name, tokenizer, timeout_s)
     ids = itertools.count()
     records = []
@@ -64,7 +64,7 @@ def measure_cells(dep: Deployment, url: str, prompts: list, tokenizer, timeout_s
 
 
 def refit_models(spec: VerifySpec, url_of: Callable[[str], list[str]], prompts: list, tokenizer, timeout_s: float,
-                 log: Path, progress: Callable[[str], None], seconds: float = REFIT_S) -> tuple[dict, dict]:
+                 log: Path, progress: Callable[[str], None], seconds: float) -> tuple[dict, dict]:
     """({option: the model fitted on its cells measured now}, {option: what was measured or why not});
     every request record measured goes to `log` (JSONL, as a run's requests.jsonl)."""
     from llmbench.planner.served import fit_records
@@ -83,7 +83,7 @@ def refit_models(spec: VerifySpec, url_of: Callable[[str], list[str]], prompts: 
         kept += recs
         write_atomic(log, "".join(r.model_dump_json() + "\n" for r in kept))
         ok = fit_records(recs)
-        facts[d.option] = {"requests": len(recs), "ok": len(ok), "records": str(log),
+        facts[d.option] = {"seconds": [seconds / 2, seconds], "requests": len(recs), "ok": len(ok), "records": str(log),
                            "cells": {f"clients={n}": sum(r.point == f"clients={n}" for r in ok) for n in (1, d.parallel)}}
         try:
             models[d.option] = fit_continuous(ok, source="verify's closed-loop cells, measured just before the load")
@@ -104,9 +104,7 @@ def refit_document(spec: VerifySpec, models: dict, cells: dict, arrivals: list[A
         return {"skipped": True, "reason": "no deployment could be refitted", "cells": cells}
     deps, overall, notes = per_deployment(spec, arrivals, proxied, straight, duration_s, share, planned=False,
                                           services=models)
-    e2, th = overall["e2el_p95"], overall["throughput"]
-    return {"skipped": False, "seconds": REFIT_S, "cells": cells, "overall": overall, "deployments": deps, "notes": notes,
-            "accurate": bool(e2["error"] is not None and abs(e2["error"]) <= cmp.E2EL_TOLERANCE
-                             and th["error"] is not None and abs(th["error"]) <= cmp.THROUGHPUT_TOLERANCE),
+    return {"skipped": False, "cells": cells, "overall": overall, "deployments": deps, "notes": notes,
+            "accurate": cmp.verdict(overall)[1]["prediction_accurate"],  # within the verdict's tolerances
             "source": "the planner's model fitted on closed-loop cells measured on this deployment just before the "
                       "load, simulated on the requests sent"}

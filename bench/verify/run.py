@@ -90,7 +90,7 @@ def _targets(spec: VerifySpec, aliases: set[str], url_of: Callable[[str], list[t
 
 
 def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAULT_DURATION_S,
-           timeout_s: float = DEFAULT_TIMEOUT_S, drill: bool = True, budget: bool = True, refit: bool = False,
+           timeout_s: float = DEFAULT_TIMEOUT_S, drill: bool = True, budget: bool = True, refit_s: float | None = None,
            progress: Callable[[str], None] = lambda s: None) -> dict:
     """Run the check on a results folder and write RUN/verify.json; the document."""
     spec = read_spec(run_dir)
@@ -133,7 +133,8 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
             raise VerifyFailed(f"every warm-up request through the proxy failed (log {proxy.log_path}); last lines:\n{proxy.tail()}")
         warm_up(direct, prompts, {}, timeout_s)
         # Last before the load, so that the refit sees the machine as the load will.
-        models, cells = refit_models(spec, fleet.urls, run_prompts(spec, tok), tok, timeout_s, logs / REFIT_LOG, progress) if refit else ({}, {})
+        models, cells = refit_models(spec, fleet.urls, run_prompts(spec, tok), tok, timeout_s, logs / REFIT_LOG, progress,
+                                      refit_s) if refit_s else ({}, {})
         progress(f"sending {len(arrivals)} requests over {duration_s:g} s through the proxy, then straight to the servers")
         cpu0 = proxy.cpu_seconds()
         proxied = run_load(arrivals, via_proxy, headers, timeout_s)
@@ -152,7 +153,7 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
     doc["notes"] = gw_notes + doc["notes"]
     doc["cache"] = cache_doc
     doc["budget"] = budget_doc
-    doc["refit"] = refit_document(spec, models, cells, arrivals, proxied, straight, duration_s, opt_share) if refit else \
+    doc["refit"] = refit_document(spec, models, cells, arrivals, proxied, straight, duration_s, opt_share) if refit_s else \
         {"skipped": True, "reason": "not asked for (--refit)"}
     write_json(spec.run_dir / "verify.json", doc)
     return doc
