@@ -143,6 +143,11 @@ def test_verify_through_a_real_proxy(run_dir):
     assert g["ttft_p50_added_ms"] == pytest.approx(g["proxied"]["ttft_p50_ms"] - g["direct"]["ttft_p50_ms"])
     assert g["ttft_p95_added_ms"] == pytest.approx(g["proxied"]["ttft_p95_ms"] - g["direct"]["ttft_p95_ms"])
     assert g["direct"]["ok"] == g["proxied"]["ok"] == n and g["proxy_cpu_s"] > 0
+    # The proxy beside servers whose threads fill the cores: said, since it slows them (on cores of its own it would not).
+    threads = sum(int(next((a for f, a in zip(c["command"], c["command"][1:]) if f in ("-t", "--threads")), cores))
+                  for c in doc["started"]["servers"] if c["deployment"] == primary)
+    assert g["server_threads_here"] == threads and g["shares_server_cores"] is (threads >= cores)
+    assert any("the proxy shared this machine's" in x for x in doc["notes"]) is (threads >= cores)
 
     # The costs the gateway config emits come back in the proxy's responses: every request carried
     # LiteLLM's usage.cost, equal to its token counts times the config's per-token prices.
