@@ -112,7 +112,9 @@ def test_verify_through_a_real_proxy(run_dir):
     over = doc["overall"]
     _check_figures(over)
     assert over["requests"] == n and over["ok"] == n, over["errors_by_kind"]
-    assert over["throughput"]["predicted"] == pytest.approx(4 * sc["load_share"])
+    # Predicted throughput: the requests over the load's time, or until the simulation's last answer if later.
+    span = doc["deployments"][primary]["predicted_span_s"]
+    assert 0 < span < 5 + 2 and over["throughput"]["predicted"] == pytest.approx(n / max(5, span))
     _check_figures(doc["deployments"][primary])
     assert f"simulated on the {n} requests" in doc["deployments"][primary]["predicted_source"]
     # --refit: the primary's two closed-loop cells measured just before the load, a model fitted on
@@ -135,7 +137,7 @@ def test_verify_through_a_real_proxy(run_dir):
     _check_figures(r["overall"])
     for m in ("ttft_p50", "e2el_p95", "throughput"):  # the same measurement, another prediction
         assert r["overall"][m]["measured"] == over[m]["measured"]
-    assert r["overall"]["throughput"]["predicted"] == pytest.approx(n / 5)
+    assert r["overall"]["throughput"]["predicted"] == pytest.approx(n / max(5, r["deployments"][primary]["predicted_span_s"]))
     e2, th = r["overall"]["e2el_p95"]["error"], r["overall"]["throughput"]["error"]
     assert r["accurate"] is (abs(e2) <= 0.10 and abs(th) <= 0.15)
     # The gateway's added TTFT is proxied minus direct on the same schedule.
@@ -198,6 +200,19 @@ def test_verify_through_a_real_proxy(run_dir):
     assert "verdict_detail" in doc and doc["verdict_detail"]["rule"]
     text = (run_dir / "verify.json").read_text() + (logs / "litellm.log").read_text()
     assert not re.search(r"sk-[0-9a-f]{48}", text), "the master key was written down"
+
+    # Without --json the same document is printed as tables and lines: the refit's and the verdict's among them.
+    from io import StringIO
+
+    from rich.console import Console
+
+    from llmbench.verify.show import show
+
+    out = StringIO()
+    show(doc, Console(file=out, width=1000))
+    assert doc["verdict"] in out.getvalue()
+    assert f"p95 E2EL {r['overall']['e2el_p95']['predicted']:.1f} ms predicted, {r['overall']['e2el_p95']['error']:+.1%}" \
+        in out.getvalue()
 
 
 def test_a_server_that_does_not_come_up(run_dir, tmp_path):

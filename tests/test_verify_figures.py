@@ -130,6 +130,24 @@ def test_a_trace_is_scaled_to_the_planned_rate_and_fitted_to_a_slot(tmp_path):
     assert len(arr) == 5 and facts["repeats"] == 1
 
 
+def test_a_window_shorter_than_the_trace_is_filled_at_the_planned_rate(tmp_path):
+    # A lull, then four requests a second apart: 4 / 53 = 0.075 req/s over the whole trace.
+    rows = ["TIMESTAMP,ContextTokens,GeneratedTokens"] + [f"2023-11-16 18:00:{t:02d}.0000000,20,5" for t in (0, 50, 51, 52, 53)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    make = lambda p, o: Prompt(ids=[0] * p, output_tokens=o)  # noqa: E731
+    trace = load_trace(tmp_path / "t.csv")
+    # 2 s at 2 req/s: scaled by the whole trace's mean, the window holds the first request only.
+    arr, facts = trace_schedule(trace, 2.0, 2.0, make, lambda p: "x", slot_tokens=None)
+    assert len(arr) == 1 and facts["scaled_to"] == "the whole trace's mean rate"
+    # Filled: the 4th and 5th arrivals (52, 53 s) straddle the end, so 1.5 s / 52.5 s scales every gap.
+    arr, facts = trace_schedule(trace, 2.0, 2.0, make, lambda p: "x", slot_tokens=None, fill_window=True)
+    assert [round(a.at, 6) for a in arr] == [round(0.5 + t * 1.5 / 52.5, 6) for t in (0, 50, 51, 52)]
+    assert facts["time_scale"] == pytest.approx(52.5 / 1.5) and facts["repeats"] == 1 and "first 4 requests" in facts["scaled_to"]
+    # A window that holds a whole pass or more keeps the whole trace's mean (and repeats it).
+    arr, facts = trace_schedule(trace, 2.0, 5.0, make, lambda p: "x", slot_tokens=None, fill_window=True)
+    assert facts["scaled_to"] == "the whole trace's mean rate" and facts["time_scale"] == pytest.approx(2.0 / (4 / 53))
+
+
 def test_a_synthetic_trace_prompt_reads_back_as_at_most_its_length():
     # Random tokens decoded to text tokenise again into more tokens; what the server reads must fit.
     from llmbench.verify.load import synthetic_prompts, tokenizer_for

@@ -72,7 +72,7 @@ def verify_autoscale(run_dir: str | Path, load: str, duration_s: float = DEFAULT
     tok = tokenizer_for(spec.model_ref(dep))
     seed = int((spec.meta.get("config") or {}).get("seed") or 0)
     share = (dep.load_rps or rps) / (sum(d.load_rps or 0.0 for d in spec.primaries) or rps)
-    arrivals, load_doc = schedule(spec, rps * share, trace, duration_s, tok, seed, lambda alias: 1.0)
+    arrivals, load_doc = schedule(spec, rps * share, trace, duration_s, tok, seed, lambda alias: 1.0, fill_window=False)
     if len(arrivals) < 2:
         raise BadInput(f"--duration {duration_s:g} s of {trace} schedules fewer than two requests: give a longer duration")
     doc = {"run_id": spec.meta.get("run_id"), "deployment": dep.option, "load": load_doc, "duration_s": duration_s,

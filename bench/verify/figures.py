@@ -37,16 +37,20 @@ def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResul
             continue
         meas = cmp.measured([o for o in proxied.outcomes if opt(o.alias) == d.option], proxied.start, duration_s)
         direct = cmp.measured([o for o in straight.outcomes if opt(o.alias) == d.option], straight.start, duration_s)
+        span = None
         if planned and services is None:
             pred, source = cmp.predicted_figures(d.predicted, (d.load_rps or 0.0) * share(d.option) or None), PLAN_SOURCE
         else:
             sim, source = predict_schedule(spec.run_dir, d, mine, spec.strategy, (services or {}).get(d.option))
-            pred = cmp.predicted_figures(sim, len(mine) / duration_s)
+            # An overloaded server answers past the load's end: its throughput is what the simulation completes.
+            span = (sim or {}).get("span_s")
+            pred = cmp.predicted_figures(sim, len(mine) / max(duration_s, span or 0.0))
             if sim is None:
                 notes.append(f"{d.option}: {source}")
         parts.append((len(mine), pred))
         deps[d.option] = {"role": d.role, "replicas": len(d.replicas), "parallel": d.parallel,
                           "planned_load_rps": d.load_rps, "load_share_here": share(d.option), "sent_rps": len(mine) / duration_s, "predicted_source": source,
+                          "predicted_span_s": span,
                           **cmp.compare(pred, meas, direct)}
     for d in spec.deployments:
         if d.role == "fallback" and d.option not in deps and services is None:

@@ -68,8 +68,10 @@ def _thin(arrivals: list[Arrival], keep: Callable[[str], float], seed: int) -> l
 
 
 def schedule(spec: VerifySpec, rps: float, trace: Path | None, duration_s: float, tokenizer, seed: int,
-             share: Callable[[str], float]) -> tuple[list[Arrival], dict]:
-    """The arrivals of this machine's share: at rps x the largest share, thinned per alias to its own."""
+             share: Callable[[str], float], fill_window: bool = True) -> tuple[list[Arrival], dict]:
+    """The arrivals of this machine's share: at rps x the largest share, thinned per alias to its own.
+    A trace shorter than one pass is scaled to the planned rate over the window (`fill_window`); an
+    autoscaling replay keeps the whole trace's scale, whose bursts and lulls are its point."""
     aliases = [c.alias for c in spec.classes] or [MAIN_ALIAS]
     top = max(share(a) for a in aliases)
     keep = lambda alias: share(alias) / top
@@ -80,7 +82,8 @@ def schedule(spec: VerifySpec, rps: float, trace: Path | None, duration_s: float
 
     tr = load_trace(trace)
     slot = min((d.slot_tokens for d in spec.primaries if d.slot_tokens), default=None)
-    arr, facts = trace_schedule(tr, rps * top, duration_s, synthetic_prompts(tokenizer, seed), _route(spec), slot)
+    arr, facts = trace_schedule(tr, rps * top, duration_s, synthetic_prompts(tokenizer, seed), _route(spec), slot,
+                                fill_window)
     return _thin(arr, keep, seed), {"kind": "trace", "rps": rps, "trace": str(trace), "trace_requests": len(tr.requests), **facts}
 
 

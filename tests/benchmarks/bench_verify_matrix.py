@@ -2,7 +2,8 @@
 Poisson load and on the Azure code trace (issue 15 point 4's table).
 
     .venv/bin/python tests/benchmarks/bench_verify_matrix.py [--run RUN_DIR] [--shares 0.5 0.75 0.9]
-        [--trace ../shared/data/traces/azure_llm_code_2023.csv] [--duration 30] [--out DIR] [--json OUT]
+        [--trace ../shared/data/traces/azure_llm_code_2023.csv] [--workloads poisson trace] [--duration 30]
+        [--out DIR] [--json OUT]
 
 Without --run, one `llmbench run` of card:llama-50m gguf-q4_k_m (the default workload, single-stream
 and 1/2/4 closed-loop clients) makes the plan and its recommendation. For each workload and share,
@@ -83,6 +84,7 @@ def main() -> None:
     ap.add_argument("--run", type=Path, help="a results folder with a recommendation (default: make one)")
     ap.add_argument("--shares", type=float, nargs="+", default=[0.5, 0.75, 0.9])
     ap.add_argument("--trace", type=Path, default=TRACE)
+    ap.add_argument("--workloads", nargs="+", choices=["poisson", "trace"], default=["poisson", "trace"])
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_verify_matrix"))
     ap.add_argument("--json", type=Path)
@@ -95,7 +97,7 @@ def main() -> None:
     shutil.rmtree(traced, ignore_errors=True)
     shutil.copytree(run, traced)
     rows = []
-    for workload in ("poisson", "trace"):
+    for workload in a.workloads:
         for s in a.shares:
             plan_rps = s * capacity / share  # verify sends this machine `share` of it
             if workload == "poisson":
