@@ -50,13 +50,16 @@ chromium:
 
 # Every cache outside the repository starts empty, as on a new machine (pip's wheel cache aside):
 # a test that passes only because an earlier run left a file behind fails here too. Tests run in a
-# random order (pytest-randomly prints the seed; `PYTEST_ARGS="-p no:randomly"` for file order).
+# random order (pytest-randomly prints the seed; `PYTEST_ARGS="-p no:randomly"` for file order), on
+# TEST_WORKERS pytest-xdist workers, a test file (both Ray files together) to one worker at a time,
+# the longest files first (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: $(STAMP) $(ENGINE) chromium
 	@fresh=$$(mktemp -d -t llmbench-test.XXXXXX); mkdir -p "$$fresh/tmp"; \
 	env TMPDIR="$$fresh/tmp" XDG_CACHE_HOME="$$fresh/xdg-cache" TIKTOKEN_CACHE_DIR="$$fresh/tiktoken" \
 	    DATA_GYM_CACHE_DIR="$$fresh/data-gym" HF_HOME="$$fresh/hf" LLMBENCH_CACHE="$$fresh/llmbench" \
 	    NUMBA_CACHE_DIR="$$fresh/numba" MPLCONFIGDIR="$$fresh/matplotlib" \
-	    $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; rm -rf "$$fresh"; exit $$rc
+	    $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; rm -rf "$$fresh"; exit $$rc
 
 clean:
 	rm -rf $(VENV) build *.egg-info

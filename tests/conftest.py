@@ -14,6 +14,23 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
+# Under pytest-xdist (`make test` runs two workers) each worker gets its own llmbench cache: two
+# workers building the same GGUF into one cache would race, and each test's "no llama-server of
+# ours is left" check counts only servers whose command line names its own cache.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER and os.environ.get("LLMBENCH_CACHE"):
+    os.environ["LLMBENCH_CACHE"] = str(Path(os.environ["LLMBENCH_CACHE"]) / _WORKER)
+if _WORKER:
+    # Two workers on two cores: OpenMP workers that spin while idle take the core the other
+    # worker's test needs (the suite used 40% more CPU time spinning). No test times OpenMP.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Both Ray files start multi-node clusters in one temporary folder: never at the same time.
+_XDIST_GROUPS = {"test_ray_run.py": "ray", "test_ray_loadgen.py": "ray"}
+# The longest files (minutes each on 2 cores) go to the workers first, so that no worker is left
+# with one of them while the other has finished; the rest keep pytest-randomly's order.
+_LONGEST_FIRST = ("test_ray_run.py", "test_ray_loadgen.py", "test_default_run.py", "test_verify.py", "test_input_cli.py")
+
 
 def make_tiny_llama(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
     """A tiny random-weight Llama with the shipped tokenizer, saved with save_pretrained."""
@@ -28,6 +45,15 @@ def make_tiny_llama(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0)
     LlamaForCausalLM(cfg).save_pretrained(out)
     load_shipped_tokenizer().save_pretrained(out)
     return out
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group each test with its file (the Ray files together) for `--dist loadgroup`, longest first."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_XDIST_GROUPS.get(item.path.name, item.path.name)))
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """The plan scaled to this machine.
 
 A plan's replicas are machines of its hardware profile, each computing with all of its cores;
-this machine holds as many replicas as its cores allow (cores // threads per replica, at least
-one). verify starts that many of each deployment and sends that share of its load: with random
+this machine holds as many replicas as its cores allow. Its cores are shared out equally among the
+deployments verify starts (a routed plan has two), and each starts as many replicas as its share
+holds (cores // deployments // threads per replica, at least one) and sends that share of its load: with random
 balancing each replica of the full deployment sees a Poisson stream of load / replicas, which is
 what each started replica gets here, so the plan's latency percentiles stand as they are and its
 throughput scales by the same share. (Under least-busy balancing the per-replica stream is
@@ -52,7 +53,7 @@ class Scale:
     def describe(self) -> dict:
         return {"cores_here": self.cores, "deployments": {o: {"planned_replicas": self.planned[o], "started": self.started[o],
                                                             "load_share": self.share(o)} for o in self.planned},
-                "rule": "replicas here = min(planned, cores // threads per replica, at least 1); each deployment's "
+                "rule": "replicas here = min(planned, cores // deployments // threads per replica, at least 1); each deployment's "
                         "load is sent at the same share, so every started replica gets what one replica of the "
                         "full deployment would"}
 
@@ -60,10 +61,11 @@ class Scale:
 def scale_to_machine(spec: VerifySpec, cores: int | None = None) -> Scale:
     """The replicas of each startable deployment this machine can run side by side."""
     cores = cores or machine_cores()
+    startable = [d for d in spec.deployments if d.startable]
+    # Two deployments each given every core would compute on the same cores: each gets its share.
+    each = max(1, cores // max(1, len(startable)))
     started, planned = {}, {}
-    for d in spec.deployments:
-        if not d.startable:
-            continue
+    for d in startable:
         planned[d.option] = len(d.replicas)
-        started[d.option] = min(len(d.replicas), max(1, cores // (d.threads or cores)))
+        started[d.option] = min(len(d.replicas), max(1, each // (d.threads or cores)))
     return Scale(cores, started, planned)
