@@ -166,9 +166,9 @@ def test_two_deployments_share_the_cores_instead_of_each_taking_them_all(tmp_pat
     from llmbench.verify.scale import scale_to_machine
     from llmbench.verify.spec import LLAMA_CPP, Deployment, Replica, VerifySpec
 
-    def dep(option: str, replicas: int, threads: int | None, engine: str | None = LLAMA_CPP) -> Deployment:
+    def dep(option: str, replicas: int, threads: int | None, engine: str | None = LLAMA_CPP, role: str = "primary") -> Deployment:
         argv = ["llama-server", "--parallel", "2"] + (["--threads", str(threads)] if threads else [])
-        return Deployment(option, "primary", option, [option], engine, [Replica(8000 + i, argv) for i in range(replicas)],
+        return Deployment(option, role, option, [option], engine, [Replica(8000 + i, argv) for i in range(replicas)],
                           None, None, None, "m")
 
     def spec(*deps: Deployment) -> VerifySpec:
@@ -177,9 +177,13 @@ def test_two_deployments_share_the_cores_instead_of_each_taking_them_all(tmp_pat
     # One deployment of 1-thread replicas: as many as the 8 cores hold, never more than planned.
     assert scale_to_machine(spec(dep("a", 5, 1)), cores=8).started == {"a": 5}
     assert scale_to_machine(spec(dep("a", 12, 1)), cores=8).started == {"a": 8}
-    # Two deployments: 4 cores each, so 4 and 2 replicas; an endpoint (no engine) takes no core.
+    # Two primaries: 4 cores each, so 4 and 2 replicas; an endpoint (no engine) takes no core, nor
+    # does a standby (it takes load only when a primary is down), which gets a primary's share too.
     two = scale_to_machine(spec(dep("a", 12, 1), dep("b", 12, 2), dep("api", 1, None, engine=None)), cores=8)
     assert two.started == {"a": 4, "b": 2} and two.share("a") == pytest.approx(4 / 12) and two.share("b") == pytest.approx(2 / 12)
+    assert scale_to_machine(spec(dep("a", 12, 1), dep("s", 12, 1, role="fallback")), cores=8).started == {"a": 8, "s": 8}
+    assert scale_to_machine(spec(dep("a", 12, 1), dep("b", 12, 1), dep("s", 12, 1, role="fallback")), cores=8).started == \
+        {"a": 4, "b": 4, "s": 4}
     # On 2 cores, two 1-thread deployments get one core each (before: two replicas each, 4 threads on 2 cores).
     assert scale_to_machine(spec(dep("a", 3, 1), dep("b", 3, 1)), cores=2).started == {"a": 1, "b": 1}
     # A replica wider than its share still starts once (the cores are then shared, as verify's note says).

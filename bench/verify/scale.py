@@ -2,8 +2,8 @@
 
 A plan's replicas are machines of its hardware profile, each computing with all of its cores;
 this machine holds as many replicas as its cores allow. Its cores are shared out equally among the
-deployments verify starts (a routed plan has two), and each starts as many replicas as its share
-holds (cores // deployments // threads per replica, at least one) and sends that share of its load: with random
+primary deployments verify starts (a routed plan has two), and each deployment starts as many
+replicas as that share holds (cores // primaries // threads per replica, at least one) and sends that share of its load: with random
 balancing each replica of the full deployment sees a Poisson stream of load / replicas, which is
 what each started replica gets here, so the plan's latency percentiles stand as they are and its
 throughput scales by the same share. (Under least-busy balancing the per-replica stream is
@@ -53,7 +53,7 @@ class Scale:
     def describe(self) -> dict:
         return {"cores_here": self.cores, "deployments": {o: {"planned_replicas": self.planned[o], "started": self.started[o],
                                                             "load_share": self.share(o)} for o in self.planned},
-                "rule": "replicas here = min(planned, cores // deployments // threads per replica, at least 1); each deployment's "
+                "rule": "replicas here = min(planned, cores // primaries // threads per replica, at least 1); each deployment's "
                         "load is sent at the same share, so every started replica gets what one replica of the "
                         "full deployment would"}
 
@@ -62,8 +62,9 @@ def scale_to_machine(spec: VerifySpec, cores: int | None = None) -> Scale:
     """The replicas of each startable deployment this machine can run side by side."""
     cores = cores or machine_cores()
     startable = [d for d in spec.deployments if d.startable]
-    # Two deployments each given every core would compute on the same cores: each gets its share.
-    each = max(1, cores // max(1, len(startable)))
+    # Two primaries each given every core would compute on the same cores: each gets its share.
+    # Standbys take load only in the fallback drill, when the primary they stand in for is down.
+    each = max(1, cores // max(1, sum(d.role != "fallback" for d in startable)))
     started, planned = {}, {}
     for d in startable:
         planned[d.option] = len(d.replicas)

@@ -7,12 +7,13 @@ Poisson load and on the Azure code trace (issue 15 point 4's table).
 
 Without --run, one `llmbench run` of card:llama-50m gguf-q4_k_m (the default workload, single-stream
 and 1/2/4 closed-loop clients) makes the plan and its recommendation. For each workload and share,
-`llmbench verify RUN --load ... --refit --no-drill --no-budget --json` sends share x the planned
-capacity (deployment.yaml `capacity_req_s`) of the replicas this machine starts: Poisson at that
-rate, or the trace scaled to it (the trace is scaled to the plan's target_rps, so a copy of the run
-gets that target). Per cell: p95 E2EL and throughput predicted by the run's model (the plan's) and by
-the model refitted just before the load, against what was measured straight to the servers and
-through the LiteLLM proxy.
+`llmbench verify RUN --load ... --refit --no-drill --no-budget --json` sends share x the plan's
+capacity: the whole plan's rate at which its busiest deployment reaches its planned capacity
+(deployment.yaml `capacity_req_s` x replicas, over the deployment's part of `target_rps`; a routed
+plan has two deployments). Poisson at that rate, or the trace scaled to it (the trace is scaled to
+the plan's target_rps, so a copy of the run gets that target). Per cell: p95 E2EL and throughput
+predicted by the run's model (the plan's) and by the model refitted just before the load, against
+what was measured straight to the servers and through the LiteLLM proxy, overall and per deployment.
 """
 from __future__ import annotations
 
@@ -49,16 +50,18 @@ def _calibrate(out: Path) -> Path:
     return run
 
 
-def _here(run: Path) -> tuple[float, float]:
-    """(this machine's share of the plan's load, the started replicas' planned capacity in req/s)."""
-    from llmbench.verify.scale import scale_to_machine
-    from llmbench.verify.spec import read_spec
-
-    spec = read_spec(run)
-    scale = scale_to_machine(spec)
+def _full_rate(run: Path) -> tuple[float, str]:
+    """(the whole plan's request rate at which its busiest deployment reaches its planned capacity,
+    that deployment). A deployment carries load_rps of the plan's target_rps (all of it, or its
+    request class's share when the plan routes), spread over its planned replicas; verify sends
+    each deployment the part of that its replicas here carry, so every started replica sees the
+    utilisation the whole plan would."""
     dep = yaml.safe_load((run / "deployment.yaml").read_text())
-    primary = next(d for d in dep["deployments"] if d["role"] == "primary")
-    return scale.share(primary["option"]), primary["capacity_req_s"] * scale.started[primary["option"]]
+    target = float(dep["target_rps"])
+    rates = {d["option"]: d["capacity_req_s"] * d["replicas"] * target / d["load_rps"]
+             for d in dep["deployments"] if d["role"] == "primary" and d.get("load_rps")}
+    option = min(rates, key=rates.get)
+    return rates[option], option
 
 
 def _verify(run: Path, load: str, duration: float) -> dict:
@@ -76,7 +79,10 @@ def _cell(doc: dict) -> dict:
     return {"requests": o["requests"], "ok": o["ok"], "offered_rps": doc["load"]["offered_rps"],
             "plan": {m: fig(o, m) for m in ("e2el_p50", "e2el_p95", "throughput")},
             "refit": {m: fig(r, m) for m in ("e2el_p50", "e2el_p95", "throughput")},
-            "refit_step_ms_by_slots": next(iter(doc["refit"].get("cells", {}).values()), {}).get("step_ms_by_slots")}
+            "refit_step_ms_by_slots": {o: c.get("step_ms_by_slots") for o, c in doc["refit"].get("cells", {}).items()},
+            "deployments": {o: {"requests": d["requests"], "plan": fig(d, "e2el_p95"),
+                                "refit": fig((doc["refit"].get("deployments") or {}).get(o) or {}, "e2el_p95")}
+                            for o, d in doc["deployments"].items()}}
 
 
 def main() -> None:
@@ -90,16 +96,15 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     run = a.run or _calibrate(a.out)
-    share, capacity = _here(run)
-    print(f"{run}: this machine carries {share:.3g} of the plan's load; its replicas' planned capacity {capacity:.3f} req/s",
-          flush=True)
+    full, binding = _full_rate(run)
+    print(f"{run}: the plan reaches its capacity at {full:.3f} req/s in all ({binding} first)", flush=True)
     traced = a.out / "trace-run"
     shutil.rmtree(traced, ignore_errors=True)
     shutil.copytree(run, traced)
     rows = []
     for workload in a.workloads:
         for s in a.shares:
-            plan_rps = s * capacity / share  # verify sends this machine `share` of it
+            plan_rps = s * full  # verify sends each deployment the share its replicas here carry
             if workload == "poisson":
                 target, load = run, f"{plan_rps:.4f}"
             else:
@@ -117,8 +122,14 @@ def main() -> None:
                   f"{p['e2el_p95']['predicted']:.0f} ({p['e2el_p95']['error_direct']:+.0%} / {p['e2el_p95']['error']:+.0%}), "
                   f"refit {r['e2el_p95']['predicted']:.0f} ({r['e2el_p95']['error_direct']:+.0%} / {r['e2el_p95']['error']:+.0%}); "
                   f"throughput {p['throughput']['measured']:.2f} vs {p['throughput']['predicted']:.2f}", flush=True)
+            if len(row["deployments"]) > 1:
+                for option, d in row["deployments"].items():
+                    e, f = d["plan"].get("error_direct"), d["refit"].get("error_direct")
+                    print(f"    {option}: {d['requests']} requests, p95 E2EL measured {d['plan'].get('measured_direct') or 0:.0f} "
+                          f"ms direct; error plan {e if e is None else f'{e:+.0%}'}, refit {f if f is None else f'{f:+.0%}'}",
+                          flush=True)
     if a.json:
-        a.json.write_text(json.dumps({"run": str(run), "share_here": share, "capacity_here_rps": capacity, "rows": rows},
+        a.json.write_text(json.dumps({"run": str(run), "full_rate_rps": full, "binding": binding, "rows": rows},
                                      indent=1))
 
 
