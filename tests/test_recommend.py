@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from llmbench.cli import main
-from llmbench.recommend.engine import MIN_ROUTING_SAVING_PCT, recommend
+from llmbench.recommend.engine import MIN_ROUTING_SAVING_PCT, ROUTING_RULES, recommend
 from llmbench.recommend.inputs import load_run
 from llmbench.recommend.option import Option
 from llmbench.recommend.pareto import frontier
@@ -103,6 +104,35 @@ def test_routing_sends_each_length_class_to_its_cheapest_option(tmp_path):
     # ...at 40 req/s the per-request saving survives rounding to whole replicas.
     busy = _rec(tmp_path / "high", "e2el_p95=320ms", cells, rps=40.0)
     assert busy["routing"]["saving"]["monthly"]["saving_pct"] > 5 and busy["mode"] == "routing"
+
+
+@pytest.mark.parametrize("rps,rule,mode", [(0.5, "auto", "single"), (0.5, "always", "routing"), (40.0, "never", "single"),
+                                           (40.0, "auto", "routing")])
+def test_the_routing_rule_decides_whether_a_routed_plan_is_deployed(tmp_path, rps, rule, mode):
+    # The classes of the test above: at 0.5 req/s routing costs more a month (two servers for one),
+    # yet `--routing always` deploys it (to run and verify it); `never` keeps one option at 40 req/s.
+    cells = [served("small", ttft_ms=200, tpot_ms=1), served("big", ttft_ms=25, tpot_ms=8)]
+    run = make_run(tmp_path / "run", cells, params=PARAMS)
+    res = CliRunner().invoke(main, ["recommend", str(run), "--slo", "e2el_p95=320ms", "--rps", str(rps), "--routing", rule,
+                                    "--out", str(tmp_path / "o"), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["mode"] == mode and doc["constraints"]["routing_rule"] == rule
+    dep = yaml.safe_load((tmp_path / "o" / "deployment.yaml").read_text())
+    primaries = sorted(d["option"] for d in dep["deployments"] if d["role"] == "primary")
+    assert dep["mode"] == mode
+    if mode == "routing":
+        assert primaries == ["big/gguf-f16/cpu/bs1", "small/gguf-f16/cpu/bs1"]
+        saving = doc["routing"]["saving"]["monthly"]["saving_pct"]
+        assert (saving < MIN_ROUTING_SAVING_PCT) == (rule == "always")
+        assert f"{'saves' if saving >= 0 else 'would cost'} {abs(saving):.1f}% per month" in res.stderr.replace("\n", " ")
+    else:
+        assert primaries == ["big/gguf-f16/cpu/bs1"]
+
+
+def test_the_cli_offers_the_engines_routing_rules():
+    opt = next(p for p in main.commands["recommend"].params if p.name == "routing_rule")
+    assert tuple(opt.type.choices) == ROUTING_RULES and opt.default == "auto"
 
 
 def test_cli_answers_with_exit_0_when_nothing_fits(tmp_path):

@@ -190,3 +190,18 @@ def test_two_deployments_share_the_cores_instead_of_each_taking_them_all(tmp_pat
     assert scale_to_machine(spec(dep("a", 3, 2), dep("b", 3, 2)), cores=2).started == {"a": 1, "b": 1}
     # Without --threads a replica uses every core.
     assert scale_to_machine(spec(dep("a", 3, None)), cores=2).started == {"a": 1}
+
+
+def test_a_routed_plans_overall_percentile_is_the_mixtures_not_a_mean_of_percentiles():
+    # Two uniform distributions, 0-1 s for 70 requests and 0-4 s for 30 (their percentiles): the
+    # mixture's CDF is 0.7 min(x/1000, 1) + 0.3 x/4000. p95: 0.7 + 0.3 x/4000 = 0.95 -> 3333.3 ms
+    # (a request-weighted mean of the p95s would say 0.7 x 950 + 0.3 x 3800 = 1805 ms);
+    # p50: 0.775 x/1000 = 0.5 -> 645.2 ms.
+    uni = lambda top: {f"p{q}": top * q / 100 for q in (50, 90, 95, 99)}  # noqa: E731
+    parts = [(70, {"e2el_ms": uni(1000.0), "ttft_ms": uni(100.0)}, 1.0), (30, {"e2el_ms": uni(4000.0), "ttft_ms": uni(400.0)}, 0.5)]
+    out = cmp.blend(parts)
+    assert out["e2el_p95"] == pytest.approx(1e4 / 3, rel=1e-9) and out["e2el_p50"] == pytest.approx(500 / 0.775, rel=1e-9)
+    assert out["ttft_p95"] == pytest.approx(1e3 / 3, rel=1e-9)
+    assert out["queue_p50"] is None and out["throughput"] == 1.5
+    # One part: its own percentiles back.
+    assert cmp.mixture_percentile([(5, uni(4000.0))], 95) == pytest.approx(3800.0, rel=1e-9)

@@ -1,5 +1,5 @@
 """`llmbench recommend RUN_DIR [--slo ...] [--quality-floor Q] [--rps R] [--budget USD] [--api MODEL]
-[--include-failed] [--base-port P] [--out DIR] [--json]`."""
+[--include-failed] [--base-port P] [--routing auto|always|never] [--out DIR] [--json]`."""
 from __future__ import annotations
 
 import json
@@ -22,11 +22,14 @@ import click
 @click.option("--quality-source", type=click.Choice(["gate", "feedback"]), default="gate", show_default=True,
               help="where each option's quality comes from: the quality gate, or human feedback (feedback.json, "
                    "from `llmbench feedback import`: win rate, else mean rating over the best variant's)")
+@click.option("--routing", "routing_rule", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="route by prompt length: when it saves at least 5% a month (auto), whenever each length class has "
+                   "its own option within the budget (always), or never")
 @click.option("--out", type=click.Path(file_okay=False), help="folder for the outputs (default RUN_DIR)")
 @click.option("--json", "as_json", is_flag=True, help="print the recommendation as one JSON document on stdout")
 def recommend(run_dir: str, slo: str | None, quality_floor: float | None, rps: float | None, budget: float | None,
-              api: tuple[str, ...], include_failed: bool, base_port: int | None, quality_source: str, out: str | None,
-              as_json: bool) -> None:
+              api: tuple[str, ...], include_failed: bool, base_port: int | None, quality_source: str, routing_rule: str,
+              out: str | None, as_json: bool) -> None:
     """Recommend a deployment from RUN_DIR's measurements; write recommendation.json,
     deployment.yaml, gateway/litellm.yaml and the start scripts deploy/serve-<name>.sh."""
     from rich.console import Console
@@ -47,7 +50,7 @@ def recommend(run_dir: str, slo: str | None, quality_floor: float | None, rps: f
     slos = parse_slo(slo)
     data = load_run(run_dir)
     rec = build(data, slos or None, quality_floor, rps, budget, api=list(api) or None, include_failed=include_failed, base_port=base_port,
-                quality_source=quality_source)
+                quality_source=quality_source, routing_rule=routing_rule)
     paths = write_exports(rec, Path(out) if out else data.path)
     console = Console(stderr=as_json)
     for line in summary_lines(rec):

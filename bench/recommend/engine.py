@@ -26,13 +26,15 @@ def run_slos(data: RunData, given: list[SLO] | None) -> tuple[list[SLO], str]:
 
 def recommend(data: RunData, slos: list[SLO] | None = None, quality_floor: float | None = None,
               rps: float | None = None, budget: float | None = None, api: list[str] | None = None,
-              include_failed: bool = False, base_port: int | None = None, quality_source: str = "gate") -> dict:
+              include_failed: bool = False, base_port: int | None = None, quality_source: str = "gate",
+              routing_rule: str = "auto") -> dict:
     """Options, frontier, choice, routing, and the deployment figures the exporters write.
 
     `api` names API models to compare (else the run config's plan.api_models; none otherwise);
     `include_failed` keeps rows some of whose requests failed (left out by default); `base_port`
     is the first deployed replica's port (else the run config's plan.base_port, else 8000);
-    `quality_source` "feedback" takes each option's quality from RUN_DIR/feedback.json instead of the gate.
+    `quality_source` "feedback" takes each option's quality from RUN_DIR/feedback.json instead of the gate;
+    `routing_rule` (ROUTING_RULES) says whether the deployment routes by prompt length.
     """
     slos, slo_source = run_slos(data, slos)
     if quality_floor is None:
@@ -91,11 +93,11 @@ def recommend(data: RunData, slos: list[SLO] | None = None, quality_floor: float
     front = frontier(options)
     front_ids = {o.id for o in front}
     rec = {
-        "mode": _mode(choice, routing, budget),
+        "mode": _mode(choice, routing, budget, routing_rule),
         "run_id": data.run_id, "llmbench_version": __version__,
         "hardware": data.summary.get("hardware"), "usd_per_hour": data.summary.get("usd_per_hour"),
         "constraints": {**c.describe(), "slo_source": slo_source, "rps_source": rps_source, "hours_per_month": HOURS_PER_MONTH,
-                        "include_failed": include_failed},
+                        "include_failed": include_failed, "routing_rule": routing_rule},
         "planner": "llmbench.planner" if planner.plan_option else "estimate (llmbench.planner not available)",
         "gateway_routing": {"planner_policy": planner.policy, "litellm_strategy": planner.strategy, "source": planner.policy_source},
         "measured": {"quality": any(isinstance(r.get("quality"), dict) for r in data.rows), "cache": data.cache is not None,
@@ -151,12 +153,19 @@ def headline(rec: dict, by_id: dict) -> str:
 
 # Routing pays for its extra deployments only past this saving over the single best option.
 MIN_ROUTING_SAVING_PCT = 5.0
+# auto: route when it saves MIN_ROUTING_SAVING_PCT; always: route whenever every class has an
+# option within the budget (to deploy and verify a routed plan that saves less); never: one option.
+ROUTING_RULES = ("auto", "always", "never")
 
 
-def _mode(choice: dict, routing: dict, budget: float | None) -> str:
+def _mode(choice: dict, routing: dict, budget: float | None, rule: str = "auto") -> str:
     """'single' (one option for all traffic), 'routing' (per class), or 'none' (nothing fits)."""
     served = bool(routing["classes"]) and all(e.get("option") for e in routing["classes"])
     within = budget is None or (routing.get("cost_per_month_usd") is not None and routing["cost_per_month_usd"] <= budget)
+    if rule == "never":
+        return "single" if choice["chosen"] else "none"
+    if rule == "always" and served and within and len({e["option"] for e in routing["classes"]}) > 1:
+        return "routing"
     if choice["chosen"] is None:
         return "routing" if served and within and len({e["option"] for e in routing["classes"]}) > 0 else "none"
     # Monthly costs include replica rounding (two half-used servers cost two servers), so they

@@ -85,15 +85,37 @@ def predicted_figures(pred: dict | None, load_rps: float | None) -> dict:
     return out
 
 
-def blend(parts: list[tuple[float, dict]]) -> dict:
-    """Share-weighted mean of several deployments' predicted figures (throughputs add up)."""
-    out = {}
-    for m in METRICS:
-        vals = [(w, p[m]) for w, p in parts if p.get(m) is not None]
-        if m == "throughput":
-            out[m] = sum(v for _, v in vals) if vals else None
-        else:
-            out[m] = sum(w * v for w, v in vals) / sum(w for w, _ in vals) if vals else None
+_KNOWN_QS = (50, 90, 95, 99)
+
+
+def mixture_percentile(parts: list[tuple[float, dict]], q: float) -> float | None:
+    """The q-th percentile of a mixture: each part (weight, {p50, p90, p95, p99}) a distribution whose
+    CDF runs linearly between its known percentiles, from 0 at 0 ms to 1 where the p95-p99 slope
+    reaches it (exact for a uniform distribution). A percentile is not a mean: 30% of requests at
+    3 s put a mix's p95 near 3 s, not at 30% of it."""
+    curves = []
+    for w, st in parts:
+        if w > 0 and all(st.get(f"p{k}") is not None for k in _KNOWN_QS):
+            xs = [0.0] + [float(st[f"p{k}"]) for k in _KNOWN_QS]
+            curves.append((w, xs + [xs[-1] + (xs[-1] - xs[-2]) / 4], [0.0] + [k / 100 for k in _KNOWN_QS] + [1.0]))
+    if not curves:
+        return None
+    total = sum(w for w, _, _ in curves)
+    cdf = lambda x: sum(w * float(np.interp(x, xs, ys)) for w, xs, ys in curves) / total  # noqa: E731
+    lo, hi = 0.0, max(xs[-1] for _, xs, _ in curves)
+    for _ in range(60):  # bisection: the CDF is monotone
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < q / 100 else (lo, mid)
+    return hi
+
+
+def blend(parts: list[tuple[float, dict, float | None]]) -> dict:
+    """Several deployments' predictions as one: (requests, the planner's figures {ttft_ms: {p50, ...}},
+    throughput) each; percentiles of the mixture of their distributions, throughputs added up."""
+    out = {f"{m}_p{q}": mixture_percentile([(n, pred.get(f"{m}_ms") or {}) for n, pred, _ in parts], q)
+           for m in ("ttft", "e2el", "queue") for q in (50, 95)}
+    rates = [t for _, _, t in parts if t is not None]
+    out["throughput"] = sum(rates) if rates else None
     return out
 
 

@@ -39,15 +39,16 @@ def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResul
         direct = cmp.measured([o for o in straight.outcomes if opt(o.alias) == d.option], straight.start, duration_s)
         span = None
         if planned and services is None:
-            pred, source = cmp.predicted_figures(d.predicted, (d.load_rps or 0.0) * share(d.option) or None), PLAN_SOURCE
+            raw, source = d.predicted, PLAN_SOURCE
+            pred = cmp.predicted_figures(raw, (d.load_rps or 0.0) * share(d.option) or None)
         else:
-            sim, source = predict_schedule(spec.run_dir, d, mine, spec.strategy, (services or {}).get(d.option))
+            raw, source = predict_schedule(spec.run_dir, d, mine, spec.strategy, (services or {}).get(d.option))
             # An overloaded server answers past the load's end: its throughput is what the simulation completes.
-            span = (sim or {}).get("span_s")
-            pred = cmp.predicted_figures(sim, len(mine) / max(duration_s, span or 0.0))
-            if sim is None:
+            span = (raw or {}).get("span_s")
+            pred = cmp.predicted_figures(raw, len(mine) / max(duration_s, span or 0.0))
+            if raw is None:
                 notes.append(f"{d.option}: {source}")
-        parts.append((len(mine), pred))
+        parts.append((len(mine), raw or {}, pred["throughput"]))
         deps[d.option] = {"role": d.role, "replicas": len(d.replicas), "parallel": d.parallel,
                           "planned_load_rps": d.load_rps, "load_share_here": share(d.option), "sent_rps": len(mine) / duration_s, "predicted_source": source,
                           "predicted_span_s": span,
@@ -60,12 +61,11 @@ def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResul
     keep = lambda outs: [o for o in outs if services is None or opt(o.alias) in services]  # noqa: E731
     meas = cmp.measured(keep(proxied.outcomes), proxied.start, duration_s)
     direct = cmp.measured(keep(straight.outcomes), straight.start, duration_s)
-    if len(parts) == 1:
-        pred = parts[0][1]
-    else:
-        pred = cmp.blend(parts)
-        notes.append("overall predictions of a routed deployment: the request-weighted mean of its deployments' "
-                     "predicted percentiles (an approximation; throughputs add up)")
+    pred = cmp.predicted_figures(parts[0][1], parts[0][2]) if len(parts) == 1 else cmp.blend(parts)
+    if len(parts) > 1:
+        notes.append("overall predictions of a routed deployment: percentiles of the mixture of its deployments' predicted "
+                     "distributions, weighted by their requests (each interpolated between its p50/p90/p95/p99); "
+                     "throughputs add up")
     if planned and services is None:  # the sum of the deployments' planned loads, each at its share here
         pred = {**pred, "throughput": sum((d.load_rps or 0.0) * share(d.option) for d in spec.primaries) or pred.get("throughput")}
     overall = cmp.compare(pred, meas, direct)

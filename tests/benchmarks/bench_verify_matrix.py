@@ -9,7 +9,7 @@ Without --run, one `llmbench run` of card:llama-50m gguf-q4_k_m (the default wor
 and 1/2/4 closed-loop clients) makes the plan and its recommendation. For each workload and share,
 `llmbench verify RUN --load ... --refit --no-drill --no-budget --json` sends share x the plan's
 capacity: the whole plan's rate at which its busiest deployment reaches its planned capacity
-(deployment.yaml `capacity_req_s` x replicas, over the deployment's part of `target_rps`; a routed
+(deployment.yaml `capacity_req_s`, over the deployment's part of `target_rps`; a routed
 plan has two deployments). Poisson at that rate, or the trace scaled to it (the trace is scaled to
 the plan's target_rps, so a copy of the run gets that target). Per cell: p95 E2EL and throughput
 predicted by the run's model (the plan's) and by the model refitted just before the load, against
@@ -58,7 +58,7 @@ def _full_rate(run: Path) -> tuple[float, str]:
     utilisation the whole plan would."""
     dep = yaml.safe_load((run / "deployment.yaml").read_text())
     target = float(dep["target_rps"])
-    rates = {d["option"]: d["capacity_req_s"] * d["replicas"] * target / d["load_rps"]
+    rates = {d["option"]: d["capacity_req_s"] * target / d["load_rps"]  # capacity_req_s: all its replicas
              for d in dep["deployments"] if d["role"] == "primary" and d.get("load_rps")}
     option = min(rates, key=rates.get)
     return rates[option], option
@@ -82,7 +82,7 @@ def _cell(doc: dict) -> dict:
             "refit_step_ms_by_slots": {o: c.get("step_ms_by_slots") for o, c in doc["refit"].get("cells", {}).items()},
             "deployments": {o: {"requests": d["requests"], "plan": fig(d, "e2el_p95"),
                                 "refit": fig((doc["refit"].get("deployments") or {}).get(o) or {}, "e2el_p95")}
-                            for o, d in doc["deployments"].items()}}
+                            for o, d in doc["deployments"].items() if "e2el_p95" in d}}  # primaries that took requests
 
 
 def main() -> None:
