@@ -14,7 +14,7 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
-# Under pytest-xdist (`make test` runs two workers) each worker gets its own llmbench cache: two
+# Under pytest-xdist (`make test TEST_WORKERS=2`) each worker gets its own llmbench cache: two
 # workers building the same GGUF into one cache would race, and each test's "no llama-server of
 # ours is left" check counts only servers whose command line names its own cache.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
