@@ -20,15 +20,12 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if _WORKER and os.environ.get("LLMBENCH_CACHE"):
     os.environ["LLMBENCH_CACHE"] = str(Path(os.environ["LLMBENCH_CACHE"]) / _WORKER)
-if _WORKER:
-    # Two workers on two cores: OpenMP workers that spin while idle take the core the other
-    # worker's test needs (the suite used 40% more CPU time spinning). No test times OpenMP.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Both Ray files start multi-node clusters in one temporary folder: never at the same time.
 _XDIST_GROUPS = {"test_ray_run.py": "ray", "test_ray_loadgen.py": "ray"}
-# The longest files (minutes each on 2 cores) go to the workers first, so that no worker is left
-# with one of them while the other has finished; the rest keep pytest-randomly's order.
+# Under xdist the longest files (minutes each on 2 cores) go to the workers first, so that no worker
+# is left with one of them while the other has finished; the rest keep pytest-randomly's order (as
+# does a one-process run, whole).
 _LONGEST_FIRST = ("test_ray_run.py", "test_ray_loadgen.py", "test_default_run.py", "test_verify.py", "test_input_cli.py")
 
 
@@ -52,6 +49,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Group each test with its file (the Ray files together) for `--dist loadgroup`, longest first."""
     for item in items:
         item.add_marker(pytest.mark.xdist_group(_XDIST_GROUPS.get(item.path.name, item.path.name)))
+    if not _WORKER:
+        return
     rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 

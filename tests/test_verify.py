@@ -27,7 +27,7 @@ import yaml
 from llmbench.verify.compare import METRICS
 from llmbench.verify.deploy import port_free
 from test_verify_autoscale import (BURST_AT, BURST_S, OVERLOAD, POLICY, SLOW_TARGET, SLOW_WAIT_S, TRACE_S, burst_trace,
-                                   one_thread_each, replica_capacity, slow_policy_trace)
+                                   one_thread_each, plan_the_trace_rate, replica_capacity, slow_policy_trace)
 
 LLMB = [sys.executable, "-m", "llmbench"]
 PGREP = shutil.which("pgrep") or "pgrep"
@@ -284,12 +284,19 @@ def test_autoscale_policy_runs_for_real_and_matches_its_simulation(run_dir, tmp_
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     primary = one_thread_each(run)
+    # A burst at OVERLOAD x one replica's capacity in the planner's model fitted on this machine's run:
+    # the simulated policy scales up for it and back down after it whatever the machine's speed (a
+    # fixed 5 req/s burst scaled to the planned rate missed the scale-down in CI).
+    _, heavy, _, cap = heavy_capacity(run)
     trace = tmp_path / "burst.csv"
-    burst_trace(trace)
-    got = _cli("verify", str(run), "--load", str(trace), "--duration", "38", "--autoscale", "--json", timeout=600)
+    rps = burst_trace(trace, OVERLOAD * cap, heavy)
+    plan_the_trace_rate(run, primary["option"], rps)
+    got = _cli("verify", str(run), "--load", str(trace), "--duration", f"{36 + 1.5 / rps:.6f}", "--autoscale", "--json",
+               timeout=600)
     assert got.returncode == 0, got.stderr[-3000:]
     doc = json.loads(got.stdout)
     assert json.loads((run / "verify-autoscale.json").read_text()) == doc and doc["deployment"] == primary["option"]
+    assert doc["load"]["time_scale"] == pytest.approx(1.0) and doc["load"]["repeats"] == 1
     sim, real = doc["simulated"], doc["measured"]
     # The burst made the simulated policy scale up and back down; those decisions were carried out.
     ups = sum(1 for a, b in zip(doc["decisions"], doc["decisions"][1:]) if b["replicas"] > a["replicas"])
@@ -320,31 +327,39 @@ def test_autoscale_policy_runs_for_real_and_matches_its_simulation(run_dir, tmp_
     assert not [r for r in real["replicas"] if f"--port {r['port']} " in lines + " "], lines
 
 
-def test_a_policy_that_scales_too_slowly_misses_the_slo_in_the_simulation_and_for_real(run_dir, tmp_path):
-    from llmbench.planner.autoscale import Knobs, simulate_policy
+def heavy_capacity(run: Path):
+    """(the primary, a request that fills a slot (prompt, output), the planner's model fitted on the
+    run, one replica's continuous-batching capacity for that request in it, req/s)."""
     from llmbench.planner.continuous import saturation_rps
-    from llmbench.planner.queue import policy_for_strategy
-    from llmbench.planner.trace import load_trace
-    from llmbench.slo import parse_slo
     from llmbench.verify.load import SLOT_MARGIN
     from llmbench.verify.predict import fitted_service
     from llmbench.verify.spec import read_spec
 
-    run = tmp_path / "run"
-    shutil.copytree(run_dir, run)
-    one_thread_each(run)
     dep = read_spec(run).primaries[0]
-    # One replica's capacity for the burst's requests (a short prompt, the longest output a slot takes):
-    # measured on a real one-thread replica, and in the planner's model fitted on the run (they differ:
-    # seen 25 against 12 req/s, 42 against 17, the run measured under others' load and at 12 tokens out).
     heavy = (8, dep.slot_tokens - SLOT_MARGIN - 8 - 1)
-    real_cap = replica_capacity(dep.replicas[0].argv, heavy, dep.parallel, tmp_path / "capacity.log")
     # The simulation's claim is about when the policy looks, not the machine's speed: the fitted model
     # runs without the speed ratios of a run measured beside other tests (seen: 0.88-0.92 attainment for
     # the 1-s policy), at its own continuous-batching saturation for these requests (a static batch's
     # overstates it: admissions beside decoding slots cost more).
     service = replace(fitted_service(run, dep), duration_ratios=())
-    sim_cap = saturation_rps(service, np.array([heavy[0]], float), np.array([heavy[1]]), dep.parallel)
+    return dep, heavy, service, saturation_rps(service, np.array([heavy[0]], float), np.array([heavy[1]]), dep.parallel)
+
+
+def test_a_policy_that_scales_too_slowly_misses_the_slo_in_the_simulation_and_for_real(run_dir, tmp_path):
+    from llmbench.planner.autoscale import Knobs, simulate_policy
+    from llmbench.planner.queue import policy_for_strategy
+    from llmbench.planner.trace import load_trace
+    from llmbench.slo import parse_slo
+    from llmbench.verify.spec import read_spec
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    one_thread_each(run)
+    dep, heavy, service, sim_cap = heavy_capacity(run)
+    # One replica's capacity for the burst's requests, measured on a real one-thread replica (it differs
+    # from the model's: seen 25 against 12 req/s, 42 against 17, the run measured under others' load
+    # and at 12 tokens out).
+    real_cap = replica_capacity(dep.replicas[0].argv, heavy, dep.parallel, tmp_path / "capacity.log")
     # The SLO allows a heavy request its time with every slot busy (Little: slots / capacity) and
     # SLOW_WAIT_S of queueing. At OVERLOAD x one replica's capacity the queue grows (OVERLOAD - 1) s a
     # second until a second replica takes load: ~0.8 s for the 1-s policy (1 s + its cold start), 3.6 s
@@ -368,13 +383,7 @@ def test_a_policy_that_scales_too_slowly_misses_the_slo_in_the_simulation_and_fo
     # Replayed for real on a burst at OVERLOAD x the larger capacity: one replica is overloaded on both sides.
     trace = tmp_path / "slow.csv"
     rps = slow_policy_trace(trace, OVERLOAD * max(real_cap, sim_cap), heavy)
-    # The plan's load is the trace's mean, so that verify replays it as written (no time scaling).
-    doc_yaml = yaml.safe_load((run / "deployment.yaml").read_text())
-    doc_yaml["target_rps"] = rps
-    for d in doc_yaml["deployments"]:
-        if d["option"] == dep.option:
-            d["load_rps"] = rps
-    (run / "deployment.yaml").write_text(yaml.safe_dump(doc_yaml, sort_keys=False))
+    plan_the_trace_rate(run, dep.option, rps)
 
     duration = f"{TRACE_S + 1.5 / rps:.6f}"  # the whole trace once (a repeat would start 2 / rps after its end)
     # A request 10 s late has long missed the SLO: it is given up as failed (a failure meets no SLO).
@@ -401,6 +410,6 @@ def test_autoscale_needs_a_trace_and_a_policy(run_dir, tmp_path):
     got = _cli("verify", str(run_dir), "--load", "2", "--autoscale")
     assert got.returncode == 2 and "--autoscale replays a trace" in got.stderr and "Traceback" not in got.stderr
     trace = tmp_path / "burst.csv"
-    burst_trace(trace)
+    burst_trace(trace, 5.0, (40, 12))
     got = _cli("verify", str(run_dir), "--load", str(trace), "--autoscale")
     assert got.returncode == 2 and "no autoscaling block" in got.stderr and "Traceback" not in got.stderr

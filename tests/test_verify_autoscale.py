@@ -21,13 +21,27 @@ POLICY = {"kind": "queue", "min_replicas": 1, "max_replicas": 2, "interval_s": 2
           "depth_target_requests": 1.0, "cold_start_s": 0.3, "slo": ["e2el_p95<=5000ms"]}
 
 
-def burst_trace(path) -> None:
-    # 12 s quiet (one request every 2 s), 6 s of a burst (five a second), 20 s quiet again: a queue
-    # policy decides at arrivals, so the tail gives it several looks after the backlog has drained
-    # (with 12 s the scale-down came at the last arrival, or not at all).
-    times = [*np.arange(0, 12, 2.0), *np.arange(12, 18, 0.2), *np.arange(18, 38, 2.0)]
+def burst_trace(path, rate: float, heavy: tuple[int, int], light: tuple[int, int] = (40, 12)) -> float:
+    """12 s quiet (a light request every 2 s), 6 s of heavy requests at `rate`, 18 s quiet again; its
+    mean rate. A queue policy decides at arrivals, so the tail gives it several looks after the backlog
+    has drained (with 12 s the scale-down came at the last arrival, or not at all)."""
+    times = [(t, light) for t in np.arange(0, 12, 2.0)] + [(12 + i / rate, heavy) for i in range(int(6 * rate))]
+    times += [(t, light) for t in np.arange(18, 38, 2.0)]
     path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(
-        f"2023-11-16 18:00:{t:09.6f},40,12\n" for t in times))
+        f"2023-11-16 18:00:{t:09.6f},{p},{o}\n" for t, (p, o) in times))
+    return (len(times) - 1) / float(times[-1][0] - times[0][0])
+
+
+def plan_the_trace_rate(run: Path, option: str, rps: float) -> None:
+    """The plan's load (deployment.yaml) set to a trace's mean rate, so that verify replays it as
+    written: a trace is scaled to the planned rate, which is the machine's (seen: the 38-s burst
+    trace squeezed into 1.1 s and repeated, whose scale-downs then came or not by the machine)."""
+    doc = yaml.safe_load((run / "deployment.yaml").read_text())
+    doc["target_rps"] = rps
+    for d in doc["deployments"]:
+        if d["option"] == option:
+            d["load_rps"] = rps
+    (run / "deployment.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
 SLOW_WAIT_S, SLOW_TARGET = 2.0, 0.95  # the queueing the slow-policy test's SLO allows
