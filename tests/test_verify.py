@@ -215,6 +215,49 @@ def test_verify_through_a_real_proxy(run_dir):
         in out.getvalue()
 
 
+def test_a_routed_plans_deployments_are_refitted_side_by_side(run_dir, tmp_path):
+    # A routed load runs its deployments at once on the same cores; the refit measures them so: each
+    # deployment's cells beside the other's same cell (here the primary and its fallback, one thread each).
+    from llmbench.verify.deploy import DeployedServer, engine_for, resolve_server
+    from llmbench.verify.load import tokenizer_for
+    from llmbench.verify.refit import measure_side_by_side
+    from llmbench.verify.spec import read_spec
+    from llmbench.verify.workload import run_prompts
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    one_thread_each(run)
+    spec = read_spec(run)
+    deps = [spec.primaries[0], next(d for d in spec.deployments if d.role == "fallback")]
+    assert deps[0].variant != deps[1].variant
+    tok = tokenizer_for(spec.model_ref(deps[0]))
+    prompts = run_prompts(spec, tok)
+    base, servers = _free_base(2), []
+    try:
+        for i, d in enumerate(deps):
+            argv = list(d.replicas[0].argv)
+            argv[argv.index("--port") + 1] = str(base + i)
+            if "--threads" not in argv and "-t" not in argv:
+                argv += ["--threads", "1"]
+            servers.append(DeployedServer(argv, base + i, tmp_path / f"s{i}.log", engine_for(resolve_server(argv[0]))))
+            servers[-1].start(60)
+        seconds = 2.0
+        measured = measure_side_by_side([(d, s.url, prompts) for d, s in zip(deps, servers)], tok, 30.0, seconds)
+    finally:
+        for s in servers:
+            s.stop()
+    spans = []
+    for d, recs in zip(deps, measured):
+        assert recs and all(r.status == "ok" and r.variant == d.variant for r in recs)
+        assert len({r.request_id for r in recs}) == len(recs)
+        assert {r.point for r in recs} == {f"clients={n}" for n in (1, d.parallel)}
+        spans.append((min(r.timestamp for r in recs), max(r.timestamp + r.e2el_ms / 1e3 for r in recs)))
+    # Measured at the same time: the two deployments' 1.5 x `seconds` of cells overlap for most of it
+    # (one after the other, they would not overlap at all).
+    overlap = min(e for _, e in spans) - max(b for b, _ in spans)
+    assert overlap > 0.8 * 1.5 * seconds, spans
+
+
 def test_a_server_that_does_not_come_up(run_dir, tmp_path):
     bad = tmp_path / "run"
     subprocess.run(["cp", "-r", str(run_dir), str(bad)], check=True)

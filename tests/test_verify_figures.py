@@ -58,6 +58,29 @@ def test_compare_errors_and_the_direct_figures():
     assert cmp.verdict(c)[1]["held"] is False
 
 
+def test_each_measured_percentile_carries_its_sampling_interval_and_the_errors_at_its_ends():
+    from llmbench.stats import bootstrap_cis
+
+    e2el = [0.05 * (i + 1) for i in range(40)]  # 50..2000 ms, one request a 0.1 s
+    outs = [_out(0.1 * i, 0.01, e) for i, e in enumerate(e2el)]
+    m = cmp.measured(outs, 0.0, 4.0)
+    ms = [1e3 * e for e in e2el]
+    assert m["e2el_p95_ci"] == pytest.approx(list(bootstrap_cis(ms, (50, 95))[1]))
+    lo, hi = m["e2el_p95_ci"]
+    assert min(ms) <= lo <= m["e2el_p95"] <= hi <= max(ms) and hi - lo > 0
+    assert m["queue_p95_ci"] is None  # no server timings: nothing measured, no interval
+    assert cmp.measured(outs[:1], 0.0, 4.0)["e2el_p95_ci"] is None  # one request has no spread to draw
+    # Ten times the requests from the same spread: a narrower interval.
+    many = cmp.measured([_out(0.01 * i, 0.01, 0.005 * (i % 400 + 1)) for i in range(400)], 0.0, 4.0)
+    assert many["e2el_p95_ci"][1] - many["e2el_p95_ci"][0] < (hi - lo) / 2
+    pred = {"e2el_p95": 1600.0, "throughput": 10.0}
+    c = cmp.compare(pred, m, m)["e2el_p95"]
+    assert c["error_ci"] == pytest.approx([lo / 1600 - 1, hi / 1600 - 1]) and c["error_direct_ci"] == c["error_ci"]
+    assert c["measured_ci"] == [lo, hi] and lo / 1600 - 1 <= c["error"] <= hi / 1600 - 1
+    assert cmp.compare(pred, m, m)["throughput"]["error_ci"] is None
+    assert f"[95% CI {lo / 1600 - 1:+.0%}..{hi / 1600 - 1:+.0%}]" in cmp.verdict(cmp.compare(pred, m, m))[0]
+
+
 def test_gateway_difference_and_money():
     direct = cmp.measured([_out(0, 0.010, 0.1), _out(1, 0.020, 0.2)], 0, 2)
     proxied = cmp.measured([_out(0, 0.050, 0.14), _out(1, 0.070, 0.25)], 0, 2)

@@ -7,6 +7,10 @@ Definitions (verify.json; times in ms, throughput in requests/s):
 - queueing: TTFT minus the server's own prompt time (llama.cpp `timings.prompt_ms`); measured on the
   requests sent straight to the servers (the proxy drops `timings`).
 - error = (measured - predicted) / predicted; null where either is missing or the prediction is 0.
+- `measured_ci` / `error_ci`: the percentile-bootstrap 95% interval of a measured percentile (stats.py),
+  and the errors at its ends: a p95 of 50 requests rests on its slowest three, so an error is
+  told apart from ±10% only where its interval is narrower than that. The requests are drawn as if
+  independent; those queued behind one another are not, so the true interval is, if anything, wider.
 The verdict's rule (VERDICT_RULE) is written into verify.json beside it.
 """
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 from typing import Iterable
 
 from llmbench.served.client import StreamResult
+from llmbench.stats import bootstrap_cis
 from llmbench.verify.load import Outcome
 
 E2EL_TOLERANCE = 0.10  # measured p95 E2EL may be at most this much above the prediction
@@ -36,6 +41,11 @@ def rel_error(predicted: float | None, measured: float | None) -> float | None:
     if predicted is None or measured is None or predicted <= 0:
         return None
     return (measured - predicted) / predicted
+
+
+def _error_ci(predicted: float | None, ci: list[float] | None) -> list[float] | None:
+    ends = [rel_error(predicted, v) for v in ci or ()]
+    return ends if ends and None not in ends else None
 
 
 def latencies(outs: list[Outcome]) -> dict[str, list[float]]:
@@ -72,6 +82,9 @@ def measured(outs: list[Outcome], start: float, window_s: float) -> dict:
     span = max(window_s, last - start, 1e-9)
     errors = {k: e["count"] for k, e in failures_by_kind(o.res for o in outs).items()}
     out = {f"{m}_p{q}": _pct(lat[m], q) for m in ("ttft", "e2el", "queue") for q in (50, 95)}
+    for m in ("ttft", "e2el", "queue"):
+        cis = bootstrap_cis(lat[m], (50, 95)) if len(lat[m]) > 1 else [None, None]
+        out.update({f"{m}_p{q}_ci": None if ci is None else list(ci) for q, ci in zip((50, 95), cis)})
     out.update(throughput=len(ok) / span if outs else None, requests=len(outs), ok=len(ok), failed=len(outs) - len(ok),
                errors_by_kind=errors)
     return out
@@ -128,9 +141,11 @@ def compare(pred: dict, meas: dict, direct: dict | None = None) -> dict:
     direct = direct or {}
     out = {}
     for m in METRICS:
-        got = direct.get(m) if m.startswith("queue") else meas.get(m)
+        got, ci = (direct.get(m), direct.get(f"{m}_ci")) if m.startswith("queue") else (meas.get(m), meas.get(f"{m}_ci"))
         out[m] = {"predicted": pred.get(m), "measured": got, "error": rel_error(pred.get(m), got),
-                  "measured_direct": direct.get(m), "error_direct": rel_error(pred.get(m), direct.get(m))}
+                  "measured_direct": direct.get(m), "error_direct": rel_error(pred.get(m), direct.get(m)),
+                  "measured_ci": ci, "error_ci": _error_ci(pred.get(m), ci),
+                  "measured_direct_ci": direct.get(f"{m}_ci"), "error_direct_ci": _error_ci(pred.get(m), direct.get(f"{m}_ci"))}
     out.update({k: meas[k] for k in ("requests", "ok", "failed", "errors_by_kind")})
     return out
 
@@ -178,10 +193,11 @@ def verdict(overall: dict) -> tuple[str, dict]:
                     and th["error"] is not None and abs(th["error"]) <= THROUGHPUT_TOLERANCE)
     f = lambda v, unit: "n/a" if v is None else f"{v:.1f}{unit}"
     g = lambda v: "n/a" if v is None else f"{v:+.1%}"
+    band = lambda ci: "" if not ci else f" [95% CI {ci[0]:+.0%}..{ci[1]:+.0%}]"
     line = (f"the plan {'held' if held else 'did not hold'}: p95 E2EL {f(e2['measured'], ' ms')} measured against "
-            f"{f(e2['predicted'], ' ms')} predicted ({g(e2['error'])}), throughput {f(th['measured'], '')} against "
+            f"{f(e2['predicted'], ' ms')} predicted ({g(e2['error'])}{band(e2.get('error_ci'))}), throughput {f(th['measured'], '')} against "
             f"{f(th['predicted'], '')} req/s ({g(th['error'])}), {overall['failed']} of {overall['requests']} requests "
             f"failed; the prediction was {'within' if accurate else 'outside'} ±{E2EL_TOLERANCE:.0%}/±{THROUGHPUT_TOLERANCE:.0%}"
             f" (the servers alone, without the gateway: p95 E2EL {f(e2['measured_direct'], ' ms')}, "
-            f"{g(e2['error_direct'])})")
+            f"{g(e2['error_direct'])}{band(e2.get('error_direct_ci'))})")
     return line, {"held": held, "prediction_accurate": accurate, "failed_share": failed_share, "rule": VERDICT_RULE}

@@ -8,6 +8,7 @@ on one of its replicas, straight to the server. It fits the planner's continuous
 those requests alone (served_fit, as the planner fits a run) and simulates exactly the requests the
 load then sends. verify.json's `refit` holds that prediction against the same measurement: the
 model's own error. `overall` keeps the plan's: the model's error plus the drift since the run.
+A routed plan's deployments are measured side by side, as its load runs them.
 """
 from __future__ import annotations
 
@@ -48,19 +49,31 @@ async def _closed_loop(backend, prompts: list, clients: int, seconds: float, tim
     return out
 
 
-def measure_cells(dep: Deployment, url: str, prompts: list, tokenizer, timeout_s: float, seconds: float) -> list:
-    """The request records of dep's two closed-loop cells on the replica at `url`: 1 client for
-    `seconds` / 2, then `parallel` clients for `seconds`."""
-    backend = make_backend(url, dep.served_name, tokenizer, timeout_s)
-    ids = itertools.count()
-    records = []
-    for clients, span in ((1, seconds / 2), (dep.parallel, seconds)):
-        ctx = SimpleNamespace(run_id=RUN_ID, model=dep.model, variant=dep.variant, scenario="concurrency",
-                              point=SimpleNamespace(label=f"clients={clients}"), next_id=lambda: next(ids),
-                              usd_per_second=0.0)
-        done = run_loop(_closed_loop(backend, prompts, clients, span, timeout_s))
-        records += [to_record(res, prompt, None, ctx) for res, prompt in done]
-    return records
+async def _cells(backend, prompts: list, parallel: int, timeout_s: float, seconds: float) -> list[tuple[int, list]]:
+    return [(n, await _closed_loop(backend, prompts, n, span, timeout_s))
+            for n, span in ((1, seconds / 2), (parallel, seconds))]
+
+
+def measure_side_by_side(targets: list[tuple[Deployment, str, list]], tokenizer, timeout_s: float,
+                         seconds: float) -> list[list]:
+    """The request records of each (deployment, replica URL, prompts)'s two closed-loop cells: 1
+    client for `seconds` / 2, then `parallel` clients for `seconds`; all deployments at once, each
+    cell beside the others' same cell. A routed load runs its deployments side by side on the
+    same cores: measured one at a time, each had the cores to itself and the long-prompt
+    deployment was predicted 11-38% fast (BENCHMARKS.md)."""
+    async def every() -> list:
+        return await asyncio.gather(*(_cells(make_backend(url, d.served_name, tokenizer, timeout_s), prompts, d.parallel,
+                                             timeout_s, seconds) for d, url, prompts in targets))
+    out = []
+    for (d, _, _), cells in zip(targets, run_loop(every())):
+        ids, records = itertools.count(), []
+        for clients, done in cells:
+            ctx = SimpleNamespace(run_id=RUN_ID, model=d.model, variant=d.variant, scenario="concurrency",
+                                  point=SimpleNamespace(label=f"clients={clients}"), next_id=lambda: next(ids),
+                                  usd_per_second=0.0)
+            records += [to_record(res, prompt, None, ctx) for res, prompt in done]
+        out.append(records)
+    return out
 
 
 def refit_models(spec: VerifySpec, url_of: Callable[[str], list[str]], prompts: list, tokenizer, timeout_s: float,
@@ -70,20 +83,24 @@ def refit_models(spec: VerifySpec, url_of: Callable[[str], list[str]], prompts: 
     from llmbench.planner.served import fit_records
     from llmbench.planner.served_fit import fit_continuous
 
-    models, facts, kept = {}, {}, []
+    models, facts, targets = {}, {}, []
     for d in spec.primaries:
         urls = url_of(d.option)
         if not urls:
             facts[d.option] = {"skipped": "no replica of it was started"}
             continue
-        progress(f"refit: {d.option}, closed loops of 1 and {d.parallel} client(s) for {seconds / 2:g} + {seconds:g} s "
-                 f"on one replica")
         fits = [p for p in prompts if not d.slot_tokens or len(p.ids) + p.output_tokens + SLOT_MARGIN <= d.slot_tokens]
-        recs = measure_cells(d, urls[0], fits or prompts, tokenizer, timeout_s, seconds)
-        kept += recs
-        write_atomic(log, "".join(r.model_dump_json() + "\n" for r in kept))
+        targets.append((d, urls[0], fits or prompts))
+    if not targets:
+        return models, facts
+    progress(f"refit: {', '.join(d.option for d, _, _ in targets)}: closed loops of 1 client, then one per slot, for "
+             f"{seconds / 2:g} + {seconds:g} s on one replica each{' side by side' if len(targets) > 1 else ''}")
+    measured = measure_side_by_side(targets, tokenizer, timeout_s, seconds)
+    write_atomic(log, "".join(r.model_dump_json() + "\n" for recs in measured for r in recs))
+    for (d, _, _), recs in zip(targets, measured):
         ok = fit_records(recs)
         facts[d.option] = {"seconds": [seconds / 2, seconds], "requests": len(recs), "ok": len(ok), "records": str(log),
+                           "side_by_side": [o.option for o, _, _ in targets if o is not d],
                            "cells": {f"clients={n}": sum(r.point == f"clients={n}" for r in ok) for n in (1, d.parallel)}}
         try:
             models[d.option] = fit_continuous(ok, source="verify's closed-loop cells, measured just before the load")

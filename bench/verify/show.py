@@ -19,11 +19,13 @@ def show(doc: dict, console: Console) -> None:
     blocks = [("overall", doc["overall"])] + [(k, v) for k, v in doc["deployments"].items() if "e2el_p95" in v]
     for name, block in blocks:
         t = Table(title=f"{name}: predicted vs measured ({block['ok']} of {block['requests']} requests ok)")
-        for col in ("metric", "predicted", "measured", "error"):
+        for col in ("metric", "predicted", "measured", "error", "error 95% CI"):
             t.add_column(col, justify="left" if col == "metric" else "right")
         for m in METRICS:
             c = block[m]
-            t.add_row(_LABEL[m], _n(c["predicted"]), _n(c["measured"]), _n(c["error"], "{:+.1%}"))
+            ci = c.get("error_ci")
+            t.add_row(_LABEL[m], _n(c["predicted"]), _n(c["measured"]), _n(c["error"], "{:+.1%}"),
+                      "-" if not ci else f"{ci[0]:+.0%}..{ci[1]:+.0%}")
         console.print(t)
     g = doc["gateway"]
     console.print(f"gateway: TTFT p50 +{_n(g['ttft_p50_added_ms'])} ms, p95 +{_n(g['ttft_p95_added_ms'])} ms "

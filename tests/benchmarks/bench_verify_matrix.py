@@ -75,7 +75,7 @@ def _verify(run: Path, load: str, duration: float) -> dict:
 def _cell(doc: dict) -> dict:
     o, r = doc["overall"], doc["refit"].get("overall") or {}
     fig = lambda block, m: {k: block.get(m, {}).get(k) for k in ("predicted", "measured", "error", "measured_direct",  # noqa: E731
-                                                                  "error_direct")}
+                                                                  "error_direct", "error_direct_ci")}
     return {"requests": o["requests"], "ok": o["ok"], "offered_rps": doc["load"]["offered_rps"],
             "plan": {m: fig(o, m) for m in ("e2el_p50", "e2el_p95", "throughput")},
             "refit": {m: fig(r, m) for m in ("e2el_p50", "e2el_p95", "throughput")},
@@ -83,6 +83,12 @@ def _cell(doc: dict) -> dict:
             "deployments": {o: {"requests": d["requests"], "plan": fig(d, "e2el_p95"),
                                 "refit": fig((doc["refit"].get("deployments") or {}).get(o) or {}, "e2el_p95")}
                             for o, d in doc["deployments"].items() if "e2el_p95" in d}}  # primaries that took requests
+
+
+def _band(fig: dict) -> str:
+    """The 95% interval of a direct error, from the bootstrap interval of the measured percentile."""
+    ci = fig.get("error_direct_ci")
+    return f" [{ci[0]:+.0%}..{ci[1]:+.0%}]" if ci else ""
 
 
 def main() -> None:
@@ -119,15 +125,16 @@ def main() -> None:
             p, r = row["plan"], row["refit"]
             print(f"{workload} {s:.0%} ({row['offered_rps']:.2f} req/s, {row['ok']}/{row['requests']} ok): p95 E2EL measured "
                   f"{p['e2el_p95']['measured_direct']:.0f} ms direct / {p['e2el_p95']['measured']:.0f} via proxy; plan "
-                  f"{p['e2el_p95']['predicted']:.0f} ({p['e2el_p95']['error_direct']:+.0%} / {p['e2el_p95']['error']:+.0%}), "
-                  f"refit {r['e2el_p95']['predicted']:.0f} ({r['e2el_p95']['error_direct']:+.0%} / {r['e2el_p95']['error']:+.0%}); "
+                  f"{p['e2el_p95']['predicted']:.0f} ({p['e2el_p95']['error_direct']:+.0%}{_band(p['e2el_p95'])} / "
+                  f"{p['e2el_p95']['error']:+.0%}), refit {r['e2el_p95']['predicted']:.0f} ({r['e2el_p95']['error_direct']:+.0%}"
+                  f"{_band(r['e2el_p95'])} / {r['e2el_p95']['error']:+.0%}); "
                   f"throughput {p['throughput']['measured']:.2f} vs {p['throughput']['predicted']:.2f}", flush=True)
             if len(row["deployments"]) > 1:
                 for option, d in row["deployments"].items():
                     e, f = d["plan"].get("error_direct"), d["refit"].get("error_direct")
                     print(f"    {option}: {d['requests']} requests, p95 E2EL measured {d['plan'].get('measured_direct') or 0:.0f} "
-                          f"ms direct; error plan {e if e is None else f'{e:+.0%}'}, refit {f if f is None else f'{f:+.0%}'}",
-                          flush=True)
+                          f"ms direct; error plan {e if e is None else f'{e:+.0%}'}{_band(d['plan'])}, refit "
+                          f"{f if f is None else f'{f:+.0%}'}{_band(d['refit'])}", flush=True)
     if a.json:
         a.json.write_text(json.dumps({"run": str(run), "full_rate_rps": full, "binding": binding, "rows": rows},
                                      indent=1))
