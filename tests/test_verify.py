@@ -150,6 +150,10 @@ def test_verify_through_a_real_proxy(run_dir):
                   for c in doc["started"]["servers"] if c["deployment"] == primary)
     assert g["server_threads_here"] == threads and g["shares_server_cores"] is (threads >= cores)
     assert any("the proxy shared this machine's" in x for x in doc["notes"]) is (threads >= cores)
+    # The gateway's own cores at the offered rate: its CPU a request times the rate, said in a note.
+    assert g["proxy_cpu_ms_per_request"] == pytest.approx(1e3 * g["proxy_cpu_s"] / n)
+    assert g["proxy_cores_needed"] == pytest.approx(g["proxy_cpu_ms_per_request"] / 1e3 * doc["load"]["offered_rps"])
+    assert any(f"the gateway needs {g['proxy_cores_needed']:.2f} cores of its own" in x for x in doc["notes"])
 
     # The costs the gateway config emits come back in the proxy's responses: every request carried
     # LiteLLM's usage.cost, equal to its token counts times the config's per-token prices.

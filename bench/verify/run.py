@@ -220,12 +220,18 @@ def _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight
             f"{o}: {scale.started[o]} of {scale.planned[o]} replicas, {scale.share(o):.3g} of its load"
             for o in scale.planned if scale.started[o] < scale.planned[o]))
     busy = proxy_cpu / proxied.span_s if proxied.span_s > 0 else None
+    cpu_ms = 1e3 * proxy_cpu / max(1, len(proxied.outcomes))
+    # What the plan leaves out: the gateway's own cores at the offered rate (its CPU a request x rate).
+    needed = cpu_ms / 1e3 * len(arrivals) / duration_s
     threads = sum((d.threads or scale.cores) * len(d.replicas) for d in spec.primaries if d.startable)
     if threads >= scale.cores:
-        # Seen: p95 E2EL 12 s through the proxy against 1.7 s straight to the server (BENCHMARKS.md).
+        # Seen: p95 E2EL 12 s through the proxy against 1.7 s straight to the server (BENCHMARKS.md),
+        # and 451 of 583 requests timed out at 19 req/s, where the proxy needed 1.5 cores and got 0.75.
         notes.append(f"the proxy shared this machine's {scale.cores} cores with {threads} server threads and kept "
                      f"{busy or 0:.2f} of them busy: the figures through it include that contention, which a gateway "
                      "on cores of its own does not add; the servers alone are measured_direct / error_direct")
+    notes.append(f"the proxy used {cpu_ms:.1f} ms of CPU a request: at the offered {len(arrivals) / duration_s:.3g} req/s "
+                 f"the gateway needs {needed:.2f} cores of its own, which the plan does not count")
     line, detail = cmp.verdict(overall)
     planned_cost = sum((d.cost_per_request or 0.0) * (d.load_rps or 0.0) for d in spec.primaries) / \
         (sum(d.load_rps or 0.0 for d in spec.primaries) or 1.0) if any(d.cost_per_request for d in spec.primaries) else None
@@ -241,7 +247,7 @@ def _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight
         "overall": overall, "deployments": deps,
         "gateway": {**cmp.gateway(cmp.measured(straight.outcomes, straight.start, duration_s),
                                   cmp.measured(proxied.outcomes, proxied.start, duration_s)),
-                    "proxy_cpu_s": proxy_cpu, "proxy_cpu_ms_per_request": 1e3 * proxy_cpu / max(1, len(proxied.outcomes)),
+                    "proxy_cpu_s": proxy_cpu, "proxy_cpu_ms_per_request": cpu_ms, "proxy_cores_needed": needed,
                     "proxy_cores_busy": busy, "server_threads_here": threads, "shares_server_cores": threads >= scale.cores},
         "money": cmp.money(proxied.outcomes, planned_cost, by_alias.get),
         "fallback": fallback,
