@@ -7,7 +7,7 @@ another load, the planner's model simulated on exactly the requests sent (predic
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from llmbench.verify import compare as cmp
 from llmbench.verify.load import Arrival, LoadResult
@@ -17,11 +17,21 @@ from llmbench.verify.spec import VerifySpec
 PLAN_SOURCE = "the plan: deployment.yaml `predicted` at the deployment's planned load_rps"
 
 
+class Figures(NamedTuple):
+    """per_deployment's answer; `measured`/`direct` are the overall measurements, for the gateway block."""
+    deployments: dict
+    overall: dict
+    notes: list[str]
+    measured: dict
+    direct: dict
+
+
 def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResult, straight: LoadResult,
                    duration_s: float, share: Callable[[str], float], planned: bool,
-                   services: dict | None = None) -> tuple[dict, dict, list[str]]:
-    """({option: block}, the overall block, notes). `share(option)`: the part of its planned load sent
-    here (scale.py); the planned throughput is scaled by it, the latency predictions are not.
+                   services: dict | None = None) -> Figures:
+    """({option: block}, the overall block, notes, the overall measurements). `share(option)`: the part
+    of its planned load sent here (scale.py); the planned throughput is scaled by it, the latency
+    predictions are not.
     `services`: {option: model} to simulate on the requests sent instead (refit.py); only those
     deployments are compared."""
     opt = lambda alias: spec.by_alias(alias).option
@@ -70,4 +80,4 @@ def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResul
         pred = {**pred, "throughput": sum((d.load_rps or 0.0) * share(d.option) for d in spec.primaries) or pred.get("throughput")}
     overall = cmp.compare(pred, meas, direct)
     overall["queue_source"] = "TTFT - llama.cpp timings.prompt_ms, on the same schedule sent straight to the servers"
-    return deps, overall, notes
+    return Figures(deps, overall, notes, meas, direct)

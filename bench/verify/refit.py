@@ -119,8 +119,8 @@ def refit_document(spec: VerifySpec, models: dict, cells: dict, arrivals: list[A
 
     if not models:
         return {"skipped": True, "reason": "no deployment could be refitted", "cells": cells}
-    deps, overall, notes = per_deployment(spec, arrivals, proxied, straight, duration_s, share, planned=False,
-                                          services=models)
+    deps, overall, notes, _, _ = per_deployment(spec, arrivals, proxied, straight, duration_s, share, planned=False,
+                                                services=models)
     return {"skipped": False, "cells": cells, "overall": overall, "deployments": deps, "notes": notes,
             "accurate": cmp.verdict(overall)[1]["prediction_accurate"],  # within the verdict's tolerances
             "source": "the planner's model fitted on closed-loop cells measured on this deployment just before the "

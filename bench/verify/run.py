@@ -213,8 +213,9 @@ def _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight
               opt_share) -> dict:
     from llmbench.verify.figures import per_deployment
 
-    deps, overall, notes = per_deployment(spec, arrivals, proxied, straight, duration_s, opt_share,
-                                          planned=load_doc["kind"] == "poisson" and load_doc["rps"] == spec.target_rps)
+    figs = per_deployment(spec, arrivals, proxied, straight, duration_s, opt_share,
+                          planned=load_doc["kind"] == "poisson" and load_doc["rps"] == spec.target_rps)
+    deps, overall, notes = figs.deployments, figs.overall, figs.notes
     if scale.scaled:
         notes.append(f"scaled to this machine ({scale.cores} cores): " + "; ".join(
             f"{o}: {scale.started[o]} of {scale.planned[o]} replicas, {scale.share(o):.3g} of its load"
@@ -245,8 +246,7 @@ def _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight
         "units": {"ttft": "ms", "e2el": "ms", "queue": "ms", "throughput": "requests/s", "money": "USD per request",
                   "error": "(measured - predicted) / predicted"},
         "overall": overall, "deployments": deps,
-        "gateway": {**cmp.gateway(cmp.measured(straight.outcomes, straight.start, duration_s),
-                                  cmp.measured(proxied.outcomes, proxied.start, duration_s)),
+        "gateway": {**cmp.gateway(figs.direct, figs.measured),
                     "proxy_cpu_s": proxy_cpu, "proxy_cpu_ms_per_request": cpu_ms, "proxy_cores_needed": needed,
                     "proxy_cores_busy": busy, "server_threads_here": threads, "shares_server_cores": threads >= scale.cores},
         "money": cmp.money(proxied.outcomes, planned_cost, by_alias.get),
