@@ -202,3 +202,18 @@ def test_decision_explains_the_headline_total(tmp_path):
     assert stated and float(stated.group(1).replace(",", "")) == pytest.approx(expected, abs=0.01)
     headline = re.search(r"\\\$([\d,.]+)/month at", decision)
     assert headline and headline.group(1) == stated.group(1)  # the headline's figure is the total explained
+
+
+def test_decision_sizes_the_gateway_from_an_earlier_verify(tmp_path):
+    cells = [served("a", ttft_ms=50), served("b", ttft_ms=80)]
+    plan = {"plan": {"rps": 2.0, "trace": None, "slo": None}}
+    bare = make_run(tmp_path / "bare", cells, config=plan)
+    build_report(bare)
+    # (markdown escapes backticks and underscores: compared without the escapes)
+    assert "Gateway cores: not measured: `llmbench verify RUN_DIR`" in (bare / "report.md").read_text().replace("\\", "")
+    verified = make_run(tmp_path / "verified", cells, config=plan, extra_files={"verify.json": {
+        "verified_at": "2026-12-02T03:00:00+00:00", "load": {"requests": 300, "offered_rps": 5.0},
+        "gateway": {"proxy_cpu_ms_per_request": 80.0}}})
+    build_report(verified)
+    decision = (verified / "report.md").read_text().replace("\\", "").split("## Decision")[1].split("## ")[0]
+    assert "the LiteLLM proxy needs **0.16 cores** of its own at 2 req/s (80.0 ms of CPU a request" in decision  # 0.080 s x 2/s

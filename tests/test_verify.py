@@ -154,6 +154,17 @@ def test_verify_through_a_real_proxy(run_dir):
     assert g["proxy_cpu_ms_per_request"] == pytest.approx(1e3 * g["proxy_cpu_s"] / n)
     assert g["proxy_cores_needed"] == pytest.approx(g["proxy_cpu_ms_per_request"] / 1e3 * doc["load"]["offered_rps"])
     assert any(f"the gateway needs {g['proxy_cores_needed']:.2f} cores of its own" in x for x in doc["notes"])
+    # ... and flows into the next recommendation: deployment.yaml's gateway, sized at the plan's load
+    # (the first recommendation, made before any verify, says how to measure it).
+    first = yaml.safe_load((run_dir / "deployment.yaml").read_text())["gateway"]
+    assert first["cores_needed"] is None and "llmbench verify" in first["note"]
+    again = _cli("recommend", str(run_dir), "--out", str(run_dir.parent / "again"))
+    assert again.returncode == 0 and "cores for the LiteLLM proxy" in again.stdout, again.stderr[-2000:]
+    dep_again = yaml.safe_load((run_dir.parent / "again" / "deployment.yaml").read_text())
+    sized = dep_again["gateway"]
+    assert sized["cpu_ms_per_request"] == pytest.approx(g["proxy_cpu_ms_per_request"])
+    assert sized["cores_needed"] == pytest.approx(sized["cpu_ms_per_request"] / 1e3 * dep_again["target_rps"])
+    assert sized["whole_cores"] == max(1, math.ceil(sized["cores_needed"])) and doc["verified_at"] in sized["source"]
 
     # The costs the gateway config emits come back in the proxy's responses: every request carried
     # LiteLLM's usage.cost, equal to its token counts times the config's per-token prices.

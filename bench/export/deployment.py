@@ -56,6 +56,7 @@ def deployment_doc(rec: dict) -> dict:
         "slo": rec["constraints"].get("slo"), "total_cost_per_month_usd": sum(total) if total else None,
         "load_balancing": {"gateway_strategy": gw.get("litellm_strategy"), "planned_with": gw.get("planner_policy"),
                            "source": gw.get("source"), "note": _BALANCING.get(gw.get("litellm_strategy"), "")} if gw else None,
+        "gateway": rec.get("gateway_sizing"),
         "base_port": (rec.get("deploy") or {}).get("base_port"),
         "deployments": deps, "fallbacks": fallbacks, "not_deployable": not_deployable(rec),
     }
@@ -70,5 +71,7 @@ def deployment_yaml(rec: dict) -> str:
               "not_deployable: measured options no engine serves as an OpenAI-compatible server (measurements only).\n"
               "Fallback self-hosted deployments are one-replica standbys, predicted at the load one replica\n"
               "carries; plan_replicas_full_load is what absorbing all of the traffic would take. Sidecars\n"
-              "(embedder, compressor) are sized for the whole load. total_cost_per_month_usd counts them all.")
+              "(embedder, compressor) are sized for the whole load. total_cost_per_month_usd counts them all.\n"
+              "gateway: the LiteLLM proxy's own cores at target_rps, from the CPU a request `llmbench verify`\n"
+              "measured (verify.json); the same for every option, so outside the total.")
     return dump(deployment_doc(rec), header)

@@ -5,6 +5,7 @@ from llmbench import __version__
 from llmbench.export.launch import BASE_PORT
 from llmbench.recommend.choose import Constraints, choose
 from llmbench.recommend.classes import request_classes
+from llmbench.recommend.gateway import gateway_sizing
 from llmbench.recommend.inputs import RunData
 from llmbench.recommend.options import enumerate_options
 from llmbench.recommend.pareto import frontier
@@ -100,6 +101,7 @@ def recommend(data: RunData, slos: list[SLO] | None = None, quality_floor: float
                         "include_failed": include_failed, "routing_rule": routing_rule},
         "planner": "llmbench.planner" if planner.plan_option else "estimate (llmbench.planner not available)",
         "gateway_routing": {"planner_policy": planner.policy, "litellm_strategy": planner.strategy, "source": planner.policy_source},
+        "gateway_sizing": gateway_sizing(data.verify, rps),
         "measured": {"quality": any(isinstance(r.get("quality"), dict) for r in data.rows), "cache": data.cache is not None,
                      "compression": bool(data.compression), "api_models": any(o.kind == "api" for o in options),
                      "failed_rows": sum(1 for r in data.rows if r.get("error")), "rows": len(data.rows),

@@ -27,6 +27,7 @@ class RunData:
     cache: dict | None = None
     compression: list[dict] = field(default_factory=list)
     plan: dict | None = None
+    verify: dict | None = None  # verify.json: what `llmbench verify` measured of an earlier recommendation
 
     @property
     def rows(self) -> list[dict]:
@@ -71,4 +72,5 @@ def load_run(path: str | Path) -> RunData:
         cache=cache_facts(_optional_json(p / "cache.json")),
         compression=compression_facts(_optional_json(p / "compression.json")),
         plan=_optional_json(p / "plan.json"),
+        verify=_optional_json(p / "verify.json"),
     )

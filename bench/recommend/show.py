@@ -36,6 +36,10 @@ def summary_lines(rec: dict) -> list[str]:
             how = "measured as served" if la.get("measured") else "NOT measured here"
             lines.append(f"serve {s['option']}: {la['engine']} on ports {', '.join(map(str, la['ports']))} ({how}; deploy/ start script)")
     lines.append(f"whole deployment: {_money(deployment_total(rec))}/month (deployment.yaml)")
+    g = rec.get("gateway_sizing") or {}
+    lines.append(f"gateway: {g['cores_needed']:.2f} cores for the LiteLLM proxy at {g['at_rps']:g} req/s "
+                 f"({g['cpu_ms_per_request']:.1f} ms of CPU a request, measured by verify)" if g.get("cores_needed") is not None
+                 else f"gateway cores: {g.get('note', 'not measured')}")
     skipped = [o for o in rec["options"] if not o.get("servable", True) and not o.get("base_id")]
     if skipped:
         lines.append(f"measured only, never deployed ({len(skipped)}): "

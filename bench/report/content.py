@@ -68,6 +68,7 @@ def _decision(ctx: ReportContext) -> Section:
             + " ".join(_sentence(n) for n in p.get("notes") or [] if not str(n).startswith("prediction error")))
     if r and r.get("plan") and r.get("kind") != "api":
         s.p(_deployment_total(ctx.rec, r))
+        s.p(_gateway_cores(ctx.rec.get("gateway_sizing") or {}))
     if r and r.get("quality_status") != "measured":
         s.p(f"Quality of the recommended option: {r.get('quality_status')}.")
     if rec["choice"].get("binding"):
@@ -88,6 +89,14 @@ def _deployment_total(rec: dict, r: dict) -> str:
     standbys = ", ".join(f"{f} {sb.get('replicas', 1)} replica(s) {_money(sb['cost_per_month'])}" for f, sb in parts)
     return (f"Whole deployment: **{_money(total)}/month**, the servers above ({_money(own)}) plus standby fallbacks "
             f"kept ready in the gateway ({standbys}).")
+
+
+def _gateway_cores(g: dict) -> str:
+    """The LiteLLM proxy's own cores at the target load (recommend/gateway.py), or how to measure them."""
+    if g.get("cores_needed") is None:
+        return f"Gateway cores: {g.get('note', 'not measured')}."
+    return (f"Gateway: the LiteLLM proxy needs **{g['cores_needed']:.2f} cores** of its own at {_rate(g['at_rps'])} req/s "
+            f"({g['cpu_ms_per_request']:.1f} ms of CPU a request; {g['source']}), {g['whole_cores']} whole; not in the monthly total.")
 
 
 def _routing(ctx: ReportContext) -> Section:
