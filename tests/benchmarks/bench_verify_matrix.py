@@ -100,7 +100,7 @@ def _trace_rate(run: Path, trace: Path, duration: float, share: float, guess: fl
             sim = simulate(burst, fitted_service(run, d), replicas=len(d.replicas), max_batch=d.parallel,
                            policy=policy_for_strategy(spec.strategy))
             facts[d.option] = {"requests": len(mine), "capacity_here_rps": len(mine) / sim.window_s,
-                               "utilisation": len(mine) / duration / (len(mine) / sim.window_s),
+                               "utilisation": sim.window_s / duration,  # the sent rate over that capacity
                                "prompt_tokens_mean": float(np.mean([len(a.prompt.ids) for a in mine]))}
         binding = max(facts, key=lambda o: facts[o]["utilisation"])
         rate *= share / facts[binding]["utilisation"]
