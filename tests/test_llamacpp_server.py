@@ -127,3 +127,52 @@ def test_no_server_outlives_its_parent(engine, q4, sig):
         parent.wait()
     if sig == signal.SIGTERM:
         assert parent.returncode == -signal.SIGTERM  # still ends as SIGTERM says, after the clean-up
+
+
+def test_verify_waits_out_the_work_a_phase_leaves_behind(engine, q4, tmp_path):
+    """Fleet.wait_idle returns once no slot has worked for its quiet time, after the last answer;
+    a server still busy at its deadline is reported busy; without /slots it says it could not wait."""
+    import threading
+
+    from llmbench.verify.deploy import Fleet
+
+    def fleet_of(srv: ManagedServer) -> Fleet:
+        fleet = Fleet([], tmp_path)
+        fleet.servers = {"tiny": [srv]}
+        return fleet
+
+    srv = ManagedServer(engine, q4, parallel=1, ctx_size=512, threads=1, log_path=tmp_path / "s.log", alias="tiny")
+    done_at: list[float] = []
+
+    def ask() -> None:  # what the proxy does with a request its client gave up on: it keeps the stream
+        body = {"model": "tiny", "prompt": "Once upon a time", "max_tokens": 300, "ignore_eos": True}
+        assert httpx.post(f"{srv.url}/completions", json=body, timeout=120).status_code == 200
+        done_at.append(time.perf_counter())
+
+    with srv:
+        fleet = fleet_of(srv)
+        assert srv.busy_slots() == 0 and fleet.wait_idle(5, quiet_s=0.3)["idle"] is True
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while srv.busy_slots() == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        early = fleet.wait_idle(0.05, poll_s=0.01)
+        assert early["idle"] is False and early["busy_slots"] == 1
+        got = fleet.wait_idle(120, quiet_s=0.5)
+        returned = time.perf_counter()
+        for t in threads:
+            t.join(10)
+        assert got["idle"] is True and got["waited_s"] > 0 and len(done_at) == 8
+        assert max(done_at) < returned - 0.4, "wait_idle returned before the last answer"
+        # Idle slots are not enough while the proxy still works (a core's worth of CPU a second here).
+        t0 = time.monotonic()
+        busy_proxy = fleet.wait_idle(1.5, quiet_s=0.3, poll_s=0.05, cpu=lambda: time.monotonic() - t0)
+        assert busy_proxy["idle"] is False and busy_proxy["busy_slots"] == 0
+        assert fleet.wait_idle(5, quiet_s=0.3, poll_s=0.05, cpu=lambda: 7.0)["idle"] is True
+    no_slots = ManagedServer(engine, q4, parallel=1, ctx_size=512, threads=1, log_path=tmp_path / "n.log",
+                             extra_args=["--no-slots"])
+    with no_slots:
+        got = fleet_of(no_slots).wait_idle(5)
+        assert got["idle"] is None and no_slots.busy_slots() is None

@@ -109,6 +109,7 @@ def test_verify_through_a_real_proxy(run_dir):
     assert sc["started"] == min(dep["replicas"], max(1, cores // (dep["serving"].get("threads") or cores)))
     n = round(4 * 5 * sc["load_share"])
     assert doc["load"]["requests"] == n and doc["load"]["kind"] == "poisson"
+    assert doc["load"]["between_phases"]["idle"] is True  # the direct phase started on idle servers
     over = doc["overall"]
     _check_figures(over)
     assert over["requests"] == n and over["ok"] == n, over["errors_by_kind"]

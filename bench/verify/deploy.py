@@ -13,7 +13,9 @@ import os
 import shutil
 import signal
 import socket
+import time
 from pathlib import Path
+from typing import Callable
 
 from llmbench.engines.llamacpp import reaper
 from llmbench.engines.llamacpp.info import EngineInfo
@@ -157,6 +159,36 @@ class Fleet:
                 pids.append(s.pid)
                 reaper.signal_group(s.pid, signal.SIGKILL)
         return pids
+
+    def wait_idle(self, timeout_s: float, quiet_s: float = 1.0, poll_s: float = 0.25,
+                  cpu: Callable[[], float | None] | None = None, cpu_share: float = 0.1) -> dict:
+        """Wait until no replica has had a slot processing for `quiet_s` on end, and the process
+        whose CPU seconds `cpu` counts has used at most `cpu_share` of a core meanwhile; at most `timeout_s`.
+
+        A client that gives up on a request through the proxy does not stop it: LiteLLM still
+        forwards what it had queued and keeps the upstream stream. So an overloaded phase leaves
+        work behind it in the proxy and the servers, which the next phase would measure as its own.
+        What is left after `timeout_s` is reported, not hidden.
+        """
+        servers = [s for group in self.servers.values() for s in group]
+        start = time.monotonic()
+        quiet_since = cpu_then = None
+        while True:
+            busy = [s.busy_slots() for s in servers]
+            now, cpu_now = time.monotonic(), cpu() if cpu else None
+            if any(b is None for b in busy):
+                return {"waited_s": now - start, "idle": None, "note": "a server does not expose /slots: not waited for"}
+            calm = cpu_now is None or cpu_then is None or cpu_now - cpu_then <= cpu_share * (now - quiet_since) + 0.02
+            if sum(busy) == 0 and calm:
+                if quiet_since is None:
+                    quiet_since, cpu_then = now, cpu_now
+                elif now - quiet_since >= quiet_s:
+                    return {"waited_s": quiet_since - start, "idle": True}
+            else:
+                quiet_since = cpu_then = None
+            if now - start >= timeout_s:
+                return {"waited_s": now - start, "idle": False, "busy_slots": int(sum(busy))}
+            time.sleep(poll_s)
 
     def stop(self) -> None:
         for servers in self.servers.values():

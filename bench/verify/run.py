@@ -141,7 +141,9 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
         progress(f"sending {len(arrivals)} requests over {duration_s:g} s through the proxy, then straight to the servers")
         cpu0 = proxy.cpu_seconds()
         proxied = run_load(arrivals, via_proxy, headers, timeout_s)
-        proxy_cpu = (proxy.cpu_seconds() or 0.0) - (cpu0 or 0.0)
+        progress("waiting until the servers and the proxy have finished what the load left with them")
+        settled = fleet.wait_idle(timeout_s + duration_s, cpu=proxy.cpu_seconds)
+        proxy_cpu = (proxy.cpu_seconds() or 0.0) - (cpu0 or 0.0)  # with what it did for the load after it
         straight = run_load(arrivals, direct, {}, timeout_s)
         cache_doc = _cache_check(spec, proxy, headers, timeout_s, progress)
         budget_doc = _budget(spec, config, logs, [a.prompt for a in arrivals], tok, timeout_s, progress) if budget else \
@@ -151,8 +153,8 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
     finally:
         proxy.stop()
         fleet.stop()
-    doc = _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight, fallback, fleet, proxy, proxy_cpu, scale,
-                    opt_share)
+    doc = _document(spec, {**load_doc, "between_phases": settled}, duration_s, timeout_s, arrivals, proxied, straight,
+                    fallback, fleet, proxy, proxy_cpu, scale, opt_share)
     doc["notes"] = gw_notes + doc["notes"]
     doc["cache"] = cache_doc
     doc["budget"] = budget_doc
@@ -220,7 +222,12 @@ def _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight
         notes.append(f"scaled to this machine ({scale.cores} cores): " + "; ".join(
             f"{o}: {scale.started[o]} of {scale.planned[o]} replicas, {scale.share(o):.3g} of its load"
             for o in scale.planned if scale.started[o] < scale.planned[o]))
-    busy = proxy_cpu / proxied.span_s if proxied.span_s > 0 else None
+    settled = load_doc["between_phases"]
+    if settled["idle"] is False:
+        notes.append(f"{settled['waited_s']:.0f} s after the proxied phase, {settled['busy_slots']} slot(s) or the proxy "
+                     "were still busy with its requests: the figures straight to the servers include that backlog")
+    window = proxied.span_s + settled["waited_s"]
+    busy = proxy_cpu / window if window > 0 else None
     cpu_ms = 1e3 * proxy_cpu / max(1, len(proxied.outcomes))
     # What the plan leaves out: the gateway's own cores at the offered rate (its CPU a request x rate).
     needed = cpu_ms / 1e3 * len(arrivals) / duration_s

@@ -7,6 +7,7 @@ can be run again by hand.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -144,6 +145,15 @@ class ManagedServer:
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def busy_slots(self) -> int | None:
+        """How many of its slots are processing now (its /slots), None when it does not say."""
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{self.port}/slots", timeout=2.0) as resp:
+                slots = json.load(resp)
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+        return sum(bool(s.get("is_processing")) for s in slots) if isinstance(slots, list) else None
 
     def tail(self, n: int = 10) -> str:
         """The last `n` lines of the server's log."""
