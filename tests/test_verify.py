@@ -141,6 +141,23 @@ def test_verify_through_a_real_proxy(run_dir):
     assert r["overall"]["throughput"]["predicted"] == pytest.approx(n / max(5, r["deployments"][primary]["predicted_span_s"]))
     e2, th = r["overall"]["e2el_p95"]["error"], r["overall"]["throughput"]["error"]
     assert r["accurate"] is (abs(e2) <= 0.10 and abs(th) <= 0.15)
+    # at_load_speed: the direct phase's decode windows against the run's model give the machine's
+    # speed during the load; the run's model at that speed predicts the same requests again.
+    from llmbench.verify.predict import fitted_service
+    from llmbench.verify.spec import read_spec
+
+    s, direct_ok = doc["at_load_speed"], doc["gateway"]["direct"]["ok"]
+    assert s["skipped"] is False, s
+    sp = s["speed"][primary]
+    assert 0 < sp["windows"] + sp["left_out"] <= direct_ok
+    plan = fitted_service(run_dir, next(d for d in read_spec(run_dir).primaries if d.option == primary))
+    assert sp["run_ratio_mean"] == pytest.approx(plan.mean_ratio)
+    assert sp["slower_than_run"] == pytest.approx(sp["load_ratio_mean"] / sp["run_ratio_mean"])
+    _check_figures(s["overall"])
+    for m in ("e2el_p95", "throughput"):  # the same direct measurement, another prediction
+        assert s["overall"][m]["measured_direct"] == over[m]["measured_direct"]
+    e2d, thd = s["overall"]["e2el_p95"]["error_direct"], s["overall"]["throughput"]["error_direct"]
+    assert s["accurate_direct"] is (abs(e2d) <= 0.10 and abs(thd) <= 0.15)
     # The gateway's added TTFT is proxied minus direct on the same schedule.
     g = doc["gateway"]
     assert g["ttft_p50_added_ms"] == pytest.approx(g["proxied"]["ttft_p50_ms"] - g["direct"]["ttft_p50_ms"])
@@ -228,6 +245,8 @@ def test_verify_through_a_real_proxy(run_dir):
     show(doc, Console(file=out, width=1000))
     assert doc["verdict"] in out.getvalue()
     assert f"p95 E2EL {r['overall']['e2el_p95']['predicted']:.1f} ms predicted, {r['overall']['e2el_p95']['error']:+.1%}" \
+        in out.getvalue()
+    assert f"p95 E2EL {s['overall']['e2el_p95']['predicted']:.1f} ms predicted, {e2d:+.1%} against the servers alone" \
         in out.getvalue()
 
 

@@ -157,12 +157,20 @@ def fit_steps(wins: list[Window], knots: tuple[int, ...], notes: list[str]) -> t
     W, kv = _features(fit, knots, base, e)
     model_step = W @ base + e * kv
     err = float(np.sqrt(np.mean(((y - model_step) / np.maximum(model_step, 1e-9)) ** 2)) * 100)
+    ratios, dropped = speed_ratios(wins, knots, base, e)
+    if dropped:
+        notes.append(f"{dropped} request(s) with a decode time beyond x{RATIO_RANGE[0]:g}..x{RATIO_RANGE[1]:g} "
+                     "of the model left out of the speed ratios (read at once by a busy client, or stalled)")
+    return tuple(float(b) for b in base), e, err, ratios
+
+
+def speed_ratios(wins: list[Window], knots: tuple[int, ...], base, e: float) -> tuple[tuple[float, ...], int]:
+    """(measured / modelled decode time of each window, how many were left out): the machine's speed
+    against the step model (base ms per slot count at `knots`, e ms per KV token)."""
+    base = np.asarray(base, float)
     W, kv = _features(wins, knots, base, e)
     modelled = np.array([w.steps for w in wins]) * (W @ base + e * kv) + np.array([w.extra_ms for w in wins])
     ratio = np.array([w.decode_ms for w in wins]) / np.maximum(modelled, 1e-9)
     # A ratio past RATIO_RANGE is a measurement artifact (a stream read at once), not the machine's speed.
     ratios = tuple(float(x) for x in ratio if RATIO_RANGE[0] <= x <= RATIO_RANGE[1])
-    if len(ratios) < len(ratio):
-        notes.append(f"{len(ratio) - len(ratios)} request(s) with a decode time beyond x{RATIO_RANGE[0]:g}..x{RATIO_RANGE[1]:g} "
-                     "of the model left out of the speed ratios (read at once by a busy client, or stalled)")
-    return tuple(float(b) for b in base), e, err, ratios
+    return ratios, len(ratio) - len(ratios)

@@ -46,6 +46,7 @@ class Outcome:
     arrived: float
     res: StreamResult
     cost: float | None = None
+    prompt_tokens: int = 0  # as sent (the step fit reads it: load_speed.py)
 
     @property
     def ok(self) -> bool:
@@ -162,7 +163,7 @@ async def _one(targets: Targets, client: StreamClient, a: Arrival, due: float, o
         res = await b.send(client, a.prompt)
     finally:
         targets._busy[id(b)] -= 1
-    out.append(Outcome(a.alias, b.endpoint.url, due, res, res.reported_cost))
+    out.append(Outcome(a.alias, b.endpoint.url, due, res, res.reported_cost, len(a.prompt.ids)))
 
 
 async def _drive(arrivals: list[Arrival], targets: Targets, client: StreamClient,

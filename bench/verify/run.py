@@ -24,6 +24,7 @@ from llmbench.verify.load import (Arrival, Targets, make_backend, poisson_schedu
                                   tokenizer_for, trace_schedule, warm_up)
 from llmbench.verify.gateway import proxy_config
 from llmbench.verify.proxy import Proxy
+from llmbench.verify.load_speed import at_load_speed
 from llmbench.verify.refit import LOG as REFIT_LOG, refit_document, refit_models
 from llmbench.verify.scale import scale_to_machine
 from llmbench.verify.spec import VerifySpec, read_spec
@@ -158,6 +159,7 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
     doc["notes"] = gw_notes + doc["notes"]
     doc["cache"] = cache_doc
     doc["budget"] = budget_doc
+    doc["at_load_speed"] = at_load_speed(spec, arrivals, proxied, straight, duration_s, opt_share)
     doc["refit"] = refit_document(spec, models, cells, arrivals, proxied, straight, duration_s, opt_share) if refit_s else \
         {"skipped": True, "reason": "not asked for (--refit)"}
     write_json(spec.run_dir / "verify.json", doc)

@@ -60,6 +60,13 @@ def show(doc: dict, console: Console) -> None:
                       f"ms predicted, {_n(e2['error'], '{:+.1%}')}; throughput {_n(th['predicted'])} req/s, "
                       f"{_n(th['error'], '{:+.1%}')}; the plan's own error above adds the machine's drift since the run",
                       highlight=False, markup=False)
+    s = doc.get("at_load_speed") or {"skipped": True}
+    if not s.get("skipped"):
+        e2 = s["overall"]["e2el_p95"]
+        slower = ", ".join(f"{o} x{v['slower_than_run']:.2f}" for o, v in s["speed"].items() if "slower_than_run" in v)
+        console.print(f"at the load's own speed (decode time during the load over the run's: {slower}): p95 E2EL "
+                      f"{_n(e2['predicted'], '{:.1f}')} ms predicted, {_n(e2['error_direct'], '{:+.1%}')} against the "
+                      "servers alone; what is left is the model's error, not the machine's drift", highlight=False, markup=False)
     console.print(doc["verdict"], highlight=False, markup=False)
 
 

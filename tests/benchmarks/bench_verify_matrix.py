@@ -15,7 +15,8 @@ workload, so its cells take share x the trace's own capacity (`_trace_rate`: the
 serving the requests of that cell's window) and replay the trace scaled to it (verify scales a trace
 to the plan's target_rps, so a copy of the run gets that target). Per cell: p95 E2EL and throughput
 predicted by the run's model (the plan's) and by the model refitted just before the load, against
-what was measured straight to the servers and through the LiteLLM proxy, overall and per deployment.
+what was measured straight to the servers and through the LiteLLM proxy, overall and per deployment;
+and the plan's model at the machine's speed during the load (`at_load_speed`: the drift taken out).
 """
 from __future__ import annotations
 
@@ -117,16 +118,22 @@ def _verify(run: Path, load: str, duration: float, timeout: float) -> dict:
 
 
 def _cell(doc: dict) -> dict:
-    o, r = doc["overall"], doc["refit"].get("overall") or {}
+    o, r, v = doc["overall"], doc["refit"].get("overall") or {}, doc["at_load_speed"].get("overall") or {}
     fig = lambda block, m: {k: block.get(m, {}).get(k) for k in ("predicted", "measured", "error", "measured_direct",  # noqa: E731
                                                                   "error_direct", "error_direct_ci")}
     return {"requests": o["requests"], "ok": o["ok"], "offered_rps": doc["load"]["offered_rps"],
             "plan": {m: fig(o, m) for m in ("e2el_p50", "e2el_p95", "throughput")},
             "refit": {m: fig(r, m) for m in ("e2el_p50", "e2el_p95", "throughput")},
+            "at_load_speed": {m: fig(v, m) for m in ("e2el_p50", "e2el_p95", "throughput")},
+            "load_slower_than_run": {o: x.get("slower_than_run") for o, x in doc["at_load_speed"].get("speed", {}).items()},
             "refit_step_ms_by_slots": {o: c.get("step_ms_by_slots") for o, c in doc["refit"].get("cells", {}).items()},
             "deployments": {o: {"requests": d["requests"], "plan": fig(d, "e2el_p95"),
                                 "refit": fig((doc["refit"].get("deployments") or {}).get(o) or {}, "e2el_p95")}
                             for o, d in doc["deployments"].items() if "e2el_p95" in d}}  # primaries that took requests
+
+
+def _err(e: float | None) -> str:
+    return "n/a" if e is None else f"{e:+.0%}"
 
 
 def _band(fig: dict) -> str:
@@ -175,12 +182,14 @@ def main() -> None:
                    "trace_capacity": trace_caps,
                    **_cell(_verify(target, load, a.duration, a.timeout))}
             rows.append(row)
-            p, r = row["plan"], row["refit"]
+            p, r, v = row["plan"], row["refit"], row["at_load_speed"]
             print(f"{workload} {s:.0%} ({row['offered_rps']:.2f} req/s, {row['ok']}/{row['requests']} ok): p95 E2EL measured "
                   f"{p['e2el_p95']['measured_direct']:.0f} ms direct / {p['e2el_p95']['measured']:.0f} via proxy; plan "
                   f"{p['e2el_p95']['predicted']:.0f} ({p['e2el_p95']['error_direct']:+.0%}{_band(p['e2el_p95'])} / "
                   f"{p['e2el_p95']['error']:+.0%}), refit {r['e2el_p95']['predicted']:.0f} ({r['e2el_p95']['error_direct']:+.0%}"
-                  f"{_band(r['e2el_p95'])} / {r['e2el_p95']['error']:+.0%}); "
+                  f"{_band(r['e2el_p95'])} / {r['e2el_p95']['error']:+.0%}), at the load's speed "
+                  f"{_err(v['e2el_p95'].get('error_direct'))}{_band(v['e2el_p95'])} (decode x"
+                  + ", x".join(f"{x:.2f}" for x in row["load_slower_than_run"].values() if x) + " the run's); "
                   f"throughput {p['throughput']['measured']:.2f} vs {p['throughput']['predicted']:.2f}", flush=True)
             if len(row["deployments"]) > 1:
                 for option, d in row["deployments"].items():
