@@ -298,7 +298,8 @@ def test_a_server_that_does_not_come_up(run_dir, tmp_path):
     subprocess.run(["cp", "-r", str(run_dir), str(bad)], check=True)
     dep = yaml.safe_load((bad / "deployment.yaml").read_text())
     d = next(x for x in dep["deployments"] if x["role"] == "primary")
-    d["serving"]["start"]["commands"][-1] += " --no-such-flag"
+    # The first replica's: verify scaled to a small machine starts only the first ones.
+    d["serving"]["start"]["commands"][0] += " --no-such-flag"
     (bad / "deployment.yaml").write_text(yaml.safe_dump(dep, sort_keys=False))
     (bad / "verify.json").unlink(missing_ok=True)
     got = _cli("verify", str(bad), "--duration", "2")
