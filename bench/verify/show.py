@@ -66,7 +66,7 @@ def show(doc: dict, console: Console) -> None:
         slower = ", ".join(f"{o} x{v['slower_than_run']:.2f}" for o, v in s["speed"].items() if "slower_than_run" in v)
         console.print(f"at the load's own speed (decode time during the load over the run's: {slower}): p95 E2EL "
                       f"{_n(e2['predicted'], '{:.1f}')} ms predicted, {_n(e2['error_direct'], '{:+.1%}')} against the "
-                      "servers alone; what is left is the model's error, not the machine's drift", highlight=False, markup=False)
+                      "servers alone (a check of the model with the drift during the load taken out, not a forecast)", highlight=False, markup=False)
     console.print(doc["verdict"], highlight=False, markup=False)
 
 
