@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from llmbench.cli import main
-from llmbench.engines.llamacpp import build, info
+from llmbench.engines.llamacpp import build, info, isa
 from llmbench.engines.llamacpp.info import EngineUnavailable
 
 FAKE_VERSION = "9.9.9-fake (build 7, commit abc1234)"  # abc1234: from the archive's CHANGELOG, via cmake
@@ -89,6 +89,23 @@ def test_build_publishes_a_whole_engine_once(fake_root):
     assert build.ensure_engine(again.append).version == FAKE_VERSION and again == []  # nothing rebuilt
 
 
+def test_a_cpu_that_lists_amx_but_traps_on_it_gets_a_build_without_it(fake_root, monkeypatch, tmp_path):
+    # The VM's word (its flags) against the CPU's (the probe): only the probe's "it traps" is stood in
+    # for, as a machine that runs AMX cannot produce it; the flags then go through the real cmake build.
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu sse avx512f amx_bf16 amx_tile amx_int8\n")
+    assert isa.cpu_lists_amx(cpuinfo) and not isa.cpu_lists_amx(tmp_path / "missing")
+    cpuinfo.write_text("flags\t\t: fpu sse avx512f\n")
+    assert not isa.cpu_lists_amx(cpuinfo)
+    monkeypatch.setattr(isa, "cpu_lists_amx", lambda: True)
+    monkeypatch.setattr(isa, "amx_runs", lambda work: False)
+    lines: list[str] = []
+    eng = build.ensure_engine(lines.append)
+    flags = json.loads((eng.bin_dir.parent / "engine.json").read_text())["cmake_flags"]
+    assert f"-DCMAKE_C_FLAGS={' '.join(isa.AMX_OFF)}" in flags and f"-DCMAKE_CXX_FLAGS={' '.join(isa.AMX_OFF)}" in flags
+    assert any("does not run it" in line for line in lines)
+
+
 def test_two_processes_build_it_once(fake_root):
     code = ("from llmbench.engines.llamacpp import ensure_engine\n"
             "e = ensure_engine(lambda s: print('progress', s, flush=True)); print('version', e.version)")
@@ -134,7 +151,7 @@ def test_an_unusable_development_tree_is_named(tmp_path, monkeypatch):
     assert res.exit_code == 1 and info.DEV_TREE_ENV in res.output
 
 
-def test_the_real_engine_and_engines_json(engine):
+def test_the_real_engine_and_engines_json(engine, tmp_path):
     assert re.fullmatch(r"\d+\.\d+\.\d+\S* \(.*commit [0-9a-f]{7,}\)", engine.version), engine.version
     assert engine.source_version == f"llama-cpp-python {info.LLAMA_CPP_PYTHON_VERSION}"
     if not os.environ.get(info.DEV_TREE_ENV):
@@ -142,6 +159,9 @@ def test_the_real_engine_and_engines_json(engine):
         env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
         out = subprocess.run([str(engine.server), "--version"], capture_output=True, text=True, env=env, timeout=30)
         assert out.returncode == 0 and engine.version in out.stdout + out.stderr
+        # Built without AMX exactly where the CPU lists it and a tile instruction traps (isa.py).
+        flags = json.loads((engine.bin_dir.parent / "engine.json").read_text())["cmake_flags"]
+        assert any(isa.AMX_OFF[0] in f for f in flags) == bool(isa.native_flags_off(tmp_path))
     res = CliRunner().invoke(main, ["engines", "--json"])
     assert res.exit_code == 0
     doc = json.loads(res.output)["engines"][0]

@@ -84,9 +84,12 @@ def test_open_loop_constant_sends_on_its_schedule_whatever_is_in_flight(server):
     assert len(recs) == 30
     sends = np.sort([r.timestamp for r in recs])
     assert np.diff(sends) == pytest.approx(np.full(29, 1 / rate), abs=1e-6)  # the schedule
-    gaps = np.diff([a.at for a in server.arrivals])  # what the server saw
-    assert np.median(gaps) == pytest.approx(1 / rate, abs=0.001)
-    assert np.mean(np.abs(gaps - 1 / rate) < 0.003) >= 0.8
+    # What the server saw: its own thread's wake-ups jitter by milliseconds on a loaded 2-core CI
+    # machine, so only the centre and the span are held, not each gap. Waiting on completions
+    # (12 x 3 ms each) would stretch the span past 1 s; the schedule makes it 0.29 s.
+    arrived = np.array([a.at for a in server.arrivals])
+    assert np.median(np.diff(arrived)) == pytest.approx(1 / rate, abs=0.002)
+    assert arrived[-1] - arrived[0] < 0.6
     # Sent regardless of completions: several in flight at once.
     assert max(a.in_flight for a in server.arrivals) >= 3
     assert all(r.queue_ms == 0.0 for r in recs)

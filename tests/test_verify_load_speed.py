@@ -66,3 +66,11 @@ def test_requests_of_other_servers_are_windows_of_their_own_server_only():
     b = [dataclasses.replace(o, target="http://127.0.0.1:8001") for o in b]
     ratios, _ = load_speed(MODEL, a + b, parallel=4)
     assert len(ratios) == len(a) + len(b) and np.mean(ratios) == pytest.approx(1.3, rel=0.02)
+
+
+def test_a_failing_analysis_leaves_its_block_saying_why_not_the_document_lost():
+    from llmbench.verify.run import _secondary
+
+    block = _secondary(lambda: {"overall": 1 / 0})
+    assert block == {"skipped": True, "reason": "the analysis failed: ZeroDivisionError: division by zero"}
+    assert _secondary(lambda: {"skipped": False}) == {"skipped": False}

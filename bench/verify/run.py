@@ -159,11 +159,21 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
     doc["notes"] = gw_notes + doc["notes"]
     doc["cache"] = cache_doc
     doc["budget"] = budget_doc
-    doc["at_load_speed"] = at_load_speed(spec, arrivals, proxied, straight, duration_s, opt_share)
-    doc["refit"] = refit_document(spec, models, cells, arrivals, proxied, straight, duration_s, opt_share) if refit_s else \
+    doc["at_load_speed"] = _secondary(lambda: at_load_speed(spec, arrivals, proxied, straight, duration_s, opt_share))
+    doc["refit"] = _secondary(lambda: refit_document(spec, models, cells, arrivals, proxied, straight, duration_s,
+                                                     opt_share)) if refit_s else \
         {"skipped": True, "reason": "not asked for (--refit)"}
     write_json(spec.run_dir / "verify.json", doc)
     return doc
+
+
+def _secondary(analysis: Callable[[], dict]) -> dict:
+    """A re-reading of the measurements already taken: when it fails, verify.json still carries the
+    measurements and says why that block is missing (minutes of load are not lost to one analysis)."""
+    try:
+        return analysis()
+    except Exception as exc:  # noqa: BLE001 - any failure of the analysis, reported in its block
+        return {"skipped": True, "reason": f"the analysis failed: {type(exc).__name__}: {exc}"}
 
 
 def _cache_bypass(spec: VerifySpec) -> dict:

@@ -23,6 +23,7 @@ from llmbench.engines.llamacpp.info import (
     BINARIES, ENGINE_NAME, LLAMA_CPP_PYTHON_VERSION, MANIFEST, SOURCE_VERSION, EngineInfo,
     EngineUnavailable, bin_files, built_problem, engine_dir, engine_root, find_engine, server_version,
 )
+from llmbench.engines.llamacpp.isa import native_flags_off
 
 SDIST_ENV = "LLMBENCH_LLAMA_CPP_SDIST"  # a local copy of the source archive (a machine without the index)
 # As ../shared/STACK.md: no web UI (the prebuilt one would be downloaded), no curl, no tests or
@@ -95,6 +96,10 @@ def _build(root: Path, say: Callable[[str], None]) -> EngineInfo:
         cores = _cores()
         # No .git in the archive: without this the server's version says "commit unknown".
         flags = [*CMAKE_FLAGS, *([f"-DLLAMA_BUILD_COMMIT={commit}"] if commit else [])]
+        off = native_flags_off(work / "probe")
+        if off:
+            say(f"this CPU lists AMX but does not run it: building without it ({' '.join(off)})")
+            flags += [f"-DCMAKE_C_FLAGS={' '.join(off)}", f"-DCMAKE_CXX_FLAGS={' '.join(off)}"]
         say(f"configuring {ENGINE_NAME} with cmake ({generator}) ...")
         _run(["cmake", "-S", str(src), "-B", str(work / "build"), "-G", generator, *flags], log, "cmake configure")
         say(f"building {ENGINE_NAME} (about {max(1, round(CORE_MINUTES / cores))} minutes on {cores} cores) ...")

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import tempfile
@@ -126,7 +127,11 @@ class ManagedServer:
         while time.monotonic() < deadline:
             code = self._proc.poll()
             if code is not None:
-                return f"exited with code {code} before it was ready"
+                why = f"exited with code {code} before it was ready"
+                if code == -signal.SIGILL:  # a build whose instructions this CPU lists but does not run (isa.py)
+                    why += (f" (illegal instruction: rebuild the engine for this CPU by deleting "
+                            f"{self.engine.bin_dir.parent})")
+                return why
             try:
                 with urllib.request.urlopen(health, timeout=1.0) as resp:
                     if resp.status == 200:
