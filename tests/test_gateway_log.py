@@ -293,8 +293,10 @@ def test_record_prompts_keeps_the_text_in_process(logged):
     assert log.hook_ms() is not None and log.queued == 2 and not log._pending
 
 
-def test_a_bad_setting_stops_the_proxy_with_one_line(tmp_path):
+def test_a_bad_setting_stops_the_proxy_with_one_line(tmp_path, monkeypatch):
     from llmbench.verify.deploy import VerifyFailed
+
+    monkeypatch.chdir(tmp_path.parent)  # a config named relative to here, as `llmbench verify results/RUN` names it
 
     cfg = {"model_list": [{"model_name": ALIAS, "litellm_params": {"model": "openai/tiny", "api_base": "http://127.0.0.1:9/v1",
                                                                     "api_key": "os.environ/LLMBENCH_TEST_KEY"}}],
@@ -303,7 +305,7 @@ def test_a_bad_setting_stops_the_proxy_with_one_line(tmp_path):
     path = tmp_path / "litellm.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     with pytest.raises(VerifyFailed, match="exited with code 2"):
-        Proxy(path, tmp_path / "litellm.log", ["LLMBENCH_TEST_KEY"]).start(timeout_s=150)
+        Proxy(Path(tmp_path.name) / path.name, tmp_path / "litellm.log", ["LLMBENCH_TEST_KEY"]).start(timeout_s=150)
     log = (tmp_path / "litellm.log").read_text()
     last = [line for line in log.splitlines() if line.strip()][-1]
     assert last == ("llmbench gateway log: callback_settings.llmbench_gateway_log.max_bytes: "

@@ -106,7 +106,8 @@ def test_verify_through_a_real_proxy(run_dir):
     sc, cores = doc["scale"]["deployments"][primary], doc["scale"]["cores_here"]
     dep = next(d for d in yaml.safe_load((run_dir / "deployment.yaml").read_text())["deployments"] if d["option"] == primary)
     assert sc["planned_replicas"] == dep["replicas"]
-    assert sc["started"] == min(dep["replicas"], max(1, cores // (dep["serving"].get("threads") or cores)))
+    serving = max(1, cores - 1)  # one core kept for the client and the proxy
+    assert sc["started"] == min(dep["replicas"], max(1, serving // (dep["serving"].get("threads") or serving)))
     n = round(4 * 5 * sc["load_share"])
     assert doc["load"]["requests"] == n and doc["load"]["kind"] == "poisson"
     assert doc["load"]["between_phases"]["idle"] is True  # the direct phase started on idle servers

@@ -197,21 +197,23 @@ def test_two_deployments_share_the_cores_instead_of_each_taking_them_all(tmp_pat
     def spec(*deps: Deployment) -> VerifySpec:
         return VerifySpec(tmp_path, "r", "routing", 1.0, None, list(deps), [], {}, tmp_path / "g.yaml", {}, {}, [])
 
-    # One deployment of 1-thread replicas: as many as the 8 cores hold, never more than planned.
+    # One deployment of 1-thread replicas: as many as the 8 cores hold less the client's and the
+    # gateway's core (7), never more than planned.
     assert scale_to_machine(spec(dep("a", 5, 1)), cores=8).started == {"a": 5}
-    assert scale_to_machine(spec(dep("a", 12, 1)), cores=8).started == {"a": 8}
-    # Two primaries: 4 cores each, so 4 and 2 replicas; an endpoint (no engine) takes no core, nor
-    # does a standby (it takes load only when a primary is down), which gets a primary's share too.
+    assert scale_to_machine(spec(dep("a", 12, 1)), cores=8).started == {"a": 7}
+    # Two primaries: 3 of the 7 cores each, so 3 and 1 replicas; an endpoint (no engine) takes no
+    # core, nor does a standby (it takes load only when a primary is down), which gets a primary's share too.
     two = scale_to_machine(spec(dep("a", 12, 1), dep("b", 12, 2), dep("api", 1, None, engine=None)), cores=8)
-    assert two.started == {"a": 4, "b": 2} and two.share("a") == pytest.approx(4 / 12) and two.share("b") == pytest.approx(2 / 12)
-    assert scale_to_machine(spec(dep("a", 12, 1), dep("s", 12, 1, role="fallback")), cores=8).started == {"a": 8, "s": 8}
+    assert two.started == {"a": 3, "b": 1} and two.share("a") == pytest.approx(3 / 12) and two.share("b") == pytest.approx(1 / 12)
+    assert scale_to_machine(spec(dep("a", 12, 1), dep("s", 12, 1, role="fallback")), cores=8).started == {"a": 7, "s": 7}
     assert scale_to_machine(spec(dep("a", 12, 1), dep("b", 12, 1), dep("s", 12, 1, role="fallback")), cores=8).started == \
-        {"a": 4, "b": 4, "s": 4}
-    # On 2 cores, two 1-thread deployments get one core each (before: two replicas each, 4 threads on 2 cores).
+        {"a": 3, "b": 3, "s": 3}
+    # On 2 cores one serves: a 1-thread deployment starts once, as do two (they then share it, as
+    # verify's note says), and so does a replica wider than its share.
+    assert scale_to_machine(spec(dep("a", 3, 1)), cores=2).started == {"a": 1}
     assert scale_to_machine(spec(dep("a", 3, 1), dep("b", 3, 1)), cores=2).started == {"a": 1, "b": 1}
-    # A replica wider than its share still starts once (the cores are then shared, as verify's note says).
     assert scale_to_machine(spec(dep("a", 3, 2), dep("b", 3, 2)), cores=2).started == {"a": 1, "b": 1}
-    # Without --threads a replica uses every core.
+    # Without --threads a replica uses every serving core.
     assert scale_to_machine(spec(dep("a", 3, None)), cores=2).started == {"a": 1}
 
 

@@ -20,7 +20,7 @@ from llmbench.results import write_json
 from llmbench.slo import SLO, parse_slo
 from llmbench.verify.load import tokenizer_for
 from llmbench.verify.run import DEFAULT_DURATION_S, DEFAULT_TIMEOUT_S, LOG_DIR, parse_load, schedule
-from llmbench.verify.scale import machine_cores
+from llmbench.engines.llamacpp.server import usable_cores
 from llmbench.verify.spec import Deployment, read_spec
 
 
@@ -66,7 +66,7 @@ def verify_autoscale(run_dir: str | Path, load: str, duration_s: float = DEFAULT
     if trace is None:
         raise BadInput(f"--autoscale replays a trace: give --load TRACE (got --load {load})")
     dep = next(d for d in sorted(spec.primaries, key=lambda d: -(d.load_rps or 0.0)) if d.startable)
-    cores = machine_cores()
+    cores = usable_cores()
     cap = max(1, cores // (dep.threads or cores))  # the replicas this machine holds side by side
     knobs, slos, block = read_policy(spec.run_dir, dep, cap)
     tok = tokenizer_for(spec.model_ref(dep))

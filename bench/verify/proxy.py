@@ -49,7 +49,7 @@ class Proxy:
     def __init__(self, config: Path, log_path: Path, key_envs: list[str], port: int | None = None,
                  interaction_log: Path | None = None):
         self.executable = litellm_executable()
-        self.config = Path(config)
+        self.config = Path(config).resolve()  # the proxy runs in the config's folder
         self.log_path = Path(log_path)
         self.port = port or free_port()
         self.key = "sk-" + secrets.token_hex(24)

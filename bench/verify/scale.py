@@ -1,9 +1,10 @@
 """The plan scaled to this machine.
 
 A plan's replicas are machines of its hardware profile, each computing with all of its cores;
-this machine holds as many replicas as its cores allow. Its cores are shared out equally among the
-primary deployments verify starts (a routed plan has two); each deployment starts as many replicas
-as its part holds (cores // primaries // threads per replica, at least one) and sends that share of
+this machine holds as many replicas as its cores allow, less the one its client and the gateway run
+on. Those cores are shared out equally among the primary deployments verify starts (a routed plan
+has two); each deployment starts as many replicas as its part holds ((cores - 1) // primaries //
+threads per replica, at least one) and sends that share of
 its load: with random balancing each replica of the full deployment sees a Poisson stream of
 load / replicas, which is what each started replica gets here, so the plan's latency percentiles
 stand as they are and its throughput scales by the same share. (Under least-busy balancing the per-replica stream is
@@ -12,17 +13,10 @@ smoother than Poisson: the scaled check is then slightly pessimistic.)
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 
+from llmbench.engines.llamacpp.server import CLIENT_CORES, usable_cores
 from llmbench.verify.spec import VerifySpec
-
-
-def machine_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 @dataclass
@@ -53,20 +47,24 @@ class Scale:
     def describe(self) -> dict:
         return {"cores_here": self.cores, "deployments": {o: {"planned_replicas": self.planned[o], "started": self.started[o],
                                                             "load_share": self.share(o)} for o in self.planned},
-                "rule": "replicas here = min(planned, cores // primaries // threads per replica, at least 1); each deployment's "
+                "rule": "replicas here = min(planned, (cores - 1 for the client and the gateway) // primaries // threads per "
+                        "replica, at least 1); each deployment's "
                         "load is sent at the same share, so every started replica gets what one replica of the "
                         "full deployment would"}
 
 
 def scale_to_machine(spec: VerifySpec, cores: int | None = None) -> Scale:
     """The replicas of each startable deployment this machine can run side by side."""
-    cores = cores or machine_cores()
+    cores = cores or usable_cores()
     startable = [d for d in spec.deployments if d.startable]
-    # Two primaries each given every core would compute on the same cores: each gets its share.
-    # Standbys take load only in the fallback drill, when the primary they stand in for is down.
-    each = max(1, cores // max(1, sum(d.role != "fallback" for d in startable)))
+    # The servers get the cores but the client's and the gateway's (as the run measured them: its
+    # servers' default threads keep that core free too). Two primaries each given every core would
+    # compute on the same cores: each gets its share. Standbys take load only in the fallback
+    # drill, when the primary they stand in for is down.
+    serving = max(1, cores - CLIENT_CORES)
+    each = max(1, serving // max(1, sum(d.role != "fallback" for d in startable)))
     started, planned = {}, {}
     for d in startable:
         planned[d.option] = len(d.replicas)
-        started[d.option] = min(len(d.replicas), max(1, each // (d.threads or cores)))
+        started[d.option] = min(len(d.replicas), max(1, each // (d.threads or serving)))
     return Scale(cores, started, planned)

@@ -24,6 +24,7 @@ from llmbench.engines.llamacpp.info import (
     EngineUnavailable, bin_files, built_problem, engine_dir, engine_root, find_engine, server_version,
 )
 from llmbench.engines.llamacpp.isa import native_flags_off
+from llmbench.engines.llamacpp.server import usable_cores
 
 SDIST_ENV = "LLMBENCH_LLAMA_CPP_SDIST"  # a local copy of the source archive (a machine without the index)
 # As ../shared/STACK.md: no web UI (the prebuilt one would be downloaded), no curl, no tests or
@@ -39,13 +40,6 @@ LOG_TAIL = 15
 # A build that failed in this process is not tried again: every later ask gets the same error,
 # marked as repeated so that it is printed once (issue 14: "reported once").
 _FAILURE: EngineUnavailable | None = None
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def ensure_engine(progress: Callable[[str], None] | None = None) -> EngineInfo:
@@ -93,7 +87,7 @@ def _build(root: Path, say: Callable[[str], None]) -> EngineInfo:
         archive = _source_archive(work, log, say)
         src, commit = _unpack(archive, work / "src")
         generator = "Ninja" if shutil.which("ninja") else "Unix Makefiles"
-        cores = _cores()
+        cores = usable_cores()
         # No .git in the archive: without this the server's version says "commit unknown".
         flags = [*CMAKE_FLAGS, *([f"-DLLAMA_BUILD_COMMIT={commit}"] if commit else [])]
         off = native_flags_off(work / "probe")

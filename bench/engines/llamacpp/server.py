@@ -43,11 +43,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def default_threads() -> int:
+CLIENT_CORES = 1  # kept for the client that measures the servers and the gateway in front of them
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """The cores llmbench may use less CLIENT_CORES: the client that measures the server (and the
+    gateway in front of it) runs on the same machine, and a server thread that has to share a core
+    with it stalls every step at the threads' barrier. On 2 cores a 50M model decodes at 2.1 ms/token
+    with 2 threads and 3.7 with 1 when nothing else runs, but with the other core busy at 650 against
+    3.5 (BENCHMARKS.md, bench_server_threads.py): a measurement must not hang on what else runs."""
+    return max(1, usable_cores() - CLIENT_CORES)
 
 
 class ManagedServer:
