@@ -14,13 +14,13 @@ from typing import Callable
 
 import yaml
 
+from llmbench.engines.llamacpp.server import usable_cores
 from llmbench.errors import BadInput
 from llmbench.planner.autoscale import Knobs
 from llmbench.results import write_json
 from llmbench.slo import SLO, parse_slo
 from llmbench.verify.load import tokenizer_for
 from llmbench.verify.run import DEFAULT_DURATION_S, DEFAULT_TIMEOUT_S, LOG_DIR, parse_load, schedule
-from llmbench.engines.llamacpp.server import usable_cores
 from llmbench.verify.spec import Deployment, read_spec
 
 

@@ -1,6 +1,7 @@
 """The plan scaled to this machine.
 
-A plan's replicas are machines of its hardware profile, each computing with all of its cores;
+A plan's replicas are machines of its hardware profile, each computing with all of its cores but
+the client's (as the run measured them);
 this machine holds as many replicas as its cores allow, less the one its client and the gateway run
 on. Those cores are shared out equally among the primary deployments verify starts (a routed plan
 has two); each deployment starts as many replicas as its part holds ((cores - 1) // primaries //
