@@ -297,7 +297,6 @@ def test_a_bad_setting_stops_the_proxy_with_one_line(tmp_path, monkeypatch):
     from llmbench.verify.deploy import VerifyFailed
 
     monkeypatch.chdir(tmp_path.parent)  # a config named relative to here, as `llmbench verify results/RUN` names it
-
     cfg = {"model_list": [{"model_name": ALIAS, "litellm_params": {"model": "openai/tiny", "api_base": "http://127.0.0.1:9/v1",
                                                                     "api_key": "os.environ/LLMBENCH_TEST_KEY"}}],
            "litellm_settings": {"callbacks": [CALLBACK]}, "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},

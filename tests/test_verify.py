@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import yaml
 
+from llmbench.engines.llamacpp.server import CLIENT_CORES
 from llmbench.verify.compare import METRICS
 from llmbench.verify.deploy import port_free
 from test_verify_autoscale import (BURST_AT, BURST_S, OVERLOAD, POLICY, SLOW_TARGET, SLOW_WAIT_S, TRACE_S, burst_trace,
@@ -106,7 +107,7 @@ def test_verify_through_a_real_proxy(run_dir):
     sc, cores = doc["scale"]["deployments"][primary], doc["scale"]["cores_here"]
     dep = next(d for d in yaml.safe_load((run_dir / "deployment.yaml").read_text())["deployments"] if d["option"] == primary)
     assert sc["planned_replicas"] == dep["replicas"]
-    serving = max(1, cores - 1)  # one core kept for the client and the proxy
+    serving = max(1, cores - CLIENT_CORES)  # kept for the client and the proxy
     assert sc["started"] == min(dep["replicas"], max(1, serving // (dep["serving"].get("threads") or serving)))
     n = round(4 * 5 * sc["load_share"])
     assert doc["load"]["requests"] == n and doc["load"]["kind"] == "poisson"

@@ -1,14 +1,13 @@
 """The plan scaled to this machine.
 
 A plan's replicas are machines of its hardware profile, each computing with all of its cores but
-the client's (as the run measured them);
-this machine holds as many replicas as its cores allow, less the one its client and the gateway run
-on. Those cores are shared out equally among the primary deployments verify starts (a routed plan
-has two); each deployment starts as many replicas as its part holds ((cores - 1) // primaries //
-threads per replica, at least one) and sends that share of
-its load: with random balancing each replica of the full deployment sees a Poisson stream of
-load / replicas, which is what each started replica gets here, so the plan's latency percentiles
-stand as they are and its throughput scales by the same share. (Under least-busy balancing the per-replica stream is
+the one its client and gateway use (as the run measured them). This machine holds as many replicas
+as its cores less that one allow. Those cores are shared out equally among the primary deployments
+verify starts (a routed plan has two); each deployment starts as many replicas as its part holds
+((cores - 1) // primaries // threads per replica, at least one) and sends that share of its load:
+with random balancing each replica of the full deployment sees a Poisson stream of load / replicas,
+which is what each started replica gets here, so the plan's latency percentiles stand as they are
+and its throughput scales by the same share. (Under least-busy balancing the per-replica stream is
 smoother than Poisson: the scaled check is then slightly pessimistic.)
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 emitted against the same config without llmbench's callbacks (semantic cache, interaction log) and
 without the rate-limit check, then the bare proxy at 1, 32 and 128 streamed tokens and at 32 not
 streamed. One real llama-server (the run's primary GGUF, 1 thread), requests one at a time; CPU is
-the proxy process tree's user + system time over the requests.
+the proxy process group's user + system time over the requests (Proxy.cpu_seconds, as verify reads it).
 
 Usage: .venv/bin/python tests/benchmarks/bench_proxy_cpu.py RUN_DIR [REQUESTS]
    (RUN_DIR: a results folder after `llmbench verify`, whose gateway/litellm.verify.yaml it reads)
@@ -19,7 +19,6 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import httpx
-import psutil
 import yaml
 
 from llmbench.engines.llamacpp import ensure_engine
@@ -48,17 +47,6 @@ def config(base: dict, alias: str, kind: str) -> dict:
     return c
 
 
-def cpu_s(proc: psutil.Process) -> float:
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
 def main(run: Path, n: int) -> None:
     spec = read_spec(run)
     dep = spec.primaries[0]
@@ -78,7 +66,6 @@ def main(run: Path, n: int) -> None:
             proxy = Proxy(path, Path(tmp) / f"{kind}.log", [key_env]).start()
             try:
                 headers = {"Authorization": f"Bearer {proxy.key}", OPT_OUT_HEADER: "off"}
-                proc = psutil.Process(proxy.pid)
                 with httpx.Client(timeout=60) as client:
                     def send(i: int) -> None:
                         body = {"model": alias, "prompt": f"ROMEO {i}: what light through yonder window", "max_tokens": tokens,
@@ -88,11 +75,11 @@ def main(run: Path, n: int) -> None:
                                 pass
                     for i in range(10):  # warm-up
                         send(i)
-                    c0, t0 = cpu_s(proc), time.perf_counter()
+                    c0, t0 = proxy.cpu_seconds(), time.perf_counter()
                     for i in range(n):
                         send(1000 + i)
                     res[f"{kind}, {tokens} tokens, {'streamed' if stream else 'not streamed'}"] = {
-                        "cpu_ms_per_request": round(1e3 * (cpu_s(proc) - c0) / n, 1),
+                        "cpu_ms_per_request": round(1e3 * (proxy.cpu_seconds() - c0) / n, 1),
                         "wall_ms_per_request": round(1e3 * (time.perf_counter() - t0) / n, 1)}
             finally:
                 proxy.stop()
