@@ -252,12 +252,14 @@ def test_verify_through_a_real_proxy(run_dir):
         in out.getvalue()
 
 
-def test_a_routed_plans_deployments_are_refitted_side_by_side(run_dir, tmp_path):
+def test_a_routed_plans_deployments_are_measured_side_by_side_or_in_turn(run_dir, tmp_path):
     # A routed load runs its deployments at once on the same cores; the refit measures them so: each
-    # deployment's cells beside the other's same cell (here the primary and its fallback, one thread each).
+    # deployment's cells beside the other's same cell (here the primary and its fallback, one thread
+    # each). Where they do not fit the machine together, the refit and the load take them in turn.
     from llmbench.verify.deploy import DeployedServer, engine_for, resolve_server
-    from llmbench.verify.load import tokenizer_for
-    from llmbench.verify.refit import measure_side_by_side
+    from llmbench.verify.load import Arrival, Targets, make_backend, tokenizer_for
+    from llmbench.verify.refit import measure_cells
+    from llmbench.verify.run import _send
     from llmbench.verify.spec import read_spec
     from llmbench.verify.workload import run_prompts
 
@@ -279,20 +281,41 @@ def test_a_routed_plans_deployments_are_refitted_side_by_side(run_dir, tmp_path)
             servers.append(DeployedServer(argv, base + i, tmp_path / f"s{i}.log", engine_for(resolve_server(argv[0]))))
             servers[-1].start(60)
         seconds = 2.0
-        measured = measure_side_by_side([(d, s.url, prompts) for d, s in zip(deps, servers)], tok, 30.0, seconds)
+        targets = [(d, s.url, prompts) for d, s in zip(deps, servers)]
+        together, in_turn = (measure_cells(targets, tok, 30.0, seconds, turn) for turn in (False, True))
+        # Six arrivals 0.3 s apart, alternating between the deployments, each part sent alone.
+        arrivals = [Arrival(0.3 * i, prompts[i % len(prompts)], deps[i % 2].aliases[0]) for i in range(6)]
+        direct = Targets({d.aliases[0]: [make_backend(s.url, d.served_name, tok, 30.0)] for d, s in zip(deps, servers)})
+        t0 = time.perf_counter()
+        load = _send(spec, arrivals, direct, {}, 30.0, in_turn=True)
+        wall = time.perf_counter() - t0
     finally:
         for s in servers:
             s.stop()
-    spans = []
-    for d, recs in zip(deps, measured):
-        assert recs and all(r.status == "ok" and r.variant == d.variant for r in recs)
-        assert len({r.request_id for r in recs}) == len(recs)
-        assert {r.point for r in recs} == {f"clients={n}" for n in (1, d.parallel)}
-        spans.append((min(r.timestamp for r in recs), max(r.timestamp + r.e2el_ms / 1e3 for r in recs)))
-    # Measured at the same time: the two deployments' 1.5 x `seconds` of cells overlap for most of it
-    # (one after the other, they would not overlap at all).
-    overlap = min(e for _, e in spans) - max(b for b, _ in spans)
-    assert overlap > 0.8 * 1.5 * seconds, spans
+
+    def spans(measured) -> list[tuple[float, float]]:
+        out = []
+        for d, recs in zip(deps, measured):
+            assert recs and all(r.status == "ok" and r.variant == d.variant for r in recs)
+            assert len({r.request_id for r in recs}) == len(recs)
+            assert {r.point for r in recs} == {f"clients={n}" for n in (1, d.parallel)}
+            out.append((min(r.timestamp for r in recs), max(r.timestamp + r.e2el_ms / 1e3 for r in recs)))
+        return out
+    # Measured at the same time: the two deployments' 1.5 x `seconds` of cells overlap for most of it;
+    # in turn, not at all.
+    overlap = lambda s: min(e for _, e in s) - max(b for b, _ in s)  # noqa: E731
+    assert overlap(spans(together)) > 0.8 * 1.5 * seconds, spans(together)
+    assert overlap(spans(in_turn)) < 0, spans(in_turn)
+    # The load in turn: the parts ran one after the other (the wall time holds both: 1.2 s + 1.5 s of
+    # arrivals), and each request is back on the schedule's one clock, at its own arrival time.
+    assert len(load.outcomes) == 6 and all(o.ok for o in load.outcomes)
+    assert wall > 1.2 + 1.5 and load.span_s == pytest.approx(wall, abs=0.5)
+    for d in deps:
+        mine = sorted(o.arrived - load.start for o in load.outcomes if o.alias == d.aliases[0])
+        assert mine == pytest.approx([a.at for a in arrivals if a.alias == d.aliases[0]], abs=1e-6)
+    for o in load.outcomes:  # the request's own times moved with it
+        assert o.arrived - 0.05 <= o.res.sent <= o.res.first_token <= o.res.end < o.arrived + 10
+        assert o.res.chunk_times[0] >= o.res.sent
 
 
 def test_a_server_that_does_not_come_up(run_dir, tmp_path):

@@ -153,6 +153,17 @@ def test_a_trace_is_scaled_to_the_planned_rate_and_fitted_to_a_slot(tmp_path):
     assert len(arr) == 5 and facts["repeats"] == 1
 
 
+def test_a_trace_answer_keeps_its_length_while_it_takes_at_most_half_the_slot():
+    from llmbench.verify.load import fit_to_slot
+
+    # The Azure code trace's first request in a 304-token slot (296 after the margin): the
+    # 10-token answer stays, the prompt takes the rest (proportional, the answer would be 1 token).
+    assert fit_to_slot(4808, 10, 304) == (286, 10)
+    assert fit_to_slot(200, 88, 304) == (200, 88)  # fits: untouched
+    assert fit_to_slot(300, 60, 108) == (83, 16)  # 60 > 100 / 2: both cut by 100 / 360
+    assert fit_to_slot(4808, 10, None) == (4808, 10)
+
+
 def test_a_window_shorter_than_the_trace_is_filled_at_the_planned_rate(tmp_path):
     # A lull, then four requests a second apart: 4 / 53 = 0.075 req/s over the whole trace.
     rows = ["TIMESTAMP,ContextTokens,GeneratedTokens"] + [f"2023-11-16 18:00:{t:02d}.0000000,20,5" for t in (0, 50, 51, 52, 53)]
@@ -211,8 +222,12 @@ def test_two_deployments_share_the_cores_instead_of_each_taking_them_all(tmp_pat
     # On 2 cores one serves: a 1-thread deployment starts once, as do two (they then share it, as
     # verify's note says), and so does a replica wider than its share.
     assert scale_to_machine(spec(dep("a", 3, 1)), cores=2).started == {"a": 1}
-    assert scale_to_machine(spec(dep("a", 3, 1), dep("b", 3, 1)), cores=2).started == {"a": 1, "b": 1}
+    # verify then runs the two in turn (each alone on the serving core); on 8 cores they fit side by side.
+    routed = scale_to_machine(spec(dep("a", 3, 1), dep("b", 3, 1)), cores=2)
+    assert routed.started == {"a": 1, "b": 1} and routed.in_turn and routed.describe()["in_turn"]
+    assert not two.in_turn and not scale_to_machine(spec(dep("a", 3, 1), dep("s", 3, 1, role="fallback")), cores=2).in_turn
     assert scale_to_machine(spec(dep("a", 3, 2), dep("b", 3, 2)), cores=2).started == {"a": 1, "b": 1}
+    assert not scale_to_machine(spec(dep("a", 3, 2)), cores=2).in_turn  # one deployment: nothing to take turns with
     # Without --threads a replica uses every serving core.
     assert scale_to_machine(spec(dep("a", 3, None)), cores=2).started == {"a": 1}
 

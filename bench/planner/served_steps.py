@@ -75,7 +75,8 @@ def windows(cells: dict[tuple, Cell], cap: dict, pre) -> list[Window]:
             steps = int(r.output_tokens) - 1
             if steps < 1 or e <= f:
                 continue
-            others = [x for x in rows.near(f, e + SAME_STEP_S) if x[2] > x[1]]
+            # A one-token answer (first token = last) decodes nothing, but its prompt took a step of r's.
+            others = rows.near(f, e + SAME_STEP_S)
             # The admitted requests whose prompts took one of r's steps (a first token that came with
             # r's first is in r's TTFT, one with r's last in its last step), and the time they took.
             joined = [(f2, pre(r2.prompt_tokens)) for _, f2, _, r2 in others

@@ -8,7 +8,8 @@ on one of its replicas, straight to the server. It fits the planner's continuous
 those requests alone (served_fit, as the planner fits a run) and simulates exactly the requests the
 load then sends. verify.json's `refit` holds that prediction against the same measurement: the
 model's own error. `overall` keeps the plan's: the model's error plus the drift since the run.
-A routed plan's deployments are measured side by side, as its load runs them.
+A routed plan's deployments are measured side by side, as its load runs them, or in turn where the
+load runs them in turn (scale.py).
 """
 from __future__ import annotations
 
@@ -54,18 +55,21 @@ async def _cells(backend, prompts: list, parallel: int, timeout_s: float, second
             for n, span in ((1, seconds / 2), (parallel, seconds))]
 
 
-def measure_side_by_side(targets: list[tuple[Deployment, str, list]], tokenizer, timeout_s: float,
-                         seconds: float) -> list[list]:
+def measure_cells(targets: list[tuple[Deployment, str, list]], tokenizer, timeout_s: float, seconds: float,
+                  in_turn: bool = False) -> list[list]:
     """The request records of each (deployment, replica URL, prompts)'s two closed-loop cells: 1
     client for `seconds` / 2, then `parallel` clients for `seconds`; all deployments at once, each
-    cell beside the others' same cell. A routed load runs its deployments side by side on the
-    same cores: measured one at a time, each had the cores to itself and the long-prompt
-    deployment was predicted 11-38% fast (BENCHMARKS.md)."""
+    cell beside the others' same cell, or one deployment after another when the load runs them
+    `in_turn`: each as the load will run it. Measured one at a time for a load that runs them side
+    by side on the same cores, the long-prompt deployment was predicted 11-38% fast (BENCHMARKS.md)."""
+    measure = lambda d, url, prompts: _cells(make_backend(url, d.served_name, tokenizer, timeout_s),  # noqa: E731
+                                             prompts, d.parallel, timeout_s, seconds)
+
     async def every() -> list:
-        return await asyncio.gather(*(_cells(make_backend(url, d.served_name, tokenizer, timeout_s), prompts, d.parallel,
-                                             timeout_s, seconds) for d, url, prompts in targets))
+        return await asyncio.gather(*(measure(*t) for t in targets))
+    measured = [run_loop(measure(*t)) for t in targets] if in_turn else run_loop(every())
     out = []
-    for (d, _, _), cells in zip(targets, run_loop(every())):
+    for (d, _, _), cells in zip(targets, measured):
         ids, records = itertools.count(), []
         for clients, done in cells:
             ctx = SimpleNamespace(run_id=RUN_ID, model=d.model, variant=d.variant, scenario="concurrency",
@@ -77,7 +81,7 @@ def measure_side_by_side(targets: list[tuple[Deployment, str, list]], tokenizer,
 
 
 def refit_models(spec: VerifySpec, url_of: Callable[[str], list[str]], prompts: list, tokenizer, timeout_s: float,
-                 log: Path, progress: Callable[[str], None], seconds: float) -> tuple[dict, dict]:
+                 log: Path, progress: Callable[[str], None], seconds: float, in_turn: bool = False) -> tuple[dict, dict]:
     """({option: the model fitted on its cells measured now}, {option: what was measured or why not});
     every request record measured goes to `log` (JSONL, as a run's requests.jsonl)."""
     from llmbench.planner.served import fit_records
@@ -93,14 +97,15 @@ def refit_models(spec: VerifySpec, url_of: Callable[[str], list[str]], prompts: 
         targets.append((d, urls[0], fits or prompts))
     if not targets:
         return models, facts
+    how = " in turn" if in_turn else " side by side"
     progress(f"refit: {', '.join(d.option for d, _, _ in targets)}: closed loops of 1 client, then one per slot, for "
-             f"{seconds / 2:g} + {seconds:g} s on one replica each{' side by side' if len(targets) > 1 else ''}")
-    measured = measure_side_by_side(targets, tokenizer, timeout_s, seconds)
+             f"{seconds / 2:g} + {seconds:g} s on one replica each{how if len(targets) > 1 else ''}")
+    measured = measure_cells(targets, tokenizer, timeout_s, seconds, in_turn)
     write_atomic(log, "".join(r.model_dump_json() + "\n" for recs in measured for r in recs))
     for (d, _, _), recs in zip(targets, measured):
         ok = fit_records(recs)
         facts[d.option] = {"seconds": [seconds / 2, seconds], "requests": len(recs), "ok": len(ok), "records": str(log),
-                           "side_by_side": [o.option for o, _, _ in targets if o is not d],
+                           "side_by_side": [] if in_turn else [o.option for o, _, _ in targets if o is not d],
                            "cells": {f"clients={n}": sum(r.point == f"clients={n}" for r in ok) for n in (1, d.parallel)}}
         try:
             models[d.option] = fit_continuous(ok, source="verify's closed-loop cells, measured just before the load")

@@ -1,5 +1,6 @@
 """The whole check: start the deployments and the proxy, send the load through the proxy, then the
 same schedule straight to the servers, then the fallback drill; stop everything; verify.json.
+A routed plan too wide for this machine sends each phase's load one deployment at a time (scale.py).
 
 Whatever happens (an error, Ctrl-C, SIGTERM) the servers and the proxy are stopped in `finally`, and
 each also dies with this process (PDEATHSIG). Logs go to RUN/verify-logs/.
@@ -20,8 +21,8 @@ from llmbench.results import write_json
 from llmbench.verify import compare as cmp
 from llmbench.verify.deploy import Fleet, VerifyFailed, check_inputs
 from llmbench.verify.drill import COMPLETIONS_NOTE, KILL_AT, analyse, chat_probe, drill_target
-from llmbench.verify.load import (Arrival, Targets, make_backend, poisson_schedule, run_load, synthetic_prompts,
-                                  tokenizer_for, trace_schedule, warm_up)
+from llmbench.verify.load import (Arrival, LoadResult, Targets, make_backend, poisson_schedule, run_in_turn, run_load,
+                                  synthetic_prompts, tokenizer_for, trace_schedule, warm_up)
 from llmbench.verify.gateway import proxy_config
 from llmbench.verify.proxy import Proxy
 from llmbench.verify.load_speed import at_load_speed
@@ -93,6 +94,17 @@ def _targets(spec: VerifySpec, aliases: set[str], url_of: Callable[[str], list[t
                    policy="least-busy" if spec.strategy == "least-busy" else "random")
 
 
+def _send(spec: VerifySpec, arrivals: list[Arrival], targets: Targets, headers: dict, timeout_s: float,
+          in_turn: bool) -> LoadResult:
+    """The schedule sent at once, or `in_turn`: each deployment's part alone, one after another."""
+    if not in_turn:
+        return run_load(arrivals, targets, headers, timeout_s)
+    groups = {}
+    for a in arrivals:
+        groups.setdefault(spec.by_alias(a.alias).option, []).append(a)
+    return run_in_turn(list(groups.values()), targets, headers, timeout_s)
+
+
 def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAULT_DURATION_S,
            timeout_s: float = DEFAULT_TIMEOUT_S, drill: bool = True, budget: bool = True, refit_s: float | None = None,
            progress: Callable[[str], None] = lambda s: None) -> dict:
@@ -138,14 +150,15 @@ def verify(run_dir: str | Path, load: str = "planned", duration_s: float = DEFAU
         warm_up(direct, prompts, {}, timeout_s)
         # Last before the load, so that the refit sees the machine as the load will.
         models, cells = refit_models(spec, fleet.urls, run_prompts(spec, tok), tok, timeout_s, logs / REFIT_LOG, progress,
-                                      refit_s) if refit_s else ({}, {})
-        progress(f"sending {len(arrivals)} requests over {duration_s:g} s through the proxy, then straight to the servers")
+                                      refit_s, scale.in_turn) if refit_s else ({}, {})
+        progress(f"sending {len(arrivals)} requests over {duration_s:g} s through the proxy, then straight to the servers"
+                 + (", each deployment's part in turn" if scale.in_turn else ""))
         cpu0 = proxy.cpu_seconds()
-        proxied = run_load(arrivals, via_proxy, headers, timeout_s)
+        proxied = _send(spec, arrivals, via_proxy, headers, timeout_s, scale.in_turn)
         progress("waiting until the servers and the proxy have finished what the load left with them")
         settled = fleet.wait_idle(timeout_s + duration_s, cpu=proxy.cpu_seconds)
         proxy_cpu = (proxy.cpu_seconds() or 0.0) - (cpu0 or 0.0)  # with what it did for the load after it
-        straight = run_load(arrivals, direct, {}, timeout_s)
+        straight = _send(spec, arrivals, direct, {}, timeout_s, scale.in_turn)
         cache_doc = _cache_check(spec, proxy, headers, timeout_s, progress)
         budget_doc = _budget(spec, config, logs, [a.prompt for a in arrivals], tok, timeout_s, progress) if budget else \
             {"skipped": True, "reason": "turned off (--no-budget)"}
@@ -230,6 +243,10 @@ def _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight
     figs = per_deployment(spec, arrivals, proxied, straight, duration_s, opt_share,
                           planned=load_doc["kind"] == "poisson" and load_doc["rps"] == spec.target_rps)
     deps, overall, notes = figs.deployments, figs.overall, figs.notes
+    if scale.in_turn:
+        notes.append(f"the primaries' servers need more than this machine's {scale.cores} cores less the client's: each "
+                     "deployment's part of the load was sent alone, one after another, in both phases (as on machines "
+                     "of their own); each phase took --duration once per deployment, its outcomes put back on one clock")
     if scale.scaled:
         notes.append(f"scaled to this machine ({scale.cores} cores): " + "; ".join(
             f"{o}: {scale.started[o]} of {scale.planned[o]} replicas, {scale.share(o):.3g} of its load"
@@ -243,7 +260,8 @@ def _document(spec, load_doc, duration_s, timeout_s, arrivals, proxied, straight
     cpu_ms = 1e3 * proxy_cpu / max(1, len(proxied.outcomes))
     # What the plan leaves out: the gateway's own cores at the offered rate (its CPU a request x rate).
     needed = cpu_ms / 1e3 * len(arrivals) / duration_s
-    threads = sum((d.threads or scale.cores) * len(d.replicas) for d in spec.primaries if d.startable)
+    per_dep = [(d.threads or scale.cores) * len(d.replicas) for d in spec.primaries if d.startable] or [0]
+    threads = max(per_dep) if scale.in_turn else sum(per_dep)  # computing at once
     if threads >= scale.cores:
         # Seen: p95 E2EL 12 s through the proxy against 1.7 s straight to the server (BENCHMARKS.md),
         # and 451 of 583 requests timed out at 19 req/s, where the proxy needed 1.5 cores and got 0.75.

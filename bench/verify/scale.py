@@ -9,6 +9,10 @@ with random balancing each replica of the full deployment sees a Poisson stream 
 which is what each started replica gets here, so the plan's latency percentiles stand as they are
 and its throughput scales by the same share. (Under least-busy balancing the per-replica stream is
 smoother than Poisson: the scaled check is then slightly pessimistic.)
+
+When even one replica of each primary is more than the serving cores hold (a routed plan on 2
+cores), the deployments would compute on the same cores, which the plan gives each its own: the load
+then runs `in_turn`, each deployment's part of the schedule alone (run.py).
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ class Scale:
     cores: int
     started: dict[str, int]
     planned: dict[str, int]
+    in_turn: bool = False  # the primaries' servers together need more cores than serve here
 
     def share(self, option: str) -> float:
         return self.started[option] / self.planned[option] if self.planned.get(option) else 1.0
@@ -45,8 +50,9 @@ class Scale:
         return {r.port for d in spec.deployments if d.option in self.started for r in d.replicas[self.started[d.option]:]}
 
     def describe(self) -> dict:
-        return {"cores_here": self.cores, "deployments": {o: {"planned_replicas": self.planned[o], "started": self.started[o],
-                                                            "load_share": self.share(o)} for o in self.planned},
+        return {"cores_here": self.cores, "in_turn": self.in_turn,
+                "deployments": {o: {"planned_replicas": self.planned[o], "started": self.started[o],
+                                    "load_share": self.share(o)} for o in self.planned},
                 "rule": "replicas here = min(planned, (cores - 1 for the client and the gateway) // primaries // threads per "
                         "replica, at least 1); each deployment's "
                         "load is sent at the same share, so every started replica gets what one replica of the "
@@ -67,4 +73,6 @@ def scale_to_machine(spec: VerifySpec, cores: int | None = None) -> Scale:
     for d in startable:
         planned[d.option] = len(d.replicas)
         started[d.option] = min(len(d.replicas), max(1, each // (d.threads or serving)))
-    return Scale(cores, started, planned)
+    primaries = [d for d in startable if d.role != "fallback"]
+    threads = sum(started[d.option] * (d.threads or serving) for d in primaries)
+    return Scale(cores, started, planned, in_turn=len(primaries) > 1 and threads > serving)

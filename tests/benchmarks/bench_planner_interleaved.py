@@ -92,7 +92,7 @@ def trace_stretch(path: Path, rate: float, seconds: float, cycle: int, slot_toke
     """The cycle-th stretch of rate x seconds consecutive trace requests, gaps scaled to the trace's mean
     rate = `rate` (the trace's bursts and lulls kept); lengths fitted to a slot."""
     from llmbench.planner.trace import load_trace
-    from llmbench.verify.load import SLOT_MARGIN
+    from llmbench.verify.load import fit_to_slot
 
     r = load_trace(path).requests
     times = r.arrival_s * (r.mean_rps / rate)
@@ -100,11 +100,7 @@ def trace_stretch(path: Path, rate: float, seconds: float, cycle: int, slot_toke
     lo = (cycle * n) % max(1, len(times) - n)
     out = []
     for t, p, o in zip(times[lo:lo + n], r.prompt_tokens[lo:lo + n], r.output_tokens[lo:lo + n]):
-        p, o = int(p), max(1, int(o))
-        if p + o + SLOT_MARGIN > slot_tokens:
-            f = (slot_tokens - SLOT_MARGIN) / (p + o)
-            p, o = max(1, int(p * f)), max(1, int(o * f))
-        out.append((float(t - times[lo]), p, o))
+        out.append((float(t - times[lo]), *fit_to_slot(int(p), max(1, int(o)), slot_tokens)))
     return out
 
 

@@ -190,7 +190,8 @@ def main() -> None:
                   f"{_band(r['e2el_p95'])} / {r['e2el_p95']['error']:+.0%}), at the load's speed "
                   f"{_err(v['e2el_p95'].get('error_direct'))}{_band(v['e2el_p95'])} (decode x"
                   + ", x".join(f"{x:.2f}" for x in row["load_slower_than_run"].values() if x) + " the run's); "
-                  f"throughput {p['throughput']['measured']:.2f} vs {p['throughput']['predicted']:.2f}", flush=True)
+                  f"throughput {p['throughput']['measured_direct']:.2f} direct / {p['throughput']['measured']:.2f} via proxy vs "
+                  f"{p['throughput']['predicted']:.2f}", flush=True)
             if len(row["deployments"]) > 1:
                 for option, d in row["deployments"].items():
                     e, f = d["plan"].get("error_direct"), d["refit"].get("error_direct")
