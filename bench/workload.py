@@ -145,7 +145,7 @@ def build_prompts(workload: Workload, tokenizer, seed: int) -> list[Prompt]:
             for i, (name, ver, text) in enumerate(filled)
         ]
     lengths = sample_lengths(workload.prompt_tokens, workload.requests, rng)
-    vocab = _vocab(tokenizer)
+    vocab = prompt_vocab(tokenizer)
     prompts = []
     for length, out in zip(lengths, outs):
         ids = rng.choice(vocab, size=length).tolist()
@@ -153,7 +153,21 @@ def build_prompts(workload: Workload, tokenizer, seed: int) -> list[Prompt]:
     return prompts
 
 
-def _vocab(tokenizer) -> np.ndarray:
+def text_reading_back(tokenizer, ids: list[int], length: int) -> tuple[list[int], str]:
+    """(ids, text) whose text the tokenizer reads back as exactly those ids, at most `length` of them.
+    Random token ids decoded to text tokenise again into more tokens (224 became 250-255; a
+    lognormal workload's prompts read about 12% longer): a server sent the text would process more
+    than the workload says. The ids are cut by what the text grew until it reads back."""
+    for _ in range(8):
+        text = tokenizer.decode(ids)
+        got = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(got) <= length:
+            return got, text
+        ids = ids[:max(1, len(ids) - (len(got) - length))]
+    return ids[:1], tokenizer.decode(ids[:1])
+
+
+def prompt_vocab(tokenizer) -> np.ndarray:
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     return np.array([i for i in range(min(len(tokenizer), 50_000)) if i not in special])
 
@@ -169,7 +183,7 @@ def _log_prompts(workload: Workload, tokenizer, rng: np.random.Generator) -> lis
         if req.text is not None:
             ids, text = tokenizer(req.text)["input_ids"], req.text
         else:
-            vocab = _vocab(tokenizer) if vocab is None else vocab
+            vocab = prompt_vocab(tokenizer) if vocab is None else vocab
             ids = rng.choice(vocab, size=req.prompt_tokens).tolist()
             text = tokenizer.decode(ids)
         prompts.append(Prompt(ids=ids, output_tokens=req.output_tokens, text=text, dataset=name,

@@ -196,6 +196,37 @@ def test_a_synthetic_trace_prompt_reads_back_as_at_most_its_length():
     assert len(make(224, 5).ids) >= 0.8 * 224  # cut by what the text grew, not emptied
 
 
+def test_the_runs_synthetic_prompts_are_sent_as_texts_that_read_back_as_their_ids(tmp_path):
+    # The run sends llama-server token ids; verify sends text, and random ids decoded read back about
+    # 12% longer: the servers then processed more prompt than the prediction simulated.
+    from types import SimpleNamespace
+
+    from llmbench.config import Workload
+    from llmbench.verify.load import tokenizer_for
+    from llmbench.verify.workload import _as_read_back, run_prompts
+    from llmbench.workload import Prompt, build_prompts
+
+    tok = tokenizer_for("card:llama-5m")
+    workload = {"prompt_tokens": {"dist": "lognormal", "mean": 160, "sigma": 1.0, "min": 16, "max": 1024},
+                "output_tokens": 8, "requests": 60}
+    spec = SimpleNamespace(meta={"config": {"workload": workload, "seed": 3}}, run_dir=tmp_path)
+    built = build_prompts(Workload.model_validate(workload), tok, 3)
+
+    def read_back(p) -> list[int]:
+        return tok(p.text, add_special_tokens=False)["input_ids"]
+    grown = [len(read_back(p)) / len(p.ids) for p in built]
+    assert sum(grown) / len(grown) > 1.05  # what the fix is for: as built, the texts read longer
+    sent = run_prompts(spec, tok)
+    assert len(sent) == len(built)
+    for p, b in zip(sent, built):
+        assert read_back(p) == p.ids and len(p.ids) <= len(b.ids) and p.output_tokens == b.output_tokens
+    assert sum(len(p.ids) for p in sent) >= 0.9 * sum(len(b.ids) for b in built)  # cut by the growth, no more
+    # A prompt made from text (a dataset's, a template's: its ids carry the BOS) is sent as it is.
+    text = "Summarise the following paragraph in one sentence."
+    made = Prompt(ids=tok(text)["input_ids"], output_tokens=8, text=text)
+    assert _as_read_back(tok, made) is made
+
+
 def test_two_deployments_share_the_cores_instead_of_each_taking_them_all(tmp_path):
     from llmbench.verify.scale import scale_to_machine
     from llmbench.verify.spec import LLAMA_CPP, Deployment, Replica, VerifySpec
@@ -245,3 +276,22 @@ def test_a_routed_plans_overall_percentile_is_the_mixtures_not_a_mean_of_percent
     assert out["queue_p50"] is None and out["throughput"] == 1.5
     # One part: its own percentiles back.
     assert cmp.mixture_percentile([(5, uni(4000.0))], 95) == pytest.approx(3800.0, rel=1e-9)
+
+
+def test_a_routed_plans_simulated_requests_are_pooled_where_each_deployment_carries_them():
+    # A long-tailed class (lognormal, 30 of 100 requests) holds the mix's slowest twentieth. Rebuilt
+    # from p50/p90/p95/p99 with straight lines between them, its CDF runs below the true one between
+    # p50 and p90, so the mixture's p95 comes out high; the pooled samples give the exact one.
+    rng = np.random.default_rng(0)
+    short, long = rng.uniform(100, 300, 70_000), rng.lognormal(np.log(2000), 0.8, 30_000)
+
+    def part(x: np.ndarray, samples: bool) -> tuple:
+        pred = {f"{m}_ms": {f"p{q}": float(np.percentile(x, q)) for q in (50, 90, 95, 99)} for m in ("ttft", "e2el", "queue")}
+        if samples:
+            pred["samples_ms"] = {m: x for m in ("ttft", "e2el", "queue")}
+        return (len(x), pred, 1.0)
+    exact = float(np.percentile(np.concatenate([short, long]), 95))  # the 83rd percentile of the long class
+    pooled = cmp.blend([part(short, True), part(long, True)])
+    assert pooled["e2el_p95"] == pytest.approx(exact, rel=1e-9) and pooled["throughput"] == 2.0
+    rebuilt = cmp.blend([part(short, False), part(long, True)])  # one part without its requests: the mixture
+    assert rebuilt["e2el_p95"] > 1.04 * exact

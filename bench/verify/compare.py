@@ -124,9 +124,19 @@ def mixture_percentile(parts: list[tuple[float, dict]], q: float) -> float | Non
 
 def blend(parts: list[tuple[float, dict, float | None]]) -> dict:
     """Several deployments' predictions as one: (requests, the planner's figures {ttft_ms: {p50, ...}},
-    throughput) each; percentiles of the mixture of their distributions, throughputs added up."""
-    out = {f"{m}_p{q}": mixture_percentile([(n, pred.get(f"{m}_ms") or {}) for n, pred, _ in parts], q)
-           for m in ("ttft", "e2el", "queue") for q in (50, 95)}
+    throughput) each; percentiles of the mixture of their distributions, throughputs added up. Where
+    every part carries its simulated requests (`samples_ms`: each deployment simulated on the very
+    requests sent to it), the percentiles are those of all of them pooled: exact, where the mixture
+    rebuilt from p50/p90/p95/p99 runs its CDF straight between them and, for a long-tailed class that
+    holds a routed plan's slowest twentieth, puts the overall p95 too high (a plan's own figures have
+    only those percentiles)."""
+    if all("samples_ms" in pred for _, pred, _ in parts):
+        pooled = {m: np.concatenate([np.asarray(pred["samples_ms"][m], float) for _, pred, _ in parts])
+                  for m in ("ttft", "e2el", "queue")}
+        out = {f"{m}_p{q}": _pct(pooled[m].tolist(), q) for m in pooled for q in (50, 95)}
+    else:
+        out = {f"{m}_p{q}": mixture_percentile([(n, pred.get(f"{m}_ms") or {}) for n, pred, _ in parts], q)
+               for m in ("ttft", "e2el", "queue") for q in (50, 95)}
     rates = [t for _, _, t in parts if t is not None]
     out["throughput"] = sum(rates) if rates else None
     return out

@@ -73,9 +73,11 @@ def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResul
     direct = cmp.measured(keep(straight.outcomes), straight.start, duration_s)
     pred = cmp.predicted_figures(parts[0][1], parts[0][2]) if len(parts) == 1 else cmp.blend(parts)
     if len(parts) > 1:
-        notes.append("overall predictions of a routed deployment: percentiles of the mixture of its deployments' predicted "
-                     "distributions, weighted by their requests (each interpolated between its p50/p90/p95/p99); "
-                     "throughputs add up")
+        pooled = all("samples_ms" in raw for _, raw, _ in parts)
+        notes.append("overall predictions of a routed deployment: " + (
+            "percentiles of every request simulated, the deployments' simulations pooled" if pooled else
+            "percentiles of the mixture of its deployments' predicted distributions, weighted by their requests (each "
+            "interpolated between its p50/p90/p95/p99)") + "; throughputs add up")
     if planned and services is None:  # the sum of the deployments' planned loads, each at its share here
         pred = {**pred, "throughput": sum((d.load_rps or 0.0) * share(d.option) for d in spec.primaries) or pred.get("throughput")}
     overall = cmp.compare(pred, meas, direct)

@@ -21,7 +21,7 @@ from llmbench.backends.http_backend import HttpBackend, load_tokenizer
 from llmbench.served.client import StreamClient, StreamResult
 from llmbench.served.endpoint import EndpointSpec
 from llmbench.served.loop import run as run_loop, sleep_until
-from llmbench.workload import Prompt
+from llmbench.workload import Prompt, prompt_vocab, text_reading_back
 
 POOL = 256  # connections: an open-loop send must never wait for one
 LEAD_S = 0.05  # the first arrival's offset from the moment the schedule starts
@@ -148,20 +148,11 @@ def synthetic_prompts(tokenizer, seed: int = 0) -> Callable[[int, int], Prompt]:
     # The prompts are tokenised before llama-servers are forked: tokenizers' threads would warn in each child.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     rng = np.random.default_rng(seed)
-    special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    vocab = np.array([i for i in range(min(len(tokenizer), 50_000)) if i not in special])
+    vocab = prompt_vocab(tokenizer)
 
     def make(length: int, out: int) -> Prompt:
-        ids = rng.choice(vocab, size=length).tolist()
-        # Random tokens decoded to text tokenise again into more tokens (seen: 224 became 250-255, past
-        # a slot's context): cut until the text the server reads is at most `length` tokens.
-        for _ in range(8):
-            text = tokenizer.decode(ids)
-            got = tokenizer(text, add_special_tokens=False)["input_ids"]
-            if len(got) <= length:
-                return Prompt(ids=got, output_tokens=out, text=text)
-            ids = ids[:max(1, len(ids) - (len(got) - length))]
-        return Prompt(ids=ids[:1], output_tokens=out, text=tokenizer.decode(ids[:1]))
+        ids, text = text_reading_back(tokenizer, rng.choice(vocab, size=length).tolist(), length)
+        return Prompt(ids=ids, output_tokens=out, text=text)
     return make
 
 

@@ -64,7 +64,10 @@ def predict_schedule(run_dir: Path, dep: Deployment, arrivals: list[Arrival], st
         sim = simulate(requests_of(arrivals), service, replicas=max(1, len(dep.replicas)), max_batch=dep.parallel,
                        policy=policy_for_strategy(strategy))
         # span_s: from the load's start to the last simulated answer, as the measured throughput counts it.
-        pred = {**prediction(sim, check_slos(sim, [], None)), "span_s": float(arrivals[0].at + sim.window_s)}
+        # samples_ms: every simulated request, so that a routed plan's overall percentiles are the
+        # pooled simulation's (compare.blend), not a mixture rebuilt from four percentiles each.
+        pred = {**prediction(sim, check_slos(sim, [], None)), "span_s": float(arrivals[0].at + sim.window_s),
+                "samples_ms": {"ttft": sim.ttft_ms, "e2el": sim.e2el_ms, "queue": sim.queue_ms}}
     except Exception as exc:  # noqa: BLE001 - no prediction is reported as such, the measurement still stands
         return None, f"the planner could not predict this load ({type(exc).__name__}: {str(exc)[:200]})"
     return pred, (f"the planner's model of {dep.option} simulated on the {len(arrivals)} requests sent to it "

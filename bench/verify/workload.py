@@ -1,13 +1,23 @@
-"""The prompts verify sends: the run's own workload, rebuilt from run.json with the run's seed."""
+"""The prompts verify sends: the run's own workload, rebuilt from run.json with the run's seed.
+
+The run sent a llama-server a synthetic prompt as token ids; verify sends text (through the gateway),
+and random ids decoded to text read back about 12% longer (lognormal prompts of median 160). Sent as
+they were built, the servers processed more prompt than the plan was asked about, while the
+prediction simulated the workload's lengths (BENCHMARKS.md: the routed plan's long-prompt class). So
+a random-token prompt is sent as a text that reads back as its ids.
+"""
 from __future__ import annotations
+
+import dataclasses
 
 from llmbench.errors import BadInput
 from llmbench.verify.spec import VerifySpec
-from llmbench.workload import Prompt, build_prompts
+from llmbench.workload import Prompt, build_prompts, text_reading_back
 
 
 def run_prompts(spec: VerifySpec, tokenizer) -> list[Prompt]:
-    """The run's requests (the same lengths, and for a synthetic workload the same tokens) as measured."""
+    """The run's requests as measured: the same texts, and for a synthetic workload the same tokens cut
+    to a text the server reads back as them (at most the same lengths)."""
     from llmbench.config import Workload
 
     config = spec.meta.get("config") or {}
@@ -20,4 +30,13 @@ def run_prompts(spec: VerifySpec, tokenizer) -> list[Prompt]:
     prompts = build_prompts(workload, tokenizer, int(config.get("seed") or 0))
     if not prompts:
         raise BadInput(f"{spec.run_dir / 'run.json'}: the run's workload has no requests")
-    return prompts
+    return [_as_read_back(tokenizer, p) for p in prompts]
+
+
+def _as_read_back(tokenizer, prompt: Prompt) -> Prompt:
+    """A prompt of random token ids (a synthetic workload's, a log's without its text) as a text that
+    reads back as its ids, cut where it reads longer; a prompt made from its text stays."""
+    if prompt.text is None or tokenizer(prompt.text)["input_ids"] == prompt.ids:
+        return prompt
+    ids, text = text_reading_back(tokenizer, prompt.ids, len(prompt.ids))
+    return dataclasses.replace(prompt, ids=ids, text=text)

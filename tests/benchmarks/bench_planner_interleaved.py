@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/benchmarks/bench_planner_interleaved.py --rate 2.2 [--cycles 5] [--seconds 15]
         [--trace ../shared/data/traces/azure_llm_code_2023.csv] [--model card:llama-50m] [--variant gguf-q4_k_m]
-        [--parallel 4] [--json OUT]
+        [--parallel 4] [--ctx 1300] [--prompts MEDIAN,SIGMA,MIN,MAX,ABOVE] [--json OUT]
 
 bench_planner_served.py fits the model once, then measures minutes later; on a shared VM whose speed
 moves 3x within a minute, that compares the model with the machine's drift. Here one llama-server of
@@ -17,7 +17,8 @@ pooled draws of the cycles' own models (one block's p95 rests on its 2-4 slowest
 llama-server's own prefill ms per token is printed per block: it moves with the machine's speed.
 
 The requests are token ids (a prompt of P tokens is exactly P), lognormal P as the default workload
-(mean 96, sigma 0.5, 16-384), 32 tokens out with ignore_eos, streamed from llama-server's /completion.
+(mean 96, sigma 0.5, 16-384; --prompts for another, e.g. a routed plan's long class: 160,1,16,1024,177
+with --ctx 4288), 32 tokens out with ignore_eos, streamed from llama-server's /completion.
 """
 from __future__ import annotations
 
@@ -36,17 +37,23 @@ import numpy as np
 OUTPUT_TOKENS = 32
 DRAWS = 10
 CTX = 1300
+PROMPTS = "84.72,0.5,16,384,0"  # median 84.72: mean 96 (the default workload)
 
 
 class Load:
     """Streams requests to one llama-server and keeps (block, send time, TTFT, E2EL, prompt, timings)."""
 
-    def __init__(self, session: aiohttp.ClientSession, base: str, seed: int, vocab: int):
+    def __init__(self, session: aiohttp.ClientSession, base: str, seed: int, vocab: int, prompts: list[float]):
         self.session, self.base, self.rng, self.vocab = session, base, random.Random(seed), vocab
+        self.median, self.sigma, self.lo, self.hi, self.above = prompts
         self.rows: list[dict] = []
 
     def prompt_len(self) -> int:
-        return int(min(384, max(16, self.rng.lognormvariate(np.log(96) - 0.125, 0.5))))
+        """A lognormal length clipped to [lo, hi] (as workload.py draws), redrawn until past `above` (a routed class)."""
+        while True:
+            n = int(min(self.hi, max(self.lo, self.rng.lognormvariate(np.log(self.median), self.sigma))))
+            if n > self.above:
+                return n
 
     async def one(self, block: str, n: int | None = None, out: int = OUTPUT_TOKENS) -> None:
         n = n or self.prompt_len()
@@ -163,19 +170,19 @@ async def measure(a: argparse.Namespace) -> list[dict]:
 
     engine = ensure_engine()
     gguf = build_gguf(resolve(a.model), a.variant, engine, log=print)
-    server = ManagedServer(engine, gguf.path, parallel=a.parallel, ctx_size=CTX, threads=a.threads,
+    server = ManagedServer(engine, gguf.path, parallel=a.parallel, ctx_size=a.ctx, threads=a.threads,
                            extra_args=["--seed", "0", "--no-cache-prompt", "--cache-ram", "0"]).start()
     try:
         # llama-server closes a connection after each streamed answer: a fresh one per request.
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
                                          timeout=aiohttp.ClientTimeout(total=120)) as session:
-            load = Load(session, f"http://127.0.0.1:{server.port}", a.seed, a.vocab)
+            load = Load(session, f"http://127.0.0.1:{server.port}", a.seed, a.vocab, [float(x) for x in a.prompts.split(",")])
             await load.closed("warmup", 1, 3)
             for c in range(a.cycles):
                 await load.closed(f"c1-{c}", 1, a.seconds / 2)
                 await load.closed(f"c{a.parallel}-{c}", a.parallel, a.seconds)
                 await asyncio.sleep(1)  # the closed loop's last answers out before the first arrival
-                schedule = (trace_stretch(a.trace, a.rate, a.seconds, c, CTX // a.parallel) if a.trace
+                schedule = (trace_stretch(a.trace, a.rate, a.seconds, c, a.ctx // a.parallel) if a.trace
                             else poisson(load.rng, a.rate, a.seconds))
                 await load.open_loop(f"open-{c}", schedule)
                 await asyncio.sleep(1)
@@ -194,6 +201,9 @@ def main() -> None:
     ap.add_argument("--variant", default="gguf-q4_k_m")
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--ctx", type=int, default=CTX, help="llama-server's --ctx-size (all slots)")
+    ap.add_argument("--prompts", default=PROMPTS, help="prompt lengths: MEDIAN,SIGMA,MIN,MAX,ABOVE (lognormal, clipped to "
+                    "[MIN, MAX], only those over ABOVE: a routed class)")
     ap.add_argument("--vocab", type=int, default=1000, help="prompt token ids are drawn below this")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
