@@ -40,6 +40,17 @@ def test_measured_figures_recomputed_by_hand():
     assert late["throughput"] == pytest.approx(1 / (1.9 + 3.001))
 
 
+def test_a_simulated_loads_throughput_is_counted_over_the_window_the_measurement_uses():
+    # A routed load of 10 s: 6 short requests answered within it, 4 long ones whose last answer comes
+    # at 15 s. Measured: 10 requests over 15 s. The prediction, with a simulation that ends where the
+    # servers did, must say the same, not 6/10 + 4/15 (each class over its own window, 0.87 req/s).
+    outs = [_out(1.0 * i, 0.01, 0.5) for i in range(6)] + [_out(2.0 * i, 0.1, 15.0 - 2.0 * i - 0.001) for i in range(4)]
+    assert cmp.measured(outs, 0.0, 10.0)["throughput"] == pytest.approx(10 / 15)
+    assert cmp.simulated_throughput(10, 10.0, [5.5, 15.0]) == pytest.approx(10 / 15)
+    # Answers within the load's duration: its duration is the window; no simulation: the same.
+    assert cmp.simulated_throughput(10, 10.0, [5.5, None]) == cmp.simulated_throughput(10, 10.0, []) == 1.0
+
+
 def test_compare_errors_and_the_direct_figures():
     pred = {"ttft_p50": 20.0, "ttft_p95": 40.0, "e2el_p50": 200.0, "e2el_p95": 400.0, "queue_p50": 0.0, "queue_p95": 5.0,
             "throughput": 2.0}
@@ -269,11 +280,11 @@ def test_a_routed_plans_overall_percentile_is_the_mixtures_not_a_mean_of_percent
     # (a request-weighted mean of the p95s would say 0.7 x 950 + 0.3 x 3800 = 1805 ms);
     # p50: 0.775 x/1000 = 0.5 -> 645.2 ms.
     uni = lambda top: {f"p{q}": top * q / 100 for q in (50, 90, 95, 99)}  # noqa: E731
-    parts = [(70, {"e2el_ms": uni(1000.0), "ttft_ms": uni(100.0)}, 1.0), (30, {"e2el_ms": uni(4000.0), "ttft_ms": uni(400.0)}, 0.5)]
+    parts = [(70, {"e2el_ms": uni(1000.0), "ttft_ms": uni(100.0)}), (30, {"e2el_ms": uni(4000.0), "ttft_ms": uni(400.0)})]
     out = cmp.blend(parts)
     assert out["e2el_p95"] == pytest.approx(1e4 / 3, rel=1e-9) and out["e2el_p50"] == pytest.approx(500 / 0.775, rel=1e-9)
     assert out["ttft_p95"] == pytest.approx(1e3 / 3, rel=1e-9)
-    assert out["queue_p50"] is None and out["throughput"] == 1.5
+    assert out["queue_p50"] is None
     # One part: its own percentiles back.
     assert cmp.mixture_percentile([(5, uni(4000.0))], 95) == pytest.approx(3800.0, rel=1e-9)
 
@@ -289,9 +300,9 @@ def test_a_routed_plans_simulated_requests_are_pooled_where_each_deployment_carr
         pred = {f"{m}_ms": {f"p{q}": float(np.percentile(x, q)) for q in (50, 90, 95, 99)} for m in ("ttft", "e2el", "queue")}
         if samples:
             pred["samples_ms"] = {m: x for m in ("ttft", "e2el", "queue")}
-        return (len(x), pred, 1.0)
+        return (len(x), pred)
     exact = float(np.percentile(np.concatenate([short, long]), 95))  # the 83rd percentile of the long class
     pooled = cmp.blend([part(short, True), part(long, True)])
-    assert pooled["e2el_p95"] == pytest.approx(exact, rel=1e-9) and pooled["throughput"] == 2.0
+    assert pooled["e2el_p95"] == pytest.approx(exact, rel=1e-9)
     rebuilt = cmp.blend([part(short, False), part(long, True)])  # one part without its requests: the mixture
     assert rebuilt["e2el_p95"] > 1.04 * exact

@@ -3,7 +3,8 @@
 Definitions (verify.json; times in ms, throughput in requests/s):
 - TTFT and E2EL count from the request's scheduled arrival to its first / last streamed token.
 - throughput: successful requests / the load's window (its duration, or until the last response
-  when responses went on after it: a backlog lowers the rate).
+  when responses went on after it: a backlog lowers the rate); predicted, the plan's load, or on
+  another load the requests sent over the same window, stretched to the last simulated answer.
 - queueing: TTFT minus the server's own prompt time (llama.cpp `timings.prompt_ms`); measured on the
   requests sent straight to the servers (the proxy drops `timings`).
 - error = (measured - predicted) / predicted; null where either is missing or the prediction is 0.
@@ -90,6 +91,15 @@ def measured(outs: list[Outcome], start: float, window_s: float) -> dict:
     return out
 
 
+def simulated_throughput(requests: int, duration_s: float, spans_s: Iterable[float | None]) -> float:
+    """The predicted throughput of a simulated load, counted as `measured` counts it: every request over
+    the load's window, stretched to the last simulated answer of any of its deployments. Adding up
+    the deployments' own rates would divide each by its own window: on a routed trace whose long class
+    answers up to 40 s after the load while the short class keeps to it, the measurement read 10-16%
+    below that sum."""
+    return requests / max([duration_s, 1e-9, *(s for s in spans_s if s)])
+
+
 def predicted_figures(pred: dict | None, load_rps: float | None) -> dict:
     """The plan's figures under the same names as `measured`."""
     pred = pred or {}
@@ -122,24 +132,20 @@ def mixture_percentile(parts: list[tuple[float, dict]], q: float) -> float | Non
     return hi
 
 
-def blend(parts: list[tuple[float, dict, float | None]]) -> dict:
-    """Several deployments' predictions as one: (requests, the planner's figures {ttft_ms: {p50, ...}},
-    throughput) each; percentiles of the mixture of their distributions, throughputs added up. Where
-    every part carries its simulated requests (`samples_ms`: each deployment simulated on the very
-    requests sent to it), the percentiles are those of all of them pooled: exact, where the mixture
-    rebuilt from p50/p90/p95/p99 runs its CDF straight between them and, for a long-tailed class that
-    holds a routed plan's slowest twentieth, puts the overall p95 too high (a plan's own figures have
-    only those percentiles)."""
-    if all("samples_ms" in pred for _, pred, _ in parts):
-        pooled = {m: np.concatenate([np.asarray(pred["samples_ms"][m], float) for _, pred, _ in parts])
+def blend(parts: list[tuple[float, dict]]) -> dict:
+    """Several deployments' latency predictions as one: (requests, the planner's figures
+    {ttft_ms: {p50, ...}}) each; percentiles of the mixture of their distributions. Where every part
+    carries its simulated requests (`samples_ms`: each deployment simulated on the very requests sent
+    to it), the percentiles are those of all of them pooled: exact, where the mixture rebuilt from
+    p50/p90/p95/p99 runs its CDF straight between them and, for a long-tailed class that holds a
+    routed plan's slowest twentieth, puts the overall p95 too high (a plan's own figures have only
+    those percentiles)."""
+    if all("samples_ms" in pred for _, pred in parts):
+        pooled = {m: np.concatenate([np.asarray(pred["samples_ms"][m], float) for _, pred in parts])
                   for m in ("ttft", "e2el", "queue")}
-        out = {f"{m}_p{q}": _pct(pooled[m].tolist(), q) for m in pooled for q in (50, 95)}
-    else:
-        out = {f"{m}_p{q}": mixture_percentile([(n, pred.get(f"{m}_ms") or {}) for n, pred, _ in parts], q)
-               for m in ("ttft", "e2el", "queue") for q in (50, 95)}
-    rates = [t for _, _, t in parts if t is not None]
-    out["throughput"] = sum(rates) if rates else None
-    return out
+        return {f"{m}_p{q}": _pct(pooled[m].tolist(), q) for m in pooled for q in (50, 95)}
+    return {f"{m}_p{q}": mixture_percentile([(n, pred.get(f"{m}_ms") or {}) for n, pred in parts], q)
+            for m in ("ttft", "e2el", "queue") for q in (50, 95)}
 
 
 def compare(pred: dict, meas: dict, direct: dict | None = None) -> dict:

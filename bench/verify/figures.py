@@ -37,7 +37,7 @@ def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResul
     opt = lambda alias: spec.by_alias(alias).option
     notes: list[str] = []
     deps: dict[str, dict] = {}
-    parts = []
+    parts, spans = [], []
     for d in spec.primaries:
         if services is not None and d.option not in services:
             continue
@@ -55,10 +55,11 @@ def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResul
             raw, source = predict_schedule(spec.run_dir, d, mine, spec.strategy, (services or {}).get(d.option))
             # An overloaded server answers past the load's end: its throughput is what the simulation completes.
             span = (raw or {}).get("span_s")
-            pred = cmp.predicted_figures(raw, len(mine) / max(duration_s, span or 0.0))
+            pred = cmp.predicted_figures(raw, cmp.simulated_throughput(len(mine), duration_s, [span]))
             if raw is None:
                 notes.append(f"{d.option}: {source}")
-        parts.append((len(mine), raw or {}, pred["throughput"]))
+        parts.append((len(mine), raw or {}))
+        spans.append(span)
         deps[d.option] = {"role": d.role, "replicas": len(d.replicas), "parallel": d.parallel,
                           "planned_load_rps": d.load_rps, "load_share_here": share(d.option), "sent_rps": len(mine) / duration_s, "predicted_source": source,
                           "predicted_span_s": span,
@@ -71,15 +72,19 @@ def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResul
     keep = lambda outs: [o for o in outs if services is None or opt(o.alias) in services]  # noqa: E731
     meas = cmp.measured(keep(proxied.outcomes), proxied.start, duration_s)
     direct = cmp.measured(keep(straight.outcomes), straight.start, duration_s)
-    pred = cmp.predicted_figures(parts[0][1], parts[0][2]) if len(parts) == 1 else cmp.blend(parts)
     if len(parts) > 1:
-        pooled = all("samples_ms" in raw for _, raw, _ in parts)
+        pooled = all("samples_ms" in raw for _, raw in parts)
         notes.append("overall predictions of a routed deployment: " + (
             "percentiles of every request simulated, the deployments' simulations pooled" if pooled else
             "percentiles of the mixture of its deployments' predicted distributions, weighted by their requests (each "
-            "interpolated between its p50/p90/p95/p99)") + "; throughputs add up")
+            "interpolated between its p50/p90/p95/p99)") + "; throughput: " + (
+            "their planned loads added up" if planned and services is None else
+            "every request sent, over the load's window stretched to the last answer any of them simulates"))
     if planned and services is None:  # the sum of the deployments' planned loads, each at its share here
-        pred = {**pred, "throughput": sum((d.load_rps or 0.0) * share(d.option) for d in spec.primaries) or pred.get("throughput")}
+        rate = sum((d.load_rps or 0.0) * share(d.option) for d in spec.primaries) or None
+    else:
+        rate = cmp.simulated_throughput(sum(n for n, _ in parts), duration_s, spans)
+    pred = cmp.predicted_figures(parts[0][1], rate) if len(parts) == 1 else {**cmp.blend(parts), "throughput": rate}
     overall = cmp.compare(pred, meas, direct)
     overall["queue_source"] = "TTFT - llama.cpp timings.prompt_ms, on the same schedule sent straight to the servers"
     return Figures(deps, overall, notes, meas, direct)
