@@ -132,6 +132,11 @@ def mixture_percentile(parts: list[tuple[float, dict]], q: float) -> float | Non
     return hi
 
 
+def pooled(parts: list[tuple[float, dict]]) -> bool:
+    """Whether every deployment's prediction carries its simulated requests, so that `blend` pools them."""
+    return all("samples_ms" in pred for _, pred in parts)
+
+
 def blend(parts: list[tuple[float, dict]]) -> dict:
     """Several deployments' latency predictions as one: (requests, the planner's figures
     {ttft_ms: {p50, ...}}) each; percentiles of the mixture of their distributions. Where every part
@@ -140,10 +145,10 @@ def blend(parts: list[tuple[float, dict]]) -> dict:
     p50/p90/p95/p99 runs its CDF straight between them and, for a long-tailed class that holds a
     routed plan's slowest twentieth, puts the overall p95 too high (a plan's own figures have only
     those percentiles)."""
-    if all("samples_ms" in pred for _, pred in parts):
-        pooled = {m: np.concatenate([np.asarray(pred["samples_ms"][m], float) for _, pred in parts])
-                  for m in ("ttft", "e2el", "queue")}
-        return {f"{m}_p{q}": _pct(pooled[m].tolist(), q) for m in pooled for q in (50, 95)}
+    if pooled(parts):
+        samples = {m: np.concatenate([np.asarray(pred["samples_ms"][m], float) for _, pred in parts])
+                   for m in ("ttft", "e2el", "queue")}
+        return {f"{m}_p{q}": _pct(samples[m].tolist(), q) for m in samples for q in (50, 95)}
     return {f"{m}_p{q}": mixture_percentile([(n, pred.get(f"{m}_ms") or {}) for n, pred in parts], q)
             for m in ("ttft", "e2el", "queue") for q in (50, 95)}
 

@@ -73,9 +73,8 @@ def per_deployment(spec: VerifySpec, arrivals: list[Arrival], proxied: LoadResul
     meas = cmp.measured(keep(proxied.outcomes), proxied.start, duration_s)
     direct = cmp.measured(keep(straight.outcomes), straight.start, duration_s)
     if len(parts) > 1:
-        pooled = all("samples_ms" in raw for _, raw in parts)
         notes.append("overall predictions of a routed deployment: " + (
-            "percentiles of every request simulated, the deployments' simulations pooled" if pooled else
+            "percentiles of every request simulated, the deployments' simulations pooled" if cmp.pooled(parts) else
             "percentiles of the mixture of its deployments' predicted distributions, weighted by their requests (each "
             "interpolated between its p50/p90/p95/p99)") + "; throughput: " + (
             "their planned loads added up" if planned and services is None else
